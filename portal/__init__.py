@@ -1,0 +1,52 @@
+"""Depot: distribute deployment assets from a central server to distribution points."""
+import logging
+import os
+import secrets
+
+from flask import Flask
+
+from portal.config import BASE_DIR, Config
+from portal.extensions import csrf, db, htmx, login_manager, migrate, oauth
+
+__version__ = "0.1.0"
+
+
+def create_app(config_class=Config) -> Flask:
+    """Build the Flask app: settings, extensions, blueprints, error handlers and CLI commands."""
+    app = Flask(__name__, instance_path=os.path.abspath(config_class.INSTANCE_DIR))
+    app.config.from_object(config_class)
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    oauth.init_app(app)
+
+    from portal import auth, cli, errors, views_context
+    from portal.blueprints import register_blueprints
+
+    auth.init_app(app)
+    register_blueprints(app)
+    errors.init_app(app)
+    views_context.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def _instance_secret(instance_path: str) -> str:
+    """A SECRET_KEY kept in instance/ so sessions survive restarts and every process shares it."""
+    path = os.path.join(instance_path, "secret_key")
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key

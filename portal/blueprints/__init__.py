@@ -1,0 +1,16 @@
+"""One package per console area, plus the JSON API."""
+
+
+def register_blueprints(app) -> None:
+    from portal.blueprints.api import bp as api_bp
+    from portal.blueprints.auth import bp as auth_bp
+    from portal.blueprints.dashboard import bp as dashboard_bp
+    from portal.blueprints.distribution_points import bp as dps_bp
+    from portal.blueprints.jobs import bp as jobs_bp
+    from portal.blueprints.libraries import bp as libraries_bp
+    from portal.blueprints.notifications import bp as notifications_bp
+    from portal.blueprints.settings import bp as settings_bp
+
+    for bp in (auth_bp, dashboard_bp, dps_bp, libraries_bp, jobs_bp, notifications_bp,
+               settings_bp, api_bp):
+        app.register_blueprint(bp)

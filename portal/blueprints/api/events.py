@@ -1,0 +1,40 @@
+"""Notifications and the audit log."""
+from flask import g, request
+
+from portal.blueprints.api import bp, paginated, pagination
+from portal.services import audit, notifications
+from portal.services.permissions import require
+
+
+@bp.get("/notifications")
+def list_notifications():
+    """The caller's notifications, newest first; ?unread=1 for unread only."""
+    page, per_page = pagination()
+    unread = request.args.get("unread") in ("1", "true")
+    items, total = notifications.list_for(g.api_user.id, unread_only=unread, page=page,
+                                          per_page=per_page)
+    body = paginated([n.to_dict() for n in items], total, page, per_page)
+    body["unread"] = notifications.unread_count(g.api_user.id)
+    return body
+
+
+@bp.post("/notifications/<int:notification_id>/read")
+def read_notification(notification_id: int):
+    """Mark one notification read."""
+    return {"changed": notifications.mark_read(g.api_user.id, notification_id)}
+
+
+@bp.post("/notifications/read-all")
+def read_all_notifications():
+    """Mark every notification read."""
+    return {"changed": notifications.mark_read(g.api_user.id)}
+
+
+@bp.get("/audit")
+def list_audit():
+    """The audit log, newest first; ?actor= and ?action= filter (admins only)."""
+    require(g.api_user, "view_audit")
+    page, per_page = pagination()
+    items, total = audit.search(actor=request.args.get("actor"), action=request.args.get("action"),
+                                page=page, per_page=per_page)
+    return paginated([e.to_dict() for e in items], total, page, per_page)

@@ -1,0 +1,5 @@
+from flask import Blueprint
+
+bp = Blueprint("dashboard", __name__, url_prefix="" or None)
+
+from portal.blueprints.dashboard import routes  # noqa: E402,F401

@@ -1,0 +1,5 @@
+from flask import Blueprint
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs" or None)
+
+from portal.blueprints.jobs import routes  # noqa: E402,F401

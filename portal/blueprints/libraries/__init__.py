@@ -1,0 +1,5 @@
+from flask import Blueprint
+
+bp = Blueprint("libraries", __name__, url_prefix="/libraries" or None)
+
+from portal.blueprints.libraries import routes  # noqa: E402,F401

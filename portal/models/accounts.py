@@ -1,0 +1,64 @@
+"""People and their API tokens."""
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.base import isoformat, utcnow
+
+ROLES = ("admin", "technician", "viewer")
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    # For viewers: the sites whose DPs they may see; empty means every site.
+    sites: Mapped[list] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(default=True)
+    selected_dp_id: Mapped[int | None] = mapped_column(
+        ForeignKey("distribution_points.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tokens: Mapped[list["ApiToken"]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "email": self.email, "role": self.role, "sites": list(self.sites or []),
+            "active": self.active, "created_at": isoformat(self.created_at),
+        }
+
+
+class ApiToken(db.Model):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # Only the SHA-256 of the token is kept; the prefix lets people tell tokens apart.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "name": self.name, "prefix": self.prefix,
+            "created_at": isoformat(self.created_at), "last_used_at": isoformat(self.last_used_at),
+            "revoked": self.revoked_at is not None,
+        }

@@ -1,0 +1,94 @@
+"""Distribution points, what each one holds file by file, and the assets those files make up."""
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.extensions import db
+from portal.models.base import isoformat, utcnow
+
+DP_KINDS = ("central", "local", "cloud")
+# Status of an asset at a DP relative to central. `missing` is derived (no row), `copying` comes
+# from the copy jobs of the next issue.
+ASSET_STATUSES = ("current", "outdated", "missing", "copying", "failed", "only-here", "unverified")
+
+
+class DistributionPoint(db.Model):
+    __tablename__ = "distribution_points"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    site: Mapped[str] = mapped_column(String(100), default="")
+    url: Mapped[str | None] = mapped_column(String(500))
+    root: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="online")
+    status_reason: Mapped[str | None] = mapped_column(String(500))
+    free_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    last_scan_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def is_central(self) -> bool:
+        return self.kind == "central"
+
+    def to_dict(self, counts: dict | None = None) -> dict:
+        return {
+            "id": self.id, "name": self.name, "kind": self.kind, "provider": self.provider,
+            "site": self.site, "url": self.url, "status": self.status,
+            "status_reason": self.status_reason, "free_bytes": self.free_bytes,
+            "total_bytes": self.total_bytes, "last_scan_at": isoformat(self.last_scan_at),
+            "counts": counts or {},
+        }
+
+
+class InventoryFile(db.Model):
+    """One regular file under a library folder of a DP, as the last scan saw it."""
+
+    __tablename__ = "inventory_files"
+    __table_args__ = (UniqueConstraint("dp_id", "path", name="uq_inventory_files_dp_path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dp_id: Mapped[int] = mapped_column(ForeignKey("distribution_points.id", ondelete="CASCADE"))
+    # Relative to the DP root, '/'-separated, escaped (see services.names) so any name fits in text.
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(String(500))
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Asset(db.Model):
+    """A top-level entry of a library folder at one DP, with its digest and status against central."""
+
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("dp_id", "key", name="uq_assets_dp_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dp_id: Mapped[int] = mapped_column(ForeignKey("distribution_points.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(Text)
+    library: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(8))  # file or folder
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_count: Mapped[int] = mapped_column(default=0)
+    digest: Mapped[str | None] = mapped_column(String(64))
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="unverified")
+    status_reason: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def modified_at(self) -> datetime:
+        return datetime.fromtimestamp(self.mtime_ns / 1e9, timezone.utc).replace(tzinfo=None)
+
+    def to_dict(self) -> dict:
+        return {
+            "key": self.key, "library": self.library, "name": self.name, "kind": self.kind,
+            "size": self.size, "file_count": self.file_count, "digest": self.digest,
+            "modified_at": isoformat(self.modified_at), "status": self.status,
+            "status_reason": self.status_reason,
+        }

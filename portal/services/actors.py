@@ -1,0 +1,20 @@
+"""Who asks for a change: passed from views, the API and the CLI into services."""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: object | None  # a User, or None for the system itself
+    via: str = "system"  # console, api, cli, system
+    ip: str | None = None
+
+    @property
+    def user_id(self) -> int | None:
+        return getattr(self.user, "id", None)
+
+    @property
+    def label(self) -> str:
+        return getattr(self.user, "email", None) or "system"
+
+
+SYSTEM = Actor(None)

@@ -1,0 +1,149 @@
+"""Distribution points: the central one, listing with status counts, content, the DP switcher."""
+import os
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from portal.extensions import db
+from portal.models import Asset, DistributionPoint, Job, User
+from portal.services import DepotError, NotFound, PermissionDenied
+from portal.services.actors import Actor
+from portal.services.inventory import central_dp
+from portal.services.libraries import LIBRARIES
+from portal.services.permissions import can_see_dp, require
+from portal.services import jobs
+from portal.storage import storage_for
+from portal.storage.central import FilesystemStorage
+
+
+def ensure_central() -> DistributionPoint:
+    """Create the central DP on first start and its root's library folders; fix a moved root.
+
+    The default root under data/ is created; a configured one must already exist, so that an
+    unmounted volume gives a clear message instead of being filled silently.
+    """
+    root = current_app.config["DEPOT_CENTRAL_ROOT"]
+    if current_app.config["DEPOT_CENTRAL_ROOT_IS_DEFAULT"]:
+        os.makedirs(root, exist_ok=True)
+    FilesystemStorage(root=root).ensure_layout()
+    dp = db.session.scalars(select(DistributionPoint).where(DistributionPoint.kind == "central")).first()
+    if dp is None:
+        dp = DistributionPoint(name="Central", kind="central",
+                               site=current_app.config["DEPOT_CENTRAL_SITE"], root=root)
+        db.session.add(dp)
+    dp.root = os.path.abspath(root)
+    db.session.commit()
+    return dp
+
+
+def visible_dps(user: User) -> list[DistributionPoint]:
+    """The DPs this user may see, central first."""
+    dps = db.session.scalars(select(DistributionPoint).order_by(
+        (DistributionPoint.kind != "central"), DistributionPoint.name)).all()
+    return [dp for dp in dps if can_see_dp(user, dp)]
+
+
+def get_dp(dp_id, user: User) -> DistributionPoint:
+    """One DP the user may see, or NotFound (a viewer never learns of other sites' DPs)."""
+    dp = db.session.get(DistributionPoint, dp_id) if isinstance(dp_id, int) else None
+    if dp is None or not can_see_dp(user, dp):
+        raise NotFound(f"no distribution point {dp_id}")
+    return dp
+
+
+def status_counts(dp_ids: list[int] | None = None) -> dict[int, dict[str, int]]:
+    """Per DP: how many assets are in each status, `missing` included (central's assets absent)."""
+    central = central_dp()
+    rows = db.session.execute(select(Asset.dp_id, Asset.status, func.count())
+                              .group_by(Asset.dp_id, Asset.status)).all()
+    counts: dict[int, dict[str, int]] = {}
+    for dp_id, status, n in rows:
+        counts.setdefault(dp_id, {})[status] = n
+    central_keys = set(db.session.scalars(select(Asset.key).where(Asset.dp_id == central.id)))
+    present: dict[int, set] = {}
+    for dp_id, key in db.session.execute(select(Asset.dp_id, Asset.key).where(Asset.dp_id != central.id)):
+        present.setdefault(dp_id, set()).add(key)
+    for dp in db.session.scalars(select(DistributionPoint)):
+        if dp.id != central.id:
+            missing = len(central_keys - present.get(dp.id, set()))
+            if missing:
+                counts.setdefault(dp.id, {})["missing"] = missing
+    if dp_ids is not None:
+        return {k: v for k, v in counts.items() if k in dp_ids}
+    return counts
+
+
+def content(dp: DistributionPoint, library: str | None = None) -> list[dict]:
+    """What a DP holds (and, against central, what it lacks), as dicts for the API and the pages."""
+    if library is not None and library not in LIBRARIES:
+        raise DepotError(f"unknown library {library!r}; one of: {', '.join(LIBRARIES)}")
+    query = select(Asset).where(Asset.dp_id == dp.id)
+    if library:
+        query = query.where(Asset.library == library)
+    items = [a.to_dict() for a in db.session.scalars(query.order_by(Asset.library, Asset.name))]
+    if not dp.is_central:
+        central = central_dp()
+        here = {item["key"] for item in items}
+        query = select(Asset).where(Asset.dp_id == central.id)
+        if library:
+            query = query.where(Asset.library == library)
+        for asset in db.session.scalars(query):
+            if asset.key not in here:
+                items.append(dict(asset.to_dict(), status="missing", size=0, digest=None,
+                                  modified_at=None, status_reason="not at this distribution point"))
+        items.sort(key=lambda i: (i["library"], i["name"]))
+    return items
+
+
+def central_assets_with_status() -> list[dict]:
+    """Central's assets, each with its status at every DP (`status_by_dp`)."""
+    central = central_dp()
+    by_dp: dict[str, dict[str, str]] = {}
+    for dp_id, key, status in db.session.execute(select(Asset.dp_id, Asset.key, Asset.status)):
+        by_dp.setdefault(key, {})[str(dp_id)] = status
+    dp_ids = [str(i) for i in db.session.scalars(select(DistributionPoint.id))]
+    items = []
+    for asset in db.session.scalars(select(Asset).where(Asset.dp_id == central.id)
+                                    .order_by(Asset.library, Asset.name)):
+        statuses = by_dp.get(asset.key, {})
+        items.append(dict(asset.to_dict(),
+                          status_by_dp={i: statuses.get(i, "missing") for i in dp_ids}))
+    return items
+
+
+def request_rescan(dp: DistributionPoint, actor: Actor) -> tuple[Job, bool]:
+    """Start a rescan of the DP, or return the one already queued or running."""
+    require(actor.user, "rescan")
+    if not can_see_dp(actor.user, dp):
+        raise PermissionDenied("you may not rescan this distribution point")
+    return jobs.start_job("rescan", actor, dp_id=dp.id, dedup_key=f"rescan:{dp.id}")
+
+
+def select_dp(user: User, dp_id: int) -> DistributionPoint:
+    """Remember which DP's content the library pages show for this user."""
+    dp = get_dp(dp_id, user)
+    user.selected_dp_id = dp.id
+    db.session.commit()
+    return dp
+
+
+def selected_dp(user: User) -> DistributionPoint:
+    """The DP the user last picked in the switcher, else central (or their site's first DP)."""
+    dp = db.session.get(DistributionPoint, user.selected_dp_id) if user.selected_dp_id else None
+    if dp is not None and can_see_dp(user, dp):
+        return dp
+    visible = visible_dps(user)
+    if not visible:
+        raise NotFound("no distribution point is visible to you")
+    return visible[0]
+
+
+def health(dp: DistributionPoint) -> tuple[str, str | None]:
+    """(status, reason) of a DP now; for central, whether its root is usable."""
+    if not dp.is_central:
+        return dp.status, dp.status_reason
+    try:
+        storage_for(dp).check()
+    except DepotError as exc:
+        return "offline", exc.message
+    return "online", None

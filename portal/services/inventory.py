@@ -1,0 +1,274 @@
+"""Rescans: what a DP holds, file by file, hashing only what changed, and the assets it makes up."""
+import hashlib
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import delete, insert, select, update
+
+from portal.extensions import db
+from portal.models import Asset, DistributionPoint, InventoryFile, Job, utcnow
+from portal.services import DepotError
+from portal.services.jobs import JobCancelled, Progress
+from portal.services.libraries import ManifestEntry, manifest_digest, split_inventory_path
+from portal.storage import FileEntry, StorageBackend, storage_for
+
+CHUNK = 1024 * 1024
+BATCH = 500
+BATCH_SECONDS = 2.0
+
+
+@dataclass
+class Hashed:
+    entry: FileEntry
+    sha256: str | None = None
+    error: str | None = None
+    vanished: bool = False
+
+
+class _Reader:
+    """Shared byte counter, optional read-rate cap and cancel check for the hashing threads."""
+
+    def __init__(self, rate_limit: int, cancelled: threading.Event):
+        self.rate_limit = rate_limit
+        self.cancelled = cancelled
+        self.bytes_read = 0
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def account(self, n: int) -> None:
+        with self.lock:
+            self.bytes_read += n
+            total = self.bytes_read
+        if self.cancelled.is_set():
+            raise JobCancelled()
+        if self.rate_limit:
+            ahead = total / self.rate_limit - (time.monotonic() - self.started)
+            if ahead > 0:
+                time.sleep(min(ahead, 1.0))
+
+
+def hash_entry(backend: StorageBackend, entry: FileEntry, reader: _Reader) -> Hashed:
+    """SHA-256 of one file; a file that vanishes, cannot be read, or changes meanwhile is noted."""
+    digest = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    try:
+        with backend.open_read(entry) as fh:
+            while n := fh.readinto(buf):
+                digest.update(view[:n])
+                reader.account(n)
+        now = backend.stat(entry)
+    except FileNotFoundError:
+        return Hashed(entry, vanished=True)
+    except OSError as exc:
+        return Hashed(entry, error=f"cannot read: {exc.strerror or exc}")
+    if now is None:
+        return Hashed(entry, vanished=True)
+    if now != (entry.size, entry.mtime_ns):
+        return Hashed(entry, error="changed while being hashed; hashed again by the next scan")
+    return Hashed(entry, sha256=digest.hexdigest())
+
+
+def rescan(job: Job, progress: Progress) -> str:
+    """Bring a DP's inventory and assets up to date with what its storage holds now."""
+    dp = db.session.get(DistributionPoint, job.dp_id) if job.dp_id else None
+    if dp is None:
+        raise DepotError("the distribution point of this rescan no longer exists")
+    backend = storage_for(dp)
+    try:
+        backend.ensure_layout() if dp.is_central else backend.check()
+    except DepotError as exc:
+        dp.status, dp.status_reason = "offline", exc.message
+        db.session.commit()
+        raise
+    dp_id = dp.id
+
+    progress.update(phase="listing files", force=True)
+    problems: list[str] = []
+    entries: list[FileEntry] = []
+    for entry in backend.walk(problems):
+        entries.append(entry)
+        if len(entries) % 5000 == 0:
+            progress.check()
+            progress.update(phase=f"listing files ({len(entries)} so far)")
+    known = {row.path: row for row in db.session.execute(
+        select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
+               InventoryFile.sha256).where(InventoryFile.dp_id == dp_id))}
+    to_hash = [e for e in entries if _needs_hash(known.get(e.path), e)]
+    progress.update(phase="hashing", files_total=len(to_hash), files_done=0,
+                    bytes_total=sum(e.size for e in to_hash), bytes_done=0, force=True)
+
+    counts = _hash_and_store(backend, dp_id, to_hash, known, progress)
+    seen = {e.path for e in entries} - counts.pop("vanished_paths")
+    gone = [row.id for path, row in known.items() if path not in seen]
+    for start in range(0, len(gone), BATCH):
+        db.session.execute(delete(InventoryFile).where(InventoryFile.id.in_(gone[start:start + BATCH])))
+    db.session.execute(update(InventoryFile).where(InventoryFile.dp_id == dp_id)
+                       .values(last_seen_at=utcnow()))
+    changed = bool(to_hash or gone)
+    has_assets = db.session.scalar(select(Asset.id).where(Asset.dp_id == dp_id).limit(1))
+    if changed or not has_assets:
+        progress.update(phase="building assets", force=True)
+        rebuild_assets(dp_id)
+        refresh_statuses(None if dp.is_central else dp_id)
+
+    dp = db.session.get(DistributionPoint, dp_id)
+    dp.free_bytes, dp.total_bytes = backend.space()
+    dp.status, dp.status_reason, dp.last_scan_at = "online", None, utcnow()
+    for problem in problems + counts.pop("problems"):
+        progress.warn(problem)
+    progress.update(files_done=len(to_hash), force=True)
+    assets = db.session.scalar(select(db.func.count()).where(Asset.dp_id == dp_id))
+    return (f"{assets} assets, {len(entries)} files; {counts['hashed']} hashed, "
+            f"{len(gone)} removed, {len(problems) + counts['unreadable']} skipped")
+
+
+def _needs_hash(row, entry: FileEntry) -> bool:
+    return row is None or row.sha256 is None or row.size != entry.size or row.mtime_ns != entry.mtime_ns
+
+
+def _hash_and_store(backend, dp_id: int, to_hash: list[FileEntry], known: dict,
+                    progress: Progress) -> dict:
+    """Hash files on a few threads (hashlib releases the GIL) and write results in batches."""
+    reader = _Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled)
+    threads = max(1, current_app.config["DEPOT_HASH_THREADS"])
+    counts = {"hashed": 0, "unreadable": 0, "vanished_paths": set(), "problems": []}
+    inserts, updates = [], []
+    files_done = 0
+    last_write = time.monotonic()
+
+    def write_batch():
+        if inserts:
+            db.session.execute(insert(InventoryFile), inserts)
+        if updates:
+            db.session.execute(update(InventoryFile), updates)
+        inserts.clear()
+        updates.clear()
+
+    pending = set()
+    queue = iter(to_hash)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hash") as pool:
+        try:
+            while True:
+                while len(pending) < threads * 4 and (entry := next(queue, None)) is not None:
+                    pending.add(pool.submit(hash_entry, backend, entry, reader))
+                if not pending:
+                    break
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    result = fut.result()
+                    files_done += 1
+                    _collect(result, dp_id, known, inserts, updates, counts)
+                progress.check()
+                if len(inserts) + len(updates) >= BATCH or time.monotonic() - last_write > BATCH_SECONDS:
+                    write_batch()
+                    last_write = time.monotonic()
+                    progress.update(force=True, files_done=files_done, bytes_done=reader.bytes_read)
+                else:
+                    progress.update(files_done=files_done, bytes_done=reader.bytes_read)
+        except BaseException:
+            progress.cancelled.set()  # stop the other threads quickly
+            for fut in pending:
+                fut.cancel()
+            raise
+    write_batch()
+    progress.update(bytes_done=reader.bytes_read, force=True)
+    return counts
+
+
+def _collect(result: Hashed, dp_id, known, inserts, updates, counts) -> None:
+    entry = result.entry
+    if result.vanished:
+        counts["vanished_paths"].add(entry.path)
+        counts["problems"].append(f"{entry.path}: vanished during the scan")
+        return
+    if result.error:
+        counts["unreadable"] += 1
+        counts["problems"].append(f"{entry.path}: {result.error}")
+    else:
+        counts["hashed"] += 1
+    values = {"size": entry.size, "mtime_ns": entry.mtime_ns, "sha256": result.sha256,
+              "error": result.error, "last_seen_at": utcnow()}
+    row = known.get(entry.path)
+    if row is None:
+        inserts.append({"dp_id": dp_id, "path": entry.path, **values})
+    else:
+        updates.append({"id": row.id, **values})
+
+
+def rebuild_assets(dp_id: int) -> None:
+    """Group a DP's inventory into assets (top-level library entries) with their digests."""
+    groups: dict[tuple[str, str], dict] = {}
+    for row in db.session.execute(
+        select(InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
+               InventoryFile.sha256, InventoryFile.error).where(InventoryFile.dp_id == dp_id)
+    ):
+        split = split_inventory_path(row.path)
+        if split is None:
+            continue
+        library, name, inner = split
+        group = groups.setdefault((library, name), {
+            "kind": "file" if inner == name and row.path.count("/") == 1 else "folder",
+            "entries": [], "size": 0, "mtime_ns": 0, "unhashed": 0, "error": None,
+        })
+        group["size"] += row.size
+        group["mtime_ns"] = max(group["mtime_ns"], row.mtime_ns)
+        if row.sha256:
+            group["entries"].append(ManifestEntry(inner, row.size, row.sha256))
+        else:
+            group["unhashed"] += 1
+            group["error"] = group["error"] or (f"{row.path}: {row.error}" if row.error else None)
+
+    existing = {a.key: a for a in db.session.scalars(select(Asset).where(Asset.dp_id == dp_id))}
+    now = utcnow()
+    for (library, name), group in groups.items():
+        key = f"{library}/{name}"
+        asset = existing.pop(key, None) or Asset(dp_id=dp_id, key=key, library=library, name=name)
+        asset.kind, asset.size, asset.mtime_ns = group["kind"], group["size"], group["mtime_ns"]
+        asset.file_count = len(group["entries"]) + group["unhashed"]
+        if group["unhashed"]:
+            asset.digest = None
+            asset.status_reason = group["error"] or f"{group['unhashed']} file(s) not hashed yet"
+        else:
+            asset.digest = manifest_digest(group["entries"])
+            asset.status_reason = None
+        asset.updated_at = now
+        db.session.add(asset)
+    for asset in existing.values():
+        db.session.delete(asset)
+    db.session.flush()
+
+
+def central_dp() -> DistributionPoint:
+    """The central DP (there is always exactly one)."""
+    return db.session.scalars(select(DistributionPoint).where(DistributionPoint.kind == "central")).one()
+
+
+def refresh_statuses(dp_id: int | None = None) -> None:
+    """Recompute each asset's status against central, for one DP or for all of them."""
+    central = central_dp()
+    central_digests = dict(db.session.execute(
+        select(Asset.key, Asset.digest).where(Asset.dp_id == central.id)).all())
+    query = select(Asset)
+    if dp_id is not None:
+        query = query.where(Asset.dp_id == dp_id)
+    for asset in db.session.scalars(query):
+        asset.status = asset_status(asset, central.id, central_digests)
+    db.session.flush()
+
+
+def asset_status(asset: Asset, central_id: int, central_digests: dict) -> str:
+    """current / outdated / only-here / unverified for an asset present at a DP."""
+    if asset.digest is None:
+        return "unverified"
+    if asset.dp_id == central_id:
+        return "current"
+    if asset.key not in central_digests:
+        return "only-here"
+    central = central_digests[asset.key]
+    if central is None:
+        return "unverified"
+    return "current" if central == asset.digest else "outdated"

@@ -1,0 +1,51 @@
+"""The bell: events fanned out to the people who can see them, read state per person."""
+from sqlalchemy import func, select, update
+
+from portal.extensions import db
+from portal.models import DistributionPoint, Notification, User, utcnow
+from portal.services.permissions import can_see_dp
+
+
+def notify(kind: str, message: str, *, level: str = "info", dp_id: int | None = None,
+           job_id: str | None = None) -> int:
+    """Tell every active user who can see the DP; returns how many were told. Caller commits."""
+    dp = db.session.get(DistributionPoint, dp_id) if dp_id else None
+    users = db.session.scalars(select(User).where(User.active.is_(True))).all()
+    count = 0
+    for user in users:
+        if dp is None or can_see_dp(user, dp):
+            db.session.add(Notification(user_id=user.id, kind=kind, level=level, message=message,
+                                        dp_id=dp_id, job_id=job_id))
+            count += 1
+    return count
+
+
+def unread_count(user_id: int) -> int:
+    """How many of the user's notifications are unread."""
+    return db.session.scalar(
+        select(func.count()).where(Notification.user_id == user_id, Notification.read_at.is_(None))
+    )
+
+
+def list_for(user_id: int, *, unread_only: bool = False, page: int = 1,
+             per_page: int = 50) -> tuple[list[Notification], int]:
+    """The user's notifications, newest first; (items, total)."""
+    query = select(Notification).where(Notification.user_id == user_id)
+    if unread_only:
+        query = query.where(Notification.read_at.is_(None))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(
+        query.order_by(Notification.id.desc()).offset((page - 1) * per_page).limit(per_page)
+    ).all()
+    return list(items), total
+
+
+def mark_read(user_id: int, notification_id: int | None = None) -> int:
+    """Mark one notification (or all of them) read for this user; returns how many changed."""
+    stmt = update(Notification).where(Notification.user_id == user_id,
+                                      Notification.read_at.is_(None))
+    if notification_id is not None:
+        stmt = stmt.where(Notification.id == notification_id)
+    result = db.session.execute(stmt.values(read_at=utcnow()))
+    db.session.commit()
+    return result.rowcount

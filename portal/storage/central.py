@@ -1,0 +1,103 @@
+"""A content root on a local file system: the central DP (and, later, a DP node's own root)."""
+import os
+import stat as statmod
+from typing import BinaryIO, Iterator
+
+from portal.services import ContentRootUnavailable
+from portal.services.libraries import LIBRARIES
+from portal.services.names import escape_component
+from portal.storage.base import FileEntry, StorageBackend
+
+
+class FilesystemStorage(StorageBackend):
+    """Library folders under a root directory, walked without leaving the root."""
+
+    def __init__(self, dp=None, root: str | None = None):
+        super().__init__(dp)
+        self.root = os.path.abspath(root or dp.root)
+        self._root_real = os.path.realpath(self.root)
+
+    def check(self) -> None:
+        """Refuse a root that does not exist, is not a folder, or cannot be written."""
+        if not os.path.exists(self.root):
+            raise ContentRootUnavailable(f"content root {self.root} does not exist")
+        if not os.path.isdir(self.root):
+            raise ContentRootUnavailable(f"content root {self.root} is not a folder")
+        if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+            raise ContentRootUnavailable(f"content root {self.root} is not writable by this user")
+
+    def ensure_layout(self) -> None:
+        """Create the library folders (the root itself must exist and be writable)."""
+        self.check()
+        for library in LIBRARIES:
+            os.makedirs(os.path.join(self.root, library), exist_ok=True)
+
+    def walk(self, problems: list[str]) -> Iterator[FileEntry]:
+        """Depth-first over each library folder, on bytes names so no file name can break it."""
+        for library in LIBRARIES:
+            top = os.path.join(os.fsencode(self.root), os.fsencode(library))
+            if os.path.isdir(top):
+                yield from self._walk_dir(top, library, problems)
+
+    def _walk_dir(self, directory: bytes, rel: str, problems: list[str]) -> Iterator[FileEntry]:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            problems.append(f"{rel}: cannot list folder ({exc.strerror or exc})")
+            return
+        for entry in entries:
+            rel_path = f"{rel}/{escape_component(entry.name)}"
+            try:
+                if entry.is_symlink():
+                    found = self._follow_link(entry.path, rel_path, problems)
+                    if found:
+                        yield found
+                elif entry.is_dir(follow_symlinks=False):
+                    yield from self._walk_dir(entry.path, rel_path, problems)
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    yield FileEntry(rel_path, st.st_size, st.st_mtime_ns, entry.path)
+                else:
+                    problems.append(f"{rel_path}: not a regular file, skipped")
+            except FileNotFoundError:
+                problems.append(f"{rel_path}: vanished during the scan")
+            except OSError as exc:
+                problems.append(f"{rel_path}: {exc.strerror or exc}")
+
+    def _follow_link(self, path: bytes, rel_path: str, problems: list[str]) -> FileEntry | None:
+        """A symlink counts only if it is a regular file inside the root; folders are never followed."""
+        target = os.path.realpath(path)
+        root = os.fsencode(self._root_real)
+        if not (target == root or target.startswith(root + b"/")):
+            problems.append(f"{rel_path}: symlink leads out of the content root, skipped")
+            return None
+        try:
+            st = os.stat(target)
+        except OSError:
+            problems.append(f"{rel_path}: broken symlink, skipped")
+            return None
+        if not statmod.S_ISREG(st.st_mode):
+            problems.append(f"{rel_path}: symlink to a folder, not followed")
+            return None
+        return FileEntry(rel_path, st.st_size, st.st_mtime_ns, target)
+
+    def open_read(self, entry: FileEntry) -> BinaryIO:
+        """Open the file for reading, unbuffered: the hasher reads in large blocks."""
+        return open(entry.handle, "rb", buffering=0)
+
+    def stat(self, entry: FileEntry) -> tuple[int, int] | None:
+        """Size and mtime of the file now."""
+        try:
+            st = os.stat(entry.handle)
+        except FileNotFoundError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def space(self) -> tuple[int | None, int | None]:
+        """Free and total bytes of the file system holding the root."""
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return None, None
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize

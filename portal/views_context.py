@@ -1,0 +1,41 @@
+"""What every console page's layout needs: the left pane, the DP switcher, the bell."""
+from flask_login import current_user
+
+from portal.services import NotFound, notifications
+from portal.services import distribution_points as dps
+from portal.services.libraries import LIBRARIES, SLUGS
+from portal.services.permissions import can
+
+NAV_AFTER_LIBRARIES = ("Computer Management", "Deployments")
+
+
+def init_app(app) -> None:
+    @app.context_processor
+    def _layout():
+        if not current_user.is_authenticated:
+            return {}
+        try:
+            selected = dps.selected_dp(current_user)
+        except NotFound:
+            selected = None
+        return {
+            "libraries": [(name, SLUGS[name]) for name in LIBRARIES],
+            "visible_dps": dps.visible_dps(current_user),
+            "selected_dp": selected,
+            "unread_count": notifications.unread_count(current_user.id),
+            "can": lambda action: can(current_user, action),
+        }
+
+    @app.template_filter("bytes")
+    def _bytes(value):
+        if value is None:
+            return "—"
+        size = float(value)
+        for unit in ("B", "KB", "MB", "GB", "TB"):
+            if size < 1024 or unit == "TB":
+                return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            size /= 1024
+
+    @app.template_filter("when")
+    def _when(value):
+        return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
