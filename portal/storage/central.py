@@ -4,7 +4,7 @@ import stat as statmod
 from typing import BinaryIO, Iterator
 
 from portal.services import ContentRootUnavailable
-from portal.services.libraries import LIBRARIES
+from portal.services.libraries import LIBRARIES, is_ignored_entry
 from portal.services.names import escape_component
 from portal.storage.base import FileEntry, StorageBackend
 
@@ -46,8 +46,12 @@ class FilesystemStorage(StorageBackend):
         except OSError as exc:
             problems.append(f"{rel}: cannot list folder ({exc.strerror or exc})")
             return
+        top_level = "/" not in rel
         for entry in entries:
-            rel_path = f"{rel}/{escape_component(entry.name)}"
+            name = escape_component(entry.name)
+            if top_level and is_ignored_entry(name):
+                continue  # temp and hidden files beside the assets are not content
+            rel_path = f"{rel}/{name}"
             try:
                 if entry.is_symlink():
                     found = self._follow_link(entry.path, rel_path, problems)

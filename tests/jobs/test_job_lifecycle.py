@@ -1,0 +1,165 @@
+"""Jobs on real RQ workers: dedup, cancel, and recovery of jobs that no live worker holds."""
+import os
+
+import pytest
+from rq.job import Job as RQJob
+
+from portal.extensions import db, get_redis
+from portal.models import Job
+from portal.services import Conflict
+from portal.services import distribution_points as dps
+from portal.services import jobs
+from portal.services.actors import Actor
+from portal.jobs.rescan import rescan as rescan_entry
+from tests.conftest import wait_for
+from tests.factories import make_user, write_file
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def admin(app):
+    return Actor(make_user("admin"), via="console")
+
+
+@pytest.fixture
+def big_tree(central):
+    """Enough bytes that a rate-limited scan runs for a while."""
+    for i in range(4):
+        write_file(central.root, f"Images/big-{i}.wim", os.urandom(2 * MB))
+    return central
+
+
+def fresh(job_id):
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def test_rescan_asked_twice_is_one_job(central, admin, work):
+    """Does a second rescan request while one is queued return the same job?"""
+    first, created = dps.request_rescan(central, admin)
+    second, created_again = dps.request_rescan(central, admin)
+    assert created and not created_again and first.id == second.id
+    assert db.session.query(Job).count() == 1
+    work()
+    assert fresh(first.id).state == "succeeded"
+    third, created = dps.request_rescan(central, admin)
+    assert created and third.id != first.id
+
+
+def test_a_job_run_twice_does_the_work_once(central, admin, work):
+    """Is the job code safe to run twice: the second run finds the row finished and skips?"""
+    job, _ = dps.request_rescan(central, admin)
+    work()
+    assert fresh(job.id).state == "succeeded"
+    assert rescan_entry(job.id) == "skipped"
+    assert fresh(job.id).state == "succeeded"
+
+
+def test_cancel_a_queued_job(central, admin, work):
+    """Is a queued job cancelled at once, never run, and cancel of a finished one refused?"""
+    job, _ = dps.request_rescan(central, admin)
+    jobs.cancel_job(job.id, admin)
+    assert fresh(job.id).state == "cancelled"
+    work()
+    assert fresh(job.id).state == "cancelled"
+    assert fresh(job.id).started_at is None
+    with pytest.raises(Conflict, match="already finished"):
+        jobs.cancel_job(job.id, admin)
+
+
+@pytest.fixture
+def config_overrides():
+    return {"DEPOT_SCAN_RATE_LIMIT": 1 * MB}
+
+
+def test_cancel_a_running_rescan_stops_within_seconds(big_tree, admin, start_worker):
+    """Does cancelling a running rescan stop it within seconds on a real worker process?"""
+    job, _ = dps.request_rescan(big_tree, admin)
+    start_worker()
+    wait_for(lambda: fresh(job.id).bytes_done > 0, message="the scan to start hashing")
+    jobs.cancel_job(job.id, admin)
+    import time
+    asked = time.monotonic()
+    wait_for(lambda: fresh(job.id).state == "cancelled", timeout=10, message="cancellation")
+    assert time.monotonic() - asked < 5
+    assert fresh(job.id).bytes_done < fresh(job.id).bytes_total
+
+
+def test_killed_worker_job_is_recovered_and_finishes(big_tree, admin, start_worker, app):
+    """After the worker is SIGKILLed mid-scan, is the job requeued and finished by another?"""
+    job, _ = dps.request_rescan(big_tree, admin)
+    worker = start_worker()
+    wait_for(lambda: fresh(job.id).bytes_done > 0, message="the scan to start hashing")
+    worker.kill()
+    assert fresh(job.id).state == "running"
+    assert jobs.recover_lost_jobs() == {}  # the heartbeat is still fresh: not yet presumed dead
+    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued",
+             timeout=app.config["DEPOT_JOB_STALE_SECONDS"] * 4, message="the job to be presumed lost")
+    requeued = fresh(job.id)
+    assert (requeued.state, requeued.attempts, requeued.rq_job_id) == ("queued", 2, f"{job.id}-2")
+    start_worker()
+    wait_for(lambda: fresh(job.id).state == "succeeded", timeout=60, message="the second attempt")
+    done = fresh(job.id)
+    assert "4 assets" in done.summary
+    assert any("worker stopped answering" in w for w in done.warnings)
+
+
+def test_job_lost_by_an_emptied_redis_is_requeued(central, admin, work):
+    """When Redis restarts empty, is a queued job handed to RQ again and run?"""
+    job, _ = dps.request_rescan(central, admin)
+    get_redis().flushdb()
+    db.session.query(Job).filter_by(id=job.id).update(
+        {"queued_at": fresh(job.id).queued_at.replace(year=2000)})
+    db.session.commit()
+    assert jobs.recover_lost_jobs() == {job.id: "requeued"}
+    assert RQJob.fetch(f"{job.id}-2", connection=get_redis()) is not None
+    work()
+    assert fresh(job.id).state == "succeeded"
+
+
+def test_recovery_leaves_waiting_jobs_alone(central, admin):
+    """Is a job that RQ still holds in its queue left as it is?"""
+    job, _ = dps.request_rescan(central, admin)
+    db.session.query(Job).filter_by(id=job.id).update(
+        {"queued_at": fresh(job.id).queued_at.replace(year=2000)})
+    db.session.commit()
+    assert jobs.recover_lost_jobs() == {}
+    assert fresh(job.id).attempts == 1
+
+
+def test_a_job_that_keeps_dying_fails_with_the_reason(central, admin, app):
+    """After the allowed attempts, is a job that keeps losing its worker failed with a reason?"""
+    job, _ = dps.request_rescan(central, admin)
+    row = fresh(job.id)
+    row.state, row.attempts = "running", app.config["DEPOT_JOB_MAX_ATTEMPTS"]
+    row.heartbeat_at = row.queued_at.replace(year=2000)
+    db.session.commit()
+    assert jobs.recover_lost_jobs() == {job.id: "failed"}
+    failed = fresh(job.id)
+    assert failed.state == "failed"
+    assert failed.error == f"gave up after {failed.attempts} attempts: its worker stopped answering"
+
+
+def test_recovery_runs_in_one_place_at_a_time(central, admin):
+    """Does a second sweep while one holds the lock do nothing?"""
+    lock = get_redis().lock("depot:recover-lost-jobs", timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        assert jobs.recover_lost_jobs() == {}
+    finally:
+        lock.release()
+
+
+def test_recover_job_entry_point_runs_on_a_worker(central, admin, work):
+    """Is the scheduled recovery itself a job a plain worker runs?"""
+    from portal.extensions import get_queue
+
+    job, _ = dps.request_rescan(central, admin)
+    get_redis().delete(f"rq:job:{job.id}-1")
+    db.session.query(Job).filter_by(id=job.id).update(
+        {"queued_at": fresh(job.id).queued_at.replace(year=2000)})
+    db.session.commit()
+    get_queue("default").enqueue("portal.jobs.maintenance.recover_lost_jobs")
+    work()  # runs the sweep, which requeues the rescan, which the same burst then runs
+    assert fresh(job.id).state == "succeeded"
