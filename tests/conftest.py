@@ -7,6 +7,7 @@ import tempfile
 
 import pytest
 import redis as redis_lib
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from rq import Queue, SimpleWorker
 from sqlalchemy import text
@@ -76,9 +77,21 @@ def config_overrides():
     return {}
 
 
+class IsolatedClient(FlaskClient):
+    """Each request in an app context of its own, as in production: its own `g` (CSRF token,
+    signed-in user) and database session; the test's session then sees what it committed."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        db.session.expire_all()
+        return response
+
+
 @pytest.fixture
 def app(database_url, redis_url, tmp_path, config_overrides):
     app = create_app(_config(database_url, redis_url, str(tmp_path), **config_overrides))
+    app.test_client_class = IsolatedClient
     with app.app_context():
         _clean(app)
         distribution_points.ensure_central()

@@ -11,7 +11,7 @@ def is_fragment_request() -> bool:
     return bool(hx) and not hx.boosted and not hx.history_restore_request
 
 
-def page_or_fragment(page: str, fragment: str, **context):
+def page_or_fragment(page: str, fragment: str, /, **context):
     """Render the page, or only its fragment for an htmx request; either way Vary: HX-Request."""
     template = fragment if is_fragment_request() else page
     response = make_response(render_template(template, **context))

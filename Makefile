@@ -1,0 +1,36 @@
+# Depot: `make run` starts everything on embedded defaults; `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test test-pg bench install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## run: install, migrate, create the first admin, start web (:8080), a worker and the scheduler
+run: $(VENV)/.installed
+	$(BIN)/python -m portal.launcher
+
+## test: the whole suite (SQLite + embedded Redis unless DEPOT_TEST_* point elsewhere)
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+## bench: performance against well-known tools, printed as ratios
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/rescan.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache bench/.work

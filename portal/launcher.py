@@ -1,0 +1,85 @@
+"""`make run`: migrate, initialise, then run the web console, one RQ worker and the RQ cron
+scheduler on the same Redis (the embedded one unless REDIS_URL is set). Ctrl-C stops them all.
+
+Each child is the documented production command, so what `make run` starts is what ops run.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+BIN = os.path.dirname(sys.executable)
+
+
+def _children(redis_url: str, port: str) -> dict[str, list[str]]:
+    return {
+        "web": [os.path.join(BIN, "gunicorn"), "--bind", f"0.0.0.0:{port}", "--worker-class",
+                "gthread", "--workers", "2", "--threads", "8", "--access-logfile", "-", "wsgi:app"],
+        "worker": [os.path.join(BIN, "rq"), "worker", "--url", redis_url, "--with-scheduler",
+                   "rescans", "copies", "default"],
+        "cron": [os.path.join(BIN, "rq"), "cron", "--url", redis_url, "portal.jobs.cron"],
+    }
+
+
+def prepare():
+    """Migrate the database, create the central DP and the first admin, recover lost jobs."""
+    from flask_migrate import upgrade
+
+    from portal import create_app
+    from portal.cli import initialise
+    from portal.config import BASE_DIR
+    from portal.extensions import redis_url
+    from portal.services.jobs import recover_lost_jobs
+
+    app = create_app()
+    with app.app_context():
+        upgrade(directory=str(BASE_DIR / "migrations"))
+        initialise()
+        url = redis_url(app)  # starts the embedded Redis when REDIS_URL is unset
+        recovered = recover_lost_jobs()
+        if recovered:
+            print(f"recovered {len(recovered)} job(s) left over from the last run")
+    return app, url
+
+
+def main() -> int:
+    app, url = prepare()
+    port = os.environ.get("PORT", "8080")
+    env = dict(os.environ, REDIS_URL=url, PYTHONPATH=os.getcwd())
+    procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in _children(url, port).items()}
+    print(f"Depot is running: http://localhost:{port}/  (Ctrl-C stops web, worker and scheduler)")
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = 0
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"{name} exited with status {proc.returncode}; stopping the rest", file=sys.stderr)
+                stopping, status = True, 1
+                break
+        time.sleep(0.5)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    server = app.extensions.get("depot_embedded_redis")
+    if server is not None:
+        server.shutdown(save=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

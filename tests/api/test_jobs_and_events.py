@@ -1,0 +1,78 @@
+"""Jobs, notifications and the audit log over the API."""
+import pytest
+
+from portal.extensions import db
+from portal.models import AuditEvent, Job
+from portal.services import distribution_points as dps
+
+
+def test_job_get_cancel_and_conflict(api_as, central):
+    """Can a technician cancel a queued job, and is a second cancel a 409?"""
+    api = api_as("technician")
+    job_id = api.post(f"/api/v1/distribution-points/{central.id}/rescan").get_json()["job"]["id"]
+    response = api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert {"id", "kind", "state", "bytes_done", "bytes_total", "error"} <= set(body)
+    assert body["state"] == "cancelled"
+    assert api.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 409
+    assert api.get("/api/v1/jobs/not-a-job").status_code == 404
+    listed = api.get("/api/v1/jobs?state=cancelled").get_json()
+    assert [j["id"] for j in listed["items"]] == [job_id] and listed["total"] == 1
+    assert api.get("/api/v1/jobs?state=bogus").status_code == 400
+    assert db.session.query(AuditEvent).filter_by(action="job.rescan.cancel").count() == 1
+
+
+def test_viewer_cannot_cancel(api_as, central):
+    """Is a viewer's cancel a 403, leaving the job queued?"""
+    tech = api_as("technician")
+    job_id = tech.post(f"/api/v1/distribution-points/{central.id}/rescan").get_json()["job"]["id"]
+    viewer = api_as("viewer")
+    assert viewer.get(f"/api/v1/jobs/{job_id}").status_code == 200
+    assert viewer.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 403
+    assert db.session.get(Job, job_id).state == "queued"
+
+
+def test_notifications_newest_first_and_mark_read(api_as, central, work):
+    """Does a finished rescan notify, newest first, with unread counts and mark-as-read?"""
+    api = api_as("admin")
+    for _ in range(2):
+        api.post(f"/api/v1/distribution-points/{central.id}/rescan")
+        work()
+    body = api.get("/api/v1/notifications").get_json()
+    assert body["total"] == 2 and body["unread"] == 2
+    first, second = body["items"]
+    assert first["id"] > second["id"] and first["kind"] == "rescan.succeeded"
+    assert "Rescan of Central finished" in first["message"]
+    assert api.post(f"/api/v1/notifications/{second['id']}/read").get_json() == {"changed": 1}
+    assert api.get("/api/v1/notifications?unread=1").get_json()["total"] == 1
+    assert api.post("/api/v1/notifications/read-all").get_json() == {"changed": 1}
+    assert api.get("/api/v1/notifications").get_json()["unread"] == 0
+
+
+def test_notifications_are_per_user(api_as, central, work):
+    """Does one person's mark-as-read leave another's unread?"""
+    alice, bob = api_as("admin"), api_as("technician")
+    alice.post(f"/api/v1/distribution-points/{central.id}/rescan")
+    work()
+    alice.post("/api/v1/notifications/read-all")
+    assert bob.get("/api/v1/notifications").get_json()["unread"] == 1
+
+
+def test_audit_log_filters_and_pages(api_as, central):
+    """Is the audit log admins-only, newest first, filterable and paginated?"""
+    admin = api_as("admin")
+    for n in range(3):
+        admin.post("/api/v1/users", json={"email": f"u{n}@example.com", "password": "long enough",
+                                          "role": "viewer"})
+    admin.post(f"/api/v1/distribution-points/{central.id}/rescan")
+    body = admin.get(f"/api/v1/audit?action=user.&actor={admin.user.email}&per_page=2").get_json()
+    assert body["total"] == 3 and len(body["items"]) == 2 and body["next_page"] == 2
+    assert [e["target"] for e in body["items"]] == ["u2@example.com", "u1@example.com"]
+    item = body["items"][0]
+    assert (item["actor"], item["via"], item["ip"]) == (admin.user.email, "api", "127.0.0.1")
+    page2 = admin.get(f"/api/v1/audit?action=user.&actor={admin.user.email}&per_page=2&page=2").get_json()
+    assert [e["target"] for e in page2["items"]] == ["u0@example.com"] and page2["next_page"] is None
+    assert admin.get("/api/v1/audit?page=0").status_code == 400
+    assert admin.get("/api/v1/audit?per_page=abc").status_code == 400
+    assert api_as("technician").get("/api/v1/audit").status_code == 403
