@@ -163,3 +163,13 @@ def test_recover_job_entry_point_runs_on_a_worker(central, admin, work):
     get_queue("default").enqueue("portal.jobs.maintenance.recover_lost_jobs")
     work()  # runs the sweep, which requeues the rescan, which the same burst then runs
     assert fresh(job.id).state == "succeeded"
+
+
+def test_concurrent_rescan_requests_make_one_job(central, admin, monkeypatch):
+    """When two requests race past the lookup, does the database's unique index keep one job?"""
+    first, _ = dps.request_rescan(central, admin)
+    monkeypatch.setattr(jobs, "active_job", lambda key, _real=jobs.active_job: (
+        monkeypatch.setattr(jobs, "active_job", _real) or None))
+    second, created = dps.request_rescan(central, admin)
+    assert not created and second.id == first.id
+    assert db.session.query(Job).count() == 1

@@ -1,0 +1,158 @@
+"""Flask commands: init (central DP, first admin), tokens, demo seed, jobs recover; make run."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from portal.config import BASE_DIR
+from portal.extensions import db
+from portal.models import Asset, Job, User
+from portal.services.demo import DEMO_FILES
+from tests.conftest import descendants, wait_for
+from tests.factories import make_user
+
+
+def test_init_creates_the_first_admin_once_with_a_printed_password(app, runner):
+    """Without DEPOT_ADMIN_PASSWORD, is a password generated, printed once, and working?"""
+    result = runner.invoke(args=["init"])
+    assert result.exit_code == 0, result.output
+    password = result.output.split("Password (shown once, change it in Settings): ")[1].split()[0]
+    user = db.session.scalars(select(User)).one()
+    assert user.role == "admin" and user.email == "admin@depot.local"
+    from portal.services.accounts import authenticate
+    assert authenticate("admin@depot.local", password).id == user.id
+    again = runner.invoke(args=["init"])
+    assert again.exit_code == 0 and "Password" not in again.output
+    assert db.session.scalar(select(func.count()).select_from(User)) == 1
+
+
+def test_init_takes_the_admin_from_the_environment(app, runner):
+    app.config.update(DEPOT_ADMIN_EMAIL="it@example.com", DEPOT_ADMIN_PASSWORD="from the env")
+    result = runner.invoke(args=["init"])
+    assert "First admin created: it@example.com (password from DEPOT_ADMIN_PASSWORD)" in result.output
+    assert "from the env" not in result.output
+
+
+def test_init_refuses_a_configured_root_that_does_not_exist(app, runner, tmp_path):
+    """Is a configured content root that is missing a clear message at start-up, not created?"""
+    missing = tmp_path / "not-mounted"
+    app.config.update(DEPOT_CENTRAL_ROOT=str(missing), DEPOT_CENTRAL_ROOT_IS_DEFAULT=False)
+    result = runner.invoke(args=["init"])
+    assert result.exit_code == 1
+    assert f"error: content root {missing} does not exist" in result.output
+    assert not missing.exists()
+
+
+def test_init_refuses_a_root_that_is_a_file(app, runner, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    app.config.update(DEPOT_CENTRAL_ROOT=str(afile), DEPOT_CENTRAL_ROOT_IS_DEFAULT=False)
+    result = runner.invoke(args=["init"])
+    assert result.exit_code == 1 and "is not a folder" in result.output
+
+
+def test_init_refuses_a_root_it_cannot_write(app, runner, tmp_path):
+    """Is a root this process cannot write a clear message at start-up?"""
+    root = tmp_path / "readonly-root"
+    root.mkdir()
+    # Root ignores mode bits, so as root the folder is made immutable instead.
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(root)], capture_output=True).returncode:
+            pytest.skip("running as root on a file system without chattr +i")
+        undo = ["chattr", "-i", str(root)]
+    else:
+        os.chmod(root, 0o555)
+        undo = ["chmod", "755", str(root)]
+    try:
+        app.config.update(DEPOT_CENTRAL_ROOT=str(root), DEPOT_CENTRAL_ROOT_IS_DEFAULT=False)
+        result = runner.invoke(args=["init"])
+    finally:
+        subprocess.run(undo, check=True)
+    assert result.exit_code == 1
+    assert f"error: content root {root} is not writable by this user" in result.output
+    assert os.listdir(root) == []
+
+
+def test_tokens_create_prints_a_working_token(app, runner, client):
+    user = make_user("technician")
+    result = runner.invoke(args=["tokens", "create", "--email", user.email, "--name", "ci"])
+    token = result.output.strip()
+    assert token.startswith("dpt_")
+    assert client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    bad = runner.invoke(args=["tokens", "create", "--email", "nobody@example.com", "--name", "ci"])
+    assert bad.exit_code != 0 and "no user nobody@example.com" in bad.output
+
+
+def test_demo_seed_fills_every_library_and_rescans(app, runner, central, work):
+    """Does `demo seed` write a few MB into every library and queue a rescan that finds it?"""
+    result = runner.invoke(args=["demo", "seed"])
+    assert result.exit_code == 0, result.output
+    assert f"demo content: {len(DEMO_FILES)} files written" in result.output
+    work()
+    libraries = set(db.session.scalars(select(Asset.library).where(Asset.dp_id == central.id)))
+    assert len(libraries) == 6
+    total = sum(os.path.getsize(os.path.join(central.root, rel)) for rel in DEMO_FILES)
+    assert 5 * 1024 * 1024 < total < 50 * 1024 * 1024
+    again = runner.invoke(args=["demo", "seed", "--no-rescan"])
+    assert "0 files written" in again.output
+
+
+def test_jobs_recover_command(app, runner, central):
+    from portal.extensions import get_redis
+    from portal.services import distribution_points as dps
+    from portal.services.actors import Actor
+
+    job, _ = dps.request_rescan(central, Actor(make_user("admin"), via="console"))
+    get_redis().flushdb()
+    db.session.query(Job).filter_by(id=job.id).update({"queued_at": job.queued_at.replace(year=2000)})
+    db.session.commit()
+    result = runner.invoke(args=["jobs", "recover"])
+    assert f"{job.id}: requeued" in result.output and "1 job(s) recovered" in result.output
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_make_run_serves_and_ctrl_c_stops_everything(app, worker_env, tmp_path):
+    """Does the launcher behind `make run` serve the console, run a worker, and stop all on Ctrl-C?"""
+    port = _free_port()
+    env = dict(worker_env, PORT=str(port), DEPOT_ADMIN_EMAIL="boss@example.com",
+               DEPOT_ADMIN_PASSWORD="launcher password")
+    log = open(tmp_path / "launcher.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "portal.launcher"], env=env, cwd=str(BASE_DIR),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def serving():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+        wait_for(serving, timeout=60, message="the console to listen")
+        import urllib.request
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10).read().decode()
+        assert "Sign in to the console" in page
+        assert db.session.scalars(select(User).where(User.email == "boss@example.com")).one()
+        children = descendants(proc.pid)
+        assert len(children) >= 3  # gunicorn, rq worker, rq cron (and their own children)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=40) == 0
+        time.sleep(0.5)
+        alive = [pid for pid in children if os.path.exists(f"/proc/{pid}")
+                 and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+        assert alive == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    output = (tmp_path / "launcher.log").read_text()
+    assert "Depot is running" in output
