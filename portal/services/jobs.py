@@ -228,13 +228,20 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
         heartbeat.stopping.set()
         heartbeat.join()
     db.session.rollback()
+    row = db.session.get(Job, job_id)
+    db.session.refresh(row)
+    if row.state != "running":
+        # Recovery gave the job to another worker while this one was silent: let that one finish.
+        log.warning("job %s was taken over (%s); this run stops without writing", job_id, row.state)
+        return "superseded"
     try:
         progress.flush()
     except Exception:
         db.session.rollback()
-    db.session.execute(update(Job).where(Job.id == job_id).values(
+    db.session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(
         state=state, error=error, summary=summary, finished_at=utcnow(), phase=None))
     job = db.session.get(Job, job_id)
+    db.session.refresh(job)
     _notify_finished(job)
     db.session.commit()
     return state

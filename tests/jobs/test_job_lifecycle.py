@@ -173,3 +173,24 @@ def test_concurrent_rescan_requests_make_one_job(central, admin, monkeypatch):
     second, created = dps.request_rescan(central, admin)
     assert not created and second.id == first.id
     assert db.session.query(Job).count() == 1
+
+
+def test_a_worker_whose_job_was_taken_over_steps_aside(central, admin, monkeypatch, work):
+    """If recovery handed the job to another worker mid-run, does the old run stop without writing?"""
+    from portal.services import inventory
+
+    job, _ = dps.request_rescan(central, admin)
+    real = inventory.rescan
+
+    def slow_then_superseded(job_row, progress):
+        # What recovery does while this worker is silent: the row goes back to queued.
+        db.session.query(Job).filter_by(id=job_row.id).update({"state": "queued", "attempts": 2})
+        db.session.commit()
+        wait_for(lambda: progress.cancelled.is_set(), timeout=10, message="the heartbeat to notice")
+        progress.check()
+        return real(job_row, progress)
+
+    monkeypatch.setattr(inventory, "rescan", slow_then_superseded)
+    assert jobs.run_job(job.id, inventory.rescan) == "superseded"
+    row = fresh(job.id)
+    assert (row.state, row.error) == ("queued", None)
