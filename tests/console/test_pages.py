@@ -71,7 +71,7 @@ def test_library_page_shows_assets_of_the_selected_dp(login_as, central, work):
     work()
     html = console.get("/libraries/images", hx=True).get_data(as_text=True)
     asset = dps.content(central, "Images")[0]
-    assert "Win11-23H2.wim" in html and "3.0 MB" in html and asset["digest"][:12] in html
+    assert "Win11-23H2.wim" in html and "3.0 MiB" in html and asset["digest"][:12] in html
     assert "status-current" in html
 
 

@@ -1,5 +1,5 @@
 from flask import Blueprint
 
-bp = Blueprint("dashboard", __name__, url_prefix="" or None)
+bp = Blueprint("dashboard", __name__)
 
 from portal.blueprints.dashboard import routes  # noqa: E402,F401

@@ -1,5 +1,5 @@
 from flask import Blueprint
 
-bp = Blueprint("notifications", __name__, url_prefix="/notifications" or None)
+bp = Blueprint("notifications", __name__, url_prefix="/notifications")
 
 from portal.blueprints.notifications import routes  # noqa: E402,F401

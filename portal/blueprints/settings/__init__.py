@@ -1,5 +1,5 @@
 from flask import Blueprint
 
-bp = Blueprint("settings", __name__, url_prefix="/settings" or None)
+bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 from portal.blueprints.settings import routes  # noqa: E402,F401
