@@ -15,7 +15,8 @@ BIN = os.path.dirname(sys.executable)
 def _children(redis_url: str, port: str) -> dict[str, list[str]]:
     return {
         "web": [os.path.join(BIN, "gunicorn"), "--bind", f"0.0.0.0:{port}", "--worker-class",
-                "gthread", "--workers", "2", "--threads", "8", "--access-logfile", "-", "wsgi:app"],
+                "gthread", "--workers", "2", "--threads", "8", "--access-logfile", "-",
+                "--no-control-socket", "wsgi:app"],
         "worker": [os.path.join(BIN, "rq"), "worker", "--url", redis_url, "--with-scheduler",
                    "rescans", "copies", "default"],
         "cron": [os.path.join(BIN, "rq"), "cron", "--url", redis_url, "portal.jobs.cron"],

@@ -40,7 +40,7 @@ def live_server(worker_env, tmp_path):
     log = open(tmp_path / "gunicorn.log", "wb")
     proc = subprocess.Popen(
         [gunicorn, "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread", "--workers", "1",
-         "--threads", "4", "wsgi:app"],
+         "--threads", "4", "--no-control-socket", "wsgi:app"],
         env=worker_env, cwd=str(BASE_DIR), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
