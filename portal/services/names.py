@@ -1,7 +1,24 @@
 """Names from disks and from people: escaping for display and storage, and validation."""
+import re
 import unicodedata
 
 MAX_NAME_LENGTH = 100
+
+
+# What escape_component rewrites: backslashes, control characters (Unicode category Cc is exactly
+# U+0000-001F and U+007F-009F) and the lone surrogates that stand for bytes that are not UTF-8.
+_NEEDS_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+
+
+def _escape_char(match: re.Match) -> str:
+    code = ord(match.group())
+    if code >= 0xDC80:  # a byte that is not valid UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    if code == 0x5C:
+        return "\\\\"
+    if code >= 0x80:  # a C1 control: \u, so it cannot be read back as the invalid byte \x80-\x9f
+        return f"\\u{code:04x}"
+    return f"\\x{code:02x}"
 
 
 def escape_component(raw: bytes) -> str:
@@ -10,19 +27,7 @@ def escape_component(raw: bytes) -> str:
     Backslashes are doubled, so the escaped form is unambiguous and reversible; it is the form
     stored in the inventory, shown in the console and used in manifests.
     """
-    text = raw.decode("utf-8", errors="surrogateescape")
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:  # a byte that is not valid UTF-8
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch == "\\":
-            out.append("\\\\")
-        elif unicodedata.category(ch) == "Cc":
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return _NEEDS_ESCAPE.sub(_escape_char, raw.decode("utf-8", errors="surrogateescape"))
 
 
 def unescape_component(text: str) -> bytes:

@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from portal.services.names import clean_name, escape_component, unescape_component
@@ -20,6 +22,18 @@ def test_escape_shows_invalid_bytes_and_controls():
 def test_escaped_forms_never_collide():
     """Can a literal backslash-x name be told apart from the byte it looks like?"""
     assert escape_component(b"\\xff") != escape_component(b"\xff")
+    # U+0085 (a C1 control, valid UTF-8 as C2 85) against the lone invalid byte 0x85.
+    assert escape_component("\u0085".encode()) == "\\u0085"
+    assert escape_component(b"\xc2\x85") != escape_component(b"\x85")
+
+
+def test_escape_round_trips_every_byte_pattern():
+    """Does any sequence of bytes, valid UTF-8 or not, come back unchanged (seeded, bounded)?"""
+    rng = random.Random(2026)
+    for raw in [bytes([b]) for b in range(256)] + [rng.randbytes(rng.randint(1, 16)) for _ in range(5000)]:
+        escaped = escape_component(raw)
+        assert unescape_component(escaped) == raw, (raw, escaped)
+        assert not any(ord(ch) < 0x20 or 0x7f <= ord(ch) <= 0x9f for ch in escaped)
 
 
 @pytest.mark.parametrize("value, message", [
