@@ -122,8 +122,12 @@ def rescan(job: Job, progress: Progress) -> str:
         progress.warn(problem)
     progress.update(files_done=len(to_hash), force=True)
     assets = db.session.scalar(select(db.func.count()).where(Asset.dp_id == dp_id))
-    return (f"{assets} assets, {len(entries)} files; {counts['hashed']} hashed, "
+    return (f"{_count(assets, 'asset')}, {_count(len(entries), 'file')}; {counts['hashed']} hashed, "
             f"{len(gone)} removed, {len(problems) + counts['unreadable']} skipped")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _needs_hash(row, entry: FileEntry) -> bool:
