@@ -16,7 +16,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db, get_queue, get_redis
@@ -81,12 +81,12 @@ def start_job(kind: str, actor: Actor, *, dp_id: int | None = None, asset_key: s
     return job, True
 
 
-def _enqueue(job: Job) -> bool:
-    """Hand the job's current attempt to RQ; a Redis outage leaves it for recovery."""
+def _enqueue(job: Job, rq_job_id: str | None = None) -> bool:
+    """Hand an attempt of the job (`rq_job_id`, else its current one) to RQ; False if Redis is down."""
     _, func = JOB_FUNCS[job.kind]
     try:
         get_queue(job.queue).enqueue(
-            func, job.id, job_id=job.rq_job_id, job_timeout=JOB_TIMEOUT,
+            func, job.id, job_id=rq_job_id or job.rq_job_id, job_timeout=JOB_TIMEOUT,
             result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
             description=f"depot {job.kind} {job.id}",
         )
@@ -273,26 +273,49 @@ def _rq_holds(job: Job, stale_cutoff) -> bool:
     return status in RQ_WAITING
 
 
-def _requeue(job: Job, reason: str) -> str:
-    """Give the job a new attempt in RQ, or fail it when it has had enough attempts."""
-    max_attempts = current_app.config["DEPOT_JOB_MAX_ATTEMPTS"]
-    if job.attempts >= max_attempts:
-        job.state, job.finished_at = "failed", utcnow()
-        job.error = f"gave up after {job.attempts} attempts: {reason}"
+def _still_lost(job: Job, stale_cutoff) -> ColumnElement[bool]:
+    """The WHERE clause "this row is as lost as the sweep saw it". A worker's `claim` sets the state
+    to running with a fresh heartbeat, so an update under this clause cannot undo a claim that
+    slipped in between the sweep's read and its write."""
+    if job.state == "running":
+        alive = (Job.heartbeat_at.is_(None)) | (Job.heartbeat_at < stale_cutoff)
+    else:
+        alive = Job.state == "queued"
+    return (Job.id == job.id) & (Job.state == job.state) & (Job.attempts == job.attempts) & alive
+
+
+def _settle(job: Job, still_lost, outcome: str, **values) -> str:
+    """Write `values` to a lost job's row if it is still lost; else say a worker took it."""
+    changed = db.session.execute(update(Job).where(still_lost).values(**values)).rowcount
+    db.session.commit()
+    db.session.refresh(job)
+    if not changed:
+        return "taken by a worker"
+    if outcome == "failed":
         _notify_finished(job)
         db.session.commit()
-        return "failed"
-    job.attempts += 1
-    job.rq_job_id = f"{job.id}-{job.attempts}"
-    # RQ first: if Redis is down the row stays as it was and the next sweep tries again.
-    if not _enqueue(job):
-        db.session.rollback()
+    return outcome
+
+
+def _requeue(job: Job, reason: str, stale_cutoff) -> str:
+    """Give the job a new attempt in RQ, or fail it when it has had enough attempts."""
+    still_lost = _still_lost(job, stale_cutoff)  # as the sweep saw the row
+    if job.attempts >= current_app.config["DEPOT_JOB_MAX_ATTEMPTS"]:
+        return _settle(job, still_lost, "failed", state="failed", finished_at=utcnow(),
+                       error=f"gave up after {job.attempts} attempts: {reason}")
+    attempt = job.attempts + 1
+    # RQ first: if Redis is down the row stays as it was and the next sweep tries again. If a
+    # worker claims the row meanwhile, the update below changes nothing and the new attempt,
+    # finding the row claimed, does nothing.
+    if not _enqueue(job, f"{job.id}-{attempt}"):
         return "deferred"
-    job.state, job.queued_at, job.cancel_requested = "queued", utcnow(), False
-    job.warnings = (list(job.warnings or []) + [f"requeued (attempt {job.attempts}): {reason}"])
-    db.session.commit()
-    log.warning("requeued job %s (attempt %s): %s", job.id, job.attempts, reason)
-    return "requeued"
+    outcome = _settle(
+        job, still_lost, "requeued", state="queued", attempts=attempt,
+        rq_job_id=f"{job.id}-{attempt}", queued_at=utcnow(), cancel_requested=False,
+        warnings=[*(job.warnings or []), f"requeued (attempt {attempt}): {reason}"][-MAX_WARNINGS:])
+    if outcome == "requeued":
+        log.warning("requeued job %s (attempt %s): %s", job.id, attempt, reason)
+    return outcome
 
 
 def recover_lost_jobs() -> dict[str, str]:
@@ -309,16 +332,16 @@ def recover_lost_jobs() -> dict[str, str]:
             Job.state == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))).all()
         for job in running:
             if job.cancel_requested:
-                job.state, job.finished_at, job.error = "cancelled", utcnow(), "cancelled"
-                db.session.commit()
-                outcome[job.id] = "cancelled"
+                outcome[job.id] = _settle(job, _still_lost(job, cutoff), "cancelled",
+                                          state="cancelled", error="cancelled",
+                                          finished_at=utcnow())
             else:
-                outcome[job.id] = _requeue(job, "its worker stopped answering")
+                outcome[job.id] = _requeue(job, "its worker stopped answering", cutoff)
         queued = db.session.scalars(select(Job).where(
             Job.state == "queued", or_(Job.queued_at.is_(None), Job.queued_at < grace))).all()
         for job in queued:
             if not _rq_holds(job, cutoff):
-                outcome[job.id] = _requeue(job, "the queue had lost it")
+                outcome[job.id] = _requeue(job, "the queue had lost it", cutoff)
     finally:
         try:
             lock.release()

@@ -141,6 +141,32 @@ def test_a_job_that_keeps_dying_fails_with_the_reason(central, admin, app):
     assert failed.error == f"gave up after {failed.attempts} attempts: its worker stopped answering"
 
 
+@pytest.mark.parametrize("state", ["queued", "running"])
+def test_recovery_does_not_undo_a_claim_made_while_it_requeues(central, admin, monkeypatch, work,
+                                                               state):
+    """If a worker claims the job between the sweep's look and its write, does the claim stand?"""
+    job, _ = dps.request_rescan(central, admin)
+    get_redis().flushdb()
+    long_ago = fresh(job.id).queued_at.replace(year=2000)
+    db.session.query(Job).filter_by(id=job.id).update(
+        {"state": state, "queued_at": long_ago, "heartbeat_at": long_ago})
+    db.session.commit()
+    real_enqueue = jobs._enqueue
+
+    def enqueue_while_a_worker_claims(job_row, rq_job_id=None):
+        with db.engine.begin() as conn:  # another process's claim, on a connection of its own
+            conn.execute(db.update(Job).where(Job.id == job_row.id).values(
+                state="running", heartbeat_at=jobs.utcnow()))
+        return real_enqueue(job_row, rq_job_id)
+
+    monkeypatch.setattr(jobs, "_enqueue", enqueue_while_a_worker_claims)
+    assert jobs.recover_lost_jobs() == {job.id: "taken by a worker"}
+    row = fresh(job.id)
+    assert (row.state, row.attempts, row.rq_job_id) == ("running", 1, f"{job.id}-1")
+    work()  # the extra attempt finds the row claimed and does nothing
+    assert fresh(job.id).state == "running"
+
+
 def test_recovery_runs_in_one_place_at_a_time(central, admin):
     """Does a second sweep while one holds the lock do nothing?"""
     lock = get_redis().lock("depot:recover-lost-jobs", timeout=30)
