@@ -87,8 +87,9 @@ class FilesystemStorage(StorageBackend):
         return FileEntry(rel_path, st.st_size, st.st_mtime_ns, target)
 
     def open_read(self, entry: FileEntry) -> BinaryIO:
-        """Open the file for reading, unbuffered: the hasher reads in large blocks."""
-        return open(entry.handle, "rb", buffering=0)
+        """Open the file for reading, unbuffered: the hasher reads in large blocks. O_NOFOLLOW: a
+        file swapped for a symlink since the walk is refused, not followed out of the root."""
+        return os.fdopen(os.open(entry.handle, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0)
 
     def stat(self, entry: FileEntry) -> tuple[int, int] | None:
         """Size and mtime of the file now."""

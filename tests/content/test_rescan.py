@@ -1,4 +1,5 @@
 """Rescans of the central DP through a real RQ worker on the real Redis."""
+import hashlib
 import os
 
 import pytest
@@ -7,25 +8,25 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import Asset, InventoryFile, Job
 from portal.services import distribution_points as dps
-from portal.services.actors import SYSTEM
+from portal.services.actors import Actor
 from portal.services.libraries import LIBRARIES, ManifestEntry, manifest_digest
 from portal.storage.central import FilesystemStorage
-from tests.factories import write_file
-import hashlib
+from tests.factories import make_user, write_file
 
 
-def rescan(central, work):
-    job, _ = dps.request_rescan(central, SYSTEM_ADMIN())
-    work()
-    return db.session.get(Job, job.id)
+@pytest.fixture
+def admin(app):
+    return Actor(make_user("admin"), via="console")
 
 
-def SYSTEM_ADMIN():
-    from portal.services.actors import Actor
-
-    class _Admin:
-        id, email, role, sites = None, "system", "admin", []
-    return Actor(_Admin(), via="system")
+@pytest.fixture
+def rescan(central, admin, work):
+    """rescan() -> the finished job row of one rescan of central, run by a real worker."""
+    def _rescan():
+        job, _ = dps.request_rescan(central, admin)
+        work()
+        return db.session.get(Job, job.id)
+    return _rescan
 
 
 def assets(dp_id):
@@ -38,14 +39,14 @@ def test_central_root_gets_the_six_libraries(central):
     assert sorted(os.listdir(central.root)) == sorted(LIBRARIES)
 
 
-def test_first_scan_finds_files_and_folders(central, work):
+def test_first_scan_finds_files_and_folders(central, rescan):
     """Are file and folder assets found with size, digest covering every file, and status?"""
     wim = write_file(central.root, "Images/Win11-23H2.wim", b"W" * 5000)
     write_file(central.root, "Reference Machines/Win11-Ref/machine.json", b"{}")
     write_file(central.root, "Reference Machines/Win11-Ref/disk/part1.bin", b"D" * 300)
     write_file(central.root, "Other folder/ignored.txt", b"nope")
     write_file(central.root, "Images/.~lock.tmp", b"temp")
-    job = rescan(central, work)
+    job = rescan()
     assert job.state == "succeeded", job.error
     found = assets(central.id)
     assert set(found) == {"Images/Win11-23H2.wim", "Reference Machines/Win11-Ref"}
@@ -63,38 +64,38 @@ def test_first_scan_finds_files_and_folders(central, work):
     assert os.path.exists(wim)  # nothing is ever deleted by a scan
 
 
-def test_rescan_hashes_only_what_changed(central, work):
+def test_rescan_hashes_only_what_changed(central, rescan):
     """Does a second scan hash only files whose size or mtime changed, and drop removed ones?"""
     write_file(central.root, "Images/a.wim", b"a" * 100)
     write_file(central.root, "Images/b.wim", b"b" * 100)
     gone = write_file(central.root, "Media/old.iso", b"o")
-    rescan(central, work)
+    rescan()
     digest_before = assets(central.id)["Images/b.wim"].digest
     write_file(central.root, "Images/b.wim", b"B" * 150)
     os.remove(gone)
-    job = rescan(central, work)
+    job = rescan()
     assert job.state == "succeeded"
     assert (job.files_total, job.bytes_total) == (1, 150)
     assert "1 hashed, 1 removed" in job.summary
     found = assets(central.id)
     assert "Media/old.iso" not in found
     assert found["Images/b.wim"].digest != digest_before
-    job = rescan(central, work)
+    job = rescan()
     assert (job.files_total, job.bytes_total) == (0, 0)
 
 
-def test_odd_names_are_listed_escaped(central, work, hx_client):
+def test_odd_names_are_listed_escaped(central, rescan, hx_client):
     """Are names with control characters or invalid UTF-8 listed escaped, never a crash?"""
     write_file(central.root, b"Images/bad\xffname.wim", b"x")
     write_file(central.root, b"Images/bell\x07.wim", b"y")
-    job = rescan(central, work)
+    job = rescan()
     assert job.state == "succeeded"
     assert {"Images/bad\\xffname.wim", "Images/bell\\x07.wim"} <= set(assets(central.id))
     page = hx_client.get("/libraries/images").get_data(as_text=True)
     assert "bad\\xffname.wim" in page and "bell\\x07.wim" in page
 
 
-def test_symlinks_never_lead_out_of_the_root(central, work, tmp_path):
+def test_symlinks_never_lead_out_of_the_root(central, rescan, tmp_path):
     """Is a symlink out of the root skipped (and said), while one inside the root counts?"""
     outside = tmp_path / "secret.txt"
     outside.write_bytes(b"secret")
@@ -103,7 +104,7 @@ def test_symlinks_never_lead_out_of_the_root(central, work, tmp_path):
     inside = write_file(central.root, "Images/real.wim", b"r")
     os.symlink(inside, os.path.join(central.root, "Images", "alias.wim"))
     os.mkfifo(os.path.join(central.root, "Images", "pipe.wim"))
-    job = rescan(central, work)
+    job = rescan()
     assert job.state == "succeeded"
     found = assets(central.id)
     assert "Images/escape.wim" not in found and "Media/dir-escape" not in found
@@ -113,7 +114,29 @@ def test_symlinks_never_lead_out_of_the_root(central, work, tmp_path):
     assert "pipe.wim: not a regular file" in notes
 
 
-def test_unreadable_and_vanishing_files_do_not_stop_the_scan(central, work, monkeypatch):
+def test_a_file_swapped_for_a_symlink_after_the_walk_is_not_read(central, rescan, tmp_path,
+                                                                   monkeypatch):
+    """If a file is replaced by a symlink out of the root between walk and hashing, is it refused?"""
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(b"secret")
+    swapped = write_file(central.root, "Images/swapped.wim", b"innocent")
+    real_walk = FilesystemStorage.walk
+
+    def walk_then_swap(self, problems):
+        entries = list(real_walk(self, problems))
+        os.remove(swapped)
+        os.symlink(outside, swapped)
+        return iter(entries)
+
+    monkeypatch.setattr(FilesystemStorage, "walk", walk_then_swap)
+    job = rescan()
+    assert job.state == "succeeded"
+    row = db.session.scalars(select(InventoryFile).where(InventoryFile.path == "Images/swapped.wim")).one()
+    assert row.sha256 is None and "cannot read" in row.error
+    assert assets(central.id)["Images/swapped.wim"].status == "unverified"
+
+
+def test_unreadable_and_vanishing_files_do_not_stop_the_scan(central, rescan, monkeypatch):
     """Does a scan go on past a file it cannot read and one that vanishes, recording both?"""
     write_file(central.root, "Images/locked.wim", b"l")
     vanishing = write_file(central.root, "Images/vanish.wim", b"v")
@@ -128,7 +151,7 @@ def test_unreadable_and_vanishing_files_do_not_stop_the_scan(central, work, monk
         return real_open(self, entry)
 
     monkeypatch.setattr(FilesystemStorage, "open_read", flaky_open)
-    job = rescan(central, work)
+    job = rescan()
     assert job.state == "succeeded"
     found = assets(central.id)
     assert found["Images/fine.wim"].status == "current"
@@ -142,23 +165,23 @@ def test_unreadable_and_vanishing_files_do_not_stop_the_scan(central, work, monk
     assert row.sha256 is None and "Permission denied" in row.error
 
 
-def test_rescan_of_a_missing_root_fails_with_a_clear_message(app, central, work):
+def test_rescan_of_a_missing_root_fails_with_a_clear_message(app, central, rescan):
     """Does a rescan of a root that vanished fail with the reason, marking the DP offline?"""
     root = central.root
     os.rename(root, root + ".moved")
     app.config["DEPOT_CENTRAL_ROOT_IS_DEFAULT"] = False
-    job = rescan(central, work)
+    job = rescan()
     assert job.state == "failed"
     assert job.error == f"content root {root} does not exist"
     assert dps.health(central) == ("offline", f"content root {root} does not exist")
 
 
-def test_folder_asset_digest_changes_with_any_inner_file(central, work):
+def test_folder_asset_digest_changes_with_any_inner_file(central, rescan):
     """Does touching one deep file of a folder asset make its digest change?"""
     write_file(central.root, "Platform Packs/Dell/drivers/a.inf", b"1")
     write_file(central.root, "Platform Packs/Dell/drivers/b.sys", b"2")
-    rescan(central, work)
+    rescan()
     before = assets(central.id)["Platform Packs/Dell"].digest
     write_file(central.root, "Platform Packs/Dell/drivers/b.sys", b"3", mtime_ns=10**18)
-    rescan(central, work)
+    rescan()
     assert assets(central.id)["Platform Packs/Dell"].digest != before
