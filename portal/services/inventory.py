@@ -4,6 +4,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Iterator
 
 from flask import current_app
 from sqlalchemy import delete, insert, select, update
@@ -17,6 +18,7 @@ from portal.storage import FileEntry, StorageBackend, storage_for
 
 CHUNK = 1024 * 1024
 BATCH = 500
+TASK_FILES, TASK_BYTES = 64, 8 * CHUNK  # small files go to the hashing threads in batches
 BATCH_SECONDS = 2.0
 
 
@@ -50,10 +52,30 @@ class _Reader:
                 time.sleep(min(ahead, 1.0))
 
 
-def hash_entry(backend: StorageBackend, entry: FileEntry, reader: _Reader) -> Hashed:
+def hash_entries(backend: StorageBackend, entries: list[FileEntry], reader: _Reader) -> list[Hashed]:
+    """hash_entry over a few files, sharing one read buffer."""
+    buf = bytearray(CHUNK)
+    return [hash_entry(backend, entry, reader, buf) for entry in entries]
+
+
+def _tasks(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:
+    """The files in groups of up to TASK_FILES or TASK_BYTES (a big file alone)."""
+    task, size = [], 0
+    for entry in entries:
+        if task and (len(task) >= TASK_FILES or size + entry.size > TASK_BYTES):
+            yield task
+            task, size = [], 0
+        task.append(entry)
+        size += entry.size
+    if task:
+        yield task
+
+
+def hash_entry(backend: StorageBackend, entry: FileEntry, reader: _Reader,
+               buf: bytearray | None = None) -> Hashed:
     """SHA-256 of one file; a file that vanishes, cannot be read, or changes meanwhile is noted."""
     digest = hashlib.sha256()
-    buf = bytearray(CHUNK)
+    buf = buf or bytearray(CHUNK)
     view = memoryview(buf)
     try:
         with backend.open_read(entry) as fh:
@@ -153,19 +175,19 @@ def _hash_and_store(backend, dp_id: int, to_hash: list[FileEntry], known: dict,
         updates.clear()
 
     pending = set()
-    queue = iter(to_hash)
+    tasks = _tasks(to_hash)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hash") as pool:
         try:
             while True:
-                while len(pending) < threads * 4 and (entry := next(queue, None)) is not None:
-                    pending.add(pool.submit(hash_entry, backend, entry, reader))
+                while len(pending) < threads * 4 and (task := next(tasks, None)) is not None:
+                    pending.add(pool.submit(hash_entries, backend, task, reader))
                 if not pending:
                     break
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    result = fut.result()
-                    files_done += 1
-                    _collect(result, dp_id, known, inserts, updates, counts)
+                    for result in fut.result():
+                        files_done += 1
+                        _collect(result, dp_id, known, inserts, updates, counts)
                 progress.check()
                 if len(inserts) + len(updates) >= BATCH or time.monotonic() - last_write > BATCH_SECONDS:
                     write_batch()
