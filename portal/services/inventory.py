@@ -3,6 +3,7 @@ import hashlib
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -30,7 +31,7 @@ class Hashed:
     vanished: bool = False
 
 
-class _Reader:
+class Reader:
     """Shared byte counter, optional read-rate cap and cancel check for the hashing threads."""
 
     def __init__(self, rate_limit: int, cancelled: threading.Event):
@@ -52,7 +53,7 @@ class _Reader:
                 time.sleep(min(ahead, 1.0))
 
 
-def hash_entries(backend: StorageBackend, entries: list[FileEntry], reader: _Reader) -> list[Hashed]:
+def hash_entries(backend: StorageBackend, entries: list[FileEntry], reader: Reader) -> list[Hashed]:
     """hash_entry over a few files, sharing one read buffer."""
     buf = bytearray(CHUNK)
     return [hash_entry(backend, entry, reader, buf) for entry in entries]
@@ -71,7 +72,7 @@ def _tasks(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:
         yield task
 
 
-def hash_entry(backend: StorageBackend, entry: FileEntry, reader: _Reader,
+def hash_entry(backend: StorageBackend, entry: FileEntry, reader: Reader,
                buf: bytearray | None = None) -> Hashed:
     """SHA-256 of one file; a file that vanishes, cannot be read, or changes meanwhile is noted."""
     digest = hashlib.sha256()
@@ -92,6 +93,28 @@ def hash_entry(backend: StorageBackend, entry: FileEntry, reader: _Reader,
     if now != (entry.size, entry.mtime_ns):
         return Hashed(entry, error="changed while being hashed; hashed again by the next scan")
     return Hashed(entry, sha256=digest.hexdigest())
+
+
+def hash_files(backend: StorageBackend, entries: list[FileEntry], reader: Reader,
+                threads: int) -> Iterator[list[Hashed]]:
+    """Hash files on a few threads (hashlib releases the GIL), small ones in batches. Yields results
+    as they come, and an empty list at least every half second so callers can report and stop."""
+    pending: set = set()
+    tasks = _tasks(entries)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hash") as pool:
+        try:
+            while True:
+                while len(pending) < threads * 4 and (task := next(tasks, None)) is not None:
+                    pending.add(pool.submit(hash_entries, backend, task, reader))
+                if not pending:
+                    return
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                yield [result for fut in done for result in fut.result()]
+        except BaseException:  # a failure, a cancel, or the caller stopped listening
+            reader.cancelled.set()
+            for fut in pending:
+                fut.cancel()
+            raise
 
 
 def rescan(job: Job, progress: Progress) -> str:
@@ -158,8 +181,8 @@ def _needs_hash(row, entry: FileEntry) -> bool:
 
 def _hash_and_store(backend, dp_id: int, to_hash: list[FileEntry], known: dict,
                     progress: Progress) -> dict:
-    """Hash files on a few threads (hashlib releases the GIL) and write results in batches."""
-    reader = _Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled)
+    """Hash what changed and write the results to the inventory in batches, reporting progress."""
+    reader = Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled)
     threads = max(1, current_app.config["DEPOT_HASH_THREADS"])
     counts = {"hashed": 0, "unreadable": 0, "vanished_paths": set(), "problems": []}
     inserts, updates = [], []
@@ -174,32 +197,19 @@ def _hash_and_store(backend, dp_id: int, to_hash: list[FileEntry], known: dict,
         inserts.clear()
         updates.clear()
 
-    pending = set()
-    tasks = _tasks(to_hash)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hash") as pool:
-        try:
-            while True:
-                while len(pending) < threads * 4 and (task := next(tasks, None)) is not None:
-                    pending.add(pool.submit(hash_entries, backend, task, reader))
-                if not pending:
-                    break
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    for result in fut.result():
-                        files_done += 1
-                        _collect(result, dp_id, known, inserts, updates, counts)
-                progress.check()
-                if len(inserts) + len(updates) >= BATCH or time.monotonic() - last_write > BATCH_SECONDS:
-                    write_batch()
-                    last_write = time.monotonic()
-                    progress.update(force=True, files_done=files_done, bytes_done=reader.bytes_read)
-                else:
-                    progress.update(files_done=files_done, bytes_done=reader.bytes_read)
-        except BaseException:
-            progress.cancelled.set()  # stop the other threads quickly
-            for fut in pending:
-                fut.cancel()
-            raise
+    stream = hash_files(backend, to_hash, reader, threads)
+    with closing(stream):  # on any error here, closing it stops the hashing threads at once
+        for results in stream:
+            for result in results:
+                files_done += 1
+                _collect(result, dp_id, known, inserts, updates, counts)
+            progress.check()
+            if len(inserts) + len(updates) >= BATCH or time.monotonic() - last_write > BATCH_SECONDS:
+                write_batch()
+                last_write = time.monotonic()
+                progress.update(force=True, files_done=files_done, bytes_done=reader.bytes_read)
+            else:
+                progress.update(files_done=files_done, bytes_done=reader.bytes_read)
     write_batch()
     progress.update(bytes_done=reader.bytes_read, force=True)
     return counts
