@@ -1,4 +1,5 @@
-"""Flask commands for ops: `flask --app wsgi init | users | tokens | demo | jobs`."""
+"""Flask commands for ops: `flask --app wsgi init | users | tokens | demo | jobs | dp-node`."""
+import os
 import sys
 
 import click
@@ -21,6 +22,7 @@ def init_app(app) -> None:
     app.cli.add_command(tokens_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(jobs_cli)
+    app.cli.add_command(dp_node_cli)
 
 
 def initialise() -> None:
@@ -117,3 +119,31 @@ def recover():
     for job_id, what in outcome.items():
         click.echo(f"{job_id}: {what}")
     click.echo(f"{len(outcome)} job(s) recovered")
+
+
+@click.group("dp-node")
+def dp_node_cli():
+    """Run this machine as a DP node (a branch's distribution point)."""
+
+
+@dp_node_cli.command("run")
+@click.option("--root", required=True, help="The content root this node serves.")
+@click.option("--bind", default="0.0.0.0:8081", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+def dp_node_run(root, bind, workers):
+    """Serve a content root as a DP node under gunicorn (key from DEPOT_DP_KEY)."""
+    from portal.config import BASE_DIR
+    from portal.dpnode import NodeMisconfigured, check_settings
+
+    root = os.path.abspath(root)
+    try:
+        check_settings(root, os.environ.get("DEPOT_DP_KEY"))
+    except NodeMisconfigured as exc:
+        raise click.ClickException(exc.message)
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    # gthread workers: a long download keeps its thread without tripping the worker timeout.
+    argv = [gunicorn, "--bind", bind, "--worker-class", "gthread", "--workers", str(workers),
+            "--threads", "16", "--chdir", str(BASE_DIR), "--access-logfile", "-",
+            "--no-control-socket", "portal.dpnode:create_node_app()"]
+    click.echo(f"DP node serving {root} on {bind}")
+    os.execve(gunicorn, argv, dict(os.environ, DEPOT_DP_ROOT=root))

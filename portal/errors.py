@@ -1,5 +1,5 @@
 """Errors as JSON for the API and as pages (or a flash fragment for htmx) for the console."""
-from flask import jsonify, make_response, render_template, request
+from flask import current_app, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -9,7 +9,7 @@ API_PREFIXES = ("/api/", "/dp/", "/agent/")
 
 
 def wants_json() -> bool:
-    return request.path.startswith(API_PREFIXES)
+    return current_app.config.get("DEPOT_NODE", False) or request.path.startswith(API_PREFIXES)
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None):

@@ -1,0 +1,47 @@
+"""Every path a DP node is asked about, confined to the six library folders of its root."""
+import os
+
+from portal.services import DepotError
+from portal.services.libraries import LIBRARIES
+from portal.services.names import unescape_component
+
+
+class BadPath(DepotError):
+    code, status = "bad_path", 400
+
+
+def confine(root: str, rel, *, asset: bool = False) -> bytes:
+    """The absolute (bytes) path of `rel` under `root`, or BadPath saying why it is refused.
+
+    `rel` is the escaped form the inventory uses ('Images/Win11.wim', 'Media/bad\\xffname.iso').
+    It must start with a library folder and name something inside it (with `asset`, exactly one
+    level inside); absolute paths, empty, '.' and '..' components are refused, and so is any
+    existing folder on the way that is a symlink leading out of the root.
+    """
+    if not isinstance(rel, str) or not rel:
+        raise BadPath("path must be a non-empty string")
+    if rel.startswith("/"):
+        raise BadPath(f"path must be relative to the root: {rel!r}")
+    parts = rel.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise BadPath(f"path may not contain empty, '.' or '..' parts: {rel!r}")
+    if parts[0] not in LIBRARIES:
+        raise BadPath(f"path must start with a library folder ({', '.join(LIBRARIES)}): {rel!r}")
+    if len(parts) < 2 or (asset and len(parts) != 2):
+        raise BadPath(f"path must name {'an asset' if asset else 'a file'} inside a library: {rel!r}")
+    raw = [unescape_component(part) for part in parts]
+    if any(b"/" in part or b"\0" in part for part in raw):
+        raise BadPath(f"path has a component with '/' or NUL in it: {rel!r}")
+    root_b = os.fsencode(os.path.realpath(root))
+    path = os.path.join(root_b, *raw)
+    parent = os.path.realpath(os.path.dirname(path))
+    if not (parent == root_b or parent.startswith(root_b + b"/")):
+        raise BadPath(f"path leads out of the content root through a symlink: {rel!r}")
+    return path
+
+
+def inside_root(root: str, path: bytes) -> bool:
+    """True when `path`, with every symlink resolved, is inside the root."""
+    root_b = os.fsencode(os.path.realpath(root))
+    real = os.path.realpath(path)
+    return real.startswith(root_b + b"/")

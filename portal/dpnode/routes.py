@@ -1,0 +1,156 @@
+"""The DP node's API under /dp/v1/: the DP key for the central server, signed links for endpoints."""
+import hmac
+import json
+import os
+import shutil
+from urllib.parse import quote
+
+from flask import Blueprint, Response, current_app, request, send_file
+
+from portal import __version__
+from portal.dpnode import inventory, signing
+from portal.dpnode.paths import confine, inside_root
+from portal.dpnode.uploads import UploadStore
+from portal.services import DepotError, NotFound
+
+bp = Blueprint("dpnode", __name__, url_prefix="/dp/v1")
+PUBLIC_ENDPOINTS = {"dpnode.download"}
+
+
+class Unauthorized(DepotError):
+    code, status = "unauthorized", 401
+
+
+def store(app=None) -> UploadStore:
+    """The node's upload store (one per app)."""
+    app = app or current_app
+    if "depot_uploads" not in app.extensions:
+        app.extensions["depot_uploads"] = UploadStore(
+            app.config["DEPOT_DP_ROOT"], app.config["DEPOT_DP_RESERVE_BYTES"],
+            app.config["DEPOT_DP_UPLOAD_MAX_AGE"])
+    return app.extensions["depot_uploads"]
+
+
+def _root() -> str:
+    return current_app.config["DEPOT_DP_ROOT"]
+
+
+@bp.before_request
+def _authenticate():
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    key = current_app.config["DEPOT_DP_KEY"]
+    if scheme.lower() != "bearer" or not hmac.compare_digest(secret.strip().encode(), key.encode()):
+        raise Unauthorized("this DP node needs its key: Authorization: Bearer <DEPOT_DP_KEY>")
+    return None
+
+
+def _json() -> dict:
+    body = request.get_json(silent=True, force=True)
+    if not isinstance(body, dict):
+        raise DepotError("send a JSON object in the request body", code="malformed_json")
+    return body
+
+
+@bp.get("/health")
+def health():
+    """Version, and free (above the reserve) and total bytes of the root's disk."""
+    free, total = store().space()
+    return {"status": "ok", "version": __version__, "free_bytes": free, "total_bytes": total,
+            "reserve_bytes": store().reserve}
+
+
+@bp.get("/inventory")
+def inventory_scan():
+    """Every file under the library folders, as JSON lines, hashing only what changed."""
+    root, threads, uploads = _root(), current_app.config["DEPOT_HASH_THREADS"], store()
+
+    def lines():
+        for record in inventory.scan(root, threads):
+            if record["type"] == "end":
+                record["free_bytes"], record["total_bytes"] = uploads.space()
+            yield json.dumps(record) + "\n"
+
+    return Response(lines(), mimetype="application/x-ndjson")
+
+
+@bp.post("/uploads")
+def create_upload():
+    """Start an upload of {path, size, sha256}, or return the one under way (201 new, 200 found)."""
+    body = _json()
+    upload, created = store().create(body.get("path"), body.get("size"), body.get("sha256"))
+    return upload.to_dict(), 201 if created else 200
+
+
+@bp.get("/uploads/<uid>")
+def show_upload(uid: str):
+    """How far an upload got: `offset` is where the sender resumes."""
+    return store().get(uid).to_dict()
+
+
+@bp.patch("/uploads/<uid>")
+def write_chunk(uid: str):
+    """Write the body at the byte offset given by the Upload-Offset header."""
+    try:
+        offset = int(request.headers["Upload-Offset"])
+    except (KeyError, ValueError):
+        raise DepotError("send the chunk's position in an Upload-Offset header") from None
+    if request.content_length is None:
+        raise DepotError("send a Content-Length with every chunk")
+    return store().write(uid, offset, request.get_data(cache=False)).to_dict()
+
+
+@bp.post("/uploads/<uid>/finish")
+def finish_upload(uid: str):
+    """Check size and SHA-256 and move the file into place; 422 (and discarded) if damaged."""
+    done = store().finish(uid)
+    inventory.remember(_root(), done["path"], done["size"], done["mtime_ns"], done["sha256"])
+    return done
+
+
+@bp.delete("/uploads/<uid>")
+def abort_upload(uid: str):
+    """Forget an upload and its bytes."""
+    store().abort(uid)
+    return "", 204
+
+
+@bp.delete("/content")
+def delete_content():
+    """Delete an asset (file or folder) or one file inside a folder asset: ?path=Images/x.wim."""
+    rel = request.args.get("path")
+    path = confine(_root(), rel)
+    if os.path.islink(path) or os.path.isfile(path):
+        os.remove(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+    else:
+        raise NotFound(f"{rel} is not at this DP")
+    return {"deleted": rel}
+
+
+@bp.get("/download")
+def download():
+    """A file for an endpoint, through a signed link; Range and conditional requests work."""
+    rel, expires, sig = (request.args.get(k) for k in ("path", "expires", "sig"))
+    if not rel:
+        raise DepotError("the download link names no file")
+    signing.check(current_app.config["DEPOT_DP_KEY"], rel, expires, sig)
+    path = confine(_root(), rel)
+    if not os.path.isfile(path) or not inside_root(_root(), path):
+        raise NotFound(f"{rel} is not at this DP")
+    st = os.stat(path)
+    etag = inventory.known_sha256(_root(), rel, st.st_size, st.st_mtime_ns)
+    prefix = current_app.config.get("DEPOT_DP_X_ACCEL_PREFIX")
+    if prefix:  # nginx sends the bytes (and handles Range); we only said yes
+        response = Response(status=200)
+        response.headers["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + quote(
+            os.path.relpath(path, os.fsencode(_root())))
+    else:
+        response = send_file(os.fsdecode(path), as_attachment=True, conditional=True,
+                             etag=etag or False, max_age=0)
+    if etag and prefix:
+        response.set_etag(etag)
+    response.headers["Accept-Ranges"] = "bytes"
+    return response

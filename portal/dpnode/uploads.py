@@ -1,0 +1,249 @@
+"""Resumable uploads into a DP node's root, in the spirit of tus.
+
+An upload is named by what it will become (path, size, SHA-256), so a sender that lost track of
+it (a worker killed, the central server restarted) asks for the same upload again and learns how
+far it got. Its bytes live in `<root>/.depot/uploads/`, outside the library folders and on the
+same file system, beside a small JSON record of the byte ranges received. Chunks may arrive in
+any order and more than one at a time; `offset` is where the first gap starts. `finish` checks
+size and SHA-256, fsyncs, and renames into place atomically, so a partial file is never visible
+under its final name.
+"""
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+from portal.dpnode.paths import confine
+from portal.services import Conflict, DepotError, NotFound
+
+STATE_DIR = ".depot"
+READ_CHUNK = 1024 * 1024
+
+
+class InsufficientStorage(DepotError):
+    code, status = "insufficient_storage", 507
+
+
+class DigestMismatch(DepotError):
+    code, status = "digest_mismatch", 422
+
+
+@dataclass
+class Upload:
+    id: str
+    path: str
+    size: int
+    sha256: str
+    ranges: list[list[int]] = field(default_factory=list)  # received [start, end), merged, sorted
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def offset(self) -> int:
+        """Bytes received without a gap from the start: where a sender resumes."""
+        return self.ranges[0][1] if self.ranges and self.ranges[0][0] == 0 else 0
+
+    @property
+    def received(self) -> int:
+        return sum(end - start for start, end in self.ranges)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "path": self.path, "size": self.size, "sha256": self.sha256,
+                "offset": self.offset, "received": self.received}
+
+
+def upload_id(path: str, size: int, sha256: str) -> str:
+    """The upload's name, from what it will become."""
+    return hashlib.sha256(f"{path}\0{size}\0{sha256}".encode()).hexdigest()[:32]
+
+
+def _merge(ranges: list[list[int]], start: int, end: int) -> list[list[int]]:
+    merged: list[list[int]] = []
+    for lo, hi in sorted([*ranges, [start, end]]):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return merged
+
+
+class UploadStore:
+    """The uploads of one DP node root."""
+
+    def __init__(self, root: str, reserve_bytes: int = 0, max_age_seconds: int = 7 * 86400):
+        self.root = root
+        self.reserve = reserve_bytes
+        self.max_age = max_age_seconds
+        self.dir = os.path.join(root, STATE_DIR, "uploads")
+        os.makedirs(self.dir, exist_ok=True)
+
+    # --- files of one upload ---------------------------------------------------------------
+
+    def _part(self, uid: str) -> str:
+        return os.path.join(self.dir, f"{uid}.part")
+
+    def _meta(self, uid: str) -> str:
+        return os.path.join(self.dir, f"{uid}.json")
+
+    @contextmanager
+    def _locked(self, uid: str):
+        """Hold the upload's lock (across the node's processes and threads) and yield its record."""
+        try:
+            fd = os.open(self._part(uid), os.O_RDWR)
+        except FileNotFoundError:
+            raise NotFound(f"no upload {uid}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            upload = self._load(uid)
+            if upload is None:  # finished or aborted while we waited for the lock
+                raise NotFound(f"no upload {uid}")
+            yield fd, upload
+        finally:
+            os.close(fd)
+
+    def _load(self, uid: str) -> Upload | None:
+        try:
+            with open(self._meta(uid)) as fh:
+                return Upload(**json.load(fh))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def _save(self, upload: Upload) -> None:
+        upload.updated_at = time.time()
+        tmp = self._meta(upload.id) + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(asdict(upload), fh)
+        os.replace(tmp, self._meta(upload.id))
+
+    def _discard(self, uid: str) -> None:
+        for path in (self._meta(uid), self._part(uid)):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+
+    # --- space -----------------------------------------------------------------------------
+
+    def space(self) -> tuple[int, int]:
+        """(free, total) bytes of the root's disk, free after the configured reserve."""
+        usage = shutil.disk_usage(self.root)
+        return max(0, usage.free - self.reserve), usage.total
+
+    def _require_space(self, needed: int, path: str) -> None:
+        free, _ = self.space()
+        if needed > free:
+            raise InsufficientStorage(
+                f"not enough space for {path}: it needs {needed} more bytes, the DP has {free} free "
+                f"above its reserve of {self.reserve}")
+
+    # --- the protocol ----------------------------------------------------------------------
+
+    def create(self, path, size, sha256) -> tuple[Upload, bool]:
+        """Start an upload, or return the one already under way for the same file: (upload, new)."""
+        confine(self.root, path)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise DepotError("size must be a whole number of bytes, 0 or more")
+        if not isinstance(sha256, str) or len(sha256) != 64 or not all(
+                c in "0123456789abcdef" for c in sha256):
+            raise DepotError("sha256 must be 64 lowercase hex digits")
+        self.sweep()
+        uid = upload_id(path, size, sha256)
+        existing = self._load(uid)
+        if existing is not None and os.path.exists(self._part(uid)):
+            self._require_space(size - existing.received, path)
+            return existing, False
+        self._require_space(size, path)
+        with open(self._part(uid), "wb"):
+            pass
+        now = time.time()
+        upload = Upload(uid, path, size, sha256, created_at=now, updated_at=now)
+        self._save(upload)
+        return upload, True
+
+    def get(self, uid: str) -> Upload:
+        upload = self._load(uid)
+        if upload is None:
+            raise NotFound(f"no upload {uid}")
+        return upload
+
+    def write(self, uid: str, offset: int, data: bytes) -> Upload:
+        """Write one chunk at `offset` (any order; a chunk sent twice is harmless)."""
+        with self._locked(uid) as (fd, upload):
+            if offset < 0 or offset + len(data) > upload.size:
+                raise Conflict(f"a chunk of {len(data)} bytes at {offset} does not fit an upload of "
+                               f"{upload.size} bytes")
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.pwrite(fd, memoryview(data)[written:], offset + written)
+            except OSError as exc:
+                if exc.errno == 28:  # ENOSPC
+                    raise InsufficientStorage(f"the DP's disk is full while writing {upload.path}") \
+                        from None
+                raise
+            if data:
+                upload.ranges = _merge(upload.ranges, offset, offset + len(data))
+            self._save(upload)
+            return upload
+
+    def finish(self, uid: str) -> dict:
+        """Check size and SHA-256, fsync, and move the file to its final name atomically."""
+        with self._locked(uid) as (fd, upload):
+            if upload.ranges != ([[0, upload.size]] if upload.size else []):
+                raise Conflict(f"the upload of {upload.path} is incomplete: {upload.offset} of "
+                               f"{upload.size} bytes received without a gap")
+            digest = hashlib.sha256()
+            size = 0
+            with open(self._part(uid), "rb", buffering=0) as fh:
+                while block := fh.read(READ_CHUNK):
+                    digest.update(block)
+                    size += len(block)
+            if size != upload.size or digest.hexdigest() != upload.sha256:
+                self._discard(uid)
+                raise DigestMismatch(
+                    f"{upload.path} arrived damaged ({size} bytes, SHA-256 {digest.hexdigest()}; "
+                    f"expected {upload.size} bytes, {upload.sha256}); the upload was discarded")
+            os.fsync(fd)
+            final = confine(self.root, upload.path)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            try:
+                os.replace(self._part(uid), final)
+            except IsADirectoryError:
+                raise Conflict(f"{upload.path} is a folder at this DP; delete it first") from None
+            dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            os.remove(self._meta(uid))
+            st = os.stat(final)
+            return {"path": upload.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                    "sha256": upload.sha256}
+
+    def abort(self, uid: str) -> None:
+        """Forget an upload and its bytes."""
+        with self._locked(uid):
+            self._discard(uid)
+
+    def sweep(self) -> list[str]:
+        """Remove uploads nobody has touched for longer than the configured age."""
+        cutoff = time.time() - self.max_age
+        removed = []
+        for name in os.listdir(self.dir):
+            uid, ext = os.path.splitext(name)
+            if ext not in (".json", ".part"):
+                continue
+            try:
+                if os.stat(os.path.join(self.dir, name)).st_mtime >= cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
+            upload = self._load(uid)
+            if upload is None or upload.updated_at < cutoff:
+                self._discard(uid)
+                removed.append(uid)
+        return removed

@@ -1,0 +1,73 @@
+"""DP nodes as real HTTP servers on loopback ports: in-process (werkzeug, threaded) for most tests,
+and the documented `flask --app wsgi dp-node run` (gunicorn) where the process itself matters."""
+import hashlib
+import os
+import threading
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from portal.config import NodeConfig
+from portal.dpnode import create_node_app
+
+KEY = "node-key-0123456789abcdef"
+
+
+class Node:
+    """A running node: its URL, root, and a requests session that sends the key."""
+
+    def __init__(self, url: str, root: str, app=None):
+        self.url, self.root, self.app = url, root, app
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {KEY}"
+
+    def call(self, method: str, path: str, **kw) -> requests.Response:
+        kw.setdefault("timeout", 30)
+        return self.http.request(method, f"{self.url}/dp/v1{path}", **kw)
+
+    def inventory(self) -> list[dict]:
+        import json
+
+        response = self.call("GET", "/inventory")
+        assert response.status_code == 200, response.text
+        return [json.loads(line) for line in response.text.splitlines()]
+
+    def upload(self, path: str, data: bytes, chunk: int = 1 << 20) -> dict:
+        """Send a whole file the way the central server will: create, chunks, finish."""
+        created = self.call("POST", "/uploads", json={
+            "path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        assert created.status_code in (200, 201), created.text
+        uid = created.json()["id"]
+        for offset in range(created.json()["offset"], len(data), chunk):
+            sent = self.call("PATCH", f"/uploads/{uid}", data=data[offset:offset + chunk],
+                             headers={"Upload-Offset": str(offset)})
+            assert sent.status_code == 200, sent.text
+        finished = self.call("POST", f"/uploads/{uid}/finish")
+        assert finished.status_code == 200, finished.text
+        return finished.json()
+
+    def file(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
+
+
+@pytest.fixture
+def node_settings():
+    """Override to change the node's settings for a test."""
+    return {"DEPOT_DP_RESERVE_BYTES": 0}
+
+
+@pytest.fixture
+def node(tmp_path, node_settings):
+    root = tmp_path / "node-root"
+    root.mkdir()
+    config = type("TestNodeConfig", (NodeConfig,),
+                  dict(DEPOT_DP_ROOT=str(root), DEPOT_DP_KEY=KEY, TESTING=True, **node_settings))
+    app = create_node_app(config)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="dp-node", daemon=True)
+    thread.start()
+    yield Node(f"http://127.0.0.1:{server.server_port}", str(root), app)
+    server.shutdown()
+    thread.join(timeout=10)

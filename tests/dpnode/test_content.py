@@ -1,0 +1,206 @@
+"""A DP node's content: confinement to the library folders, inventory, deletes and signed downloads."""
+import hashlib
+import os
+import time
+
+import pytest
+import requests
+
+from portal.dpnode import signing
+from tests.dpnode.conftest import KEY
+from tests.factories import write_file
+
+TRAVERSALS = [
+    ("../outside.wim", "'..'"),
+    ("Images/../../outside.wim", "'..'"),
+    ("/etc/passwd", "relative to the root"),
+    ("Images//x.wim", "empty"),
+    ("Other folder/x.wim", "must start with a library folder"),
+    ("Images", "inside a library"),
+    (".depot/uploads/x.part", "must start with a library folder"),
+    ("Images/escape/x.wim", "leads out of the content root"),
+]
+
+
+@pytest.fixture
+def escape_link(node, tmp_path):
+    """Images/escape -> a folder outside the root."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, node.file("Images/escape"))
+    return outside
+
+
+@pytest.mark.parametrize("path, reason", TRAVERSALS)
+def test_uploads_are_confined_to_the_library_folders(node, escape_link, path, reason):
+    """Are absolute paths, '..', other folders and symlinks out of the root refused, writing nothing?"""
+    response = node.call("POST", "/uploads", json={"path": path, "size": 1, "sha256": "0" * 64})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_path"
+    assert reason in response.json()["error"]["message"]
+    assert os.listdir(escape_link) == []
+    assert os.listdir(os.path.join(node.root, ".depot", "uploads")) == []
+
+
+@pytest.mark.parametrize("path, reason", TRAVERSALS)
+def test_deletes_are_confined_to_the_library_folders(node, escape_link, path, reason):
+    """Can a delete reach anything outside the library folders? (It must not.)"""
+    (escape_link / "x.wim").write_bytes(b"keep me")
+    response = node.call("DELETE", "/content", params={"path": path})
+    assert response.status_code == 400 and reason in response.json()["error"]["message"]
+    assert (escape_link / "x.wim").read_bytes() == b"keep me"
+
+
+def test_delete_removes_file_and_folder_assets(node):
+    """Does a delete remove a file asset, a folder asset with all under it, and 404 what is absent?"""
+    write_file(node.root, "Images/old.wim", b"o")
+    write_file(node.root, "Platform Packs/Dell/drivers/a.inf", b"a")
+    assert node.call("DELETE", "/content", params={"path": "Images/old.wim"}).json() == {
+        "deleted": "Images/old.wim"}
+    assert node.call("DELETE", "/content", params={"path": "Platform Packs/Dell"}).status_code == 200
+    assert not os.path.exists(node.file("Images/old.wim"))
+    assert not os.path.exists(node.file("Platform Packs/Dell"))
+    assert os.path.isdir(node.file("Platform Packs"))
+    missing = node.call("DELETE", "/content", params={"path": "Images/old.wim"})
+    assert missing.status_code == 404 and "not at this DP" in missing.json()["error"]["message"]
+
+
+def test_deleting_a_symlink_removes_the_link_not_its_target(node, escape_link):
+    (escape_link / "x.wim").write_bytes(b"keep me")
+    assert node.call("DELETE", "/content", params={"path": "Images/escape"}).status_code == 200
+    assert not os.path.lexists(node.file("Images/escape"))
+    assert (escape_link / "x.wim").read_bytes() == b"keep me"
+
+
+def by_path(records):
+    return {r["path"]: r for r in records if r["type"] == "file"}
+
+
+def test_inventory_hashes_only_what_changed(node):
+    """Does the node list hand-copied files with their SHA-256, hashing each version only once?"""
+    write_file(node.root, "Images/hand-copied.wim", b"by hand")
+    write_file(node.root, "Application Packs/Office/setup.exe", b"office")
+    write_file(node.root, b"Media/bad\xffname.iso", b"odd")
+    first = node.inventory()
+    assert first[0] == {"type": "start", "files": 3, "files_to_hash": 3, "bytes_to_hash": 16}
+    assert first[-1]["type"] == "end" and first[-1]["files"] == 3 and first[-1]["free_bytes"] > 0
+    files = by_path(first)
+    assert files["Images/hand-copied.wim"]["sha256"] == hashlib.sha256(b"by hand").hexdigest()
+    assert "Media/bad\\xffname.iso" in files
+
+    second = node.inventory()
+    assert second[0]["files_to_hash"] == 0
+    assert by_path(second) == files
+
+    write_file(node.root, "Images/hand-copied.wim", b"changed by hand", mtime_ns=10**18)
+    os.remove(node.file("Application Packs/Office/setup.exe"))
+    third = node.inventory()
+    assert (third[0]["files"], third[0]["files_to_hash"]) == (2, 1)
+    files = by_path(third)
+    assert files["Images/hand-copied.wim"]["sha256"] == hashlib.sha256(b"changed by hand").hexdigest()
+    assert "Application Packs/Office/setup.exe" not in files
+
+
+def test_uploaded_files_are_not_hashed_again_by_the_inventory(node):
+    node.upload("Images/Win11.wim", b"W" * 5000)
+    records = node.inventory()
+    assert records[0]["files_to_hash"] == 0
+    assert by_path(records)["Images/Win11.wim"]["sha256"] == hashlib.sha256(b"W" * 5000).hexdigest()
+
+
+def test_inventory_notes_what_it_skips(node, escape_link):
+    """Are a symlink out of the root and an unreadable file reported, the scan going on?"""
+    (escape_link / "secret.wim").write_bytes(b"secret")
+    os.symlink(escape_link / "secret.wim", node.file("Images/secret-link.wim"))
+    write_file(node.root, "Images/fine.wim", b"fine")
+    records = node.inventory()
+    assert set(by_path(records)) == {"Images/fine.wim"}
+    problems = [r["message"] for r in records if r["type"] == "problem"]
+    assert any("secret-link.wim: symlink leads out of the content root" in p for p in problems)
+    assert records[-1]["type"] == "end"
+
+
+# --- downloads ------------------------------------------------------------------------------
+
+@pytest.fixture
+def image(node):
+    data = os.urandom(300_000)
+    node.upload("Images/Win11.wim", data)
+    return data
+
+
+def link(node, path="Images/Win11.wim", ttl=300, key=KEY):
+    return signing.sign(node.url, key, path, ttl)
+
+
+def test_signed_link_downloads_with_strong_etag(node, image):
+    """Does a signed link serve the file, without the DP key, with its SHA-256 as strong ETag?"""
+    response = requests.get(link(node), timeout=30)
+    assert response.status_code == 200
+    assert response.content == image
+    assert response.headers["ETag"] == f'"{hashlib.sha256(image).hexdigest()}"'
+    assert response.headers["Accept-Ranges"] == "bytes"
+
+
+def test_range_and_conditional_requests(node, image):
+    """Do Range (206), If-None-Match (304) and a stale If-Range (whole file) behave as HTTP says?"""
+    etag = f'"{hashlib.sha256(image).hexdigest()}"'
+    part = requests.get(link(node), headers={"Range": "bytes=1000-1999"}, timeout=30)
+    assert part.status_code == 206 and part.content == image[1000:2000]
+    assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(image)}"
+    tail = requests.get(link(node), headers={"Range": "bytes=299000-"}, timeout=30)
+    assert tail.content == image[299000:]
+    assert requests.get(link(node), headers={"If-None-Match": etag}, timeout=30).status_code == 304
+    resumed = requests.get(link(node), headers={"Range": "bytes=10-", "If-Range": '"stale"'},
+                           timeout=30)
+    assert resumed.status_code == 200 and resumed.content == image
+    beyond = requests.get(link(node), headers={"Range": "bytes=900000-"}, timeout=30)
+    assert beyond.status_code == 416
+
+
+def test_expired_forged_and_redirected_links_are_refused(node, image):
+    """Are an expired link, a wrong signature, and a link re-pointed at another file refused?"""
+    expired = signing.sign(node.url, KEY, "Images/Win11.wim", -5)
+    response = requests.get(expired, timeout=30)
+    assert response.status_code == 403 and "expired" in response.json()["error"]["message"]
+    forged = requests.get(link(node, key="another-key-0123456789"), timeout=30)
+    assert forged.status_code == 403 and "signature" in forged.json()["error"]["message"]
+    write_file(node.root, "Images/other.wim", b"other")
+    repointed = link(node).replace("Win11.wim", "other.wim")
+    assert requests.get(repointed, timeout=30).status_code == 403
+    assert requests.get(f"{node.url}/dp/v1/download?path=Images/Win11.wim", timeout=30).status_code == 403
+
+
+def test_signed_link_cannot_escape_the_root(node, escape_link):
+    (escape_link / "x.wim").write_bytes(b"secret")
+    response = requests.get(link(node, "Images/escape/x.wim"), timeout=30)
+    assert response.status_code == 400
+    assert requests.get(link(node, "Images/missing.wim"), timeout=30).status_code == 404
+
+
+def test_hand_copied_file_downloads_without_an_etag_until_scanned(node):
+    write_file(node.root, "Images/hand.wim", b"hand")
+    assert "ETag" not in requests.get(link(node, "Images/hand.wim"), timeout=30).headers
+    node.inventory()
+    response = requests.get(link(node, "Images/hand.wim"), timeout=30)
+    assert response.headers["ETag"] == f'"{hashlib.sha256(b"hand").hexdigest()}"'
+
+
+def test_link_expiry_is_checked_against_now(node, image):
+    soon = signing.sign(node.url, KEY, "Images/Win11.wim", 1, now=time.time() - 5)
+    assert requests.get(soon, timeout=30).status_code == 403
+
+
+@pytest.fixture
+def behind_nginx(node_settings):
+    node_settings["DEPOT_DP_X_ACCEL_PREFIX"] = "/depot-files/"
+    return node_settings
+
+
+def test_behind_nginx_the_node_only_says_which_file(behind_nginx, node, image):
+    """With an X-Accel prefix set, does a good link answer with X-Accel-Redirect and the ETag only?"""
+    response = requests.get(link(node), timeout=30)
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["X-Accel-Redirect"] == "/depot-files/Images/Win11.wim"
+    assert response.headers["ETag"] == f'"{hashlib.sha256(image).hexdigest()}"'
+    assert requests.get(signing.sign(node.url, KEY, "Images/Win11.wim", -5), timeout=30).status_code == 403
