@@ -28,6 +28,8 @@ class Config:
     DEPOT_CENTRAL_SITE = os.environ.get("DEPOT_CENTRAL_SITE", "HQ")
     DEPOT_ADMIN_EMAIL = os.environ.get("DEPOT_ADMIN_EMAIL")
     DEPOT_ADMIN_PASSWORD = os.environ.get("DEPOT_ADMIN_PASSWORD")
+    # Encrypts DP keys and cloud credentials at rest; unset: derived from SECRET_KEY.
+    DEPOT_ENCRYPTION_KEY = os.environ.get("DEPOT_ENCRYPTION_KEY")
     # A running job writes a heartbeat to its row; one silent for this long lost its worker.
     DEPOT_JOB_STALE_SECONDS = _env_int("DEPOT_JOB_STALE_SECONDS", 30)
     DEPOT_JOB_MAX_ATTEMPTS = _env_int("DEPOT_JOB_MAX_ATTEMPTS", 5)

@@ -18,6 +18,8 @@ from portal.extensions import QUEUE_NAMES, db, get_redis
 from portal.services import distribution_points
 from tests import factories
 
+pytest_plugins = ["tests.node_fixtures"]  # `node`: a DP node on a loopback port
+
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 

@@ -2,6 +2,7 @@
 from datetime import datetime, timezone
 
 from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
@@ -29,6 +30,13 @@ class DistributionPoint(db.Model):
     total_bytes: Mapped[int | None] = mapped_column(BigInteger)
     last_scan_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The DP node's key (local) or the cloud credentials, encrypted (services.secrets).
+    secret: Mapped[str | None] = mapped_column(Text)
+    # Disabled for maintenance: no copies, no deployments; health checks leave it alone.
+    disabled: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    bandwidth_limit: Mapped[int | None] = mapped_column(BigInteger)  # bytes/s for copies; None: no cap
+    allowed_hours: Mapped[str | None] = mapped_column(String(11))  # "22-06": copies only then
+    checked_at: Mapped[datetime | None]
 
     @property
     def is_central(self) -> bool:
@@ -40,7 +48,8 @@ class DistributionPoint(db.Model):
             "site": self.site, "url": self.url, "status": self.status,
             "status_reason": self.status_reason, "free_bytes": self.free_bytes,
             "total_bytes": self.total_bytes, "last_scan_at": isoformat(self.last_scan_at),
-            "counts": counts or {},
+            "disabled": self.disabled, "bandwidth_limit": self.bandwidth_limit,
+            "allowed_hours": self.allowed_hours, "counts": counts or {},
         }
 
 

@@ -36,6 +36,9 @@ class Job(db.Model):
     # The RQ job currently carrying this row; a new one per attempt.
     rq_job_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(default=0)
+    # Tries after a passing failure (a DP that did not answer), each after a longer wait.
+    retries: Mapped[int] = mapped_column(default=0, server_default="0")
+    retry_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)

@@ -140,6 +140,8 @@ def selected_dp(user: User) -> DistributionPoint:
 
 def health(dp: DistributionPoint) -> tuple[str, str | None]:
     """(status, reason) of a DP now; for central, whether its root is usable."""
+    if dp.disabled:
+        return "disabled", "disabled for maintenance: no copies, no deployments"
     if not dp.is_central:
         return dp.status, dp.status_reason
     try:

@@ -123,22 +123,24 @@ def rescan(job: Job, progress: Progress) -> str:
     if dp is None:
         raise DepotError("the distribution point of this rescan no longer exists")
     backend = storage_for(dp)
+    backend.cancelled = progress.cancelled
+    dp_id = dp.id
+    problems: list[str] = []
+    entries: list[FileEntry] = []
     try:
         backend.ensure_layout() if dp.is_central else backend.check()
+        progress.update(phase="listing files", force=True)
+        for entry in backend.walk(problems):
+            entries.append(entry)
+            if len(entries) % 5000 == 0:
+                progress.check()
+                progress.update(phase=f"listing files ({len(entries)} so far)")
     except DepotError as exc:
+        db.session.rollback()
+        dp = db.session.get(DistributionPoint, dp_id)
         dp.status, dp.status_reason = "offline", exc.message
         db.session.commit()
         raise
-    dp_id = dp.id
-
-    progress.update(phase="listing files", force=True)
-    problems: list[str] = []
-    entries: list[FileEntry] = []
-    for entry in backend.walk(problems):
-        entries.append(entry)
-        if len(entries) % 5000 == 0:
-            progress.check()
-            progress.update(phase=f"listing files ({len(entries)} so far)")
     known = {row.path: row for row in db.session.execute(
         select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
                InventoryFile.sha256).where(InventoryFile.dp_id == dp_id))}
@@ -146,7 +148,14 @@ def rescan(job: Job, progress: Progress) -> str:
     progress.update(phase="hashing", files_total=len(to_hash), files_done=0,
                     bytes_total=sum(e.size for e in to_hash), bytes_done=0, force=True)
 
-    counts = _hash_and_store(backend, dp_id, to_hash, known, progress)
+    if backend.hashes_itself:  # the DP hashed them: store what it said
+        reader = Reader(0, progress.cancelled)
+        results = (batch for batch in [[Hashed(e, sha256=e.sha256, error=e.error) for e in to_hash]])
+    else:
+        reader = Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled)
+        threads = max(1, current_app.config["DEPOT_HASH_THREADS"])
+        results = hash_files(backend, to_hash, reader, threads)
+    counts = _store_results(dp_id, results, reader, known, progress)
     seen = {e.path for e in entries} - counts.pop("vanished_paths")
     gone = [row.id for path, row in known.items() if path not in seen]
     for start in range(0, len(gone), BATCH):
@@ -176,14 +185,15 @@ def _count(n: int, noun: str) -> str:
 
 
 def _needs_hash(row, entry: FileEntry) -> bool:
-    return row is None or row.sha256 is None or row.size != entry.size or row.mtime_ns != entry.mtime_ns
+    """True when the inventory's row is not this version of the file (or has no hash yet)."""
+    return (row is None or row.sha256 is None or row.size != entry.size
+            or row.mtime_ns != entry.mtime_ns
+            or (entry.sha256 is not None and entry.sha256 != row.sha256))
 
 
-def _hash_and_store(backend, dp_id: int, to_hash: list[FileEntry], known: dict,
-                    progress: Progress) -> dict:
-    """Hash what changed and write the results to the inventory in batches, reporting progress."""
-    reader = Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled)
-    threads = max(1, current_app.config["DEPOT_HASH_THREADS"])
+def _store_results(dp_id: int, results: Iterator[list[Hashed]], reader: Reader, known: dict,
+                   progress: Progress) -> dict:
+    """Write hashing results to the inventory in batches, reporting progress as they come."""
     counts = {"hashed": 0, "unreadable": 0, "vanished_paths": set(), "problems": []}
     inserts, updates = [], []
     files_done = 0
@@ -197,10 +207,9 @@ def _hash_and_store(backend, dp_id: int, to_hash: list[FileEntry], known: dict,
         inserts.clear()
         updates.clear()
 
-    stream = hash_files(backend, to_hash, reader, threads)
-    with closing(stream):  # on any error here, closing it stops the hashing threads at once
-        for results in stream:
-            for result in results:
+    with closing(results):  # on any error here, closing it stops the hashing threads at once
+        for batch in results:
+            for result in batch:
                 files_done += 1
                 _collect(result, dp_id, known, inserts, updates, counts)
             progress.check()

@@ -1,9 +1,11 @@
 """Storage backends: one class per kind of DP behind one interface, picked by `storage_for`."""
 from portal.storage.base import FileEntry, StorageBackend
 from portal.storage.central import FilesystemStorage
+from portal.storage.dpnode import DpNodeStorage
 
 _REGISTRY: dict[tuple[str, str | None], type[StorageBackend]] = {
     ("central", None): FilesystemStorage,
+    ("local", None): DpNodeStorage,
 }
 
 

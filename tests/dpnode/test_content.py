@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from portal.dpnode import signing
-from tests.dpnode.conftest import KEY
+from tests.node_fixtures import KEY
 from tests.factories import write_file
 
 TRAVERSALS = [

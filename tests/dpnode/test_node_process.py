@@ -12,7 +12,7 @@ import requests
 
 from portal.config import BASE_DIR
 from tests.conftest import descendants
-from tests.dpnode.conftest import KEY, Node
+from tests.node_fixtures import KEY, Node
 
 pytestmark = pytest.mark.slow
 FLASK = os.path.join(os.path.dirname(sys.executable), "flask")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.dpnode.conftest import KEY
+from tests.node_fixtures import KEY
 
 MB = 1024 * 1024
 

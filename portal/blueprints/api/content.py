@@ -2,8 +2,10 @@
 from flask import g, request
 
 from portal.auth import api_actor
-from portal.blueprints.api import bp
+from portal.blueprints.api import bp, json_body
+from portal.services import DepotError, dp_management
 from portal.services import distribution_points as dps
+from portal.services.permissions import require
 
 
 @bp.get("/distribution-points")
@@ -14,11 +16,44 @@ def list_dps():
     return {"items": [dp.to_dict(counts.get(dp.id, {})) for dp in visible]}
 
 
+@bp.post("/distribution-points")
+def create_dp():
+    """Add a DP node {name, kind: "local", url, key, site} after a connection test (201)."""
+    body = json_body()
+    if body.get("kind") != "local":
+        raise DepotError('kind must be "local" (cloud DPs come with a later release)')
+    dp = dp_management.add_local(api_actor(), body.get("name"), body.get("url"), body.get("key"),
+                                 body.get("site"))
+    return dp.to_dict(), 201
+
+
+@bp.post("/distribution-points/test")
+def test_dp():
+    """Try {url, key} against a DP node without saving anything: its health, or why not."""
+    require(g.api_user, "manage_dps")  # it makes the server connect where it is told
+    body = json_body()
+    return {"ok": True, "health": dp_management.test_connection(body.get("url"), body.get("key"))}
+
+
 @bp.get("/distribution-points/<int:dp_id>")
 def get_dp(dp_id: int):
     """One DP."""
     dp = dps.get_dp(dp_id, g.api_user)
     return dp.to_dict(dps.status_counts([dp.id]).get(dp.id, {}))
+
+
+@bp.patch("/distribution-points/<int:dp_id>")
+def update_dp(dp_id: int):
+    """Change name, site, url, key, disabled, bandwidth_limit or allowed_hours."""
+    dp = dp_management.update_dp(api_actor(), dps.get_dp(dp_id, g.api_user), json_body())
+    return dp.to_dict(dps.status_counts([dp.id]).get(dp.id, {}))
+
+
+@bp.delete("/distribution-points/<int:dp_id>")
+def delete_dp(dp_id: int):
+    """Forget a DP; its files are never deleted."""
+    dp_management.delete_dp(api_actor(), dps.get_dp(dp_id, g.api_user))
+    return "", 204
 
 
 @bp.post("/distribution-points/<int:dp_id>/rescan")

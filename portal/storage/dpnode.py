@@ -1,0 +1,146 @@
+"""A local DP: a Depot DP node at a branch, reached over HTTP(S) with its key."""
+import json
+from typing import BinaryIO, Iterator
+
+import requests
+
+from portal.dpnode import signing
+from portal.services import DepotError
+from portal.services.jobs import JobCancelled
+from portal.storage.base import FileEntry, StorageBackend
+
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 120  # a finish hashes the whole file on the node before it answers
+
+
+class NodeUnreachable(DepotError):
+    """The node did not answer (down, or the network between): worth trying again later."""
+
+    code, status = "dp_unreachable", 502
+
+
+class NodeError(DepotError):
+    """The node answered with an error; `node_code` and `node_status` say which."""
+
+    code, status = "dp_error", 502
+
+    def __init__(self, message: str, node_code: str, node_status: int):
+        super().__init__(message)
+        self.node_code, self.node_status = node_code, node_status
+
+
+class DpNodeStorage(StorageBackend):
+    """The DP node API (`portal.dpnode`) as a storage backend."""
+
+    hashes_itself = True
+
+    def __init__(self, dp=None, *, url: str | None = None, key: str | None = None,
+                 name: str | None = None):
+        super().__init__(dp)
+        if dp is not None:
+            from portal.services import secrets
+
+            url, key, name = dp.url, secrets.decrypt(dp.secret), dp.name
+        self.url, self.key, self.name = url.rstrip("/"), key, name or url
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {key}"
+
+    def _call(self, method: str, path: str, *, stream: bool = False, **kw) -> requests.Response:
+        try:
+            response = self.http.request(method, f"{self.url}/dp/v1{path}", stream=stream,
+                                         timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kw)
+        except requests.RequestException as exc:
+            raise NodeUnreachable(f"{self.name} ({self.url}) does not answer: "
+                                  f"{type(exc).__name__}") from None
+        if response.status_code < 400:
+            return response
+        try:
+            error = response.json()["error"]
+            code, message = error["code"], error["message"]
+        except (ValueError, KeyError, TypeError):
+            code, message = "http_error", f"HTTP {response.status_code}"
+        if response.status_code == 401:
+            message = f"{self.name} refused the key: check the key entered for this DP"
+        elif response.status_code >= 500 and response.status_code != 507:
+            raise NodeUnreachable(f"{self.name} failed: {message}")
+        raise NodeError(f"{self.name}: {message}", code, response.status_code)
+
+    # --- the storage interface -------------------------------------------------------------
+
+    def check(self) -> dict:
+        """The node's health (version, space); NodeUnreachable or NodeError when it is not well."""
+        return self._call("GET", "/health").json()
+
+    def ensure_layout(self) -> None:
+        self.check()  # the node keeps its own library folders
+
+    def walk(self, problems: list[str]) -> Iterator[FileEntry]:
+        """The node's inventory, hashed on the node; a stream cut short raises NodeUnreachable."""
+        response = self._call("GET", "/inventory", stream=True)
+        ended = False
+        try:
+            for line in response.iter_lines():
+                if self.cancelled is not None and self.cancelled.is_set():
+                    raise JobCancelled()
+                if not line:
+                    continue
+                record = json.loads(line)
+                if record["type"] == "file":
+                    yield FileEntry(record["path"], record["size"], record["mtime_ns"],
+                                    sha256=record["sha256"], error=record["error"])
+                elif record["type"] == "problem":
+                    problems.append(record["message"])
+                elif record["type"] == "end":
+                    self._space = (record["free_bytes"], record["total_bytes"])
+                    ended = True
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            raise NodeUnreachable(f"{self.name}'s inventory was cut off: {type(exc).__name__}") \
+                from None
+        finally:
+            response.close()
+        if not ended:
+            raise NodeUnreachable(f"{self.name}'s inventory was cut off before its end")
+
+    def open_read(self, entry: FileEntry) -> BinaryIO:
+        raise DepotError(f"{self.name} hashes its own files; nothing is read from it here")
+
+    def stat(self, entry: FileEntry) -> tuple[int, int] | None:
+        raise DepotError(f"{self.name} hashes its own files; nothing is read from it here")
+
+    def space(self) -> tuple[int | None, int | None]:
+        if getattr(self, "_space", None) is None:
+            health = self.check()
+            self._space = (health["free_bytes"], health["total_bytes"])
+        return self._space
+
+    # --- uploads (copies) ------------------------------------------------------------------
+
+    def start_upload(self, path: str, size: int, sha256: str) -> dict:
+        """Create the upload, or find the one under way: {id, offset, received, ...}."""
+        return self._call("POST", "/uploads", json={"path": path, "size": size,
+                                                    "sha256": sha256}).json()
+
+    def send_chunk(self, upload_id: str, offset: int, data: bytes) -> dict:
+        return self._call("PATCH", f"/uploads/{upload_id}", data=data,
+                          headers={"Upload-Offset": str(offset)}).json()
+
+    def finish_upload(self, upload_id: str) -> dict:
+        return self._call("POST", f"/uploads/{upload_id}/finish").json()
+
+    def abort_upload(self, upload_id: str) -> None:
+        try:
+            self._call("DELETE", f"/uploads/{upload_id}")
+        except NodeError as exc:
+            if exc.node_status != 404:
+                raise
+
+    def delete(self, path: str) -> None:
+        """Delete a file or a folder (asset) at the node; absent is fine."""
+        try:
+            self._call("DELETE", "/content", params={"path": path})
+        except NodeError as exc:
+            if exc.node_status != 404:
+                raise
+
+    def download_link(self, path: str, ttl_seconds: int) -> str:
+        return signing.sign(self.url, self.key, path, ttl_seconds)
