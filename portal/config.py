@@ -34,6 +34,15 @@ class Config:
     DEPOT_JOB_STALE_SECONDS = _env_int("DEPOT_JOB_STALE_SECONDS", 30)
     DEPOT_JOB_MAX_ATTEMPTS = _env_int("DEPOT_JOB_MAX_ATTEMPTS", 5)
     DEPOT_RECOVER_INTERVAL = _env_int("DEPOT_RECOVER_INTERVAL", 15)
+    # Seconds between health checks of the DP nodes (online/offline, free space; `rq cron`).
+    DEPOT_HEALTH_INTERVAL = _env_int("DEPOT_HEALTH_INTERVAL", 60)
+    # A job that meets a passing failure (a DP that does not answer) tries again this many times,
+    # waiting BASE, 2*BASE, 4*BASE ... seconds: 5 tries from 20 s wait about 10 minutes in all.
+    DEPOT_JOB_RETRIES = _env_int("DEPOT_JOB_RETRIES", 5)
+    DEPOT_RETRY_BASE_SECONDS = _env_int("DEPOT_RETRY_BASE_SECONDS", 20)
+    # Copies: bytes a chunk, and chunks in flight at once to one DP.
+    DEPOT_COPY_CHUNK = _env_int("DEPOT_COPY_CHUNK", 8 * 1024 * 1024)
+    DEPOT_COPY_STREAMS = _env_int("DEPOT_COPY_STREAMS", 3)
     # Optional read-rate cap for rescans (bytes/s, 0 = none) so a scan does not starve a busy disk.
     DEPOT_SCAN_RATE_LIMIT = _env_int("DEPOT_SCAN_RATE_LIMIT", 0)
     DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))

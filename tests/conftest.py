@@ -123,6 +123,9 @@ def worker_env(app):
         "SECRET_KEY": app.config["SECRET_KEY"],
         "DEPOT_JOB_STALE_SECONDS": str(app.config["DEPOT_JOB_STALE_SECONDS"]),
         "DEPOT_SCAN_RATE_LIMIT": str(app.config["DEPOT_SCAN_RATE_LIMIT"]),
+        "DEPOT_JOB_RETRIES": str(app.config["DEPOT_JOB_RETRIES"]),
+        "DEPOT_RETRY_BASE_SECONDS": str(app.config["DEPOT_RETRY_BASE_SECONDS"]),
+        "DEPOT_COPY_CHUNK": str(app.config["DEPOT_COPY_CHUNK"]),
         "PYTHONPATH": str(BASE_DIR),
     })
     return env

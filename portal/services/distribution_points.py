@@ -51,25 +51,57 @@ def get_dp(dp_id, user: User) -> DistributionPoint:
     return dp
 
 
+def job_statuses(dp_ids: list[int] | None = None) -> dict[tuple[int, str], tuple[str, str | None]]:
+    """What copy jobs say of (DP, asset): `copying` while one is queued or running, `failed` with
+    its reason when the last one failed."""
+    query = select(Job.dp_id, Job.asset_key, Job.state, Job.error, Job.phase).where(
+        Job.kind == "copy").order_by(Job.created_at)
+    if dp_ids is not None:
+        query = query.where(Job.dp_id.in_(dp_ids))
+    latest = {(dp_id, key): (state, error, phase)
+              for dp_id, key, state, error, phase in db.session.execute(query)}
+    said = {}
+    for pair, (state, error, phase) in latest.items():
+        if state in ("queued", "running"):
+            said[pair] = ("copying", phase)
+        elif state == "failed":
+            said[pair] = ("failed", error)
+    return said
+
+
+def _overlay(status: str, said: tuple[str, str | None] | None) -> tuple[str, str | None] | None:
+    """A job's word on an asset's status: copying always; failed unless it has become current."""
+    if said is None or (said[0] == "failed" and status == "current"):
+        return None
+    return said
+
+
+def asset_statuses(dp_ids: list[int] | None = None) -> dict[int, dict[str, str]]:
+    """Per DP: each asset's status (central's missing ones included, copy jobs applied)."""
+    central = central_dp()
+    statuses: dict[int, dict[str, str]] = {}
+    for dp_id, key, status in db.session.execute(select(Asset.dp_id, Asset.key, Asset.status)):
+        statuses.setdefault(dp_id, {})[key] = status
+    central_keys = set(statuses.get(central.id, {}))
+    for dp_id in db.session.scalars(select(DistributionPoint.id)):
+        if dp_id != central.id:
+            here = statuses.setdefault(dp_id, {})
+            for key in central_keys - set(here):
+                here[key] = "missing"
+    for (dp_id, key), said in job_statuses(dp_ids).items():
+        if dp_id in statuses and (changed := _overlay(statuses[dp_id].get(key, "missing"), said)):
+            statuses[dp_id][key] = changed[0]
+    if dp_ids is not None:
+        return {k: v for k, v in statuses.items() if k in dp_ids}
+    return statuses
+
+
 def status_counts(dp_ids: list[int] | None = None) -> dict[int, dict[str, int]]:
     """Per DP: how many assets are in each status, `missing` included (central's assets absent)."""
-    central = central_dp()
-    rows = db.session.execute(select(Asset.dp_id, Asset.status, func.count())
-                              .group_by(Asset.dp_id, Asset.status)).all()
     counts: dict[int, dict[str, int]] = {}
-    for dp_id, status, n in rows:
-        counts.setdefault(dp_id, {})[status] = n
-    central_keys = set(db.session.scalars(select(Asset.key).where(Asset.dp_id == central.id)))
-    present: dict[int, set] = {}
-    for dp_id, key in db.session.execute(select(Asset.dp_id, Asset.key).where(Asset.dp_id != central.id)):
-        present.setdefault(dp_id, set()).add(key)
-    for dp in db.session.scalars(select(DistributionPoint)):
-        if dp.id != central.id:
-            missing = len(central_keys - present.get(dp.id, set()))
-            if missing:
-                counts.setdefault(dp.id, {})["missing"] = missing
-    if dp_ids is not None:
-        return {k: v for k, v in counts.items() if k in dp_ids}
+    for dp_id, by_key in asset_statuses(dp_ids).items():
+        for status in by_key.values():
+            counts.setdefault(dp_id, {})[status] = counts.get(dp_id, {}).get(status, 0) + 1
     return counts
 
 
@@ -92,23 +124,21 @@ def content(dp: DistributionPoint, library: str | None = None) -> list[dict]:
                 items.append(dict(asset.to_dict(), status="missing", size=0, digest=None,
                                   modified_at=None, status_reason="not at this distribution point"))
         items.sort(key=lambda i: (i["library"], i["name"]))
+        said = job_statuses([dp.id])
+        for item in items:
+            if changed := _overlay(item["status"], said.get((dp.id, item["key"]))):
+                item["status"], item["status_reason"] = changed
     return items
 
 
 def central_assets_with_status() -> list[dict]:
     """Central's assets, each with its status at every DP (`status_by_dp`)."""
     central = central_dp()
-    by_dp: dict[str, dict[str, str]] = {}
-    for dp_id, key, status in db.session.execute(select(Asset.dp_id, Asset.key, Asset.status)):
-        by_dp.setdefault(key, {})[str(dp_id)] = status
-    dp_ids = [str(i) for i in db.session.scalars(select(DistributionPoint.id))]
-    items = []
-    for asset in db.session.scalars(select(Asset).where(Asset.dp_id == central.id)
-                                    .order_by(Asset.library, Asset.name)):
-        statuses = by_dp.get(asset.key, {})
-        items.append(dict(asset.to_dict(),
-                          status_by_dp={i: statuses.get(i, "missing") for i in dp_ids}))
-    return items
+    statuses = asset_statuses()
+    return [dict(asset.to_dict(), status_by_dp={
+                str(dp_id): by_key.get(asset.key, "missing") for dp_id, by_key in statuses.items()})
+            for asset in db.session.scalars(select(Asset).where(Asset.dp_id == central.id)
+                                            .order_by(Asset.library, Asset.name))]
 
 
 def request_rescan(dp: DistributionPoint, actor: Actor) -> tuple[Job, bool]:

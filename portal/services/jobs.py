@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # kind -> (queue, the RQ entry point as a dotted path a plain `rq worker` can import)
 JOB_FUNCS = {
     "rescan": ("rescans", "portal.jobs.rescan.rescan"),
+    "copy": ("copies", "portal.jobs.copy.copy"),
 }
 JOB_TIMEOUT = 24 * 3600  # liveness comes from our heartbeat, not from RQ's timeout
 RQ_WAITING = {"queued", "deferred", "scheduled"}
@@ -39,6 +40,15 @@ MAX_WARNINGS = 200
 
 class JobCancelled(Exception):
     """Raised inside a running job when someone cancelled it."""
+
+
+class RetryLater(Exception):
+    """Raised inside a running job to try again later: after a passing failure (`counts`: one of
+    the job's DEPOT_JOB_RETRIES tries, waits growing each time) or to wait for a time window."""
+
+    def __init__(self, reason: str, *, delay: float | None = None, counts: bool = True):
+        super().__init__(reason)
+        self.reason, self.delay, self.counts = reason, delay, counts
 
 
 def get_job(job_id: str) -> Job:
@@ -81,15 +91,19 @@ def start_job(kind: str, actor: Actor, *, dp_id: int | None = None, asset_key: s
     return job, True
 
 
-def _enqueue(job: Job, rq_job_id: str | None = None) -> bool:
-    """Hand an attempt of the job (`rq_job_id`, else its current one) to RQ; False if Redis is down."""
+def _enqueue(job: Job, rq_job_id: str | None = None, delay: float = 0) -> bool:
+    """Hand an attempt of the job (`rq_job_id`, else its current one) to RQ, now or after `delay`
+    seconds (RQ's scheduler, in workers started --with-scheduler); False if Redis is down."""
     _, func = JOB_FUNCS[job.kind]
+    options = dict(job_id=rq_job_id or job.rq_job_id, job_timeout=JOB_TIMEOUT,
+                   result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
+                   description=f"depot {job.kind} {job.id}")
     try:
-        get_queue(job.queue).enqueue(
-            func, job.id, job_id=rq_job_id or job.rq_job_id, job_timeout=JOB_TIMEOUT,
-            result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
-            description=f"depot {job.kind} {job.id}",
-        )
+        queue = get_queue(job.queue)
+        if delay > 0:
+            queue.enqueue_in(timedelta(seconds=delay), func, job.id, **options)
+        else:
+            queue.enqueue(func, job.id, **options)
         return True
     except RedisError as exc:
         log.warning("could not enqueue job %s (%s); recovery will retry", job.id, exc)
@@ -213,12 +227,14 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
     progress = Progress(job_id)
     heartbeat = _Heartbeat(current_app._get_current_object(), job_id, progress)
     heartbeat.start()
-    state, error, summary = "failed", None, None
+    state, error, summary, retry = "failed", None, None, None
     try:
         summary = work(job, progress)
         state = "succeeded"
     except JobCancelled:
         state, error = "cancelled", "cancelled while running"
+    except RetryLater as exc:
+        retry, error = exc, exc.reason
     except DepotError as exc:
         error = exc.message
     except Exception as exc:
@@ -238,6 +254,10 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
         progress.flush()
     except Exception:
         db.session.rollback()
+    if retry is not None:
+        if not retry.counts or row.retries < current_app.config["DEPOT_JOB_RETRIES"]:
+            return _retry_later(row, retry)
+        error = f"gave up after {row.retries + 1} tries: {retry.reason}"
     db.session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(
         state=state, error=error, summary=summary, finished_at=utcnow(), phase=None))
     job = db.session.get(Job, job_id)
@@ -245,6 +265,24 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
     _notify_finished(job)
     db.session.commit()
     return state
+
+
+def _retry_later(job: Job, retry: RetryLater) -> str:
+    """Put the job back in the queue to run again after a wait (growing with each counted try)."""
+    retries = job.retries + (1 if retry.counts else 0)
+    delay = retry.delay if retry.delay is not None else (
+        current_app.config["DEPOT_RETRY_BASE_SECONDS"] * 2 ** (retries - 1))
+    rq_job_id = f"{job.id}-{job.attempts}-{uuid.uuid4().hex[:8]}"
+    _enqueue(job, rq_job_id, delay)  # if Redis is down, the recovery sweep queues it again
+    when = utcnow() + timedelta(seconds=delay)
+    note = (f"try {retries + 1} in {delay:.0f} s: {retry.reason}" if retry.counts
+            else f"waiting {delay:.0f} s: {retry.reason}")
+    db.session.execute(update(Job).where(Job.id == job.id, Job.state == "running").values(
+        state="queued", queued_at=utcnow(), retry_at=when, retries=retries, rq_job_id=rq_job_id,
+        phase=note[:64], error=None, warnings=[*(job.warnings or []), note][-MAX_WARNINGS:]))
+    db.session.commit()
+    log.info("job %s: %s", job.id, note)
+    return "retrying"
 
 
 def _notify_finished(job: Job) -> None:

@@ -1,0 +1,25 @@
+"""Copies of central's assets to DPs."""
+from flask import g
+
+from portal.auth import api_actor
+from portal.blueprints.api import bp, json_body
+from portal.services import copies
+from portal.services import distribution_points as dps
+
+
+@bp.post("/copies")
+def create_copies():
+    """Copy {asset_keys} to {dp_ids}: 202 {jobs}, one per asset and DP, deduplicated."""
+    body = json_body()
+    jobs = copies.request_copies(api_actor(), body.get("asset_keys"), body.get("dp_ids"))
+    return {"jobs": [job.to_dict() for job in jobs]}, 202
+
+
+@bp.post("/distribution-points/<int:dp_id>/copy-missing")
+def copy_missing(dp_id: int):
+    """Copy every asset that is missing or outdated at the DP: 202 {jobs}."""
+    dp = dps.get_dp(dp_id, g.api_user)
+    keys = copies.missing_or_outdated(dp)
+    if not keys:
+        return {"jobs": []}, 202
+    return {"jobs": [job.to_dict() for job in copies.request_copies(api_actor(), keys, [dp.id])]}, 202

@@ -1,0 +1,10 @@
+"""RQ entry point for copies (queue `copies`)."""
+from portal.jobs import app_context
+from portal.services import copies
+from portal.services.jobs import run_job
+
+
+def copy(job_id: str) -> str:
+    """Make the job's asset at its DP identical to central's."""
+    with app_context():
+        return run_job(job_id, copies.copy_asset)

@@ -1,0 +1,266 @@
+"""Copies: make an asset at a DP identical to central's, file by file, resumable and verified.
+
+A copy sends only files whose size or SHA-256 differ at the DP, in chunks, several in flight. The
+DP node names each upload by what it will become, so a copy that starts again (a killed worker, a
+dropped connection, the whole server restarted) asks the node how far it got and continues from
+there. The node checks size and SHA-256 before it moves a file into place; files the asset no
+longer has are then deleted at the DP, and the DP's inventory and statuses are brought up to date.
+"""
+import os
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import delete, or_, select
+
+from portal.extensions import db
+from portal.models import Asset, DistributionPoint, InventoryFile, Job, utcnow
+from portal.services import Conflict, DepotError, NotFound
+from portal.services import jobs as jobs_service
+from portal.services.actors import Actor
+from portal.services.inventory import central_dp, rebuild_assets, refresh_statuses
+from portal.services.jobs import JobCancelled, Progress, RetryLater
+from portal.services.names import unescape_component
+from portal.services.permissions import can_see_dp, require
+from portal.storage import storage_for
+from portal.storage.dpnode import NodeError, NodeUnreachable
+
+MAX_ITEMS = 1000
+
+
+def _asset_files(dp_id: int, key: str) -> list:
+    """The inventory rows that make up asset `key` at a DP (one for a file, all under a folder)."""
+    return list(db.session.execute(
+        select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
+               InventoryFile.sha256)
+        .where(InventoryFile.dp_id == dp_id,
+               or_(InventoryFile.path == key, InventoryFile.path.startswith(key + "/", autoescape=True)))
+        .order_by(InventoryFile.path)))
+
+
+def request_copies(actor: Actor, asset_keys, dp_ids) -> list[Job]:
+    """One copy job per (asset, DP); a pair already queued or running gives its job back."""
+    require(actor.user, "copy")
+    if not isinstance(asset_keys, list) or not asset_keys or not all(isinstance(k, str) for k in asset_keys):
+        raise DepotError("asset_keys must be a non-empty list of asset keys like Images/Win11.wim")
+    if not isinstance(dp_ids, list) or not dp_ids or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in dp_ids):
+        raise DepotError("dp_ids must be a non-empty list of distribution point ids")
+    if len(asset_keys) * len(dp_ids) > MAX_ITEMS:
+        raise DepotError(f"at most {MAX_ITEMS} copies at once")
+    central = central_dp()
+    assets = {a.key: a for a in db.session.scalars(
+        select(Asset).where(Asset.dp_id == central.id, Asset.key.in_(asset_keys)))}
+    for key in asset_keys:
+        if key not in assets:
+            raise NotFound(f"{key} is not at central")
+        if assets[key].digest is None:
+            raise Conflict(f"{key} is not hashed at central yet: rescan central first")
+    targets = []
+    for dp_id in dict.fromkeys(dp_ids):
+        dp = db.session.get(DistributionPoint, dp_id)
+        if dp is None or not can_see_dp(actor.user, dp):
+            raise NotFound(f"no distribution point {dp_id}")
+        if dp.is_central:
+            raise DepotError("central is where copies come from, not a target")
+        if dp.disabled:
+            raise Conflict(f"{dp.name} is disabled for maintenance")
+        targets.append(dp)
+    started = []
+    for dp in targets:
+        for key in dict.fromkeys(asset_keys):
+            job, _ = jobs_service.start_job("copy", actor, dp_id=dp.id, asset_key=key,
+                                            dedup_key=f"copy:{dp.id}:{key}")
+            started.append(job)
+    return started
+
+
+def missing_or_outdated(dp: DistributionPoint) -> list[str]:
+    """Central's hashed assets that are missing or outdated at the DP."""
+    central = central_dp()
+    here = dict(db.session.execute(select(Asset.key, Asset.digest).where(Asset.dp_id == dp.id)).all())
+    return [key for key, digest in db.session.execute(
+        select(Asset.key, Asset.digest).where(Asset.dp_id == central.id, Asset.digest.is_not(None))
+        .order_by(Asset.key)) if here.get(key, "missing") != digest]
+
+
+# --- the job ---------------------------------------------------------------------------------
+
+def in_allowed_hours(hours: str | None, now: datetime) -> float:
+    """0 when copies may run now under 'HH-HH', else the seconds until the window opens."""
+    if not hours:
+        return 0
+    start, end = (int(h) for h in hours.split("-"))
+    hour = now.hour
+    inside = start <= hour < end if start < end else (hour >= start or hour < end)
+    if inside:
+        return 0
+    opens = now.replace(hour=start, minute=0, second=0, microsecond=0)
+    wait_s = (opens - now).total_seconds()
+    return wait_s if wait_s > 0 else wait_s + 86400
+
+
+class _Throttle:
+    """Keeps the bytes sent by all streams under a DP's bandwidth limit."""
+
+    def __init__(self, limit: int | None):
+        self.limit, self.sent, self.started = limit, 0, time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        if not self.limit:
+            return
+        with self.lock:
+            self.sent += n
+            ahead = self.sent / self.limit - (time.monotonic() - self.started)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+def copy_asset(job: Job, progress: Progress) -> str:
+    """Make the job's asset at its DP identical to central's (the RQ job `copy`)."""
+    dp = db.session.get(DistributionPoint, job.dp_id) if job.dp_id else None
+    if dp is None:
+        raise DepotError("the distribution point of this copy no longer exists")
+    if dp.disabled:
+        raise DepotError(f"{dp.name} is disabled for maintenance")
+    wait_s = in_allowed_hours(dp.allowed_hours, datetime.now())
+    if wait_s:
+        raise RetryLater(f"{dp.name} takes copies only {dp.allowed_hours} h", delay=wait_s, counts=False)
+    central = central_dp()
+    key, dp_id = job.asset_key, dp.id
+    sources = _asset_files(central.id, key)
+    if not sources:
+        raise DepotError(f"{key} is no longer at central")
+    if any(row.sha256 is None for row in sources):
+        raise DepotError(f"{key} is not fully hashed at central: rescan central, then copy again")
+    here = {row.path: row for row in _asset_files(dp_id, key)}
+    to_send = [row for row in sources
+               if not (row.path in here and here[row.path].sha256 == row.sha256
+                       and here[row.path].size == row.size)]
+    stale = sorted(set(here) - {row.path for row in sources})
+    progress.update(phase="copying", files_total=len(to_send), files_done=0,
+                    bytes_total=sum(row.size for row in to_send), bytes_done=0, force=True)
+
+    backend = storage_for(dp)
+    backend.cancelled = progress.cancelled
+    throttle = _Throttle(dp.bandwidth_limit)
+    chunk = current_app.config["DEPOT_COPY_CHUNK"]
+    streams = max(1, current_app.config["DEPOT_COPY_STREAMS"])
+    central_root, done_bytes, sent = central.root, 0, []
+    try:
+        for number, row in enumerate(to_send, 1):
+            progress.update(phase=f"copying {row.path}"[:64], files_done=number - 1, force=True)
+            result = _send_file(backend, central_root, row, chunk, streams, throttle, progress,
+                                done_bytes)
+            sent.append((row, result))
+            done_bytes += row.size
+        for path in stale:
+            progress.check()
+            backend.delete(path)
+    except NodeUnreachable as exc:
+        _record(dp_id, sent, [])
+        raise RetryLater(exc.message) from None
+    except NodeError as exc:
+        _record(dp_id, sent, [])
+        raise DepotError(exc.message) from None
+    except BaseException:
+        _record(dp_id, sent, [])
+        raise
+    _record(dp_id, sent, stale)
+    progress.update(files_done=len(to_send), bytes_done=done_bytes, phase=None, force=True)
+    skipped = len(sources) - len(to_send)
+    return (f"{key} is current at {dp.name}: {len(to_send)} file(s) sent, {skipped} already there"
+            + (f", {len(stale)} removed" if stale else ""))
+
+
+def _send_file(backend, central_root: str, row, chunk: int, streams: int, throttle: _Throttle,
+               progress: Progress, done_before: int) -> dict:
+    """Upload one central file to the DP, resuming where the DP's upload stopped; verified there."""
+    source = os.path.join(os.fsencode(central_root),
+                          *(unescape_component(part) for part in row.path.split("/")))
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise DepotError(f"cannot read {row.path} at central: {exc.strerror}") from None
+    upload_id = None
+    try:
+        st = os.fstat(fd)
+        if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+            raise DepotError(f"{row.path} changed at central since its last scan: rescan central, "
+                             "then copy again")
+        upload = backend.start_upload(row.path, row.size, row.sha256)
+        upload_id = upload["id"]
+        _send_chunks(backend, upload_id, fd, upload["offset"], row.size, chunk, streams, throttle,
+                     progress, done_before)
+        try:
+            return backend.finish_upload(upload_id)
+        except NodeError as exc:
+            if exc.node_code == "digest_mismatch":  # the node discarded it: send it all again
+                raise RetryLater(f"{row.path} arrived damaged at the DP; sending it again") from None
+            raise
+    except JobCancelled:
+        if upload_id is not None:
+            try:
+                backend.abort_upload(upload_id)
+            except DepotError:
+                pass  # the node's sweep removes it in the end
+        raise
+    finally:
+        os.close(fd)
+
+
+def _send_chunks(backend, upload_id: str, fd: int, offset: int, size: int, chunk: int,
+                 streams: int, throttle: _Throttle, progress: Progress, done_before: int) -> None:
+    """Send bytes [offset, size) of the file in chunks, `streams` of them in flight at once."""
+    acked, position, pending = offset, offset, set()
+    progress.update(bytes_done=done_before + acked)
+    with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="copy") as pool:
+        try:
+            while position < size or pending:
+                while position < size and len(pending) < streams:
+                    length = min(chunk, size - position)
+                    pending.add(pool.submit(_send_chunk, backend, upload_id, fd, position, length,
+                                            throttle, progress))
+                    position += length
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    acked += fut.result()
+                progress.check()
+                progress.update(bytes_done=done_before + acked)
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _send_chunk(backend, upload_id: str, fd: int, offset: int, length: int, throttle: _Throttle,
+                progress: Progress) -> int:
+    if progress.cancelled.is_set():
+        raise JobCancelled()
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
+        raise DepotError("a central file got shorter while being copied: rescan central")
+    throttle.take(length)
+    backend.send_chunk(upload_id, offset, data)
+    return length
+
+
+def _record(dp_id: int, sent: list, removed: list[str]) -> None:
+    """Write what the copy changed at the DP into its inventory, then its assets and statuses."""
+    db.session.rollback()
+    now = utcnow()
+    for row, result in sent:
+        db.session.execute(delete(InventoryFile).where(InventoryFile.dp_id == dp_id,
+                                                       InventoryFile.path == row.path))
+        db.session.add(InventoryFile(dp_id=dp_id, path=row.path, size=result["size"],
+                                     mtime_ns=result["mtime_ns"], sha256=result["sha256"],
+                                     last_seen_at=now))
+    if removed:
+        db.session.execute(delete(InventoryFile).where(InventoryFile.dp_id == dp_id,
+                                                       InventoryFile.path.in_(removed)))
+    if sent or removed:
+        rebuild_assets(dp_id)
+        refresh_statuses(dp_id)
+    db.session.commit()

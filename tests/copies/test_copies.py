@@ -1,0 +1,212 @@
+"""Copies from central to a real DP node on a loopback port, run by real RQ workers."""
+import hashlib
+import os
+
+import pytest
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import Asset, DistributionPoint, Job
+from portal.services import Conflict, DepotError, NotFound, PermissionDenied
+from portal.services import copies, dp_management, jobs, secrets
+from portal.services import distribution_points as dps
+from portal.services.actors import Actor
+from tests.conftest import wait_for
+from tests.factories import make_user, write_file
+from tests.node_fixtures import KEY
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def admin(app):
+    return Actor(make_user("admin"), via="console")
+
+
+@pytest.fixture
+def rescan(admin, work):
+    def _rescan(dp):
+        job, _ = dps.request_rescan(dp, admin)
+        work()
+        assert fresh(job.id).state == "succeeded", fresh(job.id).error
+    return _rescan
+
+
+@pytest.fixture
+def seattle(app, admin, node, work):
+    """The node added as a local DP, its first rescan done."""
+    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office")
+    work()
+    return db.session.get(DistributionPoint, dp.id)
+
+
+def fresh(job_id):
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def status_at(dp, key):
+    db.session.expire_all()
+    items = {i["key"]: i for i in dps.content(dp)}
+    return items[key]["status"] if key in items else None
+
+
+def copy(admin, work, keys, dp):
+    started = copies.request_copies(admin, keys, [dp.id])
+    work()
+    return [fresh(job.id) for job in started]
+
+
+def test_copy_makes_a_file_asset_current(central, admin, rescan, seattle, node, work):
+    """Does a copied image arrive byte-identical and turn `current` at the DP?"""
+    data = os.urandom(3 * MB + 17)
+    write_file(central.root, "Images/Win11-23H2.wim", data)
+    rescan(central)
+    assert status_at(seattle, "Images/Win11-23H2.wim") == "missing"
+    [job] = copy(admin, work, ["Images/Win11-23H2.wim"], seattle)
+    assert job.state == "succeeded", job.error
+    assert job.bytes_done == job.bytes_total == len(data)
+    assert "1 file(s) sent" in job.summary
+    with open(node.file("Images/Win11-23H2.wim"), "rb") as fh:
+        assert fh.read() == data
+    assert status_at(seattle, "Images/Win11-23H2.wim") == "current"
+    [again] = copy(admin, work, ["Images/Win11-23H2.wim"], seattle)
+    assert "0 file(s) sent, 1 already there" in again.summary
+
+
+def test_copy_of_a_folder_asset_sends_only_what_differs(central, admin, rescan, seattle, node, work):
+    """Are identical files skipped, changed ones sent, and files central no longer has removed?"""
+    write_file(central.root, "Platform Packs/Dell/drivers/a.inf", b"same")
+    write_file(central.root, "Platform Packs/Dell/drivers/b.sys", b"new version")
+    write_file(node.root, "Platform Packs/Dell/drivers/a.inf", b"same")
+    write_file(node.root, "Platform Packs/Dell/drivers/b.sys", b"old version")
+    write_file(node.root, "Platform Packs/Dell/drivers/stale.cat", b"gone at central")
+    rescan(central)
+    rescan(seattle)
+    assert status_at(seattle, "Platform Packs/Dell") == "outdated"
+    [job] = copy(admin, work, ["Platform Packs/Dell"], seattle)
+    assert job.state == "succeeded", job.error
+    assert "1 file(s) sent, 1 already there, 1 removed" in job.summary
+    assert sorted(os.listdir(node.file("Platform Packs/Dell/drivers"))) == ["a.inf", "b.sys"]
+    assert status_at(seattle, "Platform Packs/Dell") == "current"
+    rescan(seattle)  # what the node itself says agrees
+    assert status_at(seattle, "Platform Packs/Dell") == "current"
+
+
+def test_a_second_request_finds_the_first(central, admin, rescan, seattle):
+    """Is a copy of the same asset to the same DP, asked twice while queued, one job?"""
+    write_file(central.root, "Images/a.wim", b"a")
+    rescan(central)
+    first = copies.request_copies(admin, ["Images/a.wim"], [seattle.id])
+    second = copies.request_copies(admin, ["Images/a.wim", "Images/a.wim"], [seattle.id, seattle.id])
+    assert [j.id for j in second] == [first[0].id]
+    assert status_at(seattle, "Images/a.wim") == "copying"
+    assert dps.status_counts([seattle.id])[seattle.id] == {"copying": 1}
+    [asset] = dps.central_assets_with_status()
+    assert asset["status_by_dp"][str(seattle.id)] == "copying"
+
+
+def test_copy_resumes_from_the_nodes_offset(central, admin, rescan, seattle, node, work):
+    """If an earlier attempt got half-way, does the copy send only the rest?"""
+    data = os.urandom(4 * MB)
+    write_file(central.root, "Images/big.wim", data)
+    rescan(central)
+    half = node.call("POST", "/uploads", json={
+        "path": "Images/big.wim", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}).json()
+    node.call("PATCH", f"/uploads/{half['id']}", data=data[:2 * MB], headers={"Upload-Offset": "0"})
+    [job] = copy(admin, work, ["Images/big.wim"], seattle)
+    assert job.state == "succeeded", job.error
+    assert job.bytes_total == len(data)
+    with open(node.file("Images/big.wim"), "rb") as fh:
+        assert fh.read() == data
+
+
+@pytest.mark.parametrize("keys, dp_ids, error, message", [
+    ([], None, DepotError, "asset_keys must be"),
+    ("Images/a.wim", None, DepotError, "asset_keys must be"),
+    (["Images/a.wim"], [], DepotError, "dp_ids must be"),
+    (["Images/a.wim"], ["1"], DepotError, "dp_ids must be"),
+    (["Images/nope.wim"], None, NotFound, "Images/nope.wim is not at central"),
+    (["Images/a.wim"], [999999], NotFound, "no distribution point 999999"),
+])
+def test_bad_copy_requests_are_refused(central, admin, rescan, seattle, keys, dp_ids, error, message):
+    """Are bad lists, unknown assets and unknown DPs refused with a message, queueing nothing?"""
+    write_file(central.root, "Images/a.wim", b"a")
+    rescan(central)
+    before = db.session.query(Job).count()
+    with pytest.raises(error, match=message):
+        copies.request_copies(admin, keys, dp_ids if dp_ids is not None else [seattle.id])
+    assert db.session.query(Job).count() == before
+
+
+def test_copies_to_central_or_a_disabled_dp_and_by_viewers_are_refused(central, admin, rescan,
+                                                                      seattle):
+    write_file(central.root, "Images/a.wim", b"a")
+    rescan(central)
+    with pytest.raises(DepotError, match="central is where copies come from"):
+        copies.request_copies(admin, ["Images/a.wim"], [central.id])
+    with pytest.raises(PermissionDenied):
+        copies.request_copies(Actor(make_user("viewer"), via="console"), ["Images/a.wim"], [seattle.id])
+    dp_management.update_dp(admin, seattle, {"disabled": True})
+    with pytest.raises(Conflict, match="disabled for maintenance"):
+        copies.request_copies(admin, ["Images/a.wim"], [seattle.id])
+
+
+@pytest.fixture
+def nearly_full(node_settings):
+    import shutil
+
+    node_settings["DEPOT_DP_RESERVE_BYTES"] = shutil.disk_usage("/tmp").free - MB
+    return node_settings
+
+
+def test_copy_to_a_full_dp_fails_with_the_reason(nearly_full, central, admin, rescan, seattle,
+                                                 node, work):
+    """Does a copy that would not fit fail at once, saying so, with nothing left at the DP?"""
+    write_file(central.root, "Images/huge.wim", os.urandom(4 * MB))
+    rescan(central)
+    [job] = copy(admin, work, ["Images/huge.wim"], seattle)
+    assert job.state == "failed"
+    assert "not enough space for Images/huge.wim" in job.error
+    assert not os.path.exists(node.file("Images/huge.wim"))
+    [item] = [i for i in dps.content(seattle) if i["key"] == "Images/huge.wim"]
+    assert item["status"] == "failed" and "not enough space" in item["status_reason"]
+    assert os.listdir(os.path.join(node.root, ".depot", "uploads")) == []
+
+
+def test_central_file_changed_since_its_scan_is_not_sent(central, admin, rescan, seattle, node, work):
+    write_file(central.root, "Images/moving.wim", b"v1")
+    rescan(central)
+    write_file(central.root, "Images/moving.wim", b"version 2", mtime_ns=10**18)
+    [job] = copy(admin, work, ["Images/moving.wim"], seattle)
+    assert job.state == "failed"
+    assert "changed at central since its last scan" in job.error
+    assert not os.path.exists(node.file("Images/moving.wim"))
+
+
+@pytest.fixture
+def config_overrides():
+    return {"DEPOT_JOB_RETRIES": 2, "DEPOT_RETRY_BASE_SECONDS": 1}
+
+
+def test_a_dp_that_does_not_answer_is_retried_then_fails(central, admin, rescan, app, start_worker):
+    """Is a copy to a DP that is down tried again with growing waits, then failed with the reason?"""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    down = DistributionPoint(name="Down", kind="local", site="", url=f"http://127.0.0.1:{dead_port}",
+                             secret=secrets.encrypt(KEY), status="online")
+    db.session.add(down)
+    db.session.commit()
+    write_file(central.root, "Images/a.wim", b"a")
+    rescan(central)
+    [job] = copies.request_copies(admin, ["Images/a.wim"], [down.id])
+    start_worker()
+    wait_for(lambda: fresh(job.id).state == "failed", timeout=60, message="the copy to give up")
+    failed = fresh(job.id)
+    assert failed.retries == 2
+    assert failed.error.startswith("gave up after 3 tries: Down (http://127.0.0.1:")
+    assert "does not answer" in failed.error
+    assert sum("try " in w for w in failed.warnings) == 2
