@@ -2,6 +2,7 @@
 and the documented `flask --app wsgi dp-node run` (gunicorn) where the process itself matters."""
 import hashlib
 import os
+import socket
 import threading
 
 import pytest
@@ -51,6 +52,44 @@ class Node:
         return os.path.join(self.root, rel)
 
 
+class ServedNode(Node):
+    """A node served in this process, which a test may stop (the port then refuses connections)
+    and start again on the same port."""
+
+    def __init__(self, app, root: str):
+        self._server = self._thread = None
+        self._port = 0
+        super().__init__("", root, app)
+        self.start()
+
+    def start(self) -> None:
+        """Serve on the node's port (a new one the first time)."""
+        assert self._server is None, "the node is already running"
+        self._server = make_server("127.0.0.1", self._port, self.app, threaded=True)
+        self._port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self._port}"
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, name="dp-node", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket, as a node that is shut down."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+        self.http.close()  # no kept-alive connection to a handler thread that still answers
+        self._server = self._thread = None
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture
 def node_settings():
     """Override to change the node's settings for a test."""
@@ -63,11 +102,6 @@ def node(tmp_path, node_settings):
     root.mkdir()
     config = type("TestNodeConfig", (NodeConfig,),
                   dict(DEPOT_DP_ROOT=str(root), DEPOT_DP_KEY=KEY, TESTING=True, **node_settings))
-    app = create_node_app(config)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="dp-node", daemon=True)
-    thread.start()
-    yield Node(f"http://127.0.0.1:{server.server_port}", str(root), app)
-    server.shutdown()
-    thread.join(timeout=10)
+    served = ServedNode(create_node_app(config), str(root))
+    yield served  # served.stop() / served.start(): the node goes away and comes back
+    served.stop()

@@ -8,12 +8,21 @@ from portal.services import distribution_points as dps
 from portal.services.permissions import require
 
 
+def _dp_json(dp, counts: dict | None = None) -> dict:
+    """A DP as the API shows it: status as the console shows it (`disabled` for maintenance)."""
+    if counts is None:
+        counts = dps.status_counts([dp.id]).get(dp.id, {})
+    item = dp.to_dict(counts)
+    item["status"], item["status_reason"] = dps.health(dp)
+    return item
+
+
 @bp.get("/distribution-points")
 def list_dps():
     """Every DP the caller may see, with counts per content status."""
     visible = dps.visible_dps(g.api_user)
     counts = dps.status_counts([dp.id for dp in visible])
-    return {"items": [dp.to_dict(counts.get(dp.id, {})) for dp in visible]}
+    return {"items": [_dp_json(dp, counts.get(dp.id, {})) for dp in visible]}
 
 
 @bp.post("/distribution-points")
@@ -24,7 +33,7 @@ def create_dp():
         raise DepotError('kind must be "local" (cloud DPs come with a later release)')
     dp = dp_management.add_local(api_actor(), body.get("name"), body.get("url"), body.get("key"),
                                  body.get("site"))
-    return dp.to_dict(), 201
+    return _dp_json(dp), 201
 
 
 @bp.post("/distribution-points/test")
@@ -38,15 +47,13 @@ def test_dp():
 @bp.get("/distribution-points/<int:dp_id>")
 def get_dp(dp_id: int):
     """One DP."""
-    dp = dps.get_dp(dp_id, g.api_user)
-    return dp.to_dict(dps.status_counts([dp.id]).get(dp.id, {}))
+    return _dp_json(dps.get_dp(dp_id, g.api_user))
 
 
 @bp.patch("/distribution-points/<int:dp_id>")
 def update_dp(dp_id: int):
     """Change name, site, url, key, disabled, bandwidth_limit or allowed_hours."""
-    dp = dp_management.update_dp(api_actor(), dps.get_dp(dp_id, g.api_user), json_body())
-    return dp.to_dict(dps.status_counts([dp.id]).get(dp.id, {}))
+    return _dp_json(dp_management.update_dp(api_actor(), dps.get_dp(dp_id, g.api_user), json_body()))
 
 
 @bp.delete("/distribution-points/<int:dp_id>")
