@@ -1,0 +1,97 @@
+"""Copies that are interrupted: a worker killed with SIGKILL half-way, and a cancel."""
+import os
+
+import pytest
+
+from portal.extensions import db
+from portal.models import DistributionPoint
+from portal.services import copies, dp_management, jobs
+from portal.services import distribution_points as dps
+from portal.services.actors import Actor
+from tests.conftest import wait_for
+from tests.copies.test_copies import fresh
+from tests.factories import make_user, write_file
+from tests.node_fixtures import KEY
+
+pytestmark = pytest.mark.slow
+MB = 1024 * 1024
+SIZE = 6 * MB
+
+
+@pytest.fixture
+def config_overrides():
+    return {"DEPOT_COPY_CHUNK": 256 * 1024}
+
+
+@pytest.fixture
+def admin(app):
+    return Actor(make_user("admin"), via="console")
+
+
+@pytest.fixture
+def received(node):
+    """Bytes of chunks the node has been sent, counted in front of its app."""
+    counter = {"bytes": 0}
+    inner = node.app.wsgi_app
+
+    def counting(environ, start_response):
+        if environ["REQUEST_METHOD"] == "PATCH":
+            counter["bytes"] += int(environ.get("CONTENT_LENGTH") or 0)
+        return inner(environ, start_response)
+
+    node.app.wsgi_app = counting
+    return counter
+
+
+@pytest.fixture
+def slow_copy(central, admin, node, work):
+    """A 6 MiB image at central and a DP that takes copies at 1 MiB/s: (dp, data)."""
+    data = os.urandom(SIZE)
+    write_file(central.root, "Images/Win11.wim", data)
+    job, _ = dps.request_rescan(central, admin)
+    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office")
+    work()
+    dp_management.update_dp(admin, db.session.get(DistributionPoint, dp.id),
+                            {"bandwidth_limit": 1 * MB})
+    return db.session.get(DistributionPoint, dp.id), data
+
+
+def test_copy_whose_worker_is_killed_resumes_and_ends_identical(slow_copy, admin, node, received,
+                                                               start_worker):
+    """After SIGKILL half-way, is the copy recovered, continued from the node's offset, and intact?"""
+    dp, data = slow_copy
+    [job] = copies.request_copies(admin, ["Images/Win11.wim"], [dp.id])
+    worker = start_worker()
+    wait_for(lambda: (fresh(job.id).bytes_done or 0) >= 2 * MB, timeout=60,
+             message="the copy to get a third of the way")
+    worker.kill()
+    sent_before = received["bytes"]
+    assert not os.path.exists(node.file("Images/Win11.wim"))  # never a partial under its name
+    assert len(os.listdir(os.path.join(node.root, ".depot", "uploads"))) == 2  # .part + .json
+
+    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
+             message="recovery to notice the dead worker")
+    start_worker()
+    wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=60,
+             message="the resumed copy to finish")
+    done = fresh(job.id)
+    assert done.state == "succeeded", done.error
+    with open(node.file("Images/Win11.wim"), "rb") as fh:
+        assert fh.read() == data
+    assert any("worker stopped answering" in w for w in done.warnings)
+    # The second attempt sent what was missing, not the whole file again.
+    assert received["bytes"] - sent_before < SIZE - 1 * MB
+    assert dps.content(dp, "Images")[0]["status"] == "current"
+
+
+def test_cancel_stops_a_copy_and_aborts_its_upload(slow_copy, admin, node, start_worker):
+    """Does cancelling a running copy stop it within seconds and leave nothing at the node?"""
+    dp, _ = slow_copy
+    [job] = copies.request_copies(admin, ["Images/Win11.wim"], [dp.id])
+    start_worker()
+    wait_for(lambda: (fresh(job.id).bytes_done or 0) > 0, timeout=60, message="the copy to start")
+    jobs.cancel_job(job.id, admin)
+    wait_for(lambda: fresh(job.id).state == "cancelled", timeout=15, message="the copy to stop")
+    assert not os.path.exists(node.file("Images/Win11.wim"))
+    wait_for(lambda: os.listdir(os.path.join(node.root, ".depot", "uploads")) == [], timeout=10,
+             message="the upload to be aborted")
