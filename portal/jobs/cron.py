@@ -1,12 +1,16 @@
-"""Schedule for `rq cron portal.jobs.cron`: the recovery sweep, run at start and every few seconds.
+"""Schedule for `rq cron portal.jobs.cron`: the recovery sweep and the DP health check, each run
+at start and then every few seconds.
 
 The schedule lives here in code, not in Redis, so a Redis that restarts empty loses nothing.
 """
 from rq import cron
 
 from portal.config import Config
-from portal.jobs.maintenance import recover_lost_jobs
+from portal.jobs.maintenance import HEALTH_JOB_TIMEOUT, check_dp_health, recover_lost_jobs
 
 cron.register(recover_lost_jobs, "default", interval=Config.DEPOT_RECOVER_INTERVAL,
               ttl=max(60, 4 * Config.DEPOT_RECOVER_INTERVAL), result_ttl=600,
               job_timeout=300)
+cron.register(check_dp_health, "default", interval=Config.DEPOT_HEALTH_INTERVAL,
+              ttl=max(120, 4 * Config.DEPOT_HEALTH_INTERVAL), result_ttl=600,
+              job_timeout=HEALTH_JOB_TIMEOUT)

@@ -1,10 +1,15 @@
 """RQ entry points for Depot's own upkeep (queue `default`, scheduled by `rq cron`)."""
 import logging
 
+from redis.exceptions import LockError
+
+from portal.extensions import get_redis
 from portal.jobs import app_context
-from portal.services import jobs
+from portal.services import dp_management, jobs
 
 log = logging.getLogger(__name__)
+# A node that does not answer costs a check up to the node client's connect and read timeouts.
+HEALTH_JOB_TIMEOUT = 600
 
 
 def recover_lost_jobs() -> dict:
@@ -13,4 +18,24 @@ def recover_lost_jobs() -> dict:
         outcome = jobs.recover_lost_jobs()
         if outcome:
             log.warning("recovered jobs: %s", outcome)
+        return outcome
+
+
+def check_dp_health() -> dict:
+    """Ask every enabled DP node how it is; one that went offline or came back is notified."""
+    with app_context():
+        # One check at a time, so two schedulers cannot notify the same change twice.
+        lock = get_redis().lock("depot:check-dp-health", timeout=HEALTH_JOB_TIMEOUT, blocking=False)
+        if not lock.acquire():
+            return {}
+        try:
+            outcome = dp_management.check_health()
+        finally:
+            try:
+                lock.release()
+            except LockError:  # expired meanwhile: nothing to release
+                pass
+        offline = sorted(dp_id for dp_id, status in outcome.items() if status == "offline")
+        if offline:
+            log.info("distribution points offline: %s", offline)
         return outcome
