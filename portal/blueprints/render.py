@@ -1,6 +1,6 @@
 """Full page or fragment: the one rule of STYLE's htmx section, in one place."""
 from flask import make_response, render_template, request
-from flask_login import current_user, login_required  # noqa: F401  (re-exported for blueprints)
+from flask_login import current_user
 
 from portal.services.permissions import require
 

@@ -1,9 +1,6 @@
 """Jobs, notifications and the audit log over the API."""
-import pytest
-
 from portal.extensions import db
 from portal.models import AuditEvent, Job
-from portal.services import distribution_points as dps
 
 
 def test_job_get_cancel_and_conflict(api_as, central):
