@@ -68,12 +68,13 @@ def known_sha256(root: str, path: str, size: int, mtime_ns: int) -> str | None:
     return row[2] if row and tuple(row[:2]) == (size, mtime_ns) else None
 
 
-def scan(root: str, threads: int = 2) -> Iterator[dict]:
+def scan(root: str, threads: int = 2, verify: bool = False) -> Iterator[dict]:
     """Every file under the library folders as records, hashing only what the cache lacks.
 
     Records: `start` (counts), `file` (path, size, mtime_ns, sha256 or error), `progress`,
     `problem` (something skipped), and last `end` with the disk's space. A listener that sees no
-    `end` must treat the scan as cut off. One scan at a time per root (others wait).
+    `end` must treat the scan as cut off. With `verify`, every file is hashed again, whatever the
+    cache says. One scan at a time per root (others wait).
     """
     lock_path = os.path.join(root, STATE_DIR, "inventory.lock")
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
@@ -81,12 +82,12 @@ def scan(root: str, threads: int = 2) -> Iterator[dict]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         cache = HashCache(root)
         try:
-            yield from _scan(root, cache, threads)
+            yield from _scan(root, cache, threads, verify)
         finally:
             cache.close()
 
 
-def _scan(root: str, cache: HashCache, threads: int) -> Iterator[dict]:
+def _scan(root: str, cache: HashCache, threads: int, verify: bool) -> Iterator[dict]:
     backend = FilesystemStorage(root=root)
     backend.ensure_layout()
     problems: list[str] = []
@@ -95,7 +96,7 @@ def _scan(root: str, cache: HashCache, threads: int) -> Iterator[dict]:
     to_hash = []
     for entry in entries:
         hit = known.get(entry.path)
-        if hit is None or hit[:2] != (entry.size, entry.mtime_ns):
+        if verify or hit is None or hit[:2] != (entry.size, entry.mtime_ns):
             to_hash.append(entry)
     yield {"type": "start", "files": len(entries), "files_to_hash": len(to_hash),
            "bytes_to_hash": sum(e.size for e in to_hash)}

@@ -63,11 +63,13 @@ def health():
 
 @bp.get("/inventory")
 def inventory_scan():
-    """Every file under the library folders, as JSON lines, hashing only what changed."""
+    """Every file under the library folders, as JSON lines, hashing only what changed (all of
+    them with ?verify=1)."""
     root, threads, uploads = _root(), current_app.config["DEPOT_HASH_THREADS"], store()
+    verify = request.args.get("verify") == "1"
 
     def lines():
-        for record in inventory.scan(root, threads):
+        for record in inventory.scan(root, threads, verify):
             if record["type"] == "end":
                 record["free_bytes"], record["total_bytes"] = uploads.space()
             yield json.dumps(record) + "\n"

@@ -2,7 +2,7 @@
 import os
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, Job, User

@@ -306,9 +306,10 @@ def refresh_statuses(dp_id: int | None = None) -> None:
 
 
 def asset_status(asset: Asset, central_id: int, central_digests: dict) -> str:
-    """current / outdated / only-here / unverified for an asset present at a DP."""
-    if asset.digest is None:
-        return "unverified"
+    """current / outdated / only-here / unverified / failed for an asset present at a DP."""
+    if asset.digest is None:  # not all hashed: not yet, or a verify found a file changed
+        return "failed" if asset.status_reason and "hash mismatch" in asset.status_reason \
+            else "unverified"
     if asset.dp_id == central_id:
         return "current"
     if asset.key not in central_digests:

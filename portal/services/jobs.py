@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 JOB_FUNCS = {
     "rescan": ("rescans", "portal.jobs.rescan.rescan"),
     "copy": ("copies", "portal.jobs.copy.copy"),
+    "verify": ("rescans", "portal.jobs.verify.verify"),
 }
 JOB_TIMEOUT = 24 * 3600  # liveness comes from our heartbeat, not from RQ's timeout
 RQ_WAITING = {"queued", "deferred", "scheduled"}

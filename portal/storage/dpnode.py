@@ -74,9 +74,11 @@ class DpNodeStorage(StorageBackend):
     def ensure_layout(self) -> None:
         self.check()  # the node keeps its own library folders
 
-    def walk(self, problems: list[str]) -> Iterator[FileEntry]:
-        """The node's inventory, hashed on the node; a stream cut short raises NodeUnreachable."""
-        response = self._call("GET", "/inventory", stream=True)
+    def walk(self, problems: list[str], verify: bool = False) -> Iterator[FileEntry]:
+        """The node's inventory, hashed on the node (every file again with `verify`); a stream
+        cut short raises NodeUnreachable."""
+        response = self._call("GET", "/inventory", stream=True,
+                              params={"verify": "1"} if verify else None)
         ended = False
         try:
             for line in response.iter_lines():

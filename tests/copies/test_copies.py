@@ -3,52 +3,19 @@ import hashlib
 import os
 
 import pytest
-from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import Asset, DistributionPoint, Job
+from portal.models import DistributionPoint, Job
 from portal.services import Conflict, DepotError, NotFound, PermissionDenied
-from portal.services import copies, dp_management, jobs, secrets
+from portal.services import copies, dp_management, secrets
 from portal.services import distribution_points as dps
 from portal.services.actors import Actor
 from tests.conftest import wait_for
+from tests.copies.conftest import fresh, status_at
 from tests.factories import make_user, write_file
 from tests.node_fixtures import KEY
 
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def admin(app):
-    return Actor(make_user("admin"), via="console")
-
-
-@pytest.fixture
-def rescan(admin, work):
-    def _rescan(dp):
-        job, _ = dps.request_rescan(dp, admin)
-        work()
-        assert fresh(job.id).state == "succeeded", fresh(job.id).error
-    return _rescan
-
-
-@pytest.fixture
-def seattle(app, admin, node, work):
-    """The node added as a local DP, its first rescan done."""
-    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office")
-    work()
-    return db.session.get(DistributionPoint, dp.id)
-
-
-def fresh(job_id):
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
-
-
-def status_at(dp, key):
-    db.session.expire_all()
-    items = {i["key"]: i for i in dps.content(dp)}
-    return items[key]["status"] if key in items else None
 
 
 def copy(admin, work, keys, dp):

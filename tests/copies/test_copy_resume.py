@@ -3,15 +3,11 @@ import os
 
 import pytest
 
-from portal.extensions import db
-from portal.models import DistributionPoint
 from portal.services import copies, dp_management, jobs
 from portal.services import distribution_points as dps
-from portal.services.actors import Actor
 from tests.conftest import wait_for
-from tests.copies.test_copies import fresh
-from tests.factories import make_user, write_file
-from tests.node_fixtures import KEY
+from tests.copies.conftest import fresh
+from tests.factories import write_file
 
 pytestmark = pytest.mark.slow
 MB = 1024 * 1024
@@ -21,11 +17,6 @@ SIZE = 6 * MB
 @pytest.fixture
 def config_overrides():
     return {"DEPOT_COPY_CHUNK": 256 * 1024}
-
-
-@pytest.fixture
-def admin(app):
-    return Actor(make_user("admin"), via="console")
 
 
 @pytest.fixture
@@ -44,16 +35,13 @@ def received(node):
 
 
 @pytest.fixture
-def slow_copy(central, admin, node, work):
+def slow_copy(central, admin, rescan, seattle):
     """A 6 MiB image at central and a DP that takes copies at 1 MiB/s: (dp, data)."""
     data = os.urandom(SIZE)
     write_file(central.root, "Images/Win11.wim", data)
-    job, _ = dps.request_rescan(central, admin)
-    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office")
-    work()
-    dp_management.update_dp(admin, db.session.get(DistributionPoint, dp.id),
-                            {"bandwidth_limit": 1 * MB})
-    return db.session.get(DistributionPoint, dp.id), data
+    rescan(central)
+    dp_management.update_dp(admin, seattle, {"bandwidth_limit": 1 * MB})
+    return seattle, data
 
 
 def test_copy_whose_worker_is_killed_resumes_and_ends_identical(slow_copy, admin, node, received,

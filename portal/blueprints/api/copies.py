@@ -1,9 +1,10 @@
-"""Copies of central's assets to DPs."""
+"""Copies of central's assets to DPs, and verifies of what DPs hold."""
 from flask import g
 
 from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body
 from portal.services import copies
+from portal.services import verify as verify_service
 from portal.services import distribution_points as dps
 
 
@@ -23,3 +24,10 @@ def copy_missing(dp_id: int):
     if not keys:
         return {"jobs": []}, 202
     return {"jobs": [job.to_dict() for job in copies.request_copies(api_actor(), keys, [dp.id])]}, 202
+
+
+@bp.post("/distribution-points/<int:dp_id>/verify")
+def verify(dp_id: int):
+    """Hash again everything the DP holds and flag corruption: 202 {job}."""
+    job, created = verify_service.request_verify(dps.get_dp(dp_id, g.api_user), api_actor())
+    return {"job": job.to_dict(), "created": created}, 202

@@ -1,0 +1,83 @@
+"""Verify: hash again everything a DP holds and flag files whose bytes changed under an unchanged
+size and mtime (a failing disk, or someone tampering): their asset turns `failed` with the reason.
+
+A file whose size or mtime changed was simply replaced; that is a rescan's business, not a
+verify's, so it is left for the next rescan.
+"""
+from flask import current_app
+from sqlalchemy import select, update
+
+from portal.extensions import db
+from portal.models import DistributionPoint, InventoryFile, Job
+from portal.services import DepotError, PermissionDenied, notifications
+from portal.services.actors import Actor
+from portal.services.inventory import Hashed, Reader, hash_files, rebuild_assets, refresh_statuses
+from portal.services.jobs import Progress, start_job
+from portal.services.permissions import can_see_dp, require
+from portal.storage import storage_for
+
+MAX_NOTIFIED = 20
+
+
+def request_verify(dp: DistributionPoint, actor: Actor) -> tuple[Job, bool]:
+    """Start a verify of the DP, or return the one already queued or running."""
+    require(actor.user, "verify")
+    if not can_see_dp(actor.user, dp):
+        raise PermissionDenied("you may not verify this distribution point")
+    return start_job("verify", actor, dp_id=dp.id, dedup_key=f"verify:{dp.id}")
+
+
+def _rehash(dp: DistributionPoint, backend, progress: Progress) -> tuple[list[Hashed], list[str]]:
+    """Every file of the DP with its SHA-256 computed now."""
+    problems: list[str] = []
+    if backend.hashes_itself:
+        progress.update(phase="hashing at the DP", force=True)
+        entries = list(backend.walk(problems, verify=True))
+        return [Hashed(e, sha256=e.sha256, error=e.error) for e in entries], problems
+    entries = list(backend.walk(problems))
+    progress.update(phase="hashing", files_total=len(entries), files_done=0, bytes_done=0,
+                    bytes_total=sum(e.size for e in entries), force=True)
+    reader = Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled)
+    results: list[Hashed] = []
+    threads = max(1, current_app.config["DEPOT_HASH_THREADS"])
+    for batch in hash_files(backend, entries, reader, threads):
+        results.extend(batch)
+        progress.check()
+        progress.update(files_done=len(results), bytes_done=reader.bytes_read)
+    return results, problems
+
+
+def verify_dp(job: Job, progress: Progress) -> str:
+    """Hash everything the DP holds again and flag what no longer matches its recorded SHA-256."""
+    dp = db.session.get(DistributionPoint, job.dp_id) if job.dp_id else None
+    if dp is None:
+        raise DepotError("the distribution point of this verify no longer exists")
+    backend = storage_for(dp)
+    backend.cancelled = progress.cancelled
+    results, problems = _rehash(dp, backend, progress)
+    known = {row.path: row for row in db.session.execute(
+        select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
+               InventoryFile.sha256).where(InventoryFile.dp_id == dp.id))}
+    mismatches = []
+    for result in results:
+        row, entry = known.get(result.entry.path), result.entry
+        if (row is not None and row.sha256 and result.sha256 and row.sha256 != result.sha256
+                and (row.size, row.mtime_ns) == (entry.size, entry.mtime_ns)):
+            mismatches.append((row, result.sha256))
+    for row, found in mismatches:
+        db.session.execute(update(InventoryFile).where(InventoryFile.id == row.id).values(
+            sha256=None, error=f"hash mismatch at {dp.name}: expected {row.sha256[:12]}…, "
+                               f"found {found[:12]}…"))
+    if mismatches:
+        rebuild_assets(dp.id)
+        refresh_statuses(dp.id)
+        for row, _ in mismatches[:MAX_NOTIFIED]:
+            notifications.notify("verify.failed", f"hash mismatch at {dp.name}: {row.path}",
+                                 level="error", dp_id=dp.id, job_id=job.id)
+    db.session.commit()
+    for problem in problems:
+        progress.warn(problem)
+    for row, _ in mismatches:
+        progress.warn(f"hash mismatch at {dp.name}: {row.path}")
+    return (f"{len(results)} file(s) verified at {dp.name}; "
+            + (f"{len(mismatches)} hash mismatch(es)" if mismatches else "all intact"))
