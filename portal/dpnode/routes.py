@@ -2,16 +2,16 @@
 import hmac
 import json
 import os
-import shutil
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request, send_file
 
 from portal import __version__
 from portal.dpnode import inventory, signing
-from portal.dpnode.paths import confine, inside_root
+from portal.storage.paths import confine, inside_root
 from portal.dpnode.uploads import UploadStore
 from portal.services import DepotError, NotFound
+from portal.storage.central import FilesystemStorage
 
 bp = Blueprint("dpnode", __name__, url_prefix="/dp/v1")
 PUBLIC_ENDPOINTS = {"dpnode.download"}
@@ -122,12 +122,7 @@ def abort_upload(uid: str):
 def delete_content():
     """Delete an asset (file or folder) or one file inside a folder asset: ?path=Images/x.wim."""
     rel = request.args.get("path")
-    path = confine(_root(), rel)
-    if os.path.islink(path) or os.path.isfile(path):
-        os.remove(path)
-    elif os.path.isdir(path):
-        shutil.rmtree(path)
-    else:
+    if not FilesystemStorage(root=_root()).delete(rel):
         raise NotFound(f"{rel} is not at this DP")
     return {"deleted": rel}
 

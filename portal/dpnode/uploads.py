@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from portal.dpnode.paths import confine
+from portal.storage.paths import confine
 from portal.services import Conflict, DepotError, NotFound
 
 STATE_DIR = ".depot"

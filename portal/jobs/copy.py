@@ -1,4 +1,4 @@
-"""RQ entry point for copies (queue `copies`)."""
+"""RQ entry points for copies and deletes (queue `copies`)."""
 from portal.jobs import app_context
 from portal.services import copies
 from portal.services.jobs import run_job
@@ -8,3 +8,9 @@ def copy(job_id: str) -> str:
     """Make the job's asset at its DP identical to central's."""
     with app_context():
         return run_job(job_id, copies.copy_asset)
+
+
+def delete(job_id: str) -> str:
+    """Remove the job's asset from its DP."""
+    with app_context():
+        return run_job(job_id, copies.delete_asset)

@@ -264,3 +264,38 @@ def _record(dp_id: int, sent: list, removed: list[str]) -> None:
         rebuild_assets(dp_id)
         refresh_statuses(dp_id)
     db.session.commit()
+
+
+# --- deletes ---------------------------------------------------------------------------------
+
+def request_delete(actor: Actor, dp: DistributionPoint, key, confirm_central: bool = False) -> Job:
+    """Queue the removal of an asset from a DP; from central only with a second confirmation."""
+    require(actor.user, "delete_content")
+    if not can_see_dp(actor.user, dp):
+        raise NotFound(f"no distribution point {dp.id}")
+    if not isinstance(key, str) or not db.session.scalar(
+            select(Asset.id).where(Asset.dp_id == dp.id, Asset.key == key)):
+        raise NotFound(f"{key} is not at {dp.name}")
+    if dp.is_central and not confirm_central:
+        raise Conflict(f"deleting {key} from central removes the original: confirm it a second time")
+    job, _ = jobs_service.start_job("delete", actor, dp_id=dp.id, asset_key=key,
+                                    dedup_key=f"delete:{dp.id}:{key}")
+    return job
+
+
+def delete_asset(job: Job, progress: Progress) -> str:
+    """Remove the job's asset at its DP, then bring the DP's inventory and statuses up to date."""
+    dp = db.session.get(DistributionPoint, job.dp_id) if job.dp_id else None
+    if dp is None:
+        raise DepotError("the distribution point of this delete no longer exists")
+    backend = storage_for(dp)
+    try:
+        backend.delete(job.asset_key)
+    except NodeUnreachable as exc:
+        raise RetryLater(exc.message) from None
+    removed = [row.path for row in _asset_files(dp.id, job.asset_key)]
+    _record(dp.id, [], removed)
+    if dp.is_central:
+        refresh_statuses(None)  # every DP's copy of it is now only-here
+        db.session.commit()
+    return f"{job.asset_key} deleted from {dp.name}"

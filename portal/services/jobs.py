@@ -33,6 +33,7 @@ JOB_FUNCS = {
     "rescan": ("rescans", "portal.jobs.rescan.rescan"),
     "copy": ("copies", "portal.jobs.copy.copy"),
     "verify": ("rescans", "portal.jobs.verify.verify"),
+    "delete": ("copies", "portal.jobs.copy.delete"),
 }
 JOB_TIMEOUT = 24 * 3600  # liveness comes from our heartbeat, not from RQ's timeout
 RQ_WAITING = {"queued", "deferred", "scheduled"}

@@ -1,5 +1,6 @@
 """A content root on a local file system: the central DP (and, later, a DP node's own root)."""
 import os
+import shutil
 import stat as statmod
 from typing import BinaryIO, Iterator
 
@@ -7,6 +8,7 @@ from portal.services import ContentRootUnavailable
 from portal.services.libraries import LIBRARIES, is_ignored_entry
 from portal.services.names import escape_component
 from portal.storage.base import FileEntry, StorageBackend
+from portal.storage.paths import confine
 
 
 class FilesystemStorage(StorageBackend):
@@ -85,6 +87,18 @@ class FilesystemStorage(StorageBackend):
             problems.append(f"{rel_path}: symlink to a folder, not followed")
             return None
         return FileEntry(rel_path, st.st_size, st.st_mtime_ns, target)
+
+    def delete(self, path: str) -> bool:
+        """Delete a file or folder under a library folder (a symlink: the link itself); False if
+        it was not there. Paths outside the library folders are refused (BadPath)."""
+        target = confine(self.root, path)
+        if os.path.islink(target) or os.path.isfile(target):
+            os.remove(target)
+        elif os.path.isdir(target):
+            shutil.rmtree(target)
+        else:
+            return False
+        return True
 
     def open_read(self, entry: FileEntry) -> BinaryIO:
         """Open the file for reading, unbuffered: the hasher reads in large blocks. O_NOFOLLOW: a

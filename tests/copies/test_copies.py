@@ -177,3 +177,48 @@ def test_a_dp_that_does_not_answer_is_retried_then_fails(central, admin, rescan,
     assert failed.error.startswith("gave up after 3 tries: Down (http://127.0.0.1:")
     assert "does not answer" in failed.error
     assert sum("try " in w for w in failed.warnings) == 2
+
+
+def test_delete_from_a_dp_removes_the_asset_there_only(central, admin, rescan, seattle, node, work,
+                                                       api_as):
+    """Does Delete from this DP remove the asset at the DP, keep central's, and show `missing`?"""
+    write_file(central.root, "Images/old.wim", b"old")
+    rescan(central)
+    copy(admin, work, ["Images/old.wim"], seattle)
+    api = api_as("admin")
+    response = api.delete(f"/api/v1/distribution-points/{seattle.id}/assets?key=Images/old.wim")
+    assert response.status_code == 202
+    work()
+    assert fresh(response.get_json()["job"]["id"]).state == "succeeded"
+    assert not os.path.exists(node.file("Images/old.wim"))
+    assert os.path.exists(os.path.join(central.root, "Images/old.wim"))
+    assert status_at(seattle, "Images/old.wim") == "missing"
+
+
+def test_deleting_from_central_needs_a_second_confirmation(central, admin, rescan, seattle, work,
+                                                           api_as):
+    write_file(central.root, "Images/orig.wim", b"orig")
+    rescan(central)
+    copy(admin, work, ["Images/orig.wim"], seattle)
+    api = api_as("admin")
+    refused = api.delete(f"/api/v1/distribution-points/{central.id}/assets?key=Images/orig.wim")
+    assert refused.status_code == 409
+    assert "confirm it a second time" in refused.get_json()["error"]["message"]
+    assert os.path.exists(os.path.join(central.root, "Images/orig.wim"))
+    confirmed = api.delete(
+        f"/api/v1/distribution-points/{central.id}/assets?key=Images/orig.wim&confirm=central")
+    assert confirmed.status_code == 202
+    work()
+    assert not os.path.exists(os.path.join(central.root, "Images/orig.wim"))
+    assert status_at(seattle, "Images/orig.wim") == "only-here"
+
+
+def test_technicians_and_viewers_cannot_delete(central, rescan, seattle, api_as):
+    write_file(central.root, "Images/keep.wim", b"keep")
+    rescan(central)
+    for role in ("technician", "viewer"):
+        response = api_as(role).delete(f"/api/v1/distribution-points/{central.id}/assets"
+                                       "?key=Images/keep.wim&confirm=central")
+        assert response.status_code == 403
+    assert api_as("admin").delete(f"/api/v1/distribution-points/{seattle.id}/assets"
+                                  "?key=Images/nope.wim").status_code == 404

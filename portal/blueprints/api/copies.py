@@ -1,5 +1,5 @@
 """Copies of central's assets to DPs, and verifies of what DPs hold."""
-from flask import g
+from flask import g, request
 
 from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body
@@ -31,3 +31,12 @@ def verify(dp_id: int):
     """Hash again everything the DP holds and flag corruption: 202 {job}."""
     job, created = verify_service.request_verify(dps.get_dp(dp_id, g.api_user), api_actor())
     return {"job": job.to_dict(), "created": created}, 202
+
+
+@bp.delete("/distribution-points/<int:dp_id>/assets")
+def delete_asset(dp_id: int):
+    """Remove ?key= from the DP (202 {job}); from central also ?confirm=central."""
+    dp = dps.get_dp(dp_id, g.api_user)
+    job = copies.request_delete(api_actor(), dp, request.args.get("key"),
+                                confirm_central=request.args.get("confirm") == "central")
+    return {"job": job.to_dict()}, 202
