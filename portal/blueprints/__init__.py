@@ -4,6 +4,7 @@
 def register_blueprints(app) -> None:
     from portal.blueprints.api import bp as api_bp
     from portal.blueprints.auth import bp as auth_bp
+    from portal.blueprints.copies import bp as copies_bp
     from portal.blueprints.dashboard import bp as dashboard_bp
     from portal.blueprints.distribution_points import bp as dps_bp
     from portal.blueprints.jobs import bp as jobs_bp
@@ -11,6 +12,6 @@ def register_blueprints(app) -> None:
     from portal.blueprints.notifications import bp as notifications_bp
     from portal.blueprints.settings import bp as settings_bp
 
-    for bp in (auth_bp, dashboard_bp, dps_bp, libraries_bp, jobs_bp, notifications_bp,
+    for bp in (auth_bp, dashboard_bp, dps_bp, libraries_bp, copies_bp, jobs_bp, notifications_bp,
                settings_bp, api_bp):
         app.register_blueprint(bp)

@@ -1,0 +1,116 @@
+"""Content actions in the console: Copy to…, Copy here / Repair, Delete, Verify, copy what is missing."""
+import os
+
+from portal.extensions import db
+from portal.models import Job
+from portal.services import distribution_points as dps
+from tests.copies.conftest import status_at
+from tests.factories import write_file
+
+
+def select_dp(console, dp):
+    assert console.post("/distribution-points/select", {"dp_id": dp.id}).status_code == 303
+
+
+def test_images_page_offers_copy_to_for_admins_not_viewers(central, rescan, seattle, login_as):
+    """Does the library page show ticks and a Copy to… list of DPs, as page and fragment, and
+    nothing of the kind to a viewer?"""
+    write_file(central.root, "Images/Win11.wim", b"w")
+    rescan(central)
+    admin = login_as("admin")
+    page = admin.get("/libraries/images").get_data(as_text=True)
+    assert 'id="copy-form"' in page and 'name="asset_keys" value="Images/Win11.wim"' in page
+    assert f'<option value="{seattle.id}"' in page and "Verify Central" in page
+    fragment = admin.get("/libraries/images", hx=True).get_data(as_text=True)
+    assert fragment.startswith('<div id="assets"') and 'name="asset_keys"' in fragment
+    viewer = login_as("viewer").get("/libraries/images").get_data(as_text=True)
+    assert "copy-form" not in viewer and "asset_keys" not in viewer and "Delete" not in viewer
+
+
+def test_copy_to_queues_one_job_per_asset_and_dp(central, rescan, seattle, node, hx_client, work):
+    """Does Copy to… start the copies, answer with their progress widgets, and end `current`?"""
+    write_file(central.root, "Images/a.wim", b"a" * 1000)
+    write_file(central.root, "Images/b.wim", b"b" * 1000)
+    rescan(central)
+    response = hx_client.post("/copies/", {"asset_keys": ["Images/a.wim", "Images/b.wim"],
+                                           "dp_ids": [str(seattle.id)]})
+    assert response.status_code == 200
+    assert response.headers["HX-Trigger"] == "jobs-changed"
+    html = response.get_data(as_text=True)
+    assert "2 copies queued" in html and html.count('class="job job-queued"') == 2
+    assert status_at(seattle, "Images/a.wim") == "copying"
+    work()
+    assert status_at(seattle, "Images/a.wim") == status_at(seattle, "Images/b.wim") == "current"
+    assert os.path.exists(node.file("Images/b.wim"))
+
+
+def test_copy_to_without_ticks_or_targets_says_what_is_missing(central, rescan, seattle, hx_client):
+    write_file(central.root, "Images/a.wim", b"a")
+    rescan(central)
+    nothing = hx_client.post("/copies/", {"dp_ids": [str(seattle.id)]})
+    assert nothing.status_code == 400 and "tick the assets to copy first" in nothing.get_data(as_text=True)
+    nowhere = hx_client.post("/copies/", {"asset_keys": ["Images/a.wim"]})
+    assert nowhere.status_code == 400 and "choose at least one" in nowhere.get_data(as_text=True)
+    assert db.session.query(Job).filter_by(kind="copy").count() == 0
+
+
+def test_viewers_and_forms_without_csrf_are_refused(central, rescan, seattle, login_as):
+    write_file(central.root, "Images/a.wim", b"a")
+    rescan(central)
+    viewer = login_as("viewer")
+    refused = viewer.post("/copies/", {"asset_keys": ["Images/a.wim"], "dp_ids": [str(seattle.id)]},
+                          hx=True)
+    assert refused.status_code == 403
+    admin = login_as("admin")
+    admin.csrf = "forged"
+    assert admin.post("/copies/", {"asset_keys": ["Images/a.wim"],
+                                   "dp_ids": [str(seattle.id)]}).status_code == 400
+    assert db.session.query(Job).filter_by(kind="copy").count() == 0
+
+
+def test_rows_at_a_dp_offer_copy_here_repair_and_delete(central, rescan, seattle, node, hx_client,
+                                                       work):
+    """At Seattle, is a missing image offered 'Copy here', and a present one 'Delete from Seattle'?"""
+    write_file(central.root, "Images/a.wim", b"a")
+    write_file(node.root, "Images/hand.wim", b"h")
+    rescan(central)
+    rescan(seattle)
+    select_dp(hx_client, seattle)
+    page = hx_client.get("/libraries/images").get_data(as_text=True)
+    assert "Copy here" in page and "Delete from Seattle" in page
+    response = hx_client.post(f"/copies/delete/{seattle.id}", {"key": "Images/hand.wim"})
+    assert response.status_code == 200 and "delete of Images/hand.wim from Seattle queued" in \
+        response.get_data(as_text=True)
+    work()
+    assert not os.path.exists(node.file("Images/hand.wim"))
+
+
+def test_deleting_from_central_asks_twice(central, rescan, hx_client, work):
+    """Is a delete from central refused until the prompt is answered with 'central'?"""
+    write_file(central.root, "Images/orig.wim", b"o")
+    rescan(central)
+    page = hx_client.get("/libraries/images", headers={}).get_data(as_text=True)
+    assert 'hx-prompt="Type central to delete the original"' in page
+    once = hx_client.post(f"/copies/delete/{central.id}", {"key": "Images/orig.wim"})
+    assert once.status_code == 409 and "confirm it a second time" in once.get_data(as_text=True)
+    twice = hx_client.post(f"/copies/delete/{central.id}", {"key": "Images/orig.wim"},
+                           headers={"HX-Prompt": "central"})
+    assert twice.status_code == 200
+    work()
+    assert not os.path.exists(os.path.join(central.root, "Images/orig.wim"))
+
+
+def test_copy_missing_and_verify_from_the_console(central, rescan, seattle, hx_client, work):
+    write_file(central.root, "Images/a.wim", b"a")
+    write_file(central.root, "Media/m.iso", b"m")
+    rescan(central)
+    response = hx_client.post(f"/copies/missing/{seattle.id}")
+    assert "2 copies queued for Seattle" in response.get_data(as_text=True)
+    work()
+    assert dps.status_counts([seattle.id])[seattle.id] == {"current": 2}
+    again = hx_client.post(f"/copies/missing/{seattle.id}")
+    assert "Nothing is missing or outdated at Seattle" in again.get_data(as_text=True)
+    verify = hx_client.post(f"/copies/verify/{seattle.id}")
+    assert "verify of Seattle queued" in verify.get_data(as_text=True)
+    work()
+    assert db.session.query(Job).filter_by(kind="verify").one().summary.endswith("all intact")
