@@ -1,11 +1,12 @@
-from flask import redirect, request, url_for
+from flask import make_response, redirect, request, url_for
 from flask_login import current_user, login_required
 
 from portal.auth import console_actor
 from portal.blueprints.distribution_points import bp
-from portal.blueprints.render import page_or_fragment
+from portal.blueprints.distribution_points.forms import EditLocalDpForm, LocalDpForm
+from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.services import distribution_points as dps
-from portal.services import DepotError
+from portal.services import DepotError, NotFound, dp_management
 from portal.services.jobs import active_job
 
 
@@ -54,3 +55,105 @@ def select():
         response.headers["HX-Refresh"] = "true"
         return response
     return redirect(back, code=303)
+
+
+def _to_list():
+    """After a change: a plain form goes to the list (303); htmx loads it as a whole page, since
+    the DP switcher in the top bar lists the DPs too."""
+    if request.htmx:
+        response = make_response("", 200)
+        response.headers["HX-Redirect"] = url_for(".index")
+        return response
+    return redirect(url_for(".index"), code=303)
+
+
+def _new_local_page(form, error=None, status=200):
+    return page_or_fragment("distribution_points/new_local.html",
+                            "distribution_points/_local_form.html", form=form, error=error), status
+
+
+@bp.get("/new-local")
+@login_required
+def new_local():
+    """The form to add a DP node: name, URL, key and site, with a connection test (admins)."""
+    require_role_action("manage_dps")
+    return _new_local_page(LocalDpForm())
+
+
+@bp.post("/new-local")
+@login_required
+def create_local():
+    """Add the DP node once its connection test passes; else the form again, without the key."""
+    require_role_action("manage_dps")
+    form = LocalDpForm()  # CSRF is checked app-wide; the service checks the fields
+    try:
+        dp_management.add_local(console_actor(), form.name.data, form.url.data, form.key.data,
+                                form.site.data)
+    except DepotError as exc:
+        return _new_local_page(form, exc.message, exc.status)
+    return _to_list()
+
+
+@bp.post("/new-local/test")
+@login_required
+def test_local():
+    """Try the entered URL and key, saving nothing: the node's version and free space, or why not."""
+    require_role_action("manage_dps")  # it makes the server connect where it is told
+    form = LocalDpForm()
+    health, test_error = None, None
+    try:
+        health = dp_management.test_connection(form.url.data, form.key.data,
+                                               (form.name.data or "").strip() or "the node")
+    except DepotError as exc:
+        test_error = exc.message
+    return page_or_fragment("distribution_points/new_local.html",
+                            "distribution_points/_connection.html", form=form, health=health,
+                            test_error=test_error)
+
+
+def _local_dp(dp_id: int):
+    require_role_action("manage_dps")
+    dp = dps.get_dp(dp_id, current_user)
+    if dp.kind != "local":
+        raise NotFound(f"{dp.name} is not a DP node; only DP nodes are edited here")
+    return dp
+
+
+def _edit_page(dp, form, error=None, status=200):
+    return page_or_fragment("distribution_points/edit_local.html",
+                            "distribution_points/_edit_form.html", dp=dp, form=form,
+                            error=error), status
+
+
+@bp.get("/<int:dp_id>/edit")
+@login_required
+def edit_local(dp_id: int):
+    """A DP node's name, site, URL, key, maintenance flag, bandwidth cap and copy hours (admins)."""
+    dp = _local_dp(dp_id)
+    return _edit_page(dp, EditLocalDpForm.for_dp(dp))
+
+
+@bp.post("/<int:dp_id>/edit")
+@login_required
+def update_local(dp_id: int):
+    """Save the changes; a new URL or key is tested first. Errors: the form again, with why."""
+    dp = _local_dp(dp_id)
+    form = EditLocalDpForm()
+    if not form.validate():
+        errors = "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
+                           for k, v in form.errors.items())
+        return _edit_page(dp, form, errors, 400)
+    try:
+        dp_management.update_dp(console_actor(), dp, form.changes(dp))
+    except DepotError as exc:
+        return _edit_page(dp, form, exc.message, exc.status)
+    return _to_list()
+
+
+@bp.post("/<int:dp_id>/delete")
+@login_required
+def delete(dp_id: int):
+    """Forget a DP: Depot no longer knows it; its files stay on the node."""
+    require_role_action("manage_dps")
+    dp_management.delete_dp(console_actor(), dps.get_dp(dp_id, current_user))
+    return _to_list()

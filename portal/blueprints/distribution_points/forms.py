@@ -1,0 +1,50 @@
+from decimal import Decimal
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DecimalField, PasswordField, StringField
+from wtforms.validators import NumberRange, Optional
+
+# The fields are checked by services.dp_management, so the console and the API say the same thing;
+# the forms carry the CSRF token, render the fields and convert units.
+MB = 1_000_000  # bandwidth is entered in MB/s (decimal megabytes, as network speeds are quoted)
+
+
+class LocalDpForm(FlaskForm):
+    name = StringField("Name")
+    url = StringField("URL of the DP node")
+    key = PasswordField("Key (the node's DEPOT_DP_KEY)")  # never rendered back
+    site = StringField("Site")
+
+
+class EditLocalDpForm(FlaskForm):
+    name = StringField("Name")
+    site = StringField("Site")
+    url = StringField("URL of the DP node")
+    key = PasswordField("New key (empty: keep the current one)")
+    disabled = BooleanField("Disable for maintenance")
+    bandwidth_limit = DecimalField("Bandwidth limit for copies (MB/s, empty: no limit)", places=None,
+                                   validators=[Optional(), NumberRange(min=Decimal("0.1"),
+                                                                       max=Decimal(100_000))])
+    allowed_hours = StringField("Copies only during (e.g. 22-6, empty: any time)")
+
+    @classmethod
+    def for_dp(cls, dp) -> "EditLocalDpForm":
+        """The form filled from the DP, the bandwidth in MB/s and the key left empty."""
+        limit = Decimal(dp.bandwidth_limit) / MB if dp.bandwidth_limit else None
+        return cls(formdata=None, name=dp.name, site=dp.site, url=dp.url, disabled=dp.disabled,
+                   bandwidth_limit=limit.normalize() if limit is not None else None,
+                   allowed_hours=dp.allowed_hours or "")
+
+    def changes(self, dp) -> dict:
+        """What update_dp should change: the URL only if edited and the key only if entered, so
+        that settings of a node that is down (disabling it, say) need no connection test."""
+        limit = self.bandwidth_limit.data
+        changes = {"name": self.name.data, "site": self.site.data or "",
+                   "disabled": bool(self.disabled.data),
+                   "bandwidth_limit": int(limit * MB) if limit else None,
+                   "allowed_hours": (self.allowed_hours.data or "").strip() or None}
+        if (self.url.data or "").strip().rstrip("/") != dp.url:
+            changes["url"] = self.url.data
+        if self.key.data:
+            changes["key"] = self.key.data
+        return changes
