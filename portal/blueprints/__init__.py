@@ -11,7 +11,8 @@ def register_blueprints(app) -> None:
     from portal.blueprints.libraries import bp as libraries_bp
     from portal.blueprints.notifications import bp as notifications_bp
     from portal.blueprints.settings import bp as settings_bp
+    from portal.blueprints.status import bp as status_bp
 
     for bp in (auth_bp, dashboard_bp, dps_bp, libraries_bp, copies_bp, jobs_bp, notifications_bp,
-               settings_bp, api_bp):
+               settings_bp, status_bp, api_bp):
         app.register_blueprint(bp)

@@ -141,6 +141,26 @@ def central_assets_with_status() -> list[dict]:
                                             .order_by(Asset.library, Asset.name))]
 
 
+def status_matrix(dp_ids: list[int], library: str | None = None,
+                  status: str | None = None) -> list[dict]:
+    """Rows of the matrix: each of central's assets (and assets only at some DP) with its status
+    at each of `dp_ids`; with `status`, only rows where some DP has that status."""
+    statuses = asset_statuses(dp_ids)
+    central = central_dp()
+    keys = set(statuses.get(central.id, {}))
+    for dp_id in dp_ids:
+        keys |= set(statuses.get(dp_id, {}))
+    rows = []
+    for key in sorted(keys):
+        if library and not key.startswith(library + "/"):
+            continue
+        cells = {dp_id: statuses.get(dp_id, {}).get(key, "missing") for dp_id in dp_ids}
+        if status and status not in cells.values():
+            continue
+        rows.append({"key": key, "cells": cells})
+    return rows
+
+
 def request_rescan(dp: DistributionPoint, actor: Actor) -> tuple[Job, bool]:
     """Start a rescan of the DP, or return the one already queued or running."""
     require(actor.user, "rescan")
