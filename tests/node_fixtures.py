@@ -97,6 +97,16 @@ def node_settings():
 
 
 @pytest.fixture
+def full_disk(node_settings):
+    """Settings of a node whose reserve is its whole disk: nothing more fits, whatever else the
+    machine writes meanwhile."""
+    import shutil
+
+    node_settings["DEPOT_DP_RESERVE_BYTES"] = shutil.disk_usage("/").total * 4
+    return node_settings
+
+
+@pytest.fixture
 def node(tmp_path, node_settings):
     root = tmp_path / "node-root"
     root.mkdir()

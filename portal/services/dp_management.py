@@ -14,6 +14,7 @@ from portal.services.permissions import require
 from portal.storage.dpnode import DpNodeStorage
 
 MIN_KEY_LENGTH = 16
+HEALTH_TIMEOUT = 10  # seconds a node has to answer a health check
 HOURS_RE = re.compile(r"^([01]?\d|2[0-3])-([01]?\d|2[0-3])$")
 
 
@@ -141,18 +142,13 @@ def check_health() -> dict[int, str]:
     for dp in db.session.scalars(select(DistributionPoint).where(
             DistributionPoint.kind == "local", DistributionPoint.disabled.is_(False))).all():
         try:
-            health = DpNodeStorage(dp).check()
+            health = DpNodeStorage(dp).check(timeout=HEALTH_TIMEOUT)
             status, reason = "online", None
             dp.free_bytes, dp.total_bytes = health.get("free_bytes"), health.get("total_bytes")
         except DepotError as exc:
             status, reason = "offline", exc.message
-        if status != dp.status:
-            if status == "offline":
-                notifications.notify("dp.offline", f"{dp.name} went offline: {reason}",
-                                     level="error", dp_id=dp.id)
-            else:
-                notifications.notify("dp.online", f"{dp.name} is back online", dp_id=dp.id)
-        dp.status, dp.status_reason, dp.checked_at = status, reason, utcnow()
+        notifications.set_dp_status(dp, status, reason)
+        dp.checked_at = utcnow()
         db.session.commit()
         outcome[dp.id] = status
     return outcome

@@ -12,7 +12,7 @@ from sqlalchemy import delete, insert, select, update
 
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, InventoryFile, Job, utcnow
-from portal.services import DepotError
+from portal.services import DepotError, notifications
 from portal.services.jobs import JobCancelled, Progress
 from portal.services.libraries import ManifestEntry, manifest_digest, split_inventory_path
 from portal.storage import FileEntry, StorageBackend, storage_for
@@ -138,7 +138,7 @@ def rescan(job: Job, progress: Progress) -> str:
     except DepotError as exc:
         db.session.rollback()
         dp = db.session.get(DistributionPoint, dp_id)
-        dp.status, dp.status_reason = "offline", exc.message
+        notifications.set_dp_status(dp, "offline", exc.message)
         db.session.commit()
         raise
     known = {row.path: row for row in db.session.execute(
@@ -171,7 +171,8 @@ def rescan(job: Job, progress: Progress) -> str:
 
     dp = db.session.get(DistributionPoint, dp_id)
     dp.free_bytes, dp.total_bytes = backend.space()
-    dp.status, dp.status_reason, dp.last_scan_at = "online", None, utcnow()
+    notifications.set_dp_status(dp, "online")
+    dp.last_scan_at = utcnow()
     for problem in problems + counts.pop("problems"):
         progress.warn(problem)
     progress.update(files_done=len(to_hash), force=True)

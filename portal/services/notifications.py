@@ -20,6 +20,17 @@ def notify(kind: str, message: str, *, level: str = "info", dp_id: int | None = 
     return count
 
 
+def set_dp_status(dp: DistributionPoint, status: str, reason: str | None = None) -> None:
+    """Set a DP's online/offline status; when it changes, tell everyone who can see the DP.
+    Health checks and rescans both call this, so a change is told once, whoever saw it first."""
+    if status != dp.status:
+        if status == "offline":
+            notify("dp.offline", f"{dp.name} went offline: {reason}", level="error", dp_id=dp.id)
+        elif dp.status == "offline":
+            notify("dp.online", f"{dp.name} is back online", dp_id=dp.id)
+    dp.status, dp.status_reason = status, reason
+
+
 def unread_count(user_id: int) -> int:
     """How many of the user's notifications are unread."""
     return db.session.scalar(

@@ -20,12 +20,14 @@ class NodeUnreachable(DepotError):
 
 
 class NodeError(DepotError):
-    """The node answered with an error; `node_code` and `node_status` say which."""
+    """The node answered with an error; `node_code` and `node_status` say which. A refused key is
+    the caller's input (400); a full disk stays 507; anything else is the node's trouble (502)."""
 
     code, status = "dp_error", 502
 
     def __init__(self, message: str, node_code: str, node_status: int):
-        super().__init__(message)
+        status = 400 if node_status in (401, 403) else 507 if node_status == 507 else None
+        super().__init__(message, status=status)
         self.node_code, self.node_status = node_code, node_status
 
 
@@ -41,14 +43,15 @@ class DpNodeStorage(StorageBackend):
             from portal.services import secrets
 
             url, key, name = dp.url, secrets.decrypt(dp.secret), dp.name
-        self.url, self.key, self.name = url.rstrip("/"), key, name or url
+        self.url, self.key, self.name = url.rstrip("/"), key, name or "the DP node"
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {key}"
 
-    def _call(self, method: str, path: str, *, stream: bool = False, **kw) -> requests.Response:
+    def _call(self, method: str, path: str, *, stream: bool = False, timeout: float = READ_TIMEOUT,
+              **kw) -> requests.Response:
         try:
             response = self.http.request(method, f"{self.url}/dp/v1{path}", stream=stream,
-                                         timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kw)
+                                         timeout=(CONNECT_TIMEOUT, timeout), **kw)
         except requests.RequestException as exc:
             raise NodeUnreachable(f"{self.name} ({self.url}) does not answer: "
                                   f"{type(exc).__name__}") from None
@@ -67,9 +70,9 @@ class DpNodeStorage(StorageBackend):
 
     # --- the storage interface -------------------------------------------------------------
 
-    def check(self) -> dict:
+    def check(self, timeout: float = READ_TIMEOUT) -> dict:
         """The node's health (version, space); NodeUnreachable or NodeError when it is not well."""
-        return self._call("GET", "/health").json()
+        return self._call("GET", "/health", timeout=timeout).json()
 
     def ensure_layout(self) -> None:
         self.check()  # the node keeps its own library folders

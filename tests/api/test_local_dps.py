@@ -75,7 +75,7 @@ def test_wrong_key_is_refused_and_nothing_is_saved(api_as, node):
     """Does a key the node refuses give a message saying so, and save nothing?"""
     response = local_dp(api_as("admin"), node, key="not-the-node-key-at-all")
     status, code, message = error_of(response)
-    assert (status, code) == (502, "dp_error")
+    assert (status, code) == (400, "dp_error")
     assert "refused the key" in message and "not-the-node-key" not in message
     assert saved_nothing()
 
@@ -145,7 +145,7 @@ def test_connection_test_saves_nothing(api_as, node):
     body = ok.get_json()
     assert body["ok"] is True and body["health"]["version"] and body["health"]["free_bytes"] > 0
     wrong = api.post(f"{DPS}/test", json={"url": node.url, "key": "x" * 20})
-    assert error_of(wrong)[:2] == (502, "dp_error") and "refused the key" in error_of(wrong)[2]
+    assert error_of(wrong)[:2] == (400, "dp_error") and "refused the key" in error_of(wrong)[2]
     down = api.post(f"{DPS}/test", json={"url": f"http://127.0.0.1:{free_port()}", "key": KEY})
     assert error_of(down)[:2] == (502, "dp_unreachable") and "does not answer" in error_of(down)[2]
     assert error_of(api.post(f"{DPS}/test", json={"url": "nope", "key": KEY}))[0] == 400
@@ -191,7 +191,7 @@ def test_changing_the_key_is_tested_first(api_as, node):
     dp_id = local_dp(api, node).get_json()["id"]
     before = db.session.get(DistributionPoint, dp_id).secret
     response = api.patch(f"{DPS}/{dp_id}", json={"key": "another-key-0123456789"})
-    assert error_of(response)[:2] == (502, "dp_error")
+    assert error_of(response)[:2] == (400, "dp_error")
     assert db.session.get(DistributionPoint, dp_id).secret == before
     assert api.patch(f"{DPS}/{dp_id}", json={"root": "/etc"}).status_code == 400
 

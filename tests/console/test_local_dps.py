@@ -139,7 +139,7 @@ def test_wrong_key_shows_the_message_and_saves_nothing(hx_client, node):
     response = hx_client.post(NEW, {"name": "Seattle", "url": node.url,
                                     "key": "wrong-key-0123456789", "site": "Seattle office"})
     body = response.get_data(as_text=True)
-    assert response.status_code == 502 and "HX-Redirect" not in response.headers
+    assert response.status_code == 400 and "HX-Redirect" not in response.headers
     assert body.lstrip().startswith('<section id="local-dp-form">')
     assert "Seattle refused the key" in body
     assert 'value="Seattle"' in body and f'value="{node.url}"' in body

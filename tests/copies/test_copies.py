@@ -119,15 +119,8 @@ def test_copies_to_central_or_a_disabled_dp_and_by_viewers_are_refused(central, 
         copies.request_copies(admin, ["Images/a.wim"], [seattle.id])
 
 
-@pytest.fixture
-def nearly_full(node_settings):
-    import shutil
 
-    node_settings["DEPOT_DP_RESERVE_BYTES"] = shutil.disk_usage("/tmp").free - MB
-    return node_settings
-
-
-def test_copy_to_a_full_dp_fails_with_the_reason(nearly_full, central, admin, rescan, seattle,
+def test_copy_to_a_full_dp_fails_with_the_reason(full_disk, central, admin, rescan, seattle,
                                                  node, work):
     """Does a copy that would not fit fail at once, saying so, with nothing left at the DP?"""
     write_file(central.root, "Images/huge.wim", os.urandom(4 * MB))

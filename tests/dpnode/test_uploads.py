@@ -140,16 +140,8 @@ def test_malformed_json_is_refused(node):
     assert response.json()["error"]["code"] == "malformed_json"
 
 
-@pytest.fixture
-def nearly_full(node_settings):
-    """A node whose reserve leaves only 1 MiB of its disk usable."""
-    import shutil
 
-    node_settings["DEPOT_DP_RESERVE_BYTES"] = shutil.disk_usage("/tmp").free - MB
-    return node_settings
-
-
-def test_upload_that_does_not_fit_is_refused_up_front(nearly_full, node):
+def test_upload_that_does_not_fit_is_refused_up_front(full_disk, node):
     """Does an upload larger than the free space above the reserve get 507 and a message?"""
     response = create(node, "Images/huge.wim", b"h" * (8 * MB))
     assert response.status_code == 507
