@@ -43,6 +43,8 @@ class Config:
     # Copies: bytes a chunk, and chunks in flight at once to one DP.
     DEPOT_COPY_CHUNK = _env_int("DEPOT_COPY_CHUNK", 8 * 1024 * 1024)
     DEPOT_COPY_STREAMS = _env_int("DEPOT_COPY_STREAMS", 3)
+    # When every DP is verified (hashed again in full), as a cron line: Sundays at 03:00.
+    DEPOT_VERIFY_CRON = os.environ.get("DEPOT_VERIFY_CRON", "0 3 * * 0")
     # Optional read-rate cap for rescans (bytes/s, 0 = none) so a scan does not starve a busy disk.
     DEPOT_SCAN_RATE_LIMIT = _env_int("DEPOT_SCAN_RATE_LIMIT", 0)
     DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))

@@ -1,12 +1,13 @@
 """Schedule for `rq cron portal.jobs.cron`: the recovery sweep and the DP health check, each run
-at start and then every few seconds.
+at start and then every few seconds, and a weekly verify of every DP.
 
 The schedule lives here in code, not in Redis, so a Redis that restarts empty loses nothing.
 """
 from rq import cron
 
 from portal.config import Config
-from portal.jobs.maintenance import HEALTH_JOB_TIMEOUT, check_dp_health, recover_lost_jobs
+from portal.jobs.maintenance import (HEALTH_JOB_TIMEOUT, check_dp_health, recover_lost_jobs,
+                                     verify_everything)
 
 cron.register(recover_lost_jobs, "default", interval=Config.DEPOT_RECOVER_INTERVAL,
               ttl=max(60, 4 * Config.DEPOT_RECOVER_INTERVAL), result_ttl=600,
@@ -14,3 +15,5 @@ cron.register(recover_lost_jobs, "default", interval=Config.DEPOT_RECOVER_INTERV
 cron.register(check_dp_health, "default", interval=Config.DEPOT_HEALTH_INTERVAL,
               ttl=max(120, 4 * Config.DEPOT_HEALTH_INTERVAL), result_ttl=600,
               job_timeout=HEALTH_JOB_TIMEOUT)
+cron.register(verify_everything, "default", cron=Config.DEPOT_VERIFY_CRON, result_ttl=600,
+              job_timeout=300)

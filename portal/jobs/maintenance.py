@@ -5,7 +5,7 @@ from redis.exceptions import LockError
 
 from portal.extensions import get_redis
 from portal.jobs import app_context
-from portal.services import dp_management, jobs
+from portal.services import dp_management, jobs, verify
 
 log = logging.getLogger(__name__)
 # A node that does not answer costs a check up to the node client's connect and read timeouts.
@@ -39,3 +39,9 @@ def check_dp_health() -> dict:
         if offline:
             log.info("distribution points offline: %s", offline)
         return outcome
+
+
+def verify_everything() -> list[str]:
+    """Queue a verify of every enabled DP (scheduled weekly by default: DEPOT_VERIFY_CRON)."""
+    with app_context():
+        return [job.id for job in verify.verify_all()]

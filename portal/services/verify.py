@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Job
 from portal.services import DepotError, PermissionDenied, notifications
-from portal.services.actors import Actor
+from portal.services.actors import SYSTEM, Actor
 from portal.services.inventory import Hashed, Reader, hash_files, rebuild_assets, refresh_statuses
 from portal.services.jobs import Progress, start_job
 from portal.services.permissions import can_see_dp, require
@@ -25,6 +25,13 @@ def request_verify(dp: DistributionPoint, actor: Actor) -> tuple[Job, bool]:
     if not can_see_dp(actor.user, dp):
         raise PermissionDenied("you may not verify this distribution point")
     return start_job("verify", actor, dp_id=dp.id, dedup_key=f"verify:{dp.id}")
+
+
+def verify_all() -> list[Job]:
+    """The scheduled verify: one job per enabled DP, central included (running ones are joined)."""
+    return [start_job("verify", SYSTEM, dp_id=dp.id, dedup_key=f"verify:{dp.id}")[0]
+            for dp in db.session.scalars(select(DistributionPoint).where(
+                DistributionPoint.disabled.is_(False)).order_by(DistributionPoint.id))]
 
 
 def _rehash(dp: DistributionPoint, backend, progress: Progress) -> tuple[list[Hashed], list[str]]:

@@ -11,6 +11,7 @@ from portal.services import PermissionDenied
 from portal.services.actors import Actor
 from tests.copies.conftest import fresh, status_at
 from tests.factories import make_user, write_file
+from tests.node_fixtures import KEY
 
 
 def corrupt(path: str) -> None:
@@ -80,3 +81,29 @@ def test_a_replaced_file_is_not_called_corrupt(central, admin, rescan, seattle, 
 def test_viewers_cannot_verify(central, seattle):
     with pytest.raises(PermissionDenied):
         verify.request_verify(seattle, Actor(make_user("viewer"), via="console"))
+
+
+def test_every_enabled_dp_is_verified_on_a_schedule(central, rescan, seattle, admin, work):
+    """Does the weekly entry point queue a verify of central and each enabled DP, run by a worker?"""
+    from rq.cron import CronScheduler
+
+    from portal.extensions import get_queue, get_redis
+    from portal.models import Job
+    from portal.services import dp_management
+
+    scheduler = CronScheduler(connection=get_redis())
+    scheduler.load_config_from_file("portal.jobs.cron")
+    [weekly] = [j for j in scheduler._cron_jobs
+                if j.func_name == "portal.jobs.maintenance.verify_everything"]
+    assert weekly.cron == "0 3 * * 0" and weekly.queue_name == "default"
+
+    write_file(central.root, "Images/a.wim", b"a")
+    rescan(central)
+    down = dp_management.add_local(admin, "Spare", seattle.url, KEY)
+    dp_management.update_dp(admin, down, {"disabled": True})
+    work()
+    get_queue("default").enqueue("portal.jobs.maintenance.verify_everything")
+    work()
+    verified = {j.dp_id: j for j in db.session.query(Job).filter_by(kind="verify")}
+    assert set(verified) == {central.id, seattle.id}
+    assert all(j.state == "succeeded" for j in verified.values())
