@@ -22,6 +22,7 @@ from portal.services import jobs as jobs_service
 from portal.services.actors import Actor
 from portal.services.inventory import central_dp, rebuild_assets, refresh_statuses
 from portal.services.jobs import JobCancelled, Progress, RetryLater
+from portal.services.libraries import LIBRARIES
 from portal.services.names import unescape_component
 from portal.services.permissions import can_see_dp, require
 from portal.storage import storage_for
@@ -77,8 +78,19 @@ def request_copies(actor: Actor, asset_keys, dp_ids) -> list[Job]:
     return started
 
 
+def library_assets(library) -> list[str]:
+    """Every asset of a library at central: what "copy the whole library" copies."""
+    if library not in LIBRARIES:
+        raise DepotError(f"library must be one of: {', '.join(LIBRARIES)}")
+    keys = list(db.session.scalars(select(Asset.key).where(
+        Asset.dp_id == central_dp().id, Asset.library == library).order_by(Asset.key)))
+    if not keys:
+        raise DepotError(f"{library} is empty at central: nothing to copy")
+    return keys
+
+
 def missing_or_outdated(dp: DistributionPoint) -> list[str]:
-    """Central's hashed assets that are missing or outdated at the DP."""
+    """Central's hashed assets that are missing, outdated or failed at the DP."""
     central = central_dp()
     here = dict(db.session.execute(select(Asset.key, Asset.digest).where(Asset.dp_id == dp.id)).all())
     return [key for key, digest in db.session.execute(

@@ -114,3 +114,37 @@ def test_copy_missing_and_verify_from_the_console(central, rescan, seattle, hx_c
     assert "verify of Seattle queued" in verify.get_data(as_text=True)
     work()
     assert db.session.query(Job).filter_by(kind="verify").one().summary.endswith("all intact")
+
+
+def test_a_whole_library_is_one_action(central, rescan, seattle, hx_client, api_as, work):
+    """Does "the whole of Images" copy every image (console), and {library} do the same (API)?"""
+    for name in ("a", "b", "c"):
+        write_file(central.root, f"Images/{name}.wim", name.encode())
+    write_file(central.root, "Media/m.iso", b"m")
+    rescan(central)
+    response = hx_client.post("/copies/", {"whole_library": "1", "library": "Images",
+                                           "dp_ids": [str(seattle.id)]})
+    assert "3 copies queued" in response.get_data(as_text=True)
+    again = api_as("technician").post("/api/v1/copies", json={"library": "Images",
+                                                              "dp_ids": [seattle.id]})
+    assert again.status_code == 202 and len(again.get_json()["jobs"]) == 3  # the same three jobs
+    work()
+    assert dps.status_counts([seattle.id])[seattle.id] == {"current": 3, "missing": 1}
+    empty = api_as("admin").post("/api/v1/copies", json={"library": "Answer Files",
+                                                         "dp_ids": [seattle.id]})
+    assert empty.status_code == 400 and "Answer Files is empty at central" in empty.get_data(as_text=True)
+    unknown = api_as("admin").post("/api/v1/copies", json={"library": "Games", "dp_ids": [seattle.id]})
+    assert unknown.status_code == 400 and "library must be one of" in unknown.get_data(as_text=True)
+
+
+def test_dp_list_offers_copy_what_is_missing(central, rescan, seattle, login_as):
+    """Is "Copy what is missing or outdated" offered for a DP that lacks something, to those who
+    may copy, and not once it has everything?"""
+    write_file(central.root, "Images/a.wim", b"a")
+    rescan(central)
+    admin = login_as("admin")
+    page = admin.get("/distribution-points/").get_data(as_text=True)
+    assert f'action="/copies/missing/{seattle.id}"' in page and "Content status matrix" in page
+    assert "/copies/missing/" not in login_as("viewer").get("/distribution-points/").get_data(as_text=True)
+    admin.post(f"/copies/missing/{seattle.id}")
+    assert "/copies/missing/" not in admin.get("/distribution-points/").get_data(as_text=True)  # copying

@@ -10,9 +10,12 @@ from portal.services import distribution_points as dps
 
 @bp.post("/copies")
 def create_copies():
-    """Copy {asset_keys} to {dp_ids}: 202 {jobs}, one per asset and DP, deduplicated."""
+    """Copy {asset_keys} (or a whole {library}) to {dp_ids}: 202 {jobs}, one per asset and DP,
+    deduplicated."""
     body = json_body()
-    jobs = copies.request_copies(api_actor(), body.get("asset_keys"), body.get("dp_ids"))
+    keys = copies.library_assets(body["library"]) if "library" in body and "asset_keys" not in body \
+        else body.get("asset_keys")
+    jobs = copies.request_copies(api_actor(), keys, body.get("dp_ids"))
     return {"jobs": [job.to_dict() for job in jobs]}, 202
 
 

@@ -29,8 +29,10 @@ def _int_list(field: str) -> list[int]:
 @bp.post("/")
 @login_required
 def create():
-    """Copy the ticked assets to the chosen DPs (one job per asset and DP)."""
+    """Copy the ticked assets (or the whole library) to the chosen DPs, one job per asset and DP."""
     keys = request.form.getlist("asset_keys")
+    if request.form.get("whole_library"):
+        keys = copies.library_assets(request.form.get("library"))
     if not keys:
         raise DepotError("tick the assets to copy first")
     dp_ids = _int_list("dp_ids")
