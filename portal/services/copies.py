@@ -162,6 +162,7 @@ def copy_asset(job: Job, progress: Progress) -> str:
     chunk = current_app.config["DEPOT_COPY_CHUNK"]
     streams = max(1, current_app.config["DEPOT_COPY_STREAMS"])
     central_root, done_bytes, sent = central.root, 0, []
+    resumed_at = job.bytes_done or 0  # how far earlier runs got, as this run starts
     try:
         for number, row in enumerate(to_send, 1):
             progress.update(phase=f"copying {row.path}"[:64], files_done=number - 1, force=True)
@@ -174,7 +175,8 @@ def copy_asset(job: Job, progress: Progress) -> str:
             backend.delete(path)
     except NodeUnreachable as exc:
         _record(dp_id, sent, [])
-        raise RetryLater(exc.message) from None
+        raise RetryLater(exc.message, progressed=progress.value("bytes_done", 0) > resumed_at) \
+            from None
     except NodeError as exc:
         _record(dp_id, sent, [])
         raise DepotError(exc.message) from None

@@ -48,9 +48,13 @@ class RetryLater(Exception):
     """Raised inside a running job to try again later: after a passing failure (`counts`: one of
     the job's DEPOT_JOB_RETRIES tries, waits growing each time) or to wait for a time window."""
 
-    def __init__(self, reason: str, *, delay: float | None = None, counts: bool = True):
+    def __init__(self, reason: str, *, delay: float | None = None, counts: bool = True,
+                 progressed: bool = False):
         super().__init__(reason)
         self.reason, self.delay, self.counts = reason, delay, counts
+        # This run got somewhere before it failed: the count of tries starts again, so a long
+        # copy over a flaky line is not given up while it still moves.
+        self.progressed = progressed
 
 
 def get_job(job_id: str) -> Job:
@@ -186,6 +190,10 @@ class Progress:
         db.session.commit()
         self._last_write = time.monotonic()
 
+    def value(self, name: str, default=None):
+        """The latest value reported for `name` in this run."""
+        return self._values.get(name, default)
+
     def check(self) -> None:
         """Raise JobCancelled if someone cancelled the job."""
         if self.cancelled.is_set():
@@ -257,6 +265,8 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
     except Exception:
         db.session.rollback()
     if retry is not None:
+        if retry.progressed:
+            row.retries = 0
         if not retry.counts or row.retries < current_app.config["DEPOT_JOB_RETRIES"]:
             return _retry_later(row, retry)
         error = f"gave up after {row.retries + 1} tries: {retry.reason}"

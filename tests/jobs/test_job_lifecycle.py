@@ -220,3 +220,40 @@ def test_a_worker_whose_job_was_taken_over_steps_aside(central, admin, monkeypat
     assert jobs.run_job(job.id, inventory.rescan) == "superseded"
     row = fresh(job.id)
     assert (row.state, row.error) == ("queued", None)
+
+
+@pytest.fixture
+def copy_job(central, admin):
+    job, _ = jobs.start_job("copy", admin, dp_id=central.id, asset_key="Images/x.wim",
+                            dedup_key="copy:test")
+    return job
+
+
+def test_retries_count_up_and_start_again_after_progress(copy_job, app):
+    """Does each passing failure count a try, and a run that got somewhere start the count again?"""
+    def flaky(job, progress):
+        raise jobs.RetryLater("the DP does not answer")
+
+    def flaky_after_progress(job, progress):
+        raise jobs.RetryLater("the line dropped", progressed=True)
+
+    assert jobs.run_job(copy_job.id, flaky) == "retrying"
+    assert jobs.run_job(copy_job.id, flaky) == "retrying"
+    row = fresh(copy_job.id)
+    assert (row.state, row.retries) == ("queued", 2) and row.retry_at is not None
+    assert row.warnings[-1].startswith("try 3 in ")
+    assert jobs.run_job(copy_job.id, flaky_after_progress) == "retrying"
+    assert fresh(copy_job.id).retries == 1
+    app.config["DEPOT_JOB_RETRIES"] = 1
+    assert jobs.run_job(copy_job.id, flaky) == "failed"
+    assert fresh(copy_job.id).error == "gave up after 2 tries: the DP does not answer"
+
+
+def test_waiting_for_allowed_hours_is_not_a_try(copy_job):
+    def outside_hours(job, progress):
+        raise jobs.RetryLater("copies only 22-06 h", delay=3600, counts=False)
+
+    assert jobs.run_job(copy_job.id, outside_hours) == "retrying"
+    row = fresh(copy_job.id)
+    assert (row.state, row.retries) == ("queued", 0)
+    assert row.warnings[-1] == "waiting 3600 s: copies only 22-06 h"
