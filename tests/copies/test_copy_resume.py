@@ -16,7 +16,7 @@ SIZE = 6 * MB
 
 @pytest.fixture
 def config_overrides():
-    return {"DEPOT_COPY_CHUNK": 256 * 1024}
+    return {"DEPOT_COPY_CHUNK": 256 * 1024, "DEPOT_RETRY_BASE_SECONDS": 1}
 
 
 @pytest.fixture
@@ -83,3 +83,27 @@ def test_cancel_stops_a_copy_and_aborts_its_upload(slow_copy, admin, node, start
     assert not os.path.exists(node.file("Images/Win11.wim"))
     wait_for(lambda: os.listdir(os.path.join(node.root, ".depot", "uploads")) == [], timeout=10,
              message="the upload to be aborted")
+
+
+def test_a_node_that_drops_mid_copy_is_retried_and_the_copy_resumes(slow_copy, admin, node,
+                                                                    received, start_worker):
+    """When the DP node goes away half-way (the WAN drops) and comes back, does the copy retry,
+    continue from the node's offset, and end identical?"""
+    dp, data = slow_copy
+    [job] = copies.request_copies(admin, ["Images/Win11.wim"], [dp.id])
+    start_worker()
+    wait_for(lambda: (fresh(job.id).bytes_done or 0) >= 2 * MB, timeout=60,
+             message="the copy to get a third of the way")
+    node.stop()
+    wait_for(lambda: fresh(job.id).retries >= 1, timeout=30, message="the copy to retry")
+    assert fresh(job.id).state in ("queued", "running")
+    sent_before = received["bytes"]
+    node.start()
+    wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=90,
+             message="the copy to finish once the node is back")
+    done = fresh(job.id)
+    assert done.state == "succeeded", done.error
+    assert any("does not answer" in w for w in done.warnings)
+    with open(node.file("Images/Win11.wim"), "rb") as fh:
+        assert fh.read() == data
+    assert received["bytes"] - sent_before < SIZE - 1 * MB
