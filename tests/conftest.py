@@ -16,6 +16,7 @@ from portal import create_app
 from portal.config import BASE_DIR, TestConfig
 from portal.extensions import QUEUE_NAMES, db, get_redis
 from portal.services import distribution_points
+from portal.services.actors import Actor
 from tests import factories
 
 pytest_plugins = ["tests.node_fixtures"]  # `node`: a DP node on a loopback port
@@ -245,6 +246,12 @@ def api_as(app):
         user = factories.make_user(role=role, **kw)
         return Api(app.test_client(), factories.make_token(user), user)
     return _api
+
+
+@pytest.fixture
+def admin(app):
+    """An admin, as services want the person asking (an Actor)."""
+    return Actor(factories.make_user("admin"), via="console")
 
 
 @pytest.fixture

@@ -10,7 +10,10 @@ import requests
 from werkzeug.serving import make_server
 
 from portal.config import NodeConfig
+from portal.extensions import db
+from portal.models import DistributionPoint
 from portal.dpnode import create_node_app
+from portal.services import dp_management
 
 KEY = "node-key-0123456789abcdef"
 
@@ -115,3 +118,26 @@ def node(tmp_path, node_settings):
     served = ServedNode(create_node_app(config), str(root))
     yield served  # served.stop() / served.start(): the node goes away and comes back
     served.stop()
+
+
+@pytest.fixture
+def received(node):
+    """{"bytes": n}: bytes of upload chunks the `node` has been sent, counted in front of its app."""
+    counter = {"bytes": 0}
+    inner = node.app.wsgi_app
+
+    def counting(environ, start_response):
+        if environ["REQUEST_METHOD"] == "PATCH":
+            counter["bytes"] += int(environ.get("CONTENT_LENGTH") or 0)
+        return inner(environ, start_response)
+
+    node.app.wsgi_app = counting
+    return counter
+
+
+@pytest.fixture
+def seattle(app, admin, node, work):
+    """The `node` added as the local DP "Seattle" (site "Seattle office"), its first rescan done."""
+    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office")
+    work()
+    return db.session.get(DistributionPoint, dp.id)

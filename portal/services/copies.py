@@ -21,7 +21,7 @@ from portal.services import Conflict, DepotError, NotFound
 from portal.services import jobs as jobs_service
 from portal.services.actors import Actor
 from portal.services.inventory import central_dp, rebuild_assets, refresh_statuses
-from portal.services.jobs import JobCancelled, Progress, RetryLater
+from portal.services.jobs import JobCancelled, Progress, RetryLater, dp_of
 from portal.services.libraries import LIBRARIES
 from portal.services.names import unescape_component
 from portal.services.permissions import can_see_dp, require
@@ -133,9 +133,7 @@ class _Throttle:
 
 def copy_asset(job: Job, progress: Progress) -> str:
     """Make the job's asset at its DP identical to central's (the RQ job `copy`)."""
-    dp = db.session.get(DistributionPoint, job.dp_id) if job.dp_id else None
-    if dp is None:
-        raise DepotError("the distribution point of this copy no longer exists")
+    dp = dp_of(job)
     if dp.disabled:
         raise DepotError(f"{dp.name} is disabled for maintenance")
     wait_s = in_allowed_hours(dp.allowed_hours, datetime.now())
@@ -299,9 +297,7 @@ def request_delete(actor: Actor, dp: DistributionPoint, key, confirm_central: bo
 
 def delete_asset(job: Job, progress: Progress) -> str:
     """Remove the job's asset at its DP, then bring the DP's inventory and statuses up to date."""
-    dp = db.session.get(DistributionPoint, job.dp_id) if job.dp_id else None
-    if dp is None:
-        raise DepotError("the distribution point of this delete no longer exists")
+    dp = dp_of(job)
     backend = storage_for(dp)
     try:
         backend.delete(job.asset_key)

@@ -13,7 +13,7 @@ from sqlalchemy import delete, insert, select, update
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, InventoryFile, Job, utcnow
 from portal.services import DepotError, notifications
-from portal.services.jobs import JobCancelled, Progress
+from portal.services.jobs import JobCancelled, Progress, dp_of
 from portal.services.libraries import ManifestEntry, manifest_digest, split_inventory_path
 from portal.storage import FileEntry, StorageBackend, storage_for
 
@@ -119,9 +119,7 @@ def hash_files(backend: StorageBackend, entries: list[FileEntry], reader: Reader
 
 def rescan(job: Job, progress: Progress) -> str:
     """Bring a DP's inventory and assets up to date with what its storage holds now."""
-    dp = db.session.get(DistributionPoint, job.dp_id) if job.dp_id else None
-    if dp is None:
-        raise DepotError("the distribution point of this rescan no longer exists")
+    dp = dp_of(job)
     backend = storage_for(dp)
     backend.cancelled = progress.cancelled
     dp_id = dp.id

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db, get_queue, get_redis
-from portal.models import Job, utcnow
+from portal.models import DistributionPoint, Job, utcnow
 from portal.models.jobs import ACTIVE_STATES, FINISHED_STATES
 from portal.services import Conflict, DepotError, NotFound
 from portal.services.actors import Actor
@@ -63,6 +63,14 @@ def get_job(job_id: str) -> Job:
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
+
+
+def dp_of(job: Job) -> DistributionPoint:
+    """The DP a job works on; a clear error if it was forgotten since the job was queued."""
+    dp = db.session.get(DistributionPoint, job.dp_id) if job.dp_id else None
+    if dp is None:
+        raise DepotError(f"the distribution point of this {job.kind} no longer exists")
+    return dp
 
 
 def active_job(dedup_key: str) -> Job | None:

@@ -9,10 +9,10 @@ from sqlalchemy import select, update
 
 from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Job
-from portal.services import DepotError, PermissionDenied, notifications
+from portal.services import PermissionDenied, notifications
 from portal.services.actors import SYSTEM, Actor
 from portal.services.inventory import Hashed, Reader, hash_files, rebuild_assets, refresh_statuses
-from portal.services.jobs import Progress, start_job
+from portal.services.jobs import Progress, dp_of, start_job
 from portal.services.permissions import can_see_dp, require
 from portal.storage import storage_for
 
@@ -56,9 +56,7 @@ def _rehash(dp: DistributionPoint, backend, progress: Progress) -> tuple[list[Ha
 
 def verify_dp(job: Job, progress: Progress) -> str:
     """Hash everything the DP holds again and flag what no longer matches its recorded SHA-256."""
-    dp = db.session.get(DistributionPoint, job.dp_id) if job.dp_id else None
-    if dp is None:
-        raise DepotError("the distribution point of this verify no longer exists")
+    dp = dp_of(job)
     backend = storage_for(dp)
     backend.cancelled = progress.cancelled
     results, problems = _rehash(dp, backend, progress)

@@ -5,9 +5,8 @@ import pytest
 from portal.extensions import db
 from portal.models import DistributionPoint, Job
 from portal.services import dp_management, secrets
-from portal.services.actors import Actor
 from tests.conftest import csrf_from
-from tests.factories import make_user, write_file
+from tests.factories import write_file
 from tests.node_fixtures import KEY, free_port
 
 NEW = "/distribution-points/new-local"
@@ -23,16 +22,6 @@ def form_post(console, url, page_url, data):
 def dp_names():
     db.session.expire_all()
     return sorted(dp.name for dp in db.session.query(DistributionPoint))
-
-
-@pytest.fixture
-def admin(app):
-    return Actor(make_user("admin"), via="console")
-
-
-@pytest.fixture
-def seattle(admin, node):
-    return dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle")
 
 
 def test_new_local_page_and_fragment(login_as):

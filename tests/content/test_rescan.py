@@ -8,15 +8,9 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import Asset, InventoryFile, Job
 from portal.services import distribution_points as dps
-from portal.services.actors import Actor
 from portal.services.libraries import LIBRARIES, ManifestEntry, manifest_digest
 from portal.storage.central import FilesystemStorage
-from tests.factories import make_user, write_file
-
-
-@pytest.fixture
-def admin(app):
-    return Actor(make_user("admin"), via="console")
+from tests.factories import write_file
 
 
 @pytest.fixture

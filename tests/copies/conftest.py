@@ -2,17 +2,8 @@
 import pytest
 
 from portal.extensions import db
-from portal.models import DistributionPoint, Job
-from portal.services import dp_management
+from portal.models import Job
 from portal.services import distribution_points as dps
-from portal.services.actors import Actor
-from tests.factories import make_user
-from tests.node_fixtures import KEY
-
-
-@pytest.fixture
-def admin(app):
-    return Actor(make_user("admin"), via="console")
 
 
 @pytest.fixture
@@ -22,14 +13,6 @@ def rescan(admin, work):
         work()
         assert fresh(job.id).state == "succeeded", fresh(job.id).error
     return _rescan
-
-
-@pytest.fixture
-def seattle(app, admin, node, work):
-    """The node added as a local DP, its first rescan done."""
-    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office")
-    work()
-    return db.session.get(DistributionPoint, dp.id)
 
 
 def fresh(job_id):

@@ -20,21 +20,6 @@ def config_overrides():
 
 
 @pytest.fixture
-def received(node):
-    """Bytes of chunks the node has been sent, counted in front of its app."""
-    counter = {"bytes": 0}
-    inner = node.app.wsgi_app
-
-    def counting(environ, start_response):
-        if environ["REQUEST_METHOD"] == "PATCH":
-            counter["bytes"] += int(environ.get("CONTENT_LENGTH") or 0)
-        return inner(environ, start_response)
-
-    node.app.wsgi_app = counting
-    return counter
-
-
-@pytest.fixture
 def slow_copy(central, admin, rescan, seattle):
     """A 6 MiB image at central and a DP that takes copies at 1 MiB/s: (dp, data)."""
     data = os.urandom(SIZE)

@@ -60,21 +60,6 @@ def kill_everything(proc: subprocess.Popen, instance_dir: str) -> None:
     proc.wait(timeout=10)
 
 
-@pytest.fixture
-def received(node):
-    """Bytes of chunks the node has been sent."""
-    counter = {"bytes": 0}
-    inner = node.app.wsgi_app
-
-    def counting(environ, start_response):
-        if environ["REQUEST_METHOD"] == "PATCH":
-            counter["bytes"] += int(environ.get("CONTENT_LENGTH") or 0)
-        return inner(environ, start_response)
-
-    node.app.wsgi_app = counting
-    return counter
-
-
 def test_copy_continues_after_the_whole_server_is_killed(central, node, received, worker_env,
                                                          api_as, tmp_path):
     """Does a copy cut off by kill -9 of web, worker and Redis finish after `make run` again,

@@ -9,17 +9,11 @@ from portal.models import Job
 from portal.services import Conflict
 from portal.services import distribution_points as dps
 from portal.services import jobs
-from portal.services.actors import Actor
 from portal.jobs.rescan import rescan as rescan_entry
 from tests.conftest import wait_for
-from tests.factories import make_user, write_file
+from tests.factories import write_file
 
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def admin(app):
-    return Actor(make_user("admin"), via="console")
 
 
 @pytest.fixture
