@@ -100,7 +100,7 @@ def write_chunk(uid: str):
         raise DepotError("send the chunk's position in an Upload-Offset header") from None
     if request.content_length is None:
         raise DepotError("send a Content-Length with every chunk")
-    return store().write(uid, offset, request.get_data(cache=False)).to_dict()
+    return store().write(uid, offset, request.content_length, request.stream.read).to_dict()
 
 
 @bp.post("/uploads/<uid>/finish")

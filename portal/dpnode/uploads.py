@@ -8,6 +8,7 @@ any order and more than one at a time; `offset` is where the first gap starts. `
 size and SHA-256, fsyncs, and renames into place atomically, so a partial file is never visible
 under its final name.
 """
+import errno
 import fcntl
 import hashlib
 import json
@@ -16,6 +17,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from portal.storage.paths import confine
 from portal.services import Conflict, DepotError, NotFound
@@ -170,23 +172,38 @@ class UploadStore:
             raise NotFound(f"no upload {uid}")
         return upload
 
-    def write(self, uid: str, offset: int, data: bytes) -> Upload:
-        """Write one chunk at `offset` (any order; a chunk sent twice is harmless)."""
-        with self._locked(uid) as (fd, upload):
-            if offset < 0 or offset + len(data) > upload.size:
-                raise Conflict(f"a chunk of {len(data)} bytes at {offset} does not fit an upload of "
-                               f"{upload.size} bytes")
-            try:
-                written = 0
-                while written < len(data):
-                    written += os.pwrite(fd, memoryview(data)[written:], offset + written)
-            except OSError as exc:
-                if exc.errno == 28:  # ENOSPC
-                    raise InsufficientStorage(f"the DP's disk is full while writing {upload.path}") \
-                        from None
-                raise
-            if data:
-                upload.ranges = _merge(upload.ranges, offset, offset + len(data))
+    def write(self, uid: str, offset: int, length: int, read: Callable[[int], bytes]) -> Upload:
+        """Write one chunk of `length` bytes at `offset`, taken from `read` as it arrives (any
+        order; a chunk sent twice is harmless). The bytes go straight to the file; only the record
+        of what arrived is taken under the upload's lock, so several chunks write at once."""
+        upload = self.get(uid)
+        if offset < 0 or length < 0 or offset + length > upload.size:
+            raise Conflict(f"a chunk of {length} bytes at {offset} does not fit an upload of "
+                           f"{upload.size} bytes")
+        try:
+            fd = os.open(self._part(uid), os.O_WRONLY)
+        except FileNotFoundError:
+            raise NotFound(f"no upload {uid}") from None
+        try:
+            done = 0
+            while done < length:
+                block = read(min(READ_CHUNK, length - done))
+                if not block:
+                    raise DepotError(f"the chunk ended after {done} of its {length} bytes")
+                view, written = memoryview(block), 0
+                while written < len(block):
+                    written += os.pwrite(fd, view[written:], offset + done + written)
+                done += len(block)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise InsufficientStorage(f"the DP's disk is full while writing {upload.path}") \
+                    from None
+            raise
+        finally:
+            os.close(fd)
+        with self._locked(uid) as (_, upload):
+            if length:
+                upload.ranges = _merge(upload.ranges, offset, offset + length)
             self._save(upload)
             return upload
 

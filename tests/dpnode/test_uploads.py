@@ -172,3 +172,21 @@ def test_abandoned_uploads_are_cleaned_after_their_age(short_lived, node):
         os.utime(os.path.join(uploads, name), (time.time() - 7200,) * 2)
     fresh = create(node, "Images/fresh.wim", b"f" * 10).json()["id"]  # creating sweeps
     assert sorted(os.listdir(uploads)) == sorted([f"{fresh}.json", f"{fresh}.part"])
+
+
+def test_a_chunk_cut_off_mid_way_is_not_counted(node):
+    """If the connection drops in the middle of a chunk, is none of it recorded as received?"""
+    import socket
+    from urllib.parse import urlsplit
+
+    uid = create(node, "Images/cut.wim", b"c" * 1000).json()["id"]
+    host, port = urlsplit(node.url).hostname, urlsplit(node.url).port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall((f"PATCH /dp/v1/uploads/{uid} HTTP/1.1\r\nHost: {host}\r\n"
+                      f"Authorization: Bearer {KEY}\r\nUpload-Offset: 0\r\n"
+                      "Content-Length: 1000\r\n\r\n").encode() + b"c" * 10)
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(4096)  # the node answers (or closes) once it sees the body end early
+    assert node.call("GET", f"/uploads/{uid}").json()["received"] == 0
+    sent = node.call("PATCH", f"/uploads/{uid}", data=b"c" * 1000, headers={"Upload-Offset": "0"})
+    assert sent.json()["offset"] == 1000
