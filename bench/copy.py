@@ -55,7 +55,6 @@ sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -65,10 +64,11 @@ import time  # noqa: E402
 import requests  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from bench._depot import WORK, BenchFailed, Depot, MiB, check, sha256_file, timed  # noqa: E402
+from bench._depot import WORK, BenchFailed, Depot, MiB, check, run, sha256_file, timed  # noqa: E402
 from portal.config import BASE_DIR  # noqa: E402
 from portal.dpnode.uploads import upload_id  # noqa: E402
 from portal.extensions import QUEUE_NAMES, db  # noqa: E402
+from portal.launcher import descendants  # noqa: E402
 from portal.models import DistributionPoint, InventoryFile, Job, utcnow  # noqa: E402
 from portal.services import copies, dp_management, jobs  # noqa: E402
 from portal.services import distribution_points as dps  # noqa: E402
@@ -87,25 +87,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of a process, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -508,16 +489,7 @@ def main() -> int:
     logging.disable(logging.INFO)  # migrations and the worker talk at INFO; warnings still show
     if args.size_gib <= 0:
         parser.error("--size-gib must be positive")
-    shutil.rmtree(WORK, ignore_errors=True)
-    try:
-        bench(args)
-    except BenchFailed as exc:
-        print(f"\nBENCH FAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(WORK, ignore_errors=True)
-    return 0
+    return run(args, [bench])
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
 from sqlalchemy import select  # noqa: E402
 
-from bench._depot import WORK, BenchFailed, Depot, MiB, check, sha256_file, timed  # noqa: E402
+from bench._depot import WORK, Depot, MiB, check, run, sha256_file, timed  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.models import InventoryFile  # noqa: E402
 
@@ -158,19 +158,8 @@ def main() -> int:
     logging.disable(logging.INFO)  # migrations and the worker talk at INFO; warnings still show
     if args.files < 1 or args.small_files < 1 or args.size_gib <= 0:
         parser.error("sizes and counts must be positive")
-    shutil.rmtree(WORK, ignore_errors=True)
-    try:
-        if not args.skip_big:
-            part_big(args)
-        if not args.skip_small:
-            part_small(args)
-    except BenchFailed as exc:
-        print(f"\nBENCH FAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(WORK, ignore_errors=True)
-    return 0
+    return run(args, [part for part, skip in ((part_big, args.skip_big),
+                                              (part_small, args.skip_small)) if not skip])
 
 
 if __name__ == "__main__":

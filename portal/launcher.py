@@ -23,6 +23,25 @@ def _children(redis_url: str, port: str) -> dict[str, list[str]]:
     }
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of a process (children, their children ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def prepare():
     """Migrate the database, create the central DP and the first admin, recover lost jobs."""
     from flask_migrate import upgrade
@@ -74,8 +93,13 @@ def main() -> int:
     for proc in procs.values():
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        except subprocess.TimeoutExpired:  # stuck: kill it and what it started (work horses)
+            for pid in [*descendants(proc.pid), proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.wait()
     server = app.extensions.get("depot_embedded_redis")
     if server is not None:
         server.shutdown(save=True)

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from portal import create_app
 from portal.config import BASE_DIR, TestConfig
 from portal.extensions import QUEUE_NAMES, db, get_redis
+from portal.launcher import descendants
 from portal.services import distribution_points
 from portal.services.actors import Actor
 from tests import factories
@@ -273,25 +274,6 @@ def wait_for(predicate, timeout=30.0, interval=0.1, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of a process, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 class WorkerProcess:

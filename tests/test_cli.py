@@ -13,7 +13,8 @@ from portal.config import BASE_DIR
 from portal.extensions import db
 from portal.models import Asset, Job, User
 from portal.services.demo import DEMO_FILES
-from tests.conftest import descendants, wait_for
+from portal.launcher import descendants
+from tests.conftest import wait_for
 from tests.factories import make_user
 
 

@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from portal.config import BASE_DIR
-from tests.conftest import descendants, wait_for
+from portal.launcher import descendants
+from tests.conftest import wait_for
 from tests.factories import write_file
 from tests.node_fixtures import KEY
 

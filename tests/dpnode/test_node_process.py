@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from portal.config import BASE_DIR
-from tests.conftest import descendants
+from portal.launcher import descendants
 from tests.node_fixtures import KEY, Node
 
 pytestmark = pytest.mark.slow
