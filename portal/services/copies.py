@@ -160,12 +160,12 @@ def copy_asset(job: Job, progress: Progress) -> str:
     chunk = current_app.config["DEPOT_COPY_CHUNK"]
     streams = max(1, current_app.config["DEPOT_COPY_STREAMS"])
     central_root, done_bytes, sent = central.root, 0, []
-    resumed_at = job.bytes_done or 0  # how far earlier runs got, as this run starts
+    moved = _Moved()  # bytes this run got to the DP: if any, it made progress
     try:
         for number, row in enumerate(to_send, 1):
             progress.update(phase=f"copying {row.path}"[:64], files_done=number - 1, force=True)
             result = _send_file(backend, central_root, row, chunk, streams, throttle, progress,
-                                done_bytes)
+                                done_bytes, moved)
             sent.append((row, result))
             done_bytes += row.size
         for path in stale:
@@ -173,8 +173,7 @@ def copy_asset(job: Job, progress: Progress) -> str:
             backend.delete(path)
     except NodeUnreachable as exc:
         _record(dp_id, sent, [])
-        raise RetryLater(exc.message, progressed=progress.value("bytes_done", 0) > resumed_at) \
-            from None
+        raise RetryLater(exc.message, progressed=moved.bytes > 0) from None
     except NodeError as exc:
         _record(dp_id, sent, [])
         raise DepotError(exc.message) from None
@@ -188,8 +187,15 @@ def copy_asset(job: Job, progress: Progress) -> str:
             + (f", {len(stale)} removed" if stale else ""))
 
 
+class _Moved:
+    """Bytes the DP acknowledged in this run (chunk threads add to it)."""
+
+    def __init__(self):
+        self.bytes = 0
+
+
 def _send_file(backend, central_root: str, row, chunk: int, streams: int, throttle: _Throttle,
-               progress: Progress, done_before: int) -> dict:
+               progress: Progress, done_before: int, moved: _Moved) -> dict:
     """Upload one central file to the DP, resuming where the DP's upload stopped; verified there."""
     source = os.path.join(os.fsencode(central_root),
                           *(unescape_component(part) for part in row.path.split("/")))
@@ -206,7 +212,7 @@ def _send_file(backend, central_root: str, row, chunk: int, streams: int, thrott
         upload = backend.start_upload(row.path, row.size, row.sha256)
         upload_id = upload["id"]
         _send_chunks(backend, upload_id, fd, upload["offset"], row.size, chunk, streams, throttle,
-                     progress, done_before)
+                     progress, done_before, moved)
         try:
             return backend.finish_upload(upload_id)
         except NodeError as exc:
@@ -225,7 +231,8 @@ def _send_file(backend, central_root: str, row, chunk: int, streams: int, thrott
 
 
 def _send_chunks(backend, upload_id: str, fd: int, offset: int, size: int, chunk: int,
-                 streams: int, throttle: _Throttle, progress: Progress, done_before: int) -> None:
+                 streams: int, throttle: _Throttle, progress: Progress, done_before: int,
+                 moved: _Moved) -> None:
     """Send bytes [offset, size) of the file in chunks, `streams` of them in flight at once."""
     acked, position, pending = offset, offset, set()
     progress.update(bytes_done=done_before + acked)
@@ -239,7 +246,9 @@ def _send_chunks(backend, upload_id: str, fd: int, offset: int, size: int, chunk
                     position += length
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    acked += fut.result()
+                    length = fut.result()
+                    acked += length
+                    moved.bytes += length
                 progress.check()
                 progress.update(bytes_done=done_before + acked)
         finally:

@@ -198,10 +198,6 @@ class Progress:
         db.session.commit()
         self._last_write = time.monotonic()
 
-    def value(self, name: str, default=None):
-        """The latest value reported for `name` in this run."""
-        return self._values.get(name, default)
-
     def check(self) -> None:
         """Raise JobCancelled if someone cancelled the job."""
         if self.cancelled.is_set():

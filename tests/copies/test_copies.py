@@ -215,3 +215,30 @@ def test_technicians_and_viewers_cannot_delete(central, rescan, seattle, api_as)
         assert response.status_code == 403
     assert api_as("admin").delete(f"/api/v1/distribution-points/{seattle.id}/assets"
                                   "?key=Images/nope.wim").status_code == 404
+
+
+def test_a_node_that_takes_no_bytes_is_not_retried_for_ever(central, admin, rescan, seattle, node,
+                                                            start_worker):
+    """If a node answers but fails every chunk (a bad disk), does the copy give up after its tries,
+    even though the node reports an offset from an earlier attempt?"""
+    import hashlib
+
+    data = os.urandom(2 * MB)
+    write_file(central.root, "Images/bad-disk.wim", data)
+    rescan(central)
+    earlier = node.call("POST", "/uploads", json={
+        "path": "Images/bad-disk.wim", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    node.call("PATCH", f"/uploads/{earlier.json()['id']}", data=data[:MB], headers={"Upload-Offset": "0"})
+    inner = node.app.wsgi_app
+
+    def failing_chunks(environ, start_response):
+        if environ["REQUEST_METHOD"] == "PATCH":
+            start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+            return [b'{"error": {"code": "io_error", "message": "Input/output error"}}']
+        return inner(environ, start_response)
+
+    node.app.wsgi_app = failing_chunks
+    [job] = copies.request_copies(admin, ["Images/bad-disk.wim"], [seattle.id])
+    start_worker()
+    wait_for(lambda: fresh(job.id).state == "failed", timeout=60, message="the copy to give up")
+    assert fresh(job.id).error == "gave up after 3 tries: Seattle failed: Input/output error"
