@@ -29,14 +29,19 @@ def confine(root: str, rel, *, asset: bool = False) -> bytes:
         raise BadPath(f"path must start with a library folder ({', '.join(LIBRARIES)}): {rel!r}")
     if len(parts) < 2 or (asset and len(parts) != 2):
         raise BadPath(f"path must name {'an asset' if asset else 'a file'} inside a library: {rel!r}")
-    raw = [unescape_component(part) for part in parts]
-    if any(b"/" in part or b"\0" in part for part in raw):
-        raise BadPath(f"path has a component with '/' or NUL in it: {rel!r}")
+    try:
+        raw = [unescape_component(part) for part in parts]
+    except (ValueError, UnicodeError):
+        raise BadPath(f"path has an escape that means nothing: {rel!r}") from None
+    # Checked again on the real bytes: an escaped '\x2e\x2e' is '..' once unescaped.
+    if any(part in (b"", b".", b"..") or b"/" in part or b"\0" in part for part in raw):
+        raise BadPath(f"path may not contain empty, '.' or '..' parts, '/' or NUL: {rel!r}")
     root_b = os.fsencode(os.path.realpath(root))
     path = os.path.join(root_b, *raw)
+    library = os.path.join(root_b, raw[0])
     parent = os.path.realpath(os.path.dirname(path))
-    if not (parent == root_b or parent.startswith(root_b + b"/")):
-        raise BadPath(f"path leads out of the content root through a symlink: {rel!r}")
+    if not (parent == library or parent.startswith(library + b"/")):
+        raise BadPath(f"path leads out of its library folder through a symlink: {rel!r}")
     return path
 
 

@@ -18,7 +18,12 @@ TRAVERSALS = [
     ("Other folder/x.wim", "must start with a library folder"),
     ("Images", "inside a library"),
     (".depot/uploads/x.part", "must start with a library folder"),
-    ("Images/escape/x.wim", "leads out of the content root"),
+    ("Images/escape/x.wim", "leads out of its library folder"),
+    ("Images/\\x2e\\x2e/\\x2e\\x2e", "'..'"),  # '..' written as escapes
+    ("Images/\\u002e\\u002e", "'..'"),
+    ("Images/\\x2e", "'.'"),
+    ("Images/\\xZZ.wim", "an escape that means nothing"),
+    ("Images/\\udc80.wim", "an escape that means nothing"),
 ]
 
 
