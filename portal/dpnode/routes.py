@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, request, send_file
 from portal import __version__
 from portal.dpnode import inventory, signing
 from portal.storage.paths import confine, inside_root
-from portal.dpnode.uploads import UploadStore
+from portal.dpnode.uploads import UploadStore, upload_id
 from portal.services import DepotError, NotFound
 from portal.storage.central import FilesystemStorage
 
@@ -81,6 +81,10 @@ def inventory_scan():
 def create_upload():
     """Start an upload of {path, size, sha256}, or return the one under way (201 new, 200 found)."""
     body = _json()
+    done = store().completed(upload_id(str(body.get("path")), body.get("size"), body.get("sha256")))
+    if done:  # finished already, its answer lost on the way: say so, nothing to send
+        return dict(done, id=upload_id(done["path"], done["size"], done["sha256"]),
+                    offset=done["size"], received=done["size"], complete=True)
     upload, created = store().create(body.get("path"), body.get("size"), body.get("sha256"))
     return upload.to_dict(), 201 if created else 200
 

@@ -91,6 +91,9 @@ class UploadStore:
     def _meta(self, uid: str) -> str:
         return os.path.join(self.dir, f"{uid}.json")
 
+    def _done(self, uid: str) -> str:
+        return os.path.join(self.dir, f"{uid}.done")
+
     @contextmanager
     def _locked(self, uid: str):
         """Hold the upload's lock (across the node's processes and threads) and yield its record."""
@@ -185,6 +188,15 @@ class UploadStore:
         except FileNotFoundError:
             raise NotFound(f"no upload {uid}") from None
         try:
+            # Shared with other chunks, exclusive against finish and abort; and still the upload's
+            # own file once we hold it (not one that finish renamed into place meanwhile).
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                still_ours = os.fstat(fd).st_ino == os.stat(self._part(uid)).st_ino
+            except FileNotFoundError:
+                still_ours = False
+            if not still_ours or not os.path.exists(self._meta(uid)):
+                raise NotFound(f"no upload {uid}: it was finished or aborted")
             done = 0
             while done < length:
                 block = read(min(READ_CHUNK, length - done))
@@ -200,15 +212,35 @@ class UploadStore:
                     from None
             raise
         finally:
-            os.close(fd)
+            os.close(fd)  # and with it the shared lock
         with self._locked(uid) as (_, upload):
             if length:
                 upload.ranges = _merge(upload.ranges, offset, offset + length)
             self._save(upload)
             return upload
 
+    def completed(self, uid: str) -> dict | None:
+        """What a finished upload became, while its file is still there unchanged: a sender that
+        lost the answer (a timeout, a crash) asks again and learns it is done."""
+        try:
+            with open(self._done(uid)) as fh:
+                done = json.load(fh)
+            st = os.stat(confine(self.root, done["path"]))
+        except (OSError, ValueError, KeyError, DepotError):
+            return None
+        return done if (st.st_size, st.st_mtime_ns) == (done["size"], done["mtime_ns"]) else None
+
     def finish(self, uid: str) -> dict:
-        """Check size and SHA-256, fsync, and move the file to its final name atomically."""
+        """Check size and SHA-256, fsync, and move the file to its final name atomically. Asked
+        again once done, it answers the same."""
+        try:
+            return self._finish(uid)
+        except NotFound:
+            if done := self.completed(uid):
+                return done
+            raise
+
+    def _finish(self, uid: str) -> dict:
         with self._locked(uid) as (fd, upload):
             if upload.ranges != ([[0, upload.size]] if upload.size else []):
                 raise Conflict(f"the upload of {upload.path} is incomplete: {upload.offset} of "
@@ -236,10 +268,15 @@ class UploadStore:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-            os.remove(self._meta(uid))
             st = os.stat(final)
-            return {"path": upload.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            done = {"path": upload.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                     "sha256": upload.sha256}
+            tmp = self._done(uid) + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(done, fh)
+            os.replace(tmp, self._done(uid))
+            os.remove(self._meta(uid))
+            return done
 
     def abort(self, uid: str) -> None:
         """Forget an upload and its bytes."""
@@ -252,6 +289,13 @@ class UploadStore:
         removed = []
         for name in os.listdir(self.dir):
             uid, ext = os.path.splitext(name)
+            if ext in (".done", ".tmp"):  # answers kept for late askers; half-written records
+                try:
+                    if os.stat(os.path.join(self.dir, name)).st_mtime < cutoff:
+                        os.remove(os.path.join(self.dir, name))
+                except FileNotFoundError:
+                    pass
+                continue
             if ext not in (".json", ".part"):
                 continue
             try:

@@ -210,11 +210,13 @@ def _send_file(backend, central_root: str, row, chunk: int, streams: int, thrott
             raise DepotError(f"{row.path} changed at central since its last scan: rescan central, "
                              "then copy again")
         upload = backend.start_upload(row.path, row.size, row.sha256)
+        if upload.get("complete"):  # an earlier run got it there; only its answer was lost
+            return upload
         upload_id = upload["id"]
         _send_chunks(backend, upload_id, fd, upload["offset"], row.size, chunk, streams, throttle,
                      progress, done_before, moved)
         try:
-            return backend.finish_upload(upload_id)
+            return backend.finish_upload(upload_id, row.size)
         except NodeError as exc:
             if exc.node_code == "digest_mismatch":  # the node discarded it: send it all again
                 raise RetryLater(f"{row.path} arrived damaged at the DP; sending it again") from None

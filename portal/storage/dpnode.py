@@ -129,8 +129,11 @@ class DpNodeStorage(StorageBackend):
         return self._call("PATCH", f"/uploads/{upload_id}", data=data,
                           headers={"Upload-Offset": str(offset)}).json()
 
-    def finish_upload(self, upload_id: str) -> dict:
-        return self._call("POST", f"/uploads/{upload_id}/finish").json()
+    def finish_upload(self, upload_id: str, size: int) -> dict:
+        """Have the node check and place the file; it hashes it all first, so the wait allows for
+        a slow disk (25 MiB/s). A timeout is harmless: asked again, the node says it is done."""
+        return self._call("POST", f"/uploads/{upload_id}/finish",
+                          timeout=READ_TIMEOUT + size / (25 * 1024 * 1024)).json()
 
     def abort_upload(self, upload_id: str) -> None:
         try:

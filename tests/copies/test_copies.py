@@ -242,3 +242,18 @@ def test_a_node_that_takes_no_bytes_is_not_retried_for_ever(central, admin, resc
     start_worker()
     wait_for(lambda: fresh(job.id).state == "failed", timeout=60, message="the copy to give up")
     assert fresh(job.id).error == "gave up after 3 tries: Seattle failed: Input/output error"
+
+
+def test_a_copy_whose_finish_answer_was_lost_sends_nothing_again(central, admin, rescan, seattle,
+                                                                 node, received, work):
+    """If the node placed the file but central never heard back (a timeout, a crash), does the
+    next run learn it is done instead of sending it all again?"""
+    data = os.urandom(2 * MB)
+    write_file(central.root, "Images/placed.wim", data)
+    rescan(central)
+    node.upload("Images/placed.wim", data)  # what the lost run did
+    sent_before = received["bytes"]
+    [job] = copy(admin, work, ["Images/placed.wim"], seattle)
+    assert job.state == "succeeded", job.error
+    assert received["bytes"] == sent_before
+    assert status_at(seattle, "Images/placed.wim") == "current"

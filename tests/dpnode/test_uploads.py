@@ -50,7 +50,7 @@ def test_upload_in_chunks_out_of_order_lands_atomically(node):
     assert done.json()["sha256"] == sha(data)
     with open(node.file("Images/Win11-23H2.wim"), "rb") as fh:
         assert fh.read() == data
-    assert os.listdir(os.path.join(node.root, ".depot", "uploads")) == []
+    assert os.listdir(os.path.join(node.root, ".depot", "uploads")) == [f"{uid}.done"]
     assert node.call("GET", f"/uploads/{uid}").status_code == 404
 
 
@@ -190,3 +190,29 @@ def test_a_chunk_cut_off_mid_way_is_not_counted(node):
     assert node.call("GET", f"/uploads/{uid}").json()["received"] == 0
     sent = node.call("PATCH", f"/uploads/{uid}", data=b"c" * 1000, headers={"Upload-Offset": "0"})
     assert sent.json()["offset"] == 1000
+
+
+def test_a_finish_whose_answer_was_lost_is_answered_again(node):
+    """If the sender asks again after the node finished (its answer lost to a timeout), does it
+    learn the file is in place instead of sending it all again?"""
+    data = os.urandom(MB)
+    first = node.upload("Images/done.wim", data)
+    uid = create(node, "Images/done.wim", data).json()["id"]  # asked again: complete, same id
+    again = create(node, "Images/done.wim", data).json()
+    assert again["complete"] is True and again["offset"] == MB and again["mtime_ns"] == first["mtime_ns"]
+    assert node.call("POST", f"/uploads/{uid}/finish").json() == first
+    with open(node.file("Images/done.wim"), "wb") as fh:  # replaced since: no longer "done"
+        fh.write(b"other")
+    assert create(node, "Images/done.wim", data).status_code == 201
+
+
+def test_a_chunk_after_finish_cannot_touch_the_placed_file(node):
+    """Is a chunk that arrives once the upload is finished refused, leaving the file as checked?"""
+    data = os.urandom(1000)
+    uid = create(node, "Images/late.wim", data).json()["id"]
+    node.call("PATCH", f"/uploads/{uid}", data=data, headers={"Upload-Offset": "0"})
+    node.call("POST", f"/uploads/{uid}/finish")
+    late = node.call("PATCH", f"/uploads/{uid}", data=b"X" * 10, headers={"Upload-Offset": "0"})
+    assert late.status_code == 404
+    with open(node.file("Images/late.wim"), "rb") as fh:
+        assert fh.read() == data
