@@ -82,7 +82,9 @@ def create_upload():
     """Start an upload of {path, size, sha256}, or return the one under way (201 new, 200 found)."""
     body = _json()
     done = store().completed(upload_id(str(body.get("path")), body.get("size"), body.get("sha256")))
-    if done:  # finished already, its answer lost on the way: say so, nothing to send
+    if done and inventory.known_sha256(_root(), done["path"], done["size"], done["mtime_ns"]) in (
+            None, done["sha256"]):  # finished already, its answer lost: nothing to send
+        # (a verify that found the placed file's bytes changed has told the cache otherwise)
         return dict(done, id=upload_id(done["path"], done["size"], done["sha256"]),
                     offset=done["size"], received=done["size"], complete=True)
     upload, created = store().create(body.get("path"), body.get("size"), body.get("sha256"))
