@@ -34,7 +34,8 @@ def check(key: str, path: str, expires, sig) -> None:
         expires = int(expires)
     except (TypeError, ValueError):
         raise LinkRefused("the download link is malformed") from None
-    if not isinstance(sig, str) or not hmac.compare_digest(_signature(key, path, expires), sig):
+    if not isinstance(sig, str) or not sig.isascii() or \
+            not hmac.compare_digest(_signature(key, path, expires), sig):
         raise LinkRefused("the download link's signature is not valid")
     if expires < time.time():
         raise LinkRefused("the download link has expired; ask the server for a new one")

@@ -115,10 +115,11 @@ def in_allowed_hours(hours: str | None, now: datetime) -> float:
 
 
 class _Throttle:
-    """Keeps the bytes sent by all streams under a DP's bandwidth limit."""
+    """Keeps the bytes sent by all streams under a DP's bandwidth limit; a cancel ends the wait."""
 
-    def __init__(self, limit: int | None):
+    def __init__(self, limit: int | None, cancelled: threading.Event):
         self.limit, self.sent, self.started = limit, 0, time.monotonic()
+        self.cancelled = cancelled
         self.lock = threading.Lock()
 
     def take(self, n: int) -> None:
@@ -127,8 +128,8 @@ class _Throttle:
         with self.lock:
             self.sent += n
             ahead = self.sent / self.limit - (time.monotonic() - self.started)
-        if ahead > 0:
-            time.sleep(ahead)
+        if ahead > 0 and self.cancelled.wait(ahead):
+            raise JobCancelled()
 
 
 def copy_asset(job: Job, progress: Progress) -> str:
@@ -156,7 +157,7 @@ def copy_asset(job: Job, progress: Progress) -> str:
 
     backend = storage_for(dp)
     backend.cancelled = progress.cancelled
-    throttle = _Throttle(dp.bandwidth_limit)
+    throttle = _Throttle(dp.bandwidth_limit, progress.cancelled)
     chunk = current_app.config["DEPOT_COPY_CHUNK"]
     streams = max(1, current_app.config["DEPOT_COPY_STREAMS"])
     central_root, done_bytes, sent = central.root, 0, []
@@ -221,8 +222,10 @@ def _send_file(backend, central_root: str, row, chunk: int, streams: int, thrott
             if exc.node_code == "digest_mismatch":  # the node discarded it: send it all again
                 raise RetryLater(f"{row.path} arrived damaged at the DP; sending it again") from None
             raise
-    except JobCancelled:
-        if upload_id is not None:
+    except (JobCancelled, DepotError) as exc:
+        # Cancelled, or failed for good: the partial file goes. A passing failure (the node not
+        # answering, RetryLater) keeps it, so the next try resumes.
+        if upload_id is not None and not isinstance(exc, (NodeUnreachable, RetryLater)):
             try:
                 backend.abort_upload(upload_id)
             except DepotError:

@@ -115,6 +115,9 @@ def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> Distributio
         values["allowed_hours"] = clean_hours(changes["allowed_hours"])
     if "url" in changes or "key" in changes:
         url = clean_url(changes.get("url", dp.url))
+        if url != dp.url and "key" not in changes:
+            # The stored key is only ever sent to the URL it was entered for.
+            raise DepotError("a new URL needs the node's key entered again")
         key = clean_key(changes["key"]) if "key" in changes else secrets.decrypt(dp.secret)
         test_connection(url, key, dp.name)
         values["url"], values["secret"] = url, secrets.encrypt(key)

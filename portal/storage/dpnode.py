@@ -51,10 +51,14 @@ class DpNodeStorage(StorageBackend):
               **kw) -> requests.Response:
         try:
             response = self.http.request(method, f"{self.url}/dp/v1{path}", stream=stream,
-                                         timeout=(CONNECT_TIMEOUT, timeout), **kw)
+                                         timeout=(CONNECT_TIMEOUT, timeout),
+                                         allow_redirects=False, **kw)
         except requests.RequestException as exc:
             raise NodeUnreachable(f"{self.name} ({self.url}) does not answer: "
                                   f"{type(exc).__name__}") from None
+        if 300 <= response.status_code < 400:
+            raise NodeError(f"{self.name} answered with a redirect: is this the DP node's URL?",
+                            "redirect", 502)
         if response.status_code < 400:
             return response
         try:
@@ -70,9 +74,23 @@ class DpNodeStorage(StorageBackend):
 
     # --- the storage interface -------------------------------------------------------------
 
+    def _json(self, method: str, path: str, **kw) -> dict:
+        """A call whose answer must be a JSON object (anything else is not a DP node talking)."""
+        response = self._call(method, path, **kw)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise NodeError(f"{self.name} did not answer like a DP node (no JSON): is the URL "
+                            "right?", "not_a_node", 502)
+        return body
+
     def check(self, timeout: float = READ_TIMEOUT) -> dict:
         """The node's health (version, space); NodeUnreachable or NodeError when it is not well."""
-        return self._call("GET", "/health", timeout=timeout).json()
+        health = self._json("GET", "/health", timeout=timeout)
+        return {k: health.get(k) for k in ("status", "version", "free_bytes", "total_bytes",
+                                           "reserve_bytes")}
 
     def ensure_layout(self) -> None:
         self.check()  # the node keeps its own library folders
@@ -122,18 +140,17 @@ class DpNodeStorage(StorageBackend):
 
     def start_upload(self, path: str, size: int, sha256: str) -> dict:
         """Create the upload, or find the one under way: {id, offset, received, ...}."""
-        return self._call("POST", "/uploads", json={"path": path, "size": size,
-                                                    "sha256": sha256}).json()
+        return self._json("POST", "/uploads", json={"path": path, "size": size, "sha256": sha256})
 
     def send_chunk(self, upload_id: str, offset: int, data: bytes) -> dict:
-        return self._call("PATCH", f"/uploads/{upload_id}", data=data,
-                          headers={"Upload-Offset": str(offset)}).json()
+        return self._json("PATCH", f"/uploads/{upload_id}", data=data,
+                          headers={"Upload-Offset": str(offset)})
 
     def finish_upload(self, upload_id: str, size: int) -> dict:
         """Have the node check and place the file; it hashes it all first, so the wait allows for
         a slow disk (25 MiB/s). A timeout is harmless: asked again, the node says it is done."""
-        return self._call("POST", f"/uploads/{upload_id}/finish",
-                          timeout=READ_TIMEOUT + size / (25 * 1024 * 1024)).json()
+        return self._json("POST", f"/uploads/{upload_id}/finish",
+                          timeout=READ_TIMEOUT + size / (25 * 1024 * 1024))
 
     def abort_upload(self, upload_id: str) -> None:
         try:

@@ -203,7 +203,8 @@ def test_edit_with_htmx_redirects_and_clears_limits(hx_client, admin, seattle):
     ({"bandwidth_limit": "fast"}, "Bandwidth limit for copies (MB/s, empty: no limit): Not a valid decimal"),
     ({"bandwidth_limit": "0.01"}, "Number must be between 0.1 and 100000"),
     ({"key": "another-key-0123456789"}, "Seattle refused the key"),
-    ({"url": "http://127.0.0.1:1"}, "does not answer"),
+    ({"url": "http://127.0.0.1:1"}, "a new URL needs the node&#39;s key entered again"),
+    ({"url": "http://127.0.0.1:1", "key": KEY}, "does not answer"),
     ({"name": "Central"}, "a distribution point named Central already exists"),
 ])
 def test_edit_bad_input_changes_nothing(hx_client, seattle, data, message):

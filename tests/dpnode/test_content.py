@@ -209,3 +209,41 @@ def test_behind_nginx_the_node_only_says_which_file(behind_nginx, node, image):
     assert response.headers["X-Accel-Redirect"] == "/depot-files/Images/Win11.wim"
     assert response.headers["ETag"] == f'"{hashlib.sha256(image).hexdigest()}"'
     assert requests.get(signing.sign(node.url, KEY, "Images/Win11.wim", -5), timeout=30).status_code == 403
+
+
+def test_a_link_with_a_non_ascii_signature_is_refused(node, image):
+    url = link(node)[:-3] + "%C3%A9%C3%A9"
+    assert requests.get(url, timeout=30).status_code == 403
+
+
+@pytest.fixture
+def not_a_node():
+    """A web server on a loopback port that is not a DP node: HTML at /dp/v1/health, and a
+    redirect at /redirect/dp/v1/health."""
+    import threading
+
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    @Request.application
+    def app(request):
+        if request.path.startswith("/redirect/"):
+            return Response(status=302, headers={"Location": "http://169.254.169.254/"})
+        return Response("<html>Please sign in</html>", mimetype="text/html")
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def test_a_url_that_is_not_a_node_gets_a_clear_message(not_a_node):
+    """Does a web page or a redirect where a DP node should be give a message, not a crash?"""
+    from portal.services import DepotError, dp_management
+
+    with pytest.raises(DepotError, match="did not answer like a DP node"):
+        dp_management.test_connection(not_a_node, KEY, "Seattle")
+    with pytest.raises(DepotError, match="answered with a redirect"):
+        dp_management.test_connection(f"{not_a_node}/redirect", KEY, "Seattle")
