@@ -258,11 +258,13 @@ class UploadStore:
                     f"expected {upload.size} bytes, {upload.sha256}); the upload was discarded")
             os.fsync(fd)
             final = confine(self.root, upload.path)
-            os.makedirs(os.path.dirname(final), exist_ok=True)
             try:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.replace(self._part(uid), final)
             except IsADirectoryError:
                 raise Conflict(f"{upload.path} is a folder at this DP; delete it first") from None
+            except OSError as exc:  # a file where a folder must go, another mount ...
+                raise Conflict(f"cannot place {upload.path} at this DP: {exc.strerror}") from None
             dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
             try:
                 os.fsync(dir_fd)

@@ -148,6 +148,13 @@ def copy_asset(job: Job, progress: Progress) -> str:
     if any(row.sha256 is None for row in sources):
         raise DepotError(f"{key} is not fully hashed at central: rescan central, then copy again")
     here = {row.path: row for row in _asset_files(dp_id, key)}
+    backend = storage_for(dp)
+    backend.cancelled = progress.cancelled
+    central_has_file = [row.path for row in sources] == [key]
+    if here and central_has_file != (key in here):  # a file became a folder, or the other way
+        _run_at_dp(backend.delete, key)  # its files cannot be placed over the old shape
+        _record(dp_id, [], list(here))
+        here = {}
     to_send = [row for row in sources
                if not (row.path in here and here[row.path].sha256 == row.sha256
                        and here[row.path].size == row.size)]
@@ -155,8 +162,6 @@ def copy_asset(job: Job, progress: Progress) -> str:
     progress.update(phase="copying", files_total=len(to_send), files_done=0,
                     bytes_total=sum(row.size for row in to_send), bytes_done=0, force=True)
 
-    backend = storage_for(dp)
-    backend.cancelled = progress.cancelled
     throttle = _Throttle(dp.bandwidth_limit, progress.cancelled)
     chunk = current_app.config["DEPOT_COPY_CHUNK"]
     streams = max(1, current_app.config["DEPOT_COPY_STREAMS"])
@@ -186,6 +191,14 @@ def copy_asset(job: Job, progress: Progress) -> str:
     skipped = len(sources) - len(to_send)
     return (f"{key} is current at {dp.name}: {len(to_send)} file(s) sent, {skipped} already there"
             + (f", {len(stale)} removed" if stale else ""))
+
+
+def _run_at_dp(call, *args):
+    """A call to the DP outside the sending loop: a DP not answering is a passing failure."""
+    try:
+        return call(*args)
+    except NodeUnreachable as exc:
+        raise RetryLater(exc.message) from None
 
 
 class _Moved:

@@ -257,3 +257,25 @@ def test_a_copy_whose_finish_answer_was_lost_sends_nothing_again(central, admin,
     assert job.state == "succeeded", job.error
     assert received["bytes"] == sent_before
     assert status_at(seattle, "Images/placed.wim") == "current"
+
+
+@pytest.mark.parametrize("at_dp, at_central", [
+    ({"Platform Packs/Dell": b"a file once"}, {"Platform Packs/Dell/drivers/a.inf": b"now a folder"}),
+    ({"Platform Packs/Dell/drivers/a.inf": b"a folder once"}, {"Platform Packs/Dell": b"now a file"}),
+])
+def test_an_asset_that_changed_shape_is_copied_over_the_old_one(central, admin, rescan, seattle,
+                                                                node, work, at_dp, at_central):
+    """When an asset was a file at the DP and is a folder at central (or the other way), does
+    the copy replace it instead of failing?"""
+    for rel, data in at_dp.items():
+        write_file(node.root, rel, data)
+    for rel, data in at_central.items():
+        write_file(central.root, rel, data)
+    rescan(central)
+    rescan(seattle)
+    [job] = copy(admin, work, ["Platform Packs/Dell"], seattle)
+    assert job.state == "succeeded", job.error
+    for rel, data in at_central.items():
+        with open(node.file(rel), "rb") as fh:
+            assert fh.read() == data
+    assert status_at(seattle, "Platform Packs/Dell") == "current"
