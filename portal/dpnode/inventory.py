@@ -19,6 +19,7 @@ from portal.storage.central import FilesystemStorage
 
 SAVE_EVERY = 500
 PROGRESS_SECONDS = 1.0
+KEEPALIVE_SECONDS = 5.0  # longest silence while waiting for the root or listing it
 
 
 class HashCache:
@@ -71,15 +72,25 @@ def known_sha256(root: str, path: str, size: int, mtime_ns: int) -> str | None:
 def scan(root: str, threads: int = 2, verify: bool = False) -> Iterator[dict]:
     """Every file under the library folders as records, hashing only what the cache lacks.
 
-    Records: `start` (counts), `file` (path, size, mtime_ns, sha256 or error), `progress`,
-    `problem` (something skipped), and last `end` with the disk's space. A listener that sees no
+    Records: `waiting` and `listing` (still alive), `start` (counts), `file` (path, size,
+    mtime_ns, sha256 or error), `progress`, `problem` (something skipped), and last `end` with
+    the disk's space. A listener that sees no
     `end` must treat the scan as cut off. With `verify`, every file is hashed again, whatever the
     cache says. One scan at a time per root (others wait).
     """
     lock_path = os.path.join(root, STATE_DIR, "inventory.lock")
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
     with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        waited = time.monotonic()
+        while True:  # another scan holds the root: say so now and then, so no reader times out
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - waited >= KEEPALIVE_SECONDS:
+                    waited = time.monotonic()
+                    yield {"type": "waiting", "reason": "another scan of this root is running"}
+                time.sleep(0.2)
         cache = HashCache(root)
         try:
             yield from _scan(root, cache, threads, verify)
@@ -91,7 +102,12 @@ def _scan(root: str, cache: HashCache, threads: int, verify: bool) -> Iterator[d
     backend = FilesystemStorage(root=root)
     backend.ensure_layout()
     problems: list[str] = []
-    entries = list(backend.walk(problems))
+    entries, last_word = [], time.monotonic()
+    for entry in backend.walk(problems):
+        entries.append(entry)
+        if time.monotonic() - last_word >= KEEPALIVE_SECONDS:  # a big tree takes a while
+            last_word = time.monotonic()
+            yield {"type": "listing", "files": len(entries)}
     known = cache.all()
     to_hash = []
     for entry in entries:

@@ -247,3 +247,23 @@ def test_a_url_that_is_not_a_node_gets_a_clear_message(not_a_node):
         dp_management.test_connection(not_a_node, KEY, "Seattle")
     with pytest.raises(DepotError, match="answered with a redirect"):
         dp_management.test_connection(f"{not_a_node}/redirect", KEY, "Seattle")
+
+
+def test_a_scan_waiting_for_another_says_it_is_alive(node, monkeypatch):
+    """While another scan holds the root, does the inventory keep its listener informed, then run?"""
+    import fcntl
+
+    from portal.dpnode import inventory
+
+    monkeypatch.setattr(inventory, "KEEPALIVE_SECONDS", 0.2)
+    write_file(node.root, "Images/a.wim", b"a")
+    lock_path = os.path.join(node.root, ".depot", "inventory.lock")
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    with open(lock_path, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        records = inventory.scan(node.root)
+        first = next(records)
+        assert first == {"type": "waiting", "reason": "another scan of this root is running"}
+    rest = list(records)
+    assert [r["type"] for r in rest if r["type"] != "waiting"][:2] == ["start", "file"]
+    assert rest[-1]["type"] == "end"
