@@ -1,4 +1,4 @@
-"""local DPs (secret, disabled, bandwidth, allowed hours) and job retries
+"""local DPs (secret, disabled, bandwidth, allowed hours), job retries and run ids
 
 Revision ID: 0002
 Revises: 0001
@@ -22,10 +22,12 @@ def upgrade():
     with op.batch_alter_table('jobs') as batch:
         batch.add_column(sa.Column('retries', sa.Integer(), server_default='0', nullable=False))
         batch.add_column(sa.Column('retry_at', sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column('run_id', sa.String(length=32), nullable=True))
 
 
 def downgrade():
     with op.batch_alter_table('jobs') as batch:
+        batch.drop_column('run_id')
         batch.drop_column('retry_at')
         batch.drop_column('retries')
     with op.batch_alter_table('distribution_points') as batch:

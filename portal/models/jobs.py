@@ -39,6 +39,8 @@ class Job(db.Model):
     # Tries after a passing failure (a DP that did not answer), each after a longer wait.
     retries: Mapped[int] = mapped_column(default=0, server_default="0")
     retry_at: Mapped[datetime | None]
+    # Set by each claim: a run that was taken over (its worker silent too long) writes no more.
+    run_id: Mapped[str | None] = mapped_column(String(32))
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)

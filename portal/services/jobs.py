@@ -151,26 +151,32 @@ def _stale_cutoff():
     return utcnow() - timedelta(seconds=current_app.config["DEPOT_JOB_STALE_SECONDS"])
 
 
-def claim(job_id: str) -> bool:
-    """Take the job for this process: queued, or running but silent past the stale limit."""
-    now = utcnow()
+def claim(job_id: str) -> str | None:
+    """Take the job for this run: queued, or running but silent past the stale limit. Returns the
+    run's id, which every later write of this run names, or None if the job is not to be had."""
+    now, run_id = utcnow(), uuid.uuid4().hex
     claimed = db.session.execute(
         update(Job)
         .where(Job.id == job_id, Job.cancel_requested.is_(False), or_(
             Job.state == "queued",
             (Job.state == "running") & (Job.heartbeat_at < _stale_cutoff()),
         ))
-        .values(state="running", started_at=now, heartbeat_at=now, error=None)
+        .values(state="running", started_at=now, heartbeat_at=now, error=None, run_id=run_id)
     ).rowcount
     db.session.commit()
-    return bool(claimed)
+    return run_id if claimed else None
+
+
+def _mine(job_id: str, run_id: str | None):
+    """WHERE the row is still this run's: a run that was taken over writes nothing more."""
+    return (Job.id == job_id) & (Job.run_id == run_id) if run_id else (Job.id == job_id)
 
 
 class Progress:
     """What a running job tells its row: counts, phase and warnings; and whether to stop."""
 
-    def __init__(self, job_id: str, interval: float = 0.5):
-        self.job_id = job_id
+    def __init__(self, job_id: str, interval: float = 0.5, run_id: str | None = None):
+        self.job_id, self.run_id = job_id, run_id
         self.interval = interval
         self.cancelled = threading.Event()
         self._values: dict = {}
@@ -194,9 +200,12 @@ class Progress:
             job = db.session.get(Job, self.job_id)
             values["warnings"] = (list(job.warnings or []) + self._warnings)[-MAX_WARNINGS:]
             self._warnings = []
-        db.session.execute(update(Job).where(Job.id == self.job_id).values(**values))
+        written = db.session.execute(
+            update(Job).where(_mine(self.job_id, self.run_id)).values(**values)).rowcount
         db.session.commit()
         self._last_write = time.monotonic()
+        if not written:  # another run has the job now: this one stops
+            self.cancelled.set()
 
     def check(self) -> None:
         """Raise JobCancelled if someone cancelled the job."""
@@ -219,12 +228,13 @@ class _Heartbeat(threading.Thread):
             while not self.stopping.wait(0.5):
                 try:
                     with db.engine.begin() as conn:
-                        row = conn.execute(select(Job.state, Job.cancel_requested)
+                        row = conn.execute(select(Job.state, Job.cancel_requested, Job.run_id)
                                            .where(Job.id == self.job_id)).first()
-                        if row is None or row.cancel_requested or row.state != "running":
+                        if row is None or row.cancel_requested or row.state != "running" \
+                                or row.run_id != self.progress.run_id:
                             self.progress.cancelled.set()
                         if time.monotonic() - last_beat >= self.beat_every:
-                            conn.execute(update(Job).where(Job.id == self.job_id)
+                            conn.execute(update(Job).where(_mine(self.job_id, self.progress.run_id))
                                          .values(heartbeat_at=utcnow()))
                             last_beat = time.monotonic()
                 except Exception:  # a hiccup of the database must not kill the job
@@ -234,11 +244,12 @@ class _Heartbeat(threading.Thread):
 
 def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
     """Claim the job, run `work(job, progress)` with a heartbeat, and record how it ended."""
-    if not claim(job_id):
+    run_id = claim(job_id)
+    if run_id is None:
         log.info("job %s is finished, cancelled or held by a live worker; nothing to do", job_id)
         return "skipped"
     job = db.session.get(Job, job_id)
-    progress = Progress(job_id)
+    progress = Progress(job_id, run_id=run_id)
     heartbeat = _Heartbeat(current_app._get_current_object(), job_id, progress)
     heartbeat.start()
     state, error, summary, retry = "failed", None, None, None
@@ -260,7 +271,7 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
     db.session.rollback()
     row = db.session.get(Job, job_id)
     db.session.refresh(row)
-    if row.state != "running":
+    if row.state != "running" or row.run_id != run_id:
         # Recovery gave the job to another worker while this one was silent: let that one finish.
         log.warning("job %s was taken over (%s); this run stops without writing", job_id, row.state)
         return "superseded"
@@ -274,7 +285,7 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
         if not retry.counts or row.retries < current_app.config["DEPOT_JOB_RETRIES"]:
             return _retry_later(row, retry)
         error = f"gave up after {row.retries + 1} tries: {retry.reason}"
-    db.session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(
+    db.session.execute(update(Job).where(_mine(job_id, run_id), Job.state == "running").values(
         state=state, error=error, summary=summary, finished_at=utcnow(), phase=None))
     job = db.session.get(Job, job_id)
     db.session.refresh(job)
@@ -293,7 +304,7 @@ def _retry_later(job: Job, retry: RetryLater) -> str:
     when = utcnow() + timedelta(seconds=delay)
     note = (f"try {retries + 1} in {delay:.0f} s: {retry.reason}" if retry.counts
             else f"waiting {delay:.0f} s: {retry.reason}")
-    db.session.execute(update(Job).where(Job.id == job.id, Job.state == "running").values(
+    db.session.execute(update(Job).where(_mine(job.id, job.run_id), Job.state == "running").values(
         state="queued", queued_at=utcnow(), retry_at=when, retries=retries, rq_job_id=rq_job_id,
         phase=note[:64], error=None, warnings=[*(job.warnings or []), note][-MAX_WARNINGS:]))
     db.session.commit()

@@ -251,3 +251,25 @@ def test_waiting_for_allowed_hours_is_not_a_try(copy_job):
     row = fresh(copy_job.id)
     assert (row.state, row.retries) == ("queued", 0)
     assert row.warnings[-1] == "waiting 3600 s: copies only 22-06 h"
+
+
+def test_a_run_whose_job_another_worker_claimed_writes_nothing_more(central, admin, monkeypatch):
+    """If a stalled run's job was recovered and claimed by another worker (so it is "running"
+    again), does the stalled run stop without writing over the new run?"""
+    from portal.services import inventory
+
+    job, _ = dps.request_rescan(central, admin)
+    real = inventory.rescan
+
+    def stalled_then_taken_over(job_row, progress):
+        # What recovery plus a second worker's claim leave behind: running, under another run.
+        db.session.query(Job).filter_by(id=job_row.id).update({"run_id": "another-run"})
+        db.session.commit()
+        wait_for(lambda: progress.cancelled.is_set(), timeout=10, message="the heartbeat to notice")
+        progress.check()
+        return real(job_row, progress)
+
+    monkeypatch.setattr(inventory, "rescan", stalled_then_taken_over)
+    assert jobs.run_job(job.id, inventory.rescan) == "superseded"
+    row = fresh(job.id)
+    assert (row.state, row.run_id, row.error, row.finished_at) == ("running", "another-run", None, None)
