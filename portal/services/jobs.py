@@ -167,15 +167,15 @@ def claim(job_id: str) -> str | None:
     return run_id if claimed else None
 
 
-def _mine(job_id: str, run_id: str | None):
+def _mine(job_id: str, run_id: str):
     """WHERE the row is still this run's: a run that was taken over writes nothing more."""
-    return (Job.id == job_id) & (Job.run_id == run_id) if run_id else (Job.id == job_id)
+    return (Job.id == job_id) & (Job.run_id == run_id)
 
 
 class Progress:
     """What a running job tells its row: counts, phase and warnings; and whether to stop."""
 
-    def __init__(self, job_id: str, interval: float = 0.5, run_id: str | None = None):
+    def __init__(self, job_id: str, run_id: str, interval: float = 0.5):
         self.job_id, self.run_id = job_id, run_id
         self.interval = interval
         self.cancelled = threading.Event()
@@ -249,7 +249,7 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
         log.info("job %s is finished, cancelled or held by a live worker; nothing to do", job_id)
         return "skipped"
     job = db.session.get(Job, job_id)
-    progress = Progress(job_id, run_id=run_id)
+    progress = Progress(job_id, run_id)
     heartbeat = _Heartbeat(current_app._get_current_object(), job_id, progress)
     heartbeat.start()
     state, error, summary, retry = "failed", None, None, None

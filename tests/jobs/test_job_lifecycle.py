@@ -195,25 +195,34 @@ def test_concurrent_rescan_requests_make_one_job(central, admin, monkeypatch):
     assert db.session.query(Job).count() == 1
 
 
-def test_a_worker_whose_job_was_taken_over_steps_aside(central, admin, monkeypatch, work):
-    """If recovery handed the job to another worker mid-run, does the old run stop without writing?"""
+@pytest.mark.parametrize("taken_over, left", [
+    # Recovery requeued the job while this worker was silent.
+    ({"state": "queued", "attempts": 2}, ("queued", None, None)),
+    # Recovery plus a second worker's claim: running again, under another run.
+    ({"run_id": "another-run"}, ("running", None, None)),
+])
+def test_a_run_whose_job_was_taken_over_writes_nothing_more(central, admin, monkeypatch,
+                                                            taken_over, left):
+    """If recovery handed the job on while this run was silent (requeued, or already claimed by
+    another worker), does this run stop without writing over the new one?"""
     from portal.services import inventory
 
     job, _ = dps.request_rescan(central, admin)
     real = inventory.rescan
 
-    def slow_then_superseded(job_row, progress):
-        # What recovery does while this worker is silent: the row goes back to queued.
-        db.session.query(Job).filter_by(id=job_row.id).update({"state": "queued", "attempts": 2})
+    def stalled_then_taken_over(job_row, progress):
+        db.session.query(Job).filter_by(id=job_row.id).update(taken_over)
         db.session.commit()
         wait_for(lambda: progress.cancelled.is_set(), timeout=10, message="the heartbeat to notice")
         progress.check()
         return real(job_row, progress)
 
-    monkeypatch.setattr(inventory, "rescan", slow_then_superseded)
+    monkeypatch.setattr(inventory, "rescan", stalled_then_taken_over)
     assert jobs.run_job(job.id, inventory.rescan) == "superseded"
     row = fresh(job.id)
-    assert (row.state, row.error) == ("queued", None)
+    assert (row.state, row.error, row.finished_at) == left
+    if "run_id" in taken_over:
+        assert row.run_id == taken_over["run_id"]
 
 
 @pytest.fixture
@@ -251,25 +260,3 @@ def test_waiting_for_allowed_hours_is_not_a_try(copy_job):
     row = fresh(copy_job.id)
     assert (row.state, row.retries) == ("queued", 0)
     assert row.warnings[-1] == "waiting 3600 s: copies only 22-06 h"
-
-
-def test_a_run_whose_job_another_worker_claimed_writes_nothing_more(central, admin, monkeypatch):
-    """If a stalled run's job was recovered and claimed by another worker (so it is "running"
-    again), does the stalled run stop without writing over the new run?"""
-    from portal.services import inventory
-
-    job, _ = dps.request_rescan(central, admin)
-    real = inventory.rescan
-
-    def stalled_then_taken_over(job_row, progress):
-        # What recovery plus a second worker's claim leave behind: running, under another run.
-        db.session.query(Job).filter_by(id=job_row.id).update({"run_id": "another-run"})
-        db.session.commit()
-        wait_for(lambda: progress.cancelled.is_set(), timeout=10, message="the heartbeat to notice")
-        progress.check()
-        return real(job_row, progress)
-
-    monkeypatch.setattr(inventory, "rescan", stalled_then_taken_over)
-    assert jobs.run_job(job.id, inventory.rescan) == "superseded"
-    row = fresh(job.id)
-    assert (row.state, row.run_id, row.error, row.finished_at) == ("running", "another-run", None, None)
