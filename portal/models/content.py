@@ -1,4 +1,5 @@
 """Distribution points, what each one holds file by file, and the assets those files make up."""
+import json
 from datetime import datetime, timezone
 
 from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
@@ -9,6 +10,8 @@ from portal.extensions import db
 from portal.models.base import isoformat, utcnow
 
 DP_KINDS = ("central", "local", "cloud")
+# The cloud settings an API answer may show (never keys or tokens, which live in `secret`).
+PUBLIC_SETTINGS = ("endpoint_url", "region", "bucket", "prefix", "folder", "account")
 # Status of an asset at a DP relative to central. `missing` is derived (no row), `copying` comes
 # from the copy jobs of the next issue.
 ASSET_STATUSES = ("current", "outdated", "missing", "copying", "failed", "only-here", "unverified")
@@ -37,6 +40,17 @@ class DistributionPoint(db.Model):
     bandwidth_limit: Mapped[int | None] = mapped_column(BigInteger)  # bytes/s for copies; None: no cap
     allowed_hours: Mapped[str | None] = mapped_column(String(11))  # "22-06": copies only then
     checked_at: Mapped[datetime | None]
+    # What a cloud DP needs that is not secret, as JSON: S3 endpoint, region, bucket, prefix; an
+    # OAuth DP's folder and the account it is connected to (see `settings`).
+    config: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def settings(self) -> dict:
+        return json.loads(self.config) if self.config else {}
+
+    @settings.setter
+    def settings(self, value: dict) -> None:
+        self.config = json.dumps(value, sort_keys=True)
 
     @property
     def is_central(self) -> bool:
@@ -50,6 +64,8 @@ class DistributionPoint(db.Model):
             "total_bytes": self.total_bytes, "last_scan_at": isoformat(self.last_scan_at),
             "disabled": self.disabled, "bandwidth_limit": self.bandwidth_limit,
             "allowed_hours": self.allowed_hours, "counts": counts or {},
+            # Only what is not secret: keys and tokens never leave the database.
+            "settings": {k: v for k, v in self.settings.items() if k in PUBLIC_SETTINGS},
         }
 
 
@@ -68,6 +84,26 @@ class InventoryFile(db.Model):
     sha256: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(String(500))
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The provider hashes of this version, as JSON ({"quickxor": ..., "md5": ..., "dropbox": ...}):
+    # at central the ones computed at ingest, at a cloud DP the ones the provider reported.
+    hashes: Mapped[str | None] = mapped_column(Text)
+
+
+class UploadSession(db.Model):
+    """What a backend needs to resume one file's upload to a DP in another process (an S3
+    UploadId, a provider's upload session URL), encrypted: a session URL is a credential."""
+
+    __tablename__ = "upload_sessions"
+    __table_args__ = (UniqueConstraint("dp_id", "path", name="uq_upload_sessions_dp_path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dp_id: Mapped[int] = mapped_column(ForeignKey("distribution_points.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Asset(db.Model):

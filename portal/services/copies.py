@@ -1,11 +1,14 @@
 """Copies: make an asset at a DP identical to central's, file by file, resumable and verified.
 
-A copy sends only files whose size or SHA-256 differ at the DP, in chunks, several in flight. The
-DP node names each upload by what it will become, so a copy that starts again (a killed worker, a
-dropped connection, the whole server restarted) asks the node how far it got and continues from
-there. The node checks size and SHA-256 before it moves a file into place; files the asset no
-longer has are then deleted at the DP, and the DP's inventory and statuses are brought up to date.
+A copy sends only files whose size or SHA-256 differ at the DP, in chunks, as many in flight as the
+DP allows, through the storage interface (`Upload`). What a backend needs to resume an upload in
+another process (an S3 UploadId, a provider's session URL) is kept in `upload_sessions`; a DP node
+keeps its own. So a copy that starts again (a killed worker, a dropped connection, the whole server
+restarted) continues where the DP's upload stopped. The DP checks size and hash before the file
+takes its final name; files the asset no longer has are then deleted at the DP, and the DP's
+inventory and statuses are brought up to date.
 """
+import json
 import os
 import threading
 import time
@@ -16,8 +19,8 @@ from flask import current_app
 from sqlalchemy import delete, or_, select
 
 from portal.extensions import db
-from portal.models import Asset, DistributionPoint, InventoryFile, Job, utcnow
-from portal.services import Conflict, DepotError, NotFound
+from portal.models import Asset, DistributionPoint, InventoryFile, Job, UploadSession, utcnow
+from portal.services import Conflict, DepotError, NotFound, secrets
 from portal.services import jobs as jobs_service
 from portal.services.actors import Actor
 from portal.services.inventory import central_dp, rebuild_assets, refresh_statuses
@@ -26,7 +29,7 @@ from portal.services.libraries import LIBRARIES
 from portal.services.names import unescape_component
 from portal.services.permissions import can_see_dp, require
 from portal.storage import storage_for
-from portal.storage.dpnode import NodeError, NodeUnreachable
+from portal.storage.base import DamagedInTransit, Source, StorageUnavailable, Upload, UploadState
 
 MAX_ITEMS = 1000
 
@@ -35,7 +38,7 @@ def _asset_files(dp_id: int, key: str) -> list:
     """The inventory rows that make up asset `key` at a DP (one for a file, all under a folder)."""
     return list(db.session.execute(
         select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
-               InventoryFile.sha256)
+               InventoryFile.sha256, InventoryFile.hashes)
         .where(InventoryFile.dp_id == dp_id,
                or_(InventoryFile.path == key, InventoryFile.path.startswith(key + "/", autoescape=True)))
         .order_by(InventoryFile.path)))
@@ -171,18 +174,15 @@ def copy_asset(job: Job, progress: Progress) -> str:
         for number, row in enumerate(to_send, 1):
             progress.update(phase=f"copying {row.path}"[:64], files_done=number - 1, force=True)
             result = _send_file(backend, central_root, row, chunk, streams, throttle, progress,
-                                done_bytes, moved)
+                                done_bytes, moved, dp_id)
             sent.append((row, result))
             done_bytes += row.size
         for path in stale:
             progress.check()
             backend.delete(path)
-    except NodeUnreachable as exc:
+    except StorageUnavailable as exc:
         _record(dp_id, sent, [])
         raise RetryLater(exc.message, progressed=moved.bytes > 0) from None
-    except NodeError as exc:
-        _record(dp_id, sent, [])
-        raise DepotError(exc.message) from None
     except BaseException:
         _record(dp_id, sent, [])
         raise
@@ -197,7 +197,7 @@ def _run_at_dp(call, *args):
     """A call to the DP outside the sending loop: a DP not answering is a passing failure."""
     try:
         return call(*args)
-    except NodeUnreachable as exc:
+    except StorageUnavailable as exc:
         raise RetryLater(exc.message) from None
 
 
@@ -208,65 +208,115 @@ class _Moved:
         self.bytes = 0
 
 
+class _SavedState(UploadState):
+    """An upload's resume record, kept in `upload_sessions` (encrypted) between runs."""
+
+    def __init__(self, dp_id: int, row):
+        self.dp_id, self.row = dp_id, row
+        saved = db.session.scalar(select(UploadSession).where(
+            UploadSession.dp_id == dp_id, UploadSession.path == row.path))
+        data = json.loads(secrets.decrypt(saved.data)) if saved else None
+        same = saved is not None and (saved.size, saved.sha256) == (row.size, row.sha256)
+        super().__init__(data if same else None, None if same else data)
+
+    def save(self, data: dict) -> None:
+        super().save(data)
+        now = utcnow()
+        db.session.execute(delete(UploadSession).where(UploadSession.dp_id == self.dp_id,
+                                                       UploadSession.path == self.row.path))
+        db.session.add(UploadSession(dp_id=self.dp_id, path=self.row.path, size=self.row.size,
+                                     sha256=self.row.sha256, data=secrets.encrypt(json.dumps(data)),
+                                     created_at=now, updated_at=now))
+        db.session.commit()
+
+    def clear(self) -> None:
+        super().clear()
+        self.stale = None
+        db.session.execute(delete(UploadSession).where(UploadSession.dp_id == self.dp_id,
+                                                       UploadSession.path == self.row.path))
+        db.session.commit()
+
+
 def _send_file(backend, central_root: str, row, chunk: int, streams: int, throttle: _Throttle,
-               progress: Progress, done_before: int, moved: _Moved) -> dict:
-    """Upload one central file to the DP, resuming where the DP's upload stopped; verified there."""
+               progress: Progress, done_before: int, moved: _Moved, dp_id: int) -> dict:
+    """Upload one central file to the DP, resuming where its upload stopped; verified there."""
     source = os.path.join(os.fsencode(central_root),
                           *(unescape_component(part) for part in row.path.split("/")))
     try:
         fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
         raise DepotError(f"cannot read {row.path} at central: {exc.strerror}") from None
-    upload_id = None
+    upload = None
+    state = _SavedState(dp_id, row)
     try:
         st = os.fstat(fd)
         if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
             raise DepotError(f"{row.path} changed at central since its last scan: rescan central, "
                              "then copy again")
-        upload = backend.start_upload(row.path, row.size, row.sha256)
-        if upload.get("complete"):  # an earlier run got it there; only its answer was lost
-            return upload
-        upload_id = upload["id"]
-        _send_chunks(backend, upload_id, fd, upload["offset"], row.size, chunk, streams, throttle,
-                     progress, done_before, moved)
+        upload = backend.upload(Source(row.path, row.size, row.sha256, _hashes(row),
+                                       lambda offset, length: os.pread(fd, length, offset)), state)
+        if upload.done is not None:  # an earlier run got it there; only its answer was lost
+            state.clear()
+            return upload.done
+        _send_chunks(upload, fd, row.size, min(streams, upload.parallel) or 1,
+                     upload.chunk_size or chunk, throttle, progress, done_before, moved)
         try:
-            return backend.finish_upload(upload_id, row.size)
-        except NodeError as exc:
-            if exc.node_code == "digest_mismatch":  # the node discarded it: send it all again
-                raise RetryLater(f"{row.path} arrived damaged at the DP; sending it again") from None
-            raise
+            result = upload.finish()
+        except DamagedInTransit:
+            state.clear()
+            raise RetryLater(f"{row.path} arrived damaged at the DP; sending it again") from None
+        state.clear()
+        return result
     except (JobCancelled, DepotError) as exc:
-        # Cancelled, or failed for good: the partial file goes. A passing failure (the node not
+        # Cancelled, or failed for good: the partial upload goes. A passing failure (the DP not
         # answering, RetryLater) keeps it, so the next try resumes.
-        if upload_id is not None and not isinstance(exc, (NodeUnreachable, RetryLater)):
+        if upload is not None and not isinstance(exc, (StorageUnavailable, RetryLater)):
             try:
-                backend.abort_upload(upload_id)
+                upload.abort()
+                state.clear()
             except DepotError:
-                pass  # the node's sweep removes it in the end
+                pass  # the DP's (or our weekly) sweep removes it in the end
         raise
     finally:
         os.close(fd)
 
 
-def _send_chunks(backend, upload_id: str, fd: int, offset: int, size: int, chunk: int,
-                 streams: int, throttle: _Throttle, progress: Progress, done_before: int,
-                 moved: _Moved) -> None:
-    """Send bytes [offset, size) of the file in chunks, `streams` of them in flight at once."""
-    acked, position, pending = offset, offset, set()
+def _hashes(row) -> dict:
+    return json.loads(row.hashes) if row.hashes else {}
+
+
+def _pieces(upload: Upload, chunk: int):
+    """The missing ranges cut at multiples of `chunk`: (offset, length) in order."""
+    for start, end in upload.missing():
+        position = start
+        while position < end:
+            length = min(end, (position // chunk + 1) * chunk) - position
+            yield position, length
+            position += length
+
+
+def _send_chunks(upload: Upload, fd: int, size: int, streams: int, chunk: int,
+                 throttle: _Throttle, progress: Progress, done_before: int, moved: _Moved) -> None:
+    """Send what the DP lacks in chunks, `streams` of them in flight at once."""
+    pieces = list(_pieces(upload, chunk))
+    acked = size - sum(length for _, length in pieces)
+    pending: set = set()
+    todo = iter(pieces)
     progress.update(bytes_done=done_before + acked)
     with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="copy") as pool:
         try:
-            while position < size or pending:
-                while position < size and len(pending) < streams:
-                    length = min(chunk, size - position)
-                    pending.add(pool.submit(_send_chunk, backend, upload_id, fd, position, length,
-                                            throttle, progress))
-                    position += length
+            while True:
+                while len(pending) < streams and (piece := next(todo, None)) is not None:
+                    pending.add(pool.submit(_send_chunk, upload, fd, *piece, throttle, progress))
+                if not pending:
+                    break
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
                     length = fut.result()
                     acked += length
                     moved.bytes += length
+                if done:
+                    upload.checkpoint()
                 progress.check()
                 progress.update(bytes_done=done_before + acked)
         finally:
@@ -274,7 +324,7 @@ def _send_chunks(backend, upload_id: str, fd: int, offset: int, size: int, chunk
                 fut.cancel()
 
 
-def _send_chunk(backend, upload_id: str, fd: int, offset: int, length: int, throttle: _Throttle,
+def _send_chunk(upload: Upload, fd: int, offset: int, length: int, throttle: _Throttle,
                 progress: Progress) -> int:
     if progress.cancelled.is_set():
         raise JobCancelled()
@@ -282,7 +332,7 @@ def _send_chunk(backend, upload_id: str, fd: int, offset: int, length: int, thro
     if len(data) != length:
         raise DepotError("a central file got shorter while being copied: rescan central")
     throttle.take(length)
-    backend.send_chunk(upload_id, offset, data)
+    upload.send(offset, data)
     return length
 
 
@@ -295,7 +345,8 @@ def _record(dp_id: int, sent: list, removed: list[str]) -> None:
                                                        InventoryFile.path == row.path))
         db.session.add(InventoryFile(dp_id=dp_id, path=row.path, size=result["size"],
                                      mtime_ns=result["mtime_ns"], sha256=result["sha256"],
-                                     last_seen_at=now))
+                                     hashes=json.dumps(result["hashes"]) if result.get("hashes")
+                                     else None, last_seen_at=now))
     if removed:
         db.session.execute(delete(InventoryFile).where(InventoryFile.dp_id == dp_id,
                                                        InventoryFile.path.in_(removed)))
@@ -328,7 +379,7 @@ def delete_asset(job: Job, progress: Progress) -> str:
     backend = storage_for(dp)
     try:
         backend.delete(job.asset_key)
-    except NodeUnreachable as exc:
+    except StorageUnavailable as exc:
         raise RetryLater(exc.message) from None
     removed = [row.path for row in _asset_files(dp.id, job.asset_key)]
     _record(dp.id, [], removed)

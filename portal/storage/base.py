@@ -1,14 +1,58 @@
-"""The storage interface every kind of distribution point implements."""
+"""The storage interface every kind of distribution point implements.
+
+Rescans, copies, verifies and (later) deployments talk to a DP only through `StorageBackend`, so a
+new provider is one module (a subclass registered in `portal.storage`) and its tests.
+
+How a backend learns each file's SHA-256 (`hashing`):
+- "reads": the caller reads the file (`open_read`) and hashes it (central's file system);
+- "self": the DP hashes its own files and reports them in `walk`; `walk(verify=True)` hashes
+  every file again there (a DP node);
+- "reports": the provider keeps our SHA-256 beside the object (S3 metadata, a manifest) and
+  `walk` reports it without downloading; a file nobody recorded comes with the provider's own
+  hash in `FileEntry.hashes` (OneDrive QuickXorHash, Drive MD5, Dropbox content_hash), which a
+  rescan compares with central's, and a verify downloads (`open_read`) what it cannot compare.
+"""
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
+
+from portal.services import DepotError
+
+# The provider hashes central can compute beside the SHA-256 (see portal.storage.hashes).
+PROVIDER_HASHES = ("quickxor", "md5", "dropbox")
+
+
+class StorageUnavailable(DepotError):
+    """The DP did not answer (down, network, throttled, a 5xx): worth trying again later."""
+
+    code, status = "dp_unreachable", 502
+
+
+class StorageRefused(DepotError):
+    """The DP answered with a refusal that trying again will not change (with the reason)."""
+
+    code, status = "dp_error", 502
+
+
+class DamagedInTransit(StorageRefused):
+    """The DP's own check of size or hash failed at the end of an upload: send the file again."""
+
+    code = "digest_mismatch"
+
+
+class NeedsAuth(StorageRefused):
+    """The DP's authorisation is gone (a revoked or expired refresh token): a person must
+    reconnect it. The job that meets it turns the DP `needs-auth` with a notification."""
+
+    code, status = "dp_needs_auth", 409
 
 
 @dataclass
 class FileEntry:
     """A regular file under a library folder: escaped relative path, size, mtime, backend handle;
-    with `sha256` (or `error`) when the backend hashes its files itself (a DP node)."""
+    `sha256` (or `error`) when the backend knows it without the caller reading the file, and the
+    provider's own hashes (`{"quickxor": ...}`) where it has them."""
 
     path: str
     size: int
@@ -16,39 +60,122 @@ class FileEntry:
     handle: Any = field(default=None, compare=False)
     sha256: str | None = None
     error: str | None = None
+    hashes: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass
+class Source:
+    """One central file a copy sends: its escaped path, size, SHA-256, the provider hashes central
+    computed (may lack some), and `read(offset, length) -> bytes` (thread-safe, like os.pread)."""
+
+    path: str
+    size: int
+    sha256: str
+    hashes: dict[str, str]
+    read: Callable[[int, int], bytes]
+
+
+class UploadState:
+    """Where a backend keeps what it needs to resume one file's upload in another process (an S3
+    UploadId, a provider's session URL). The copy service persists it in the database, encrypted:
+    a session URL is a credential. `data` is the record of this very version of the file (same
+    path, size and SHA-256), `stale` that of an older version, which the backend should abort."""
+
+    def __init__(self, data: dict | None = None, stale: dict | None = None):
+        self.data, self.stale = data, stale
+
+    def save(self, data: dict) -> None:
+        self.data = data
+
+    def clear(self) -> None:
+        self.data = None
+
+
+class Upload(ABC):
+    """One file's resumable upload to a DP.
+
+    The copy service sends every range of `missing()` cut into pieces of `chunk_size` that start at
+    multiples of `chunk_size`, at most `parallel` at a time (1: strictly in order), calls
+    `checkpoint()` from its own thread after pieces completed, then `finish()`. Only `upload()`,
+    `checkpoint()`, `finish()` and `abort()` may save the UploadState (they run on the copy's own
+    thread, which holds the database session); `send()` runs on other threads."""
+
+    chunk_size: int | None = None  # None: the copy's own setting (DEPOT_COPY_CHUNK)
+    parallel: int = 1
+    # Set when the DP already holds this version (an earlier run got it there): what finish gives.
+    done: dict | None = None
+
+    @abstractmethod
+    def missing(self) -> list[tuple[int, int]]:
+        """[start, end) ranges the DP does not have yet."""
+
+    @abstractmethod
+    def send(self, offset: int, data: bytes) -> None:
+        """Send one piece; must be safe from several threads when `parallel` > 1."""
+
+    def checkpoint(self) -> None:
+        """Persist how far the upload got (called from the copy's own thread)."""
+
+    @abstractmethod
+    def finish(self) -> dict:
+        """Complete the upload and check it: {size, mtime_ns, sha256, hashes}. DamagedInTransit
+        when the DP's size or hash disagrees (the partial upload is then gone)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop the partial upload at the DP (best effort; absent is fine)."""
 
 
 class StorageBackend(ABC):
-    """What rescans (and later copies, verifies and deployments) may ask of a DP's content."""
+    """What rescans, copies, verifies and deployments may ask of a DP's content."""
 
-    # True when walk() gives each file's SHA-256 (the DP hashes its own files); rescans then hash
-    # nothing themselves.
-    hashes_itself = False
+    hashing = "reads"  # see the module's docstring
 
     def __init__(self, dp):
         self.dp = dp
         self.cancelled: threading.Event | None = None  # set by a job: stop long calls early
 
+    @property
+    def hashes_itself(self) -> bool:
+        """True when a rescan never reads files to hash them."""
+        return self.hashing != "reads"
+
     @abstractmethod
     def check(self) -> None:
-        """Raise ContentRootUnavailable with a message a person understands if unreachable."""
+        """Raise a DepotError with a message a person understands if the DP cannot be used."""
 
-    @abstractmethod
     def ensure_layout(self) -> None:
-        """Create the six library folders where they are missing."""
+        """Create the six library folders where they are missing (where the DP has folders)."""
+        self.check()
 
     @abstractmethod
-    def walk(self, problems: list[str]) -> Iterator[FileEntry]:
+    def walk(self, problems: list[str], verify: bool = False) -> Iterator[FileEntry]:
         """Every regular file under the library folders; what is skipped goes into `problems`."""
 
-    @abstractmethod
     def open_read(self, entry: FileEntry) -> BinaryIO:
         """A binary stream of one file's content (OSError if it vanished or cannot be read)."""
+        raise DepotError(f"{self.dp.name if self.dp else 'this DP'} cannot be read from here")
 
-    @abstractmethod
     def stat(self, entry: FileEntry) -> tuple[int, int] | None:
-        """(size, mtime_ns) of the file now, or None if it is gone."""
+        """(size, mtime_ns) of the file now, or None if it is gone (after open_read)."""
+        return entry.size, entry.mtime_ns
 
     @abstractmethod
     def space(self) -> tuple[int | None, int | None]:
         """(free, total) bytes where known."""
+
+    def upload(self, source: Source, state: UploadState) -> Upload:
+        """Start or resume the upload of `source` to its path at the DP."""
+        raise DepotError(f"{self.dp.name if self.dp else 'this DP'} does not take uploads")
+
+    @abstractmethod
+    def delete(self, path: str) -> None:
+        """Delete a file or a folder (an asset) at the DP; absent is fine."""
+
+    def download_link(self, path: str, ttl_seconds: int) -> str:
+        """A link an endpoint can GET the file from for `ttl_seconds`, with no lasting credential."""
+        raise DepotError(f"{self.dp.name if self.dp else 'this DP'} gives no download links")
+
+    def sweep_uploads(self, max_age_seconds: int) -> int:
+        """Abort partial uploads at the DP older than `max_age_seconds`; how many went."""
+        return 0

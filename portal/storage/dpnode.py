@@ -1,29 +1,25 @@
 """A local DP: a Depot DP node at a branch, reached over HTTP(S) with its key."""
 import json
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 import requests
 
 from portal.dpnode import signing
-from portal.services import DepotError
 from portal.services.jobs import JobCancelled
-from portal.storage.base import FileEntry, StorageBackend
+from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageBackend,
+                                 StorageRefused, StorageUnavailable, Upload, UploadState)
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 120  # a finish hashes the whole file on the node before it answers
 
 
-class NodeUnreachable(DepotError):
+class NodeUnreachable(StorageUnavailable):
     """The node did not answer (down, or the network between): worth trying again later."""
 
-    code, status = "dp_unreachable", 502
 
-
-class NodeError(DepotError):
+class NodeError(StorageRefused):
     """The node answered with an error; `node_code` and `node_status` say which. A refused key is
     the caller's input (400); a full disk stays 507; anything else is the node's trouble (502)."""
-
-    code, status = "dp_error", 502
 
     def __init__(self, message: str, node_code: str, node_status: int):
         status = 400 if node_status in (401, 403) else 507 if node_status == 507 else None
@@ -34,7 +30,7 @@ class NodeError(DepotError):
 class DpNodeStorage(StorageBackend):
     """The DP node API (`portal.dpnode`) as a storage backend."""
 
-    hashes_itself = True
+    hashing = "self"
 
     def __init__(self, dp=None, *, url: str | None = None, key: str | None = None,
                  name: str | None = None):
@@ -124,12 +120,6 @@ class DpNodeStorage(StorageBackend):
         if not ended:
             raise NodeUnreachable(f"{self.name}'s inventory was cut off before its end")
 
-    def open_read(self, entry: FileEntry) -> BinaryIO:
-        raise DepotError(f"{self.name} hashes its own files; nothing is read from it here")
-
-    def stat(self, entry: FileEntry) -> tuple[int, int] | None:
-        raise DepotError(f"{self.name} hashes its own files; nothing is read from it here")
-
     def space(self) -> tuple[int | None, int | None]:
         if getattr(self, "_space", None) is None:
             health = self.check()
@@ -138,19 +128,21 @@ class DpNodeStorage(StorageBackend):
 
     # --- uploads (copies) ------------------------------------------------------------------
 
-    def start_upload(self, path: str, size: int, sha256: str) -> dict:
-        """Create the upload, or find the one under way: {id, offset, received, ...}."""
-        return self._json("POST", "/uploads", json={"path": path, "size": size, "sha256": sha256})
-
-    def send_chunk(self, upload_id: str, offset: int, data: bytes) -> dict:
-        return self._json("PATCH", f"/uploads/{upload_id}", data=data,
-                          headers={"Upload-Offset": str(offset)})
+    def upload(self, source: Source, state: UploadState) -> Upload:
+        """The node names each upload by path, size and SHA-256 and keeps it across restarts, so
+        nothing needs keeping here: asked again, it says how far the upload got."""
+        return _NodeUpload(self, source)
 
     def finish_upload(self, upload_id: str, size: int) -> dict:
         """Have the node check and place the file; it hashes it all first, so the wait allows for
         a slow disk (25 MiB/s). A timeout is harmless: asked again, the node says it is done."""
-        return self._json("POST", f"/uploads/{upload_id}/finish",
-                          timeout=READ_TIMEOUT + size / (25 * 1024 * 1024))
+        try:
+            return self._json("POST", f"/uploads/{upload_id}/finish",
+                              timeout=READ_TIMEOUT + size / (25 * 1024 * 1024))
+        except NodeError as exc:
+            if exc.node_code == "digest_mismatch":  # the node discarded it
+                raise DamagedInTransit(exc.message) from None
+            raise
 
     def abort_upload(self, upload_id: str) -> None:
         try:
@@ -169,3 +161,30 @@ class DpNodeStorage(StorageBackend):
 
     def download_link(self, path: str, ttl_seconds: int) -> str:
         return signing.sign(self.url, self.key, path, ttl_seconds)
+
+
+class _NodeUpload(Upload):
+    """An upload to a DP node: chunks at any offset, several at once; the node resumes."""
+
+    parallel = 64  # as many as the copy's DEPOT_COPY_STREAMS
+
+    def __init__(self, backend: DpNodeStorage, source: Source):
+        self.backend, self.size = backend, source.size
+        upload = backend._json("POST", "/uploads", json={
+            "path": source.path, "size": source.size, "sha256": source.sha256})
+        if upload.get("complete"):  # an earlier run got it there; only its answer was lost
+            self.done = upload
+        self.id, self.offset = upload.get("id"), upload.get("offset", 0)
+
+    def missing(self) -> list[tuple[int, int]]:
+        return [(self.offset, self.size)] if self.offset < self.size else []
+
+    def send(self, offset: int, data: bytes) -> None:
+        self.backend._json("PATCH", f"/uploads/{self.id}", data=data,
+                           headers={"Upload-Offset": str(offset)})
+
+    def finish(self) -> dict:
+        return self.backend.finish_upload(self.id, self.size)
+
+    def abort(self) -> None:
+        self.backend.abort_upload(self.id)
