@@ -48,6 +48,42 @@ class Config:
     # Optional read-rate cap for rescans (bytes/s, 0 = none) so a scan does not starve a busy disk.
     DEPOT_SCAN_RATE_LIMIT = _env_int("DEPOT_SCAN_RATE_LIMIT", 0)
     DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))
+    # Cloud DPs. Partial uploads at a provider older than this are aborted (a daily sweep).
+    DEPOT_UPLOAD_ABANDON_AFTER = _env_int("DEPOT_UPLOAD_ABANDON_AFTER", 7 * 86400)
+    # S3-compatible: multipart part size and parts in flight.
+    DEPOT_S3_PART_SIZE = _env_int("DEPOT_S3_PART_SIZE", 64 * 1024 ** 2)
+    DEPOT_S3_PARALLEL = _env_int("DEPOT_S3_PARALLEL", 4)
+    # Send a full-object CRC64NVME checksum with S3 uploads (servers that do not know it: 0).
+    DEPOT_S3_CHECKSUM = _env_int("DEPOT_S3_CHECKSUM", 1)
+    # OAuth providers: the app registration's client id and secret, and the providers' base URLs
+    # (tests point them at local servers that speak the same protocol). Upload request sizes
+    # follow each provider's rules: OneDrive multiples of 320 KiB under 60 MiB, Google Drive
+    # multiples of 256 KiB, Dropbox at most 150 MB.
+    DEPOT_ONEDRIVE_CLIENT_ID = os.environ.get("DEPOT_ONEDRIVE_CLIENT_ID")
+    DEPOT_ONEDRIVE_CLIENT_SECRET = os.environ.get("DEPOT_ONEDRIVE_CLIENT_SECRET")
+    DEPOT_ONEDRIVE_AUTH_URL = os.environ.get(
+        "DEPOT_ONEDRIVE_AUTH_URL", "https://login.microsoftonline.com/common/oauth2/v2.0")
+    DEPOT_ONEDRIVE_API_URL = os.environ.get("DEPOT_ONEDRIVE_API_URL",
+                                            "https://graph.microsoft.com/v1.0")
+    DEPOT_ONEDRIVE_CHUNK = _env_int("DEPOT_ONEDRIVE_CHUNK", 10 * 1024 ** 2)
+    DEPOT_GDRIVE_CLIENT_ID = os.environ.get("DEPOT_GDRIVE_CLIENT_ID")
+    DEPOT_GDRIVE_CLIENT_SECRET = os.environ.get("DEPOT_GDRIVE_CLIENT_SECRET")
+    DEPOT_GDRIVE_AUTH_URL = os.environ.get("DEPOT_GDRIVE_AUTH_URL",
+                                           "https://accounts.google.com/o/oauth2/v2/auth")
+    DEPOT_GDRIVE_TOKEN_URL = os.environ.get("DEPOT_GDRIVE_TOKEN_URL",
+                                            "https://oauth2.googleapis.com/token")
+    DEPOT_GDRIVE_API_URL = os.environ.get("DEPOT_GDRIVE_API_URL", "https://www.googleapis.com")
+    DEPOT_GDRIVE_CHUNK = _env_int("DEPOT_GDRIVE_CHUNK", 8 * 1024 ** 2)
+    DEPOT_DROPBOX_CLIENT_ID = os.environ.get("DEPOT_DROPBOX_CLIENT_ID")
+    DEPOT_DROPBOX_CLIENT_SECRET = os.environ.get("DEPOT_DROPBOX_CLIENT_SECRET")
+    DEPOT_DROPBOX_AUTH_URL = os.environ.get("DEPOT_DROPBOX_AUTH_URL",
+                                            "https://www.dropbox.com/oauth2/authorize")
+    DEPOT_DROPBOX_TOKEN_URL = os.environ.get("DEPOT_DROPBOX_TOKEN_URL",
+                                             "https://api.dropboxapi.com/oauth2/token")
+    DEPOT_DROPBOX_API_URL = os.environ.get("DEPOT_DROPBOX_API_URL", "https://api.dropboxapi.com/2")
+    DEPOT_DROPBOX_CONTENT_URL = os.environ.get("DEPOT_DROPBOX_CONTENT_URL",
+                                               "https://content.dropboxapi.com/2")
+    DEPOT_DROPBOX_CHUNK = _env_int("DEPOT_DROPBOX_CHUNK", 48 * 1024 ** 2)
     DEPOT_LOGIN_FREE_FAILURES = _env_int("DEPOT_LOGIN_FREE_FAILURES", 3)
     DEPOT_LOGIN_MAX_DELAY = _env_int("DEPOT_LOGIN_MAX_DELAY", 60)
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
