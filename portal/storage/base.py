@@ -152,6 +152,11 @@ class StorageBackend(ABC):
     def walk(self, problems: list[str], verify: bool = False) -> Iterator[FileEntry]:
         """Every regular file under the library folders; what is skipped goes into `problems`."""
 
+    def fill_hashes(self, entries: list[FileEntry]) -> None:
+        """For "reports" backends: set `sha256` (what Depot recorded beside each object: S3
+        metadata, a manifest) and `hashes` on these entries, which a rescan found new or changed,
+        without downloading their content. A file nobody recorded keeps `sha256` None."""
+
     def open_read(self, entry: FileEntry) -> BinaryIO:
         """A binary stream of one file's content (OSError if it vanished or cannot be read)."""
         raise DepotError(f"{self.dp.name if self.dp else 'this DP'} cannot be read from here")
