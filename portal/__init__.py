@@ -6,7 +6,7 @@ import secrets
 from flask import Flask
 
 from portal.config import BASE_DIR, Config
-from portal.extensions import csrf, db, htmx, login_manager, migrate, oauth
+from portal.extensions import csrf, db, htmx, login_manager, migrate
 
 __version__ = "0.1.0"
 
@@ -25,7 +25,6 @@ def create_app(config_class=Config) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
-    oauth.init_app(app)
 
     from portal import auth, cli, errors, views_context
     from portal.blueprints import register_blueprints

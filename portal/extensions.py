@@ -29,7 +29,6 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = Htmx()
-oauth = OAuth()
 
 QUEUE_NAMES = ("rescans", "copies", "default")
 
@@ -94,6 +93,16 @@ def get_redis() -> redis.Redis:
         conn = redis.Redis.from_url(redis_url(app), socket_connect_timeout=5, health_check_interval=30)
         app.extensions["depot_redis"] = conn
     return conn
+
+
+def oauth_registry() -> OAuth:
+    """The current app's Authlib client registry (one per app: each app has its own settings)."""
+    app = current_app._get_current_object()
+    registry = app.extensions.get("depot_oauth")
+    if registry is None:
+        registry = app.extensions["depot_oauth"] = OAuth()
+        registry.init_app(app)
+    return registry
 
 
 def get_queue(name: str = "default") -> Queue:
