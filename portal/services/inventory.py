@@ -1,5 +1,6 @@
 """Rescans: what a DP holds, file by file, hashing only what changed, and the assets it makes up."""
-import hashlib
+import json
+import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -15,7 +16,11 @@ from portal.models import Asset, DistributionPoint, InventoryFile, Job, utcnow
 from portal.services import DepotError, notifications
 from portal.services.jobs import JobCancelled, Progress, dp_of
 from portal.services.libraries import ManifestEntry, manifest_digest, split_inventory_path
+from portal.services.names import unescape_component
 from portal.storage import FileEntry, StorageBackend, storage_for
+from portal.storage.base import NeedsAuth
+from portal.storage.central import FilesystemStorage
+from portal.storage.hashes import MAKERS, PROVIDER_HASH, Hasher
 
 CHUNK = 1024 * 1024
 BATCH = 500
@@ -29,13 +34,15 @@ class Hashed:
     sha256: str | None = None
     error: str | None = None
     vanished: bool = False
+    hashes: dict | None = None  # provider hashes computed (central) or reported (cloud)
 
 
 class Reader:
     """Shared byte counter, optional read-rate cap and cancel check for the hashing threads."""
 
-    def __init__(self, rate_limit: int, cancelled: threading.Event):
+    def __init__(self, rate_limit: int, cancelled: threading.Event, kinds: tuple = ()):
         self.rate_limit = rate_limit
+        self.kinds = kinds  # provider hashes to compute beside the SHA-256
         self.cancelled = cancelled
         self.bytes_read = 0
         self.started = time.monotonic()
@@ -74,14 +81,15 @@ def _tasks(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:
 
 def hash_entry(backend: StorageBackend, entry: FileEntry, reader: Reader,
                buf: bytearray | None = None) -> Hashed:
-    """SHA-256 of one file; a file that vanishes, cannot be read, or changes meanwhile is noted."""
-    digest = hashlib.sha256()
+    """SHA-256 (and the provider hashes the reader asks for) of one file; a file that vanishes,
+    cannot be read, or changes meanwhile is noted."""
+    hasher = Hasher(reader.kinds)
     buf = buf or bytearray(CHUNK)
     view = memoryview(buf)
     try:
         with backend.open_read(entry) as fh:
             while n := fh.readinto(buf):
-                digest.update(view[:n])
+                hasher.update(view[:n])
                 reader.account(n)
         now = backend.stat(entry)
     except FileNotFoundError:
@@ -92,7 +100,7 @@ def hash_entry(backend: StorageBackend, entry: FileEntry, reader: Reader,
         return Hashed(entry, vanished=True)
     if now != (entry.size, entry.mtime_ns):
         return Hashed(entry, error="changed while being hashed; hashed again by the next scan")
-    return Hashed(entry, sha256=digest.hexdigest())
+    return Hashed(entry, sha256=hasher.sha256.hexdigest(), hashes=hasher.hashes() or None)
 
 
 def hash_files(backend: StorageBackend, entries: list[FileEntry], reader: Reader,
@@ -125,6 +133,7 @@ def rescan(job: Job, progress: Progress) -> str:
     dp_id = dp.id
     problems: list[str] = []
     entries: list[FileEntry] = []
+    kinds = wanted_hashes() if dp.is_central else ()
     try:
         backend.ensure_layout() if dp.is_central else backend.check()
         progress.update(phase="listing files", force=True)
@@ -133,24 +142,31 @@ def rescan(job: Job, progress: Progress) -> str:
             if len(entries) % 5000 == 0:
                 progress.check()
                 progress.update(phase=f"listing files ({len(entries)} so far)")
+        known = {row.path: row for row in db.session.execute(
+            select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
+                   InventoryFile.sha256, InventoryFile.hashes)
+            .where(InventoryFile.dp_id == dp_id))}
+        to_hash = [e for e in entries if _needs_hash(known.get(e.path), e, kinds)]
+        if backend.hashing == "reports":  # what Depot recorded beside the objects, no download
+            progress.update(phase="reading recorded hashes", force=True)
+            backend.fill_hashes(to_hash)
+            match_central(to_hash, progress)
     except DepotError as exc:
         db.session.rollback()
         dp = db.session.get(DistributionPoint, dp_id)
-        notifications.set_dp_status(dp, "offline", exc.message)
+        notifications.set_dp_status(dp, "needs-auth" if isinstance(exc, NeedsAuth) else "offline",
+                                    exc.message)
         db.session.commit()
         raise
-    known = {row.path: row for row in db.session.execute(
-        select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
-               InventoryFile.sha256).where(InventoryFile.dp_id == dp_id))}
-    to_hash = [e for e in entries if _needs_hash(known.get(e.path), e)]
     progress.update(phase="hashing", files_total=len(to_hash), files_done=0,
                     bytes_total=sum(e.size for e in to_hash), bytes_done=0, force=True)
 
-    if backend.hashes_itself:  # the DP hashed them: store what it said
+    if backend.hashes_itself:  # the DP hashed them, or Depot recorded them: store what it said
         reader = Reader(0, progress.cancelled)
-        results = (batch for batch in [[Hashed(e, sha256=e.sha256, error=e.error) for e in to_hash]])
+        results = (batch for batch in [[Hashed(e, sha256=e.sha256, error=e.error,
+                                               hashes=e.hashes or None) for e in to_hash]])
     else:
-        reader = Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled)
+        reader = Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled, kinds)
         threads = max(1, current_app.config["DEPOT_HASH_THREADS"])
         results = hash_files(backend, to_hash, reader, threads)
     counts = _store_results(dp_id, results, reader, known, progress)
@@ -183,11 +199,62 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _needs_hash(row, entry: FileEntry) -> bool:
-    """True when the inventory's row is not this version of the file (or has no hash yet)."""
+def _needs_hash(row, entry: FileEntry, kinds=()) -> bool:
+    """True when the inventory's row is not this version of the file, has no hash yet, or lacks
+    a provider hash central now computes (`kinds`)."""
     return (row is None or row.sha256 is None or row.size != entry.size
             or row.mtime_ns != entry.mtime_ns
-            or (entry.sha256 is not None and entry.sha256 != row.sha256))
+            or (entry.sha256 is not None and entry.sha256 != row.sha256)
+            or (bool(kinds) and not set(kinds) <= set(json.loads(row.hashes or "{}"))))
+
+
+def wanted_hashes() -> tuple:
+    """The provider hashes central computes at ingest: those of the cloud DPs that exist."""
+    providers = db.session.scalars(select(DistributionPoint.provider).where(
+        DistributionPoint.kind == "cloud").distinct())
+    return tuple(sorted({PROVIDER_HASH[p] for p in providers if p in PROVIDER_HASH}))
+
+
+def match_central(entries: list[FileEntry], progress: Progress) -> int:
+    """Content in a cloud account that Depot did not record (an older console put it there, or
+    someone by hand) is taken as central's file when path, size and the provider's own hash agree
+    with central's. Central lacking that hash for a candidate computes it once, now. How many
+    matched."""
+    candidates = [e for e in entries if e.sha256 is None and e.error is None and e.hashes]
+    if not candidates:
+        return 0
+    central = central_dp()
+    rows = {}
+    paths = [e.path for e in candidates]
+    for start in range(0, len(paths), BATCH):
+        rows.update({row.path: row for row in db.session.scalars(select(InventoryFile).where(
+            InventoryFile.dp_id == central.id, InventoryFile.path.in_(paths[start:start + BATCH]),
+            InventoryFile.sha256.is_not(None)))})
+    storage, reader, matched = FilesystemStorage(central), Reader(0, progress.cancelled), 0
+    for entry in candidates:
+        row = rows.get(entry.path)
+        if row is None or row.size != entry.size:
+            continue
+        known = json.loads(row.hashes or "{}")
+        missing = tuple(kind for kind in entry.hashes if kind in MAKERS and kind not in known)
+        if missing:
+            progress.update(phase=f"hashing {entry.path} at central"[:64], force=True)
+            reader.kinds = missing
+            fresh = hash_entry(storage, FileEntry(row.path, row.size, row.mtime_ns,
+                                                  _central_path(central.root, row.path)), reader)
+            if fresh.sha256 != row.sha256:
+                continue  # central's file changed since its scan: its rescan will see it
+            known.update(fresh.hashes or {})
+            row.hashes = json.dumps(known, sort_keys=True)
+        if any(known.get(kind) == value for kind, value in entry.hashes.items()):
+            entry.sha256 = row.sha256
+            matched += 1
+    db.session.flush()
+    return matched
+
+
+def _central_path(root: str, path: str) -> bytes:
+    return os.path.join(os.fsencode(root), *(unescape_component(p) for p in path.split("/")))
 
 
 def _store_results(dp_id: int, results: Iterator[list[Hashed]], reader: Reader, known: dict,
@@ -235,7 +302,8 @@ def _collect(result: Hashed, dp_id, known, inserts, updates, counts) -> None:
     else:
         counts["hashed"] += 1
     values = {"size": entry.size, "mtime_ns": entry.mtime_ns, "sha256": result.sha256,
-              "error": result.error, "last_seen_at": utcnow()}
+              "error": result.error, "last_seen_at": utcnow(),
+              "hashes": json.dumps(result.hashes, sort_keys=True) if result.hashes else None}
     row = known.get(entry.path)
     if row is None:
         inserts.append({"dp_id": dp_id, "path": entry.path, **values})

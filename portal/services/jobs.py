@@ -25,6 +25,7 @@ from portal.models.jobs import ACTIVE_STATES, FINISHED_STATES
 from portal.services import Conflict, DepotError, NotFound
 from portal.services.actors import Actor
 from portal.services import audit, notifications
+from portal.storage.base import NeedsAuth
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
     progress = Progress(job_id, run_id)
     heartbeat = _Heartbeat(current_app._get_current_object(), job_id, progress)
     heartbeat.start()
-    state, error, summary, retry = "failed", None, None, None
+    state, error, summary, retry, needs_auth = "failed", None, None, None, False
     try:
         summary = work(job, progress)
         state = "succeeded"
@@ -260,6 +261,8 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
         state, error = "cancelled", "cancelled while running"
     except RetryLater as exc:
         retry, error = exc, exc.reason
+    except NeedsAuth as exc:
+        error, needs_auth = exc.message, True
     except DepotError as exc:
         error = exc.message
     except Exception as exc:
@@ -279,6 +282,8 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
         progress.flush()
     except Exception:
         db.session.rollback()
+    if needs_auth and row.dp_id is not None:  # nothing will work at that DP until it is reconnected
+        notifications.set_dp_status(db.session.get(DistributionPoint, row.dp_id), "needs-auth", error)
     if retry is not None:
         if retry.progressed:
             row.retries = 0

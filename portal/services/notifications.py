@@ -21,12 +21,16 @@ def notify(kind: str, message: str, *, level: str = "info", dp_id: int | None = 
 
 
 def set_dp_status(dp: DistributionPoint, status: str, reason: str | None = None) -> None:
-    """Set a DP's online/offline status; when it changes, tell everyone who can see the DP.
-    Health checks and rescans both call this, so a change is told once, whoever saw it first."""
+    """Set a DP's status (online, offline, needs-auth); when it changes, tell everyone who can see
+    the DP. Health checks, rescans and jobs all call this, so a change is told once, whoever saw
+    it first."""
     if status != dp.status:
         if status == "offline":
             notify("dp.offline", f"{dp.name} went offline: {reason}", level="error", dp_id=dp.id)
-        elif dp.status == "offline":
+        elif status == "needs-auth":
+            notify("dp.needs_auth", f"{dp.name} needs to be reconnected: {reason}", level="error",
+                   dp_id=dp.id)
+        elif dp.status in ("offline", "needs-auth"):
             notify("dp.online", f"{dp.name} is back online", dp_id=dp.id)
     dp.status, dp.status_reason = status, reason
 

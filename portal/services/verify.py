@@ -4,6 +4,8 @@ size and mtime (a failing disk, or someone tampering): their asset turns `failed
 A file whose size or mtime changed was simply replaced; that is a rescan's business, not a
 verify's, so it is left for the next rescan.
 """
+import json
+
 from flask import current_app
 from sqlalchemy import select, update
 
@@ -34,14 +36,21 @@ def verify_all() -> list[Job]:
                 DistributionPoint.disabled.is_(False)).order_by(DistributionPoint.id))]
 
 
-def _rehash(dp: DistributionPoint, backend, progress: Progress) -> tuple[list[Hashed], list[str]]:
-    """Every file of the DP with its SHA-256 computed now."""
+def _rehash(dp: DistributionPoint, backend, progress: Progress,
+            known: dict) -> tuple[list[Hashed], list[str]]:
+    """Every file of the DP with its SHA-256 as it is now."""
     problems: list[str] = []
-    if backend.hashes_itself:
+    if backend.hashing == "self":
         progress.update(phase="hashing at the DP", force=True)
         entries = list(backend.walk(problems, verify=True))
         return [Hashed(e, sha256=e.sha256, error=e.error) for e in entries], problems
     entries = list(backend.walk(problems))
+    intact = []
+    if backend.hashing == "reports":
+        # The provider computes its own hash of what it stores: where it still equals the one
+        # recorded for this version, the bytes are those Depot recorded. The rest (content written
+        # by others, or a hash that changed) is downloaded and hashed.
+        entries, intact = _compare_provider_hashes(entries, known)
     progress.update(phase="hashing", files_total=len(entries), files_done=0, bytes_done=0,
                     bytes_total=sum(e.size for e in entries), force=True)
     reader = Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled)
@@ -51,7 +60,22 @@ def _rehash(dp: DistributionPoint, backend, progress: Progress) -> tuple[list[Ha
         results.extend(batch)
         progress.check()
         progress.update(files_done=len(results), bytes_done=reader.bytes_read)
-    return results, problems
+    return intact + results, problems
+
+
+def _compare_provider_hashes(entries, known: dict) -> tuple[list, list[Hashed]]:
+    """(entries to download and hash, results of those the provider's hash vouches for)."""
+    to_read, intact = [], []
+    for entry in entries:
+        row = known.get(entry.path)
+        recorded = json.loads(row.hashes) if row is not None and row.hashes else {}
+        common = set(recorded) & set(entry.hashes)
+        if (row is not None and row.sha256 and common and row.size == entry.size
+                and all(recorded[k] == entry.hashes[k] for k in common)):
+            intact.append(Hashed(entry, sha256=row.sha256))
+        else:
+            to_read.append(entry)
+    return to_read, intact
 
 
 def verify_dp(job: Job, progress: Progress) -> str:
@@ -59,21 +83,27 @@ def verify_dp(job: Job, progress: Progress) -> str:
     dp = dp_of(job)
     backend = storage_for(dp)
     backend.cancelled = progress.cancelled
-    results, problems = _rehash(dp, backend, progress)
     known = {row.path: row for row in db.session.execute(
         select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
-               InventoryFile.sha256).where(InventoryFile.dp_id == dp.id))}
-    mismatches = []
+               InventoryFile.sha256, InventoryFile.hashes, InventoryFile.error)
+        .where(InventoryFile.dp_id == dp.id))}
+    results, problems = _rehash(dp, backend, progress, known)
+    mismatches, hashed_once = [], 0
     for result in results:
         row, entry = known.get(result.entry.path), result.entry
-        if (row is not None and row.sha256 and result.sha256 and row.sha256 != result.sha256
-                and (row.size, row.mtime_ns) == (entry.size, entry.mtime_ns)):
+        if row is None or not result.sha256 or (row.size, row.mtime_ns) != (entry.size, entry.mtime_ns):
+            continue  # new, unreadable or replaced: the next rescan's business
+        if row.sha256 and row.sha256 != result.sha256:
             mismatches.append((row, result.sha256))
+        elif row.sha256 is None and row.error is None:  # nobody had hashed it: now it is
+            db.session.execute(update(InventoryFile).where(InventoryFile.id == row.id).values(
+                sha256=result.sha256))
+            hashed_once += 1
     for row, found in mismatches:
         db.session.execute(update(InventoryFile).where(InventoryFile.id == row.id).values(
             sha256=None, error=f"hash mismatch at {dp.name}: expected {row.sha256[:12]}…, "
                                f"found {found[:12]}…"))
-    if mismatches:
+    if mismatches or hashed_once:
         rebuild_assets(dp.id)
         refresh_statuses(dp.id)
         for row, _ in mismatches[:MAX_NOTIFIED]:
@@ -85,4 +115,5 @@ def verify_dp(job: Job, progress: Progress) -> str:
     for row, _ in mismatches:
         progress.warn(f"hash mismatch at {dp.name}: {row.path}")
     return (f"{len(results)} file(s) verified at {dp.name}; "
-            + (f"{len(mismatches)} hash mismatch(es)" if mismatches else "all intact"))
+            + (f"{len(mismatches)} hash mismatch(es)" if mismatches else "all intact")
+            + (f"; {hashed_once} hashed for the first time" if hashed_once else ""))
