@@ -2,3 +2,4 @@
 in pytest_plugins)."""
 from tests.cloud.dropbox_fixtures import *  # noqa: F401,F403
 from tests.cloud.gdrive_fixtures import *  # noqa: F401,F403
+from tests.cloud.onedrive_fixtures import *  # noqa: F401,F403
