@@ -23,6 +23,7 @@ def init_app(app) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(jobs_cli)
     app.cli.add_command(dp_node_cli)
+    app.cli.add_command(secrets_cli)
 
 
 def initialise() -> None:
@@ -119,6 +120,27 @@ def recover():
     for job_id, what in outcome.items():
         click.echo(f"{job_id}: {what}")
     click.echo(f"{len(outcome)} job(s) recovered")
+
+
+@click.group("secrets")
+def secrets_cli():
+    """Secrets at rest (DP keys, cloud keys and tokens)."""
+
+
+@secrets_cli.command("rotate")
+def rotate_secrets():
+    """Encrypt every stored secret again with the first key of DEPOT_ENCRYPTION_KEY."""
+    from cryptography.fernet import InvalidToken
+
+    from portal.services import secrets
+
+    try:
+        counts = secrets.rotate_all()
+    except InvalidToken:
+        click.echo("error: a stored secret opens with none of the keys in DEPOT_ENCRYPTION_KEY; "
+                   "keep the old key in the list (after the new one) while rotating", err=True)
+        sys.exit(1)
+    click.echo(", ".join(f"{n} {what}" for what, n in counts.items()) + " encrypted again")
 
 
 @click.group("dp-node")

@@ -50,6 +50,7 @@ class Config:
     DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))
     # Cloud DPs. Partial uploads at a provider older than this are aborted (a daily sweep).
     DEPOT_UPLOAD_ABANDON_AFTER = _env_int("DEPOT_UPLOAD_ABANDON_AFTER", 7 * 86400)
+    DEPOT_SWEEP_CRON = os.environ.get("DEPOT_SWEEP_CRON", "30 4 * * *")
     # S3-compatible: multipart part size and parts in flight.
     DEPOT_S3_PART_SIZE = _env_int("DEPOT_S3_PART_SIZE", 64 * 1024 ** 2)
     DEPOT_S3_PARALLEL = _env_int("DEPOT_S3_PARALLEL", 4)

@@ -5,6 +5,7 @@ from portal.services import NotFound, notifications
 from portal.services import distribution_points as dps
 from portal.services.libraries import LIBRARIES, SLUGS
 from portal.services.permissions import can
+from portal.storage import CLOUD_PROVIDERS
 
 NAV_AFTER_LIBRARIES = ("Computer Management", "Deployments")
 
@@ -24,6 +25,7 @@ def init_app(app) -> None:
             "selected_dp": selected,
             "unread_count": notifications.unread_count(current_user.id),
             "can": lambda action: can(current_user, action),
+            "provider_titles": CLOUD_PROVIDERS,
         }
 
     @app.template_filter("bytes")

@@ -1,5 +1,6 @@
 """Schedule for `rq cron portal.jobs.cron`: the recovery sweep and the DP health check, each run
-at start and then every few seconds, and a weekly verify of every DP.
+at start and then every few seconds, a weekly verify of every DP, and a daily sweep of partial
+cloud uploads nobody continued.
 
 The schedule lives here in code, not in Redis, so a Redis that restarts empty loses nothing.
 """
@@ -7,7 +8,7 @@ from rq import cron
 
 from portal.config import Config
 from portal.jobs.maintenance import (HEALTH_JOB_TIMEOUT, check_dp_health, recover_lost_jobs,
-                                     verify_everything)
+                                     sweep_abandoned_uploads, verify_everything)
 
 cron.register(recover_lost_jobs, "default", interval=Config.DEPOT_RECOVER_INTERVAL,
               ttl=max(60, 4 * Config.DEPOT_RECOVER_INTERVAL), result_ttl=600,
@@ -17,3 +18,5 @@ cron.register(check_dp_health, "default", interval=Config.DEPOT_HEALTH_INTERVAL,
               job_timeout=HEALTH_JOB_TIMEOUT)
 cron.register(verify_everything, "default", cron=Config.DEPOT_VERIFY_CRON, result_ttl=600,
               job_timeout=300)
+cron.register(sweep_abandoned_uploads, "default", cron=Config.DEPOT_SWEEP_CRON, result_ttl=600,
+              job_timeout=900)

@@ -5,7 +5,7 @@ from redis.exceptions import LockError
 
 from portal.extensions import get_redis
 from portal.jobs import app_context
-from portal.services import dp_management, jobs, verify
+from portal.services import copies, dp_management, jobs, verify
 
 log = logging.getLogger(__name__)
 # A node that does not answer costs a check up to the node client's connect and read timeouts.
@@ -45,3 +45,9 @@ def verify_everything() -> list[str]:
     """Queue a verify of every enabled DP (scheduled weekly by default: DEPOT_VERIFY_CRON)."""
     with app_context():
         return [job.id for job in verify.verify_all()]
+
+
+def sweep_abandoned_uploads() -> dict:
+    """Abort partial cloud uploads nobody continued for a week (daily: DEPOT_SWEEP_CRON)."""
+    with app_context():
+        return copies.sweep_abandoned_uploads()

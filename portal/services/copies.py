@@ -9,11 +9,12 @@ takes its final name; files the asset no longer has are then deleted at the DP, 
 inventory and statuses are brought up to date.
 """
 import json
+import logging
 import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, or_, select
@@ -32,6 +33,7 @@ from portal.storage import storage_for
 from portal.storage.base import DamagedInTransit, Source, StorageUnavailable, Upload, UploadState
 
 MAX_ITEMS = 1000
+log = logging.getLogger(__name__)
 
 
 def _asset_files(dp_id: int, key: str) -> list:
@@ -354,6 +356,27 @@ def _record(dp_id: int, sent: list, removed: list[str]) -> None:
         rebuild_assets(dp_id)
         refresh_statuses(dp_id)
     db.session.commit()
+
+
+# --- upkeep ----------------------------------------------------------------------------------
+
+def sweep_abandoned_uploads() -> dict[str, int]:
+    """Abort partial uploads nobody continued for DEPOT_UPLOAD_ABANDON_AFTER (a week): at each
+    cloud DP that keeps them (S3 multipart uploads), and forget their resume records.
+    {DP name or "records": how many}."""
+    max_age = current_app.config["DEPOT_UPLOAD_ABANDON_AFTER"]
+    outcome = {}
+    for dp in db.session.scalars(select(DistributionPoint).where(
+            DistributionPoint.kind == "cloud", DistributionPoint.disabled.is_(False))).all():
+        try:
+            outcome[dp.name] = storage_for(dp).sweep_uploads(max_age)
+        except DepotError as exc:
+            log.warning("sweeping old uploads at %s failed: %s", dp.name, exc.message)
+    cutoff = utcnow() - timedelta(seconds=max_age)
+    outcome["records"] = db.session.execute(
+        delete(UploadSession).where(UploadSession.updated_at < cutoff)).rowcount
+    db.session.commit()
+    return outcome
 
 
 # --- deletes ---------------------------------------------------------------------------------

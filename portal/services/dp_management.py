@@ -90,9 +90,13 @@ def add_local(actor: Actor, name, url, key, site=None) -> DistributionPoint:
 def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> DistributionPoint:
     """Change a DP's name, site, URL, key, maintenance flag, bandwidth cap or allowed hours."""
     require(actor.user, "manage_dps")
-    allowed = {"name", "site", "url", "key", "disabled", "bandwidth_limit", "allowed_hours"}
+    allowed = {"name", "site", "disabled", "bandwidth_limit", "allowed_hours"}
     if dp.is_central:
         allowed = {"name", "site"}
+    elif dp.kind == "local":
+        allowed |= {"url", "key"}
+    elif dp.provider == "s3":
+        allowed |= {"access_key_id", "secret_access_key"}  # keys can be replaced, never read
     unknown = set(changes) - allowed
     if unknown:
         raise DepotError(f"cannot change {', '.join(sorted(unknown))} of {dp.name}")
@@ -121,6 +125,10 @@ def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> Distributio
         key = clean_key(changes["key"]) if "key" in changes else secrets.decrypt(dp.secret)
         test_connection(url, key, dp.name)
         values["url"], values["secret"] = url, secrets.encrypt(key)
+    if "access_key_id" in changes or "secret_access_key" in changes:
+        from portal.services.cloud_dps import replace_s3_keys
+
+        values["secret"] = replace_s3_keys(dp, changes)
     for field, value in values.items():
         setattr(dp, field, value)
     audit.record(actor, "dp.update", target=dp.name,

@@ -3,7 +3,7 @@ from flask import g, request
 
 from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body
-from portal.services import DepotError, dp_management
+from portal.services import DepotError, cloud_dps, dp_management
 from portal.services import distribution_points as dps
 from portal.services.permissions import require
 
@@ -27,20 +27,36 @@ def list_dps():
 
 @bp.post("/distribution-points")
 def create_dp():
-    """Add a DP node {name, kind: "local", url, key, site} after a connection test (201)."""
+    """Add a DP after a connection test (201): a DP node {name, kind: "local", url, key, site} or
+    an S3-compatible bucket {name, kind: "cloud", provider: "s3", endpoint_url, region, bucket,
+    prefix, access_key_id, secret_access_key, site}. OAuth providers need a person at the
+    provider's consent page: they are added in the console."""
     body = json_body()
-    if body.get("kind") != "local":
-        raise DepotError('kind must be "local" (cloud DPs come with a later release)')
-    dp = dp_management.add_local(api_actor(), body.get("name"), body.get("url"), body.get("key"),
-                                 body.get("site"))
+    if body.get("kind") == "local":
+        dp = dp_management.add_local(api_actor(), body.get("name"), body.get("url"),
+                                     body.get("key"), body.get("site"))
+    elif body.get("kind") == "cloud":
+        title = cloud_dps.provider_title(body.get("provider"))
+        if body.get("provider") != "s3":
+            raise DepotError(f"{title} DPs are connected in the console (Distribution Points, "
+                             "Add cloud): the provider's consent page needs a person")
+        dp = cloud_dps.add_s3(api_actor(), body)
+    else:
+        raise DepotError('kind must be "local" or "cloud"')
     return _dp_json(dp), 201
 
 
 @bp.post("/distribution-points/test")
 def test_dp():
-    """Try {url, key} against a DP node without saving anything: its health, or why not."""
+    """Try {url, key} against a DP node, or an S3 bucket's settings and keys {kind: "cloud",
+    provider: "s3", ...}, without saving anything: what it said, or why not."""
     require(g.api_user, "manage_dps")  # it makes the server connect where it is told
     body = json_body()
+    if body.get("kind") == "cloud":
+        cloud_dps.provider_title(body.get("provider"))
+        if body.get("provider") != "s3":
+            raise DepotError("only S3-compatible DPs are tested with keys")
+        return {"ok": True, "bucket": cloud_dps.test_s3(body, body.get("name"))}
     return {"ok": True, "health": dp_management.test_connection(body.get("url"), body.get("key"))}
 
 

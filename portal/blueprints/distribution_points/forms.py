@@ -48,3 +48,23 @@ class EditLocalDpForm(FlaskForm):
         if self.key.data:
             changes["key"] = self.key.data
         return changes
+
+
+class S3DpForm(FlaskForm):
+    name = StringField("Name")
+    site = StringField("Site")
+    endpoint_url = StringField("Endpoint URL (empty for AWS S3)")
+    region = StringField("Region")
+    bucket = StringField("Bucket")
+    prefix = StringField("Prefix (folder in the bucket)")
+    access_key_id = StringField("Access key id")
+    secret_access_key = PasswordField("Secret access key")  # never rendered back
+
+    def values(self) -> dict:
+        return {field.name: field.data for field in self if field.name != "csrf_token"}
+
+
+class OAuthDpForm(FlaskForm):
+    name = StringField("Name")
+    site = StringField("Site")
+    folder = StringField("Folder in the account")

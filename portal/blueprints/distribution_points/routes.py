@@ -3,10 +3,12 @@ from flask_login import current_user, login_required
 
 from portal.auth import console_actor
 from portal.blueprints.distribution_points import bp
-from portal.blueprints.distribution_points.forms import EditLocalDpForm, LocalDpForm
+from portal.blueprints.distribution_points.forms import (EditLocalDpForm, LocalDpForm, OAuthDpForm,
+                                                        S3DpForm)
 from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.services import distribution_points as dps
-from portal.services import DepotError, NotFound, dp_management
+from portal.services import DepotError, NotFound, cloud_dps, dp_management
+from portal.storage import CLOUD_PROVIDERS
 from portal.services.jobs import active_job
 
 
@@ -24,8 +26,14 @@ def _rows():
 @login_required
 def index():
     """Every DP with kind, site, status, free space, last scan and counts per content status."""
+    connected = None
+    if request.args.get("connected", "").isdigit():
+        try:
+            connected = dps.get_dp(int(request.args["connected"]), current_user)
+        except NotFound:
+            pass
     return page_or_fragment("distribution_points/index.html", "distribution_points/_list.html",
-                            **_rows())
+                            connected=connected, **_rows())
 
 
 @bp.post("/<int:dp_id>/rescan")
@@ -157,3 +165,95 @@ def delete(dp_id: int):
     require_role_action("manage_dps")
     dp_management.delete_dp(console_actor(), dps.get_dp(dp_id, current_user))
     return _to_list()
+
+
+# --- cloud DPs -------------------------------------------------------------------------------
+
+def _provider(value) -> str:
+    cloud_dps.provider_title(value)  # a clear 400 for an unknown provider
+    return value
+
+
+def _new_cloud_page(provider: str, form=None, error=None, status=200, test=None):
+    form = form or (S3DpForm() if provider == "s3" else OAuthDpForm(formdata=None, folder="Depot"))
+    return page_or_fragment("distribution_points/new_cloud.html",
+                            "distribution_points/_cloud_form.html", provider=provider,
+                            providers=CLOUD_PROVIDERS, form=form, error=error,
+                            test=test), status
+
+
+@bp.get("/new-cloud")
+@login_required
+def new_cloud():
+    """Add cloud: pick a provider; S3 asks for bucket and keys, the others open their consent."""
+    require_role_action("manage_dps")
+    return _new_cloud_page(_provider(request.args.get("provider", "s3")))
+
+
+@bp.post("/new-cloud/s3")
+@login_required
+def create_s3():
+    """Add the bucket once its connection test passes; else the form again, without the secret."""
+    require_role_action("manage_dps")
+    form = S3DpForm()
+    try:
+        cloud_dps.add_s3(console_actor(), form.values())
+    except DepotError as exc:
+        return _new_cloud_page("s3", form, exc.message, exc.status)
+    return _to_list()
+
+
+@bp.post("/new-cloud/s3/test")
+@login_required
+def test_s3():
+    """List, write and delete a probe object with what was entered, saving nothing."""
+    require_role_action("manage_dps")  # it makes the server connect where it is told
+    form = S3DpForm()
+    try:
+        result = {"ok": True, **cloud_dps.test_s3(form.values(), form.name.data or None)}
+    except DepotError as exc:
+        result = {"ok": False, "message": exc.message}
+    return page_or_fragment("distribution_points/new_cloud.html",
+                            "distribution_points/_s3_test.html", provider="s3",
+                            providers=CLOUD_PROVIDERS, form=form, error=None, test=result)
+
+
+def _callback_url(provider: str) -> str:
+    return url_for(".oauth_callback", provider=provider, _external=True)
+
+
+@bp.post("/new-cloud/<provider>/connect")
+@login_required
+def connect(provider: str):
+    """Off to the provider's consent page (the form opens it in a new tab)."""
+    require_role_action("manage_dps")
+    form = OAuthDpForm()
+    try:
+        target = cloud_dps.start_consent(console_actor(), _provider(provider),
+                                         {"name": form.name.data, "site": form.site.data,
+                                          "folder": form.folder.data}, _callback_url(provider))
+    except DepotError as exc:
+        return _new_cloud_page(provider, form, exc.message, exc.status)
+    return redirect(target, code=303)
+
+
+@bp.post("/<int:dp_id>/reconnect")
+@login_required
+def reconnect(dp_id: int):
+    """The consent again for a DP whose access was withdrawn; the DP and its inventory stay."""
+    require_role_action("manage_dps")
+    dp = dps.get_dp(dp_id, current_user)
+    if dp.kind != "cloud" or dp.provider == "s3":
+        raise DepotError(f"{dp.name} is not connected through a consent page")
+    return redirect(cloud_dps.start_consent(console_actor(), dp.provider, {},
+                                            _callback_url(dp.provider), dp=dp), code=303)
+
+
+@bp.get("/oauth/<provider>/callback")
+@login_required
+def oauth_callback(provider: str):
+    """The provider sends the browser back here: the DP is created (or reconnected) and its
+    rescan starts; then the list, which says so."""
+    require_role_action("manage_dps")
+    dp, _ = cloud_dps.finish_consent(console_actor(), _provider(provider), request.args)
+    return redirect(url_for(".index", connected=dp.id), code=303)
