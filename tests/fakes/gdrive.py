@@ -76,6 +76,9 @@ class FakeDrive(FakeOAuthProvider):
         self._failures: list[str] = []
         self._damage_next = False
         self._seq = 0
+        # after_chunk(n): called (under the lock) once the n-th upload chunk was stored
+        self.after_chunk = None
+        self.stored_chunks = 0
         super().__init__()
 
     # --- test controls ---------------------------------------------------------------------
@@ -506,6 +509,9 @@ class FakeDrive(FakeOAuthProvider):
                 record["status"] = "dropped"
             else:
                 session["data"] += data
+                self.stored_chunks += 1
+                if self.after_chunk is not None:
+                    self.after_chunk(self.stored_chunks)
                 if len(session["data"]) == session["size"]:
                     self._complete(session)
                     record["status"] = 201 if session["file_id"] is None else 200
