@@ -87,8 +87,9 @@ def clean_s3(values: dict) -> tuple[dict, dict]:
 def test_s3(values: dict, name: str | None = None) -> dict:
     """List, write and delete a probe object with what was entered; saving nothing."""
     settings, credentials = clean_s3(values)
-    backend_class("cloud", "s3")(settings=settings, credentials=credentials,
-                                 name=name or settings["bucket"]).check()
+    with backend_class("cloud", "s3")(settings=settings, credentials=credentials,
+                                      name=name or settings["bucket"]) as backend:
+        backend.check()
     return {"bucket": settings["bucket"], "prefix": settings["prefix"]}
 
 
@@ -99,8 +100,9 @@ def add_s3(actor: Actor, values: dict) -> DistributionPoint:
     site = _optional(values.get("site"), "site")
     _unique_name(name)
     settings, credentials = clean_s3(values)
-    backend = backend_class("cloud", "s3")(settings=settings, credentials=credentials, name=name)
-    backend.check()
+    with backend_class("cloud", "s3")(settings=settings, credentials=credentials,
+                                      name=name) as backend:
+        backend.check()
     dp = DistributionPoint(name=name, kind="cloud", provider="s3", site=site,
                            url=settings["endpoint_url"] or None,
                            secret=secrets.encrypt(json.dumps(credentials)), status="online",
@@ -118,7 +120,9 @@ def add_s3(actor: Actor, values: dict) -> DistributionPoint:
 def replace_s3_keys(dp: DistributionPoint, values: dict) -> str:
     """New keys for an S3 DP, tested before they replace the old ones: the encrypted secret."""
     settings, credentials = clean_s3({**dp.settings, **values})
-    backend_class("cloud", "s3")(settings=settings, credentials=credentials, name=dp.name).check()
+    with backend_class("cloud", "s3")(settings=settings, credentials=credentials,
+                                      name=dp.name) as backend:
+        backend.check()
     return secrets.encrypt(json.dumps(credentials))
 
 
@@ -193,12 +197,12 @@ def finish_consent(actor: Actor, provider: str, args) -> tuple[DistributionPoint
 def _create(actor: Actor, provider: str, pending: dict, token: dict) -> DistributionPoint:
     _unique_name(pending["name"])
     settings = {"folder": pending["folder"]}
-    backend = backend_class("cloud", provider)(token=token, settings=settings,
-                                               name=pending["name"])
-    account = backend.account()
-    settings.update(account=account["name"], account_id=str(account["id"]))
-    backend.settings = settings
-    backend.ensure_layout()
+    with backend_class("cloud", provider)(token=token, settings=settings,
+                                          name=pending["name"]) as backend:
+        account = backend.account()
+        settings.update(account=account["name"], account_id=str(account["id"]))
+        backend.settings = settings
+        backend.ensure_layout()
     dp = DistributionPoint(name=pending["name"], kind="cloud", provider=provider,
                            site=pending["site"], status="online", checked_at=utcnow(),
                            secret=secrets.encrypt(json.dumps(token_record(token))))
@@ -216,8 +220,9 @@ def _reconnect(actor: Actor, provider: str, dp_id: int, token: dict) -> Distribu
     dp = db.session.get(DistributionPoint, dp_id)
     if dp is None:
         raise NotFound("the distribution point to reconnect is gone")
-    backend = backend_class("cloud", provider)(token=token, settings=dp.settings, name=dp.name)
-    account = backend.account()
+    with backend_class("cloud", provider)(token=token, settings=dp.settings,
+                                          name=dp.name) as backend:
+        account = backend.account()
     if dp.settings.get("account_id") and str(account["id"]) != dp.settings["account_id"]:
         raise Conflict(f"{dp.name} holds the files of {dp.settings.get('account')}, but the "
                        f"sign-in was as {account['name']}: sign in as "

@@ -181,6 +181,18 @@ class StorageBackend(ABC):
         """A link an endpoint can GET the file from for `ttl_seconds`, with no lasting credential."""
         raise DepotError(f"{self.dp.name if self.dp else 'this DP'} gives no download links")
 
+    def close(self) -> None:
+        """Close connections the backend holds (`http`, where it has one)."""
+        http = getattr(self, "http", None)
+        if http is not None:
+            http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def sweep_uploads(self, max_age_seconds: int) -> int:
         """Abort partial uploads at the DP older than `max_age_seconds`; how many went."""
         return 0
