@@ -214,3 +214,148 @@ def test_a_file_damaged_on_the_way_is_deleted_and_sent_again(gdrive, gdrive_dp, 
     assert job.state == "queued"
     assert any("arrived damaged" in w for w in job.warnings)
     assert gdrive.find("alice", "Depot/Images/Win11.wim") is None
+
+
+def test_content_already_in_the_account_is_found_by_the_first_rescan(gdrive, gdrive_dp, central,
+                                                                     rescan):
+    """Are files an older console put in the account listed by the first rescan with Drive's MD5,
+    our recorded SHA-256 trusted only while it still describes the content, and `current` where
+    central has the same file?"""
+    recorded, foreign, changed = os.urandom(700_000), os.urandom(300_000), os.urandom(1000)
+    for name, data in (("Recorded.wim", recorded), ("Foreign.wim", foreign),
+                       ("Changed.wim", changed)):
+        write_file(central.root, f"Images/{name}", data)
+    dp = gdrive_dp()
+    rescan(central)  # a Drive DP exists: central computes MD5s too
+    sha = {n: hashlib.sha256(d).hexdigest() for n, d in (("r", recorded), ("c", changed))}
+    gdrive.add_file("alice", "Depot/Images/Recorded.wim", recorded, {
+        "depot_sha256": sha["r"], "depot_md5": hashlib.md5(recorded).hexdigest(),
+        "depot_size": str(len(recorded))})
+    gdrive.add_file("alice", "Depot/Images/Foreign.wim", foreign)  # nothing recorded
+    edited = b"edited by hand" + changed[14:]  # the same size, the old record
+    gdrive.add_file("alice", "Depot/Images/Changed.wim", edited, {
+        "depot_sha256": sha["c"], "depot_md5": hashlib.md5(changed).hexdigest(),
+        "depot_size": str(len(changed))})
+    gdrive.add_file("alice", "Depot/Images/.hidden", b"not content")
+    gdrive.add_file("alice", "Depot/Other/notes.txt", b"not a library")
+
+    backend = storage_for(dp)
+    problems = []
+    entries = {e.path: e for e in backend.walk(problems)}
+    assert sorted(entries) == ["Images/Changed.wim", "Images/Foreign.wim", "Images/Recorded.wim"]
+    assert entries["Images/Foreign.wim"].hashes == {"md5": hashlib.md5(foreign).hexdigest()}
+    assert entries["Images/Foreign.wim"].size == len(foreign)
+    backend.fill_hashes(list(entries.values()))
+    assert entries["Images/Recorded.wim"].sha256 == sha["r"]
+    assert entries["Images/Foreign.wim"].sha256 is None
+    assert entries["Images/Changed.wim"].sha256 is None  # the record no longer fits the MD5
+    backend.http.close()
+
+    job = rescan(db.session.get(DistributionPoint, dp.id))
+    assert "3 files" in job.summary
+    assert status_at(dp, "Images/Recorded.wim") == "current"
+    assert status_at(dp, "Images/Foreign.wim") == "current"  # matched by path, size and MD5
+    assert status_at(dp, "Images/Changed.wim") != "current"
+    assert gdrive.chunks == []  # nothing uploaded, nothing downloaded to find that out
+
+
+def test_walk_follows_pages_and_reports_duplicate_names(gdrive, gdrive_dp):
+    """Does the listing follow nextPageToken through small pages, go into sub-folders with escaped
+    names, and report a name that repeats in a folder instead of guessing?"""
+    dp = gdrive_dp()
+    for n in range(8):
+        gdrive.add_file("alice", f"Depot/Reference Machines/Win11-Ref/drivers/f{n}.bin", b"x" * n)
+    gdrive.add_file("alice", "Depot/Media/tab\there.iso", b"tab")
+    gdrive.add_file("alice", "Depot/Media/dup.iso", b"first")
+    gdrive.add_file("alice", "Depot/Media/dup.iso", b"second one")
+    gdrive.add_file("alice", "Depot/Media/sheet", b"", mime_type="application/vnd.google-apps.spreadsheet")
+    calls = len(gdrive.log)
+    problems = []
+    backend = storage_for(dp)
+    entries = {e.path: e for e in backend.walk(problems)}
+    backend.http.close()
+    assert sorted(p for p in entries if p.startswith("Reference")) == [
+        f"Reference Machines/Win11-Ref/drivers/f{n}.bin" for n in range(8)]
+    assert entries["Media/tab\\x09here.iso"].size == 3
+    assert entries["Media/dup.iso"].size == len(b"first")  # the oldest
+    assert any("Media/dup.iso: more than one item" in p for p in problems)
+    assert any("Media/sheet: a Google Docs item" in p for p in problems)
+    lists = [entry for entry in gdrive.log[calls:] if entry[1] == "/drive/v3/files"]
+    assert len(lists) >= 3 + 8 // gdrive.max_page  # pages of at most 3 items were followed
+
+
+def test_two_accounts_side_by_side(gdrive, gdrive_dp, image, admin, work):
+    """Do two DPs in two accounts (and folders) each get their own copy, with their own tokens?"""
+    alice = gdrive_dp("Alice Drive", "alice", "Depot")
+    bob = gdrive_dp("Bob Drive", "bob", "IT/Depot")
+    assert alice.settings["account"] == "alice@example.com"
+    assert bob.settings["account_id"] == "perm-bob" != alice.settings["account_id"]
+    for dp in (alice, bob):
+        job = copy(admin, work, "Images/Win11.wim", dp)
+        assert job.state == "succeeded", job.error
+    assert gdrive.paths("alice") == ["Depot/Images/Win11.wim"]
+    assert gdrive.paths("bob") == ["IT/Depot/Images/Win11.wim"]
+    assert gdrive.read("bob", "IT/Depot/Images/Win11.wim") == image
+    assert status_at(alice, "Images/Win11.wim") == status_at(bob, "Images/Win11.wim") == "current"
+
+
+def test_delete_removes_a_file_or_a_folder_asset(gdrive, gdrive_dp):
+    """Does delete remove a file, a whole folder asset, every duplicate of the name, and accept
+    what is already gone?"""
+    dp = gdrive_dp()
+    gdrive.add_file("alice", "Depot/Images/a.wim", b"a")
+    gdrive.add_file("alice", "Depot/Images/a.wim", b"a again")
+    gdrive.add_file("alice", "Depot/Platform Packs/Dell/drivers/x.inf", b"x")
+    gdrive.add_file("alice", "Depot/Platform Packs/Dell/y.cat", b"y")
+    gdrive.add_file("alice", "Depot/Platform Packs/HP/z.inf", b"z")
+    backend = storage_for(dp)
+    backend.delete("Images/a.wim")
+    backend.delete("Platform Packs/Dell")
+    backend.delete("Images/never-there.wim")
+    backend.delete("Answer Files/missing/folder/x.xml")
+    backend.http.close()
+    assert gdrive.paths("alice") == ["Depot/Platform Packs/HP/z.inf"]
+
+
+def test_reading_a_file_streams_it_and_stat_sees_changes(gdrive, gdrive_dp):
+    """Does open_read give the content through readinto (as the verify hasher reads), and stat
+    tell a vanished file?"""
+    dp = gdrive_dp()
+    data = os.urandom(3 * MB + 11)
+    gdrive.add_file("alice", "Depot/Images/r.wim", data)
+    backend = storage_for(dp)
+    [entry] = backend.walk([])
+    got, buf = bytearray(), bytearray(MB)
+    with backend.open_read(entry) as fh:
+        while n := fh.readinto(buf):
+            got += buf[:n]
+    assert bytes(got) == data
+    assert backend.stat(entry) == (entry.size, entry.mtime_ns)
+    backend.delete("Images/r.wim")
+    assert backend.stat(entry) is None
+    with pytest.raises(FileNotFoundError):
+        backend.open_read(entry)
+    backend.http.close()
+
+
+def test_account_space_and_a_missing_folder(gdrive, gdrive_dp):
+    """Does the backend name the account, report the quota, and say clearly when its folder is
+    gone?"""
+    from portal.storage.base import StorageRefused
+
+    dp = gdrive_dp()
+    gdrive.add_file("alice", "Depot/Images/s.wim", b"s" * 1000)
+    backend = storage_for(dp)
+    assert backend.account() == {"id": "perm-alice", "name": "alice@example.com"}
+    assert backend.space() == (gdrive.quota_limit - 1000, gdrive.quota_limit)
+    backend.check()
+    backend.http.close()
+    db.session.expire_all()
+    dp = db.session.get(DistributionPoint, dp.id)
+    dp.settings = {**dp.settings, "folder": "Elsewhere"}
+    db.session.commit()
+    backend = storage_for(dp)
+    with pytest.raises(StorageRefused, match="'Elsewhere' is not in alice@example.com's Google "
+                                             "Drive"):
+        backend.check()
+    backend.http.close()
