@@ -4,6 +4,7 @@
 def register_blueprints(app) -> None:
     from portal.blueprints.api import bp as api_bp
     from portal.blueprints.auth import bp as auth_bp
+    from portal.blueprints.cloud_links import bp as cloud_links_bp
     from portal.blueprints.copies import bp as copies_bp
     from portal.blueprints.dashboard import bp as dashboard_bp
     from portal.blueprints.distribution_points import bp as dps_bp
@@ -14,5 +15,5 @@ def register_blueprints(app) -> None:
     from portal.blueprints.status import bp as status_bp
 
     for bp in (auth_bp, dashboard_bp, dps_bp, libraries_bp, copies_bp, jobs_bp, notifications_bp,
-               settings_bp, status_bp, api_bp):
+               settings_bp, status_bp, api_bp, cloud_links_bp):
         app.register_blueprint(bp)
