@@ -289,6 +289,15 @@ class GoogleDriveStorage(OAuthStorage):
         return self._call("GET", f"/drive/v3/files/{file_id}", expect=(200, 206, 404, 416),
                           params={"alt": "media"}, headers=headers, stream=True)
 
+    def open_media(self, path: str, range_header: str | None = None):
+        """The streamed download (200, 206 or 416) of the file at a path, for the central
+        server's link relay; FileNotFoundError when it is not there."""
+        response = self.media(self._file_id(FileEntry(path, 0, 0)), range_header)
+        if response.status_code == 404:
+            response.close()
+            raise FileNotFoundError(path)
+        return response
+
     def open_read(self, entry: FileEntry) -> BinaryIO:
         """The file's content as a stream (FileNotFoundError when Drive no longer has it)."""
         response = self.media(self._file_id(entry))

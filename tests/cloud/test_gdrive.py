@@ -359,3 +359,55 @@ def test_account_space_and_a_missing_folder(gdrive, gdrive_dp):
                                              "Drive"):
         backend.check()
     backend.http.close()
+
+
+@pytest.fixture
+def served(app):
+    """The central server on a loopback port (for endpoints' plain HTTP), as DEPOT_PUBLIC_URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    app.config["DEPOT_PUBLIC_URL"] = f"http://127.0.0.1:{server.server_port}"
+    yield app.config["DEPOT_PUBLIC_URL"]
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def test_a_download_link_gives_the_file_to_plain_http_and_expires(gdrive, gdrive_dp, served):
+    """Can an endpoint GET (and range-GET) a file through the link with nothing but the link, is
+    no Google credential in it, and is it refused once tampered with or expired?"""
+    import json
+
+    import requests
+
+    from portal.services import secrets
+
+    dp = gdrive_dp()
+    data = os.urandom(2 * MB + 3)
+    gdrive.add_file("alice", "Depot/Images/Win 11.wim", data)
+    backend = storage_for(dp)
+    link = backend.download_link("Images/Win 11.wim", 60)
+    token = json.loads(secrets.decrypt(dp.secret))
+    assert link.startswith(served + "/cloud-links/v1/") and "Win+11" in link
+    assert token["access_token"] not in link and token["refresh_token"] not in link
+    with requests.Session() as http:
+        with http.get(link, timeout=30) as whole:
+            assert whole.status_code == 200 and whole.content == data
+        with http.get(link, headers={"Range": "bytes=100-199"}, timeout=30) as part:
+            assert part.status_code == 206 and part.content == data[100:200]
+            assert part.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+        with http.get(link.replace("Win+11", "Win+12"), timeout=30) as moved:
+            assert moved.status_code == 403
+        expired = backend.download_link("Images/Win 11.wim", -1)
+        with http.get(expired, timeout=30) as late:
+            assert late.status_code == 403 and "expired" in late.json()["error"]["message"]
+        gone = backend.download_link("Images/nothing.wim", 60)
+        with http.get(gone, timeout=30) as missing:
+            assert missing.status_code == 404
+    backend.http.close()

@@ -1,0 +1,57 @@
+"""GET /cloud-links/v1/<dp id>/download?path&expires&sig: no login, the signature is the grant."""
+from flask import Response, current_app, jsonify, request
+
+from portal.blueprints.cloud_links import bp
+from portal.extensions import db
+from portal.models import DistributionPoint
+from portal.services.libraries import split_inventory_path
+from portal.storage import storage_for
+from portal.storage.base import NeedsAuth, StorageRefused, StorageUnavailable
+from portal.storage.gdrive import check_link
+
+PIECE = 1024 * 1024
+PASSED_ON = ("Content-Length", "Content-Range", "Accept-Ranges")
+
+
+def _error(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+@bp.get("/v1/<int:dp_id>/download")
+def download(dp_id: int):
+    """Stream one file of a cloud DP to whoever holds a valid link (HTTP Range passed on)."""
+    path = request.args.get("path", "")
+    refused = check_link(current_app.config["SECRET_KEY"], dp_id, path,
+                         request.args.get("expires"), request.args.get("sig"))
+    if refused:
+        return _error(403, "link_refused", refused)
+    dp = db.session.get(DistributionPoint, dp_id)
+    if dp is None or dp.kind != "cloud" or split_inventory_path(path) is None:
+        return _error(404, "not_found", "no such file")
+    backend = storage_for(dp)
+    if not hasattr(backend, "open_media"):
+        return _error(404, "not_found", "this DP gives its own download links")
+    try:
+        upstream = backend.open_media(path, request.headers.get("Range"))
+    except FileNotFoundError:
+        backend.http.close()
+        return _error(404, "not_found", f"{path} is not at {dp.name}")
+    except NeedsAuth:
+        backend.http.close()
+        return _error(503, "dp_needs_auth", f"{dp.name} must be reconnected by an admin")
+    except (StorageUnavailable, StorageRefused) as exc:
+        backend.http.close()
+        return _error(502, exc.code, exc.message)
+    headers = {k: upstream.headers[k] for k in PASSED_ON if k in upstream.headers}
+
+    def body():
+        try:
+            yield from upstream.iter_content(PIECE)
+        finally:
+            upstream.close()
+            backend.http.close()
+
+    return Response(body(), status=upstream.status_code, headers=headers,
+                    mimetype="application/octet-stream", direct_passthrough=True)
