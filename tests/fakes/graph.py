@@ -88,6 +88,7 @@ class FakeGraph(FakeOAuthProvider):
         self.fail_uploads: list[str] = []  # next upload PUTs: "503" or "drop"
         self.corrupt_next = 0
         self.after_put = None  # callable(number of PUTs so far), run after each upload PUT
+        self.session_tokens: list[str] = []  # every upload session's secret, for leak checks
         super().__init__()
 
     # --- test controls -------------------------------------------------------------------
@@ -356,6 +357,7 @@ class FakeGraph(FakeOAuthProvider):
         body = request.get_json(silent=True) or {}
         conflict = (body.get("item") or {}).get("@microsoft.graph.conflictBehavior", "replace")
         token = secrets.token_urlsafe(24)
+        self.session_tokens.append(token)
         session = self.sessions[token] = Session(user.id, parent.id, parts[-1], conflict,
                                                  time.time() + self.session_ttl)
         return jsonify({"uploadUrl": f"{self.url}/up/{token}",
