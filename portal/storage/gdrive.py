@@ -240,7 +240,8 @@ class GoogleDriveStorage(OAuthStorage):
             else:
                 props = item.get("appProperties") or {}
                 self._props[path] = props
-                yield FileEntry(path, int(item.get("size") or 0), _mtime_ns(item), handle=item["id"],
+                yield FileEntry(path, int(item.get("size") or 0), _mtime_ns(item),
+                                handle=item["id"],
                                 hashes={"md5": item["md5Checksum"]} if item.get("md5Checksum")
                                 else {})
         for sub_id, path in subfolders:

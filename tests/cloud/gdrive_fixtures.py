@@ -15,7 +15,8 @@ from portal.storage.oauth import PROVIDERS
 from tests.fakes.gdrive import FakeDrive
 from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET
 
-__all__ = ["gdrive", "gdrive_dp", "gdrive_worker_env"]  # fixtures only, into tests/cloud/conftest.py
+# Only the fixtures go into tests/cloud/conftest.py.
+__all__ = ["gdrive", "gdrive_dp", "gdrive_worker_env"]
 
 GDRIVE_CHUNK = 256 * 1024  # Drive's smallest chunk: multi-chunk uploads of small files
 

@@ -268,7 +268,8 @@ def test_walk_follows_pages_and_reports_duplicate_names(gdrive, gdrive_dp):
     gdrive.add_file("alice", "Depot/Media/tab\there.iso", b"tab")
     gdrive.add_file("alice", "Depot/Media/dup.iso", b"first")
     gdrive.add_file("alice", "Depot/Media/dup.iso", b"second one")
-    gdrive.add_file("alice", "Depot/Media/sheet", b"", mime_type="application/vnd.google-apps.spreadsheet")
+    gdrive.add_file("alice", "Depot/Media/sheet", b"",
+                    mime_type="application/vnd.google-apps.spreadsheet")
     calls = len(gdrive.log)
     problems = []
     backend = storage_for(dp)
@@ -410,4 +411,43 @@ def test_a_download_link_gives_the_file_to_plain_http_and_expires(gdrive, gdrive
         gone = backend.download_link("Images/nothing.wim", 60)
         with http.get(gone, timeout=30) as missing:
             assert missing.status_code == 404
+    backend.http.close()
+
+
+def test_a_resumed_upload_without_centrals_md5_still_checks_drives(gdrive, gdrive_dp, image,
+                                                                   admin, work):
+    """When central gave no MD5 and a later run resumes the session, is the MD5 of what Drive
+    already kept rebuilt from central's file (no download), so the end check still holds?"""
+    from portal.services import jobs as jobs_service
+
+    dp = gdrive_dp()  # after central's scan: central has no MD5 for the image
+    gdrive.after_chunk = lambda n: n == 2 and gdrive.fail_uploads(1, "drop")
+    job = copy(admin, work, "Images/Win11.wim", dp)
+    assert job.state == "queued"
+    jobs_service.run_job(job.id, copies.copy_asset)
+    done = fresh(job.id)
+    assert done.state == "succeeded", done.error
+    assert len({c["upload_id"] for c in gdrive.chunks}) == 1
+    assert gdrive.upload_bytes() == len(image) + GDRIVE_CHUNK  # the dropped chunk, once more
+    item = gdrive.find("alice", "Depot/Images/Win11.wim")
+    assert item["appProperties"]["depot_md5"] == hashlib.md5(image).hexdigest()
+    assert status_at(dp, "Images/Win11.wim") == "current"
+
+
+def test_an_upload_of_a_version_already_there_sends_nothing(gdrive, gdrive_dp):
+    """If Drive already holds this very version (an earlier run's answer was lost), does the
+    upload report it done without a session?"""
+    from portal.storage.base import Source, UploadState
+
+    dp = gdrive_dp()
+    data = os.urandom(1000)
+    sha = hashlib.sha256(data).hexdigest()
+    gdrive.add_file("alice", "Depot/Images/done.wim", data, {
+        "depot_sha256": sha, "depot_md5": hashlib.md5(data).hexdigest(), "depot_size": "1000"})
+    backend = storage_for(dp)
+    upload = backend.upload(Source("Images/done.wim", 1000, sha, {}, lambda o, n: data[o:o + n]),
+                            UploadState())
+    assert upload.done["sha256"] == sha and upload.done["hashes"] == {
+        "md5": hashlib.md5(data).hexdigest()}
+    assert gdrive.sessions == {}
     backend.http.close()

@@ -298,7 +298,8 @@ class FakeDrive(FakeOAuthProvider):
                 next_token = secrets.token_urlsafe(12)
                 self.page_tokens[next_token] = (q, end)
                 answer["nextPageToken"] = next_token
-        fields = args.get("fields") or "kind,incompleteSearch,nextPageToken,files(kind,id,name,mimeType)"
+        fields = args.get("fields") or ("kind,incompleteSearch,nextPageToken,"
+                                        "files(kind,id,name,mimeType)")
         selected = {}
         for part in _split_fields(fields):
             if part.startswith("files(") and part.endswith(")"):
