@@ -21,6 +21,7 @@ import io
 import json
 import time
 from calendar import timegm
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Iterator
 
 import requests
@@ -38,6 +39,7 @@ BLOCK = 4 * MiB  # content_hash block size
 MANIFEST = ".depot/manifest"
 PAGE_SIZE = 2000  # list_folder's largest `limit`
 KIND = "dropbox"  # the hash kind key (central's provider hashes, FileEntry.hashes)
+RECORD_READERS = 4  # manifest records read at once by fill_hashes
 
 
 class ContentHasher:
@@ -284,14 +286,26 @@ class DropboxStorage(OAuthStorage):
 
     def fill_hashes(self, entries: list[FileEntry]) -> None:
         """The SHA-256 Depot recorded for each file, where the record is of this very version
-        (same size and content_hash); nothing is downloaded but the small records."""
-        for entry in entries:
+        (same size and content_hash); nothing is downloaded but the small records, a few at a
+        time."""
+        def fill(entry: FileEntry) -> None:
             if self.cancelled is not None and self.cancelled.is_set():
                 raise JobCancelled()
             record = self.read_record(entry.path)
-            if record and record.get("size") == entry.size and entry.hashes.get(KIND) \
+            if record and record.get("size") == entry.size \
                     and record.get(KIND) == entry.hashes[KIND] and record.get("sha256"):
                 entry.sha256 = record["sha256"]
+
+        with ThreadPoolExecutor(max_workers=RECORD_READERS,
+                                thread_name_prefix="dropbox-records") as pool:
+            futures = [pool.submit(fill, e) for e in entries if e.hashes.get(KIND)]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     def read_record(self, path: str) -> dict | None:
         """The manifest record of one file, None when there is none (or it is not readable)."""

@@ -78,12 +78,9 @@ def dropbox_dp(app, dropbox_fake, worker_env):
 
     def _make(name: str, user_id: str = "alice", folder: str = "Depot") -> DistributionPoint:
         token = dropbox_consent(dropbox_fake, app, user_id)
-        fresh = DropboxStorage(token=token, settings={"folder": folder}, name=name)
-        try:
+        with DropboxStorage(token=token, settings={"folder": folder}, name=name) as fresh:
             account = fresh.account()
             fresh.ensure_layout()
-        finally:
-            fresh.http.close()
         dp = DistributionPoint(name=name, kind="cloud", provider="dropbox", site="Cloud",
                                secret=secrets.encrypt(json.dumps(token)), status="online")
         dp.settings = {"folder": folder, "account": account["name"], "account_id": account["id"]}
@@ -94,7 +91,7 @@ def dropbox_dp(app, dropbox_fake, worker_env):
 
 
 def dropbox_backend(dp) -> DropboxStorage:
-    """The backend of a DP as jobs build it (close its `http` when done)."""
+    """The backend of a DP as jobs build it (a context manager that closes its connections)."""
     db.session.refresh(dp)
     return DropboxStorage(dp)
 

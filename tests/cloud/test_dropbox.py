@@ -15,7 +15,7 @@ from portal.models import InventoryFile, UploadSession
 from portal.services import copies, secrets
 from portal.services import distribution_points as dps
 from portal.storage.base import FileEntry, NeedsAuth, Source, StorageRefused, UploadState
-from portal.storage.dropbox import MAX_REQUEST, ContentHasher, DropboxStorage
+from portal.storage.dropbox import MAX_REQUEST, ContentHasher
 from tests.cloud.dropbox_fixtures import DROPBOX_CHUNK, dropbox_backend
 from tests.copies.conftest import fresh, status_at
 from tests.factories import write_file
@@ -99,17 +99,15 @@ def test_copy_with_central_content_hash_checks_it_at_the_end(dropbox_fake, dropb
     assert dropbox_fake.file("alice", "/Depot/Images/Big.wim") == data
 
     # Central's recorded hash disagrees with what arrives: the file is removed, the copy retried.
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         other = os.urandom(1000)
-        upload = backend.upload(Source("Images/Odd.bin", len(other), hashlib.sha256(other).hexdigest(),
-                                       {"dropbox": content_hash(b"something else")},
-                                       lambda o, n: other[o:o + n]), UploadState())
+        upload = backend.upload(Source(
+            "Images/Odd.bin", len(other), hashlib.sha256(other).hexdigest(),
+            {"dropbox": content_hash(b"something else")}, lambda o, n: other[o:o + n]),
+            UploadState())
         upload.send(0, other)
         with pytest.raises(StorageRefused, match="arrived damaged"):
             upload.finish()
-    finally:
-        backend.http.close()
     assert dropbox_fake.file("alice", "/Depot/Images/Odd.bin") is None
 
 
@@ -147,6 +145,8 @@ def test_revoked_consent_fails_the_copy_asking_to_reconnect(dropbox_fake, dropbo
     assert dropbox_fake.uploads == []
     db.session.refresh(dp)
     assert dp.status == "needs-auth"
+    with dropbox_backend(dp) as backend, pytest.raises(NeedsAuth, match="reconnect"):
+        backend.check()
     assert status_at(dp, key) == "failed"
 
 
@@ -252,8 +252,7 @@ def test_a_piece_over_150_mib_is_refused_before_it_goes_out(dropbox_fake, dropbo
         def __len__(self):
             return MAX_REQUEST + 1
 
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         data = b"x" * 100
         upload = backend.upload(Source("Images/a.bin", 100, hashlib.sha256(data).hexdigest(), {},
                                        lambda o, n: data[o:o + n]), UploadState())
@@ -263,23 +262,18 @@ def test_a_piece_over_150_mib_is_refused_before_it_goes_out(dropbox_fake, dropbo
         with pytest.raises(StorageRefused, match="in order"):
             upload.send(50, data[50:])
         assert dropbox_fake.uploads == before
-    finally:
-        backend.http.close()
 
 
 def test_the_fake_refuses_a_request_over_150_mib_like_dropbox(dropbox_fake, dropbox_dp):
     """(The fake's rule.) Is an append over the limit refused with payload_too_large, unread?"""
     dp = dropbox_dp("Dropbox HQ")
     dropbox_fake.max_request = 1000
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         data = os.urandom(2000)
         upload = backend.upload(Source("Images/a.bin", 2000, hashlib.sha256(data).hexdigest(), {},
                                        lambda o, n: data[o:o + n]), UploadState())
         with pytest.raises(StorageRefused, match="payload_too_large"):
             upload.send(0, data)
-    finally:
-        backend.http.close()
 
 
 def test_content_already_in_the_account_is_found_by_the_first_rescan(dropbox_fake, dropbox_dp,
@@ -300,12 +294,9 @@ def test_content_already_in_the_account_is_found_by_the_first_rescan(dropbox_fak
     dropbox_fake.put_file("alice", "/Depot/Notes/readme.txt", b"not a library")
     dropbox_fake.put_file("alice", "/Elsewhere/Images/x.wim", b"outside the DP's folder")
 
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         problems = []
         entries = {e.path: e for e in backend.walk(problems)}
-    finally:
-        backend.http.close()
     assert sorted(entries) == ["Images/Other.iso", "Images/Win11.wim",
                                "Reference Machines/Win11-Ref/a/b.bin"]
     assert entries["Images/Win11.wim"].hashes == {"dropbox": content_hash(image)}
@@ -336,14 +327,11 @@ def test_recorded_sha256_is_taken_only_for_the_version_it_was_recorded_for(dropb
             "size": len(recorded), "sha256": hashlib.sha256(recorded).hexdigest(),
             "dropbox": content_hash(recorded)}).encode())
     dropbox_fake.put_file("alice", "/Depot/Images/Unrecorded.wim", good)
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         entries = {e.path: e for e in backend.walk([])}
         assert sorted(entries) == ["Images/Changed.wim", "Images/Good.wim",
                                    "Images/Unrecorded.wim"]  # .depot is not content
         backend.fill_hashes(list(entries.values()))
-    finally:
-        backend.http.close()
     assert entries["Images/Good.wim"].sha256 == hashlib.sha256(good).hexdigest()
     assert entries["Images/Changed.wim"].sha256 is None
     assert entries["Images/Unrecorded.wim"].sha256 is None
@@ -357,11 +345,8 @@ def test_walk_follows_the_cursor_through_small_pages(dropbox_fake, dropbox_dp):
     for name in names:
         dropbox_fake.put_file("alice", f"/Depot/{name}", name.encode())
     dropbox_fake.log.clear()
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         found = sorted(e.path for e in backend.walk([]))
-    finally:
-        backend.http.close()
     assert found == sorted(names)
     continues = [p for _, p, _ in dropbox_fake.log if p.endswith("list_folder/continue")]
     assert len(continues) >= 4
@@ -386,21 +371,16 @@ def test_two_accounts_side_by_side(dropbox_fake, dropbox_dp, image, admin, work)
     assert dropbox_fake.file("bob", "/Branches/Seattle/Images/Win11.wim") == data
     assert status_at(hq, key) == status_at(branch, key) == "current"
     dropbox_fake.put_file("bob", "/Branches/Seattle/Media/only-bob.mp4", b"b")
-    hq_backend, branch_backend = dropbox_backend(hq), dropbox_backend(branch)
-    try:
+    with dropbox_backend(hq) as hq_backend, dropbox_backend(branch) as branch_backend:
         assert [e.path for e in hq_backend.walk([])] == ["Images/Win11.wim"]
         assert sorted(e.path for e in branch_backend.walk([])) == ["Images/Win11.wim",
                                                                    "Media/only-bob.mp4"]
-    finally:
-        hq_backend.http.close()
-        branch_backend.http.close()
 
 
 def test_check_says_what_is_wrong(dropbox_fake, dropbox_dp, app):
     """Does check() name a missing folder, and a reconnect to another account?"""
     dp = dropbox_dp("Dropbox HQ")
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         backend.check()
         backend.delete("Images")  # (a library folder; the DP folder itself stays)
         backend.rpc("files/delete_v2", {"path": "/Depot"})
@@ -411,8 +391,6 @@ def test_check_says_what_is_wrong(dropbox_fake, dropbox_dp, app):
             backend.check()
         free, total = backend.space()
         assert total == dropbox_fake.quota and 0 <= free <= total
-    finally:
-        backend.http.close()
 
 
 def test_download_link_needs_no_credential_and_expires(dropbox_fake, dropbox_dp, image, admin,
@@ -421,13 +399,10 @@ def test_download_link_needs_no_credential_and_expires(dropbox_fake, dropbox_dp,
     key, data = image
     dp = dropbox_dp("Dropbox HQ")
     assert copy(admin, work, key, dp).state == "succeeded"
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         link = backend.download_link(key, 3600)
         with pytest.raises(StorageRefused, match="not at"):
             backend.download_link("Images/Nope.wim", 3600)
-    finally:
-        backend.http.close()
     token = json.loads(secrets.decrypt(dp.secret))
     assert token["access_token"] not in link and token["refresh_token"] not in link
     with requests.get(link, timeout=10) as got:
@@ -442,8 +417,7 @@ def test_open_read_streams_the_content(dropbox_fake, dropbox_dp):
     dp = dropbox_dp("Dropbox HQ")
     data = os.urandom(3 * MiB + 5)
     dropbox_fake.put_file("alice", "/Depot/Media/Clip.mp4", data)
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         [entry] = list(backend.walk([]))
         digest, buf = hashlib.sha256(), bytearray(MiB)
         with backend.open_read(entry) as fh:
@@ -455,8 +429,6 @@ def test_open_read_streams_the_content(dropbox_fake, dropbox_dp):
         assert backend.stat(entry) is None
         with pytest.raises(FileNotFoundError):
             backend.open_read(FileEntry("Media/Clip.mp4", 1, 1))
-    finally:
-        backend.http.close()
 
 
 def test_delete_removes_files_folders_and_their_records(dropbox_fake, dropbox_dp, central,
@@ -477,11 +449,8 @@ def test_delete_removes_files_folders_and_their_records(dropbox_fake, dropbox_dp
         assert fresh(job.id).state == "succeeded", fresh(job.id).error
     assert dropbox_fake.paths("alice") == []
     assert dps.content(dp, "Images") == [] or status_at(dp, "Images/Win11.wim") == "missing"
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         backend.delete("Images/Win11.wim")  # absent: fine
-    finally:
-        backend.http.close()
 
 
 def test_secrets_stay_out_of_repr_errors_and_logs(dropbox_fake, dropbox_dp, image, admin, work,
@@ -513,13 +482,10 @@ def test_secrets_stay_out_of_repr_errors_and_logs(dropbox_fake, dropbox_dp, imag
     saved = db.session.scalar(select(UploadSession).where(UploadSession.dp_id == dp.id))
     assert json.loads(secrets.decrypt(saved.data))["session_id"] == session_id
     token = json.loads(secrets.decrypt(dp.secret))
-    backend = dropbox_backend(dp)
-    try:
+    with dropbox_backend(dp) as backend:
         upload = backend.upload(Source(key, 1, "0" * 64, {}, lambda o, n: b"x"), UploadState(
             json.loads(secrets.decrypt(saved.data))))
         shown = [repr(backend), repr(upload), str(backend.__dict__.get("name"))]
-    finally:
-        backend.http.close()
     secret_values = [session_id, token["access_token"], token["refresh_token"]]
     texts = [job.error, *(job.warnings or []), *records, *shown, saved.data, dp.config]
     for value in secret_values:
@@ -544,3 +510,14 @@ def test_names_beyond_ascii_and_empty_files_go_up(dropbox_fake, dropbox_dp, cent
     assert dropbox_fake.file("alice", "/Depot/Answer Files/empty.xml") == b""
     job = copy(admin, work, "Media/back\\\\slash.mp4", dp)
     assert job.state == "failed" and "Dropbox cannot hold this name" in job.error
+
+
+@pytest.mark.parametrize("size", [0, 1, 4 * MiB - 1, 4 * MiB, 4 * MiB + 1, 9 * MiB + 7])
+def test_content_hasher_fed_in_pieces_is_dropbox_content_hash(size):
+    """Does the client's running content_hash, fed in pieces that straddle the 4 MiB blocks,
+    equal Dropbox's (the fake's one-shot reference)?"""
+    data = os.urandom(size)
+    hasher = ContentHasher()
+    for start in range(0, size, 3 * MiB + 5):
+        hasher.update(data[start:start + 3 * MiB + 5])
+    assert hasher.hexdigest() == content_hash(data)

@@ -15,7 +15,6 @@ import hashlib
 import json
 import secrets
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -471,7 +470,8 @@ class FakeDropbox(FakeOAuthProvider):
 
     def session_start(self, user, args, data):
         session_id = secrets.token_urlsafe(32)
-        self.sessions[session_id] = Session(user.id, bytearray(data), closed=bool(args.get("close")))
+        self.sessions[session_id] = Session(user.id, bytearray(data),
+                                            closed=bool(args.get("close")))
         return {"session_id": session_id}
 
     def _session(self, user, cursor: dict, outer: str = "") -> Session:
