@@ -521,3 +521,33 @@ def test_content_hasher_fed_in_pieces_is_dropbox_content_hash(size):
     for start in range(0, size, 3 * MiB + 5):
         hasher.update(data[start:start + 3 * MiB + 5])
     assert hasher.hexdigest() == content_hash(data)
+
+
+def test_verify_trusts_matching_content_hashes_and_flags_a_corrupted_file(
+        dropbox_fake, dropbox_dp, central, rescan, admin, work):
+    """Does a verify of a Dropbox DP pass files whose content_hash is the recorded one without
+    downloading them, flag a file changed at Dropbox, and does a copy repair it?"""
+    from portal.services import verify
+
+    good, bad = os.urandom(300_000), os.urandom(300_000)
+    write_file(central.root, "Images/Good.wim", good)
+    write_file(central.root, "Images/Bad.wim", bad)
+    rescan(central)
+    dp = dropbox_dp("Dropbox HQ")
+    copies.request_copies(admin, ["Images/Good.wim", "Images/Bad.wim"], [dp.id])
+    work()
+    assert status_at(dp, "Images/Good.wim") == status_at(dp, "Images/Bad.wim") == "current"
+    dropbox_fake.corrupt("alice", "/Depot/Images/Bad.wim")
+    dropbox_fake.log.clear()
+    job, _ = verify.request_verify(dp, admin)
+    work()
+    assert fresh(job.id).state in ("succeeded", "failed"), fresh(job.id).error
+    assert status_at(dp, "Images/Good.wim") == "current"
+    assert status_at(dp, "Images/Bad.wim") == "failed"
+    downloads = [p for _, p, _ in dropbox_fake.log if p.endswith("files/download")]
+    assert len(downloads) == 1  # the changed file only; the intact one is not read
+    [repair] = copies.request_copies(admin, ["Images/Bad.wim"], [dp.id])
+    work()
+    assert fresh(repair.id).state == "succeeded", fresh(repair.id).error
+    assert dropbox_fake.file("alice", "/Depot/Images/Bad.wim") == bad
+    assert status_at(dp, "Images/Bad.wim") == "current"
