@@ -197,7 +197,8 @@ class OneDriveStorage(OAuthStorage):
     def account(self) -> dict:
         """{"id", "name"} of the signed-in Microsoft account (its sign-in name where it has one)."""
         _, me = self._json("GET", f"{self.api}/me")
-        name = me.get("userPrincipalName") or me.get("mail") or me.get("displayName") or me.get("id")
+        name = (me.get("userPrincipalName") or me.get("mail") or me.get("displayName")
+                or me.get("id"))
         return {"id": me.get("id"), "name": name}
 
     # --- the storage interface ---------------------------------------------------------------
@@ -215,7 +216,8 @@ class OneDriveStorage(OAuthStorage):
             raise StorageRefused(f"the folder {self.folder} is not in {me['name']}'s OneDrive "
                                  "(deleted or renamed?): create it again or reconnect the DP")
         if "folder" not in item:
-            raise StorageRefused(f"{self.folder} in {me['name']}'s OneDrive is a file, not a folder")
+            raise StorageRefused(f"{self.folder} in {me['name']}'s OneDrive is a file, not a "
+                                 "folder")
 
     def ensure_layout(self) -> None:
         """Create the DP's folder and its six library folders where they are missing."""
@@ -315,6 +317,7 @@ class OneDriveStorage(OAuthStorage):
         return _Download(response)
 
     def stat(self, entry: FileEntry) -> tuple[int, int] | None:
+        """(size, mtime_ns) of the item now, or None when it is gone."""
         status, item = self._json("GET", self._item_url(entry.handle), expect=(200, 404)) \
             if entry.handle is not None else (404, {})
         if status == 404:
@@ -380,6 +383,7 @@ class _Download(io.RawIOBase):
         self._response = response
 
     def readable(self) -> bool:
+        """Always: a download is read only."""
         return True
 
     def readinto(self, buffer) -> int:
@@ -487,6 +491,7 @@ class _GraphUpload(Upload):
     # --- the Upload interface --------------------------------------------------------------
 
     def missing(self) -> list[tuple[int, int]]:
+        """From where OneDrive expects the next byte to the end."""
         return [(self.offset, self.size)] if self.offset < self.size else []
 
     def send(self, offset: int, data: bytes) -> None:
@@ -532,6 +537,7 @@ class _GraphUpload(Upload):
                                          "sent; the next try continues from where OneDrive got")
 
     def checkpoint(self) -> None:
+        """Keep how far the session got (the copy's own thread)."""
         if self.url and self.offset != self._saved_offset:
             self._save()
 
@@ -561,6 +567,7 @@ class _GraphUpload(Upload):
         return self._result(self.item, actual)
 
     def abort(self) -> None:
+        """Cancel the session at OneDrive (gone already is fine)."""
         if self.url:
             self.backend._cancel_session(self.url)
             self.url = None

@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Job, Notification, UploadSession
-from portal.services import copies, secrets
+from portal.services import copies, jobs, secrets, verify
 from portal.services import distribution_points as dps
 from portal.storage.base import Source, StorageRefused, UploadState
 from tests.cloud.onedrive_fixtures import ONEDRIVE_CHUNK, onedrive_backend
+from tests.conftest import wait_for
 from tests.factories import write_file
 from tests.fakes.graph import quick_xor
 
@@ -288,7 +289,8 @@ def test_content_already_in_the_account_is_found_by_the_first_rescan(central, re
     items = {i["key"]: i for i in dps.content(dp)}
     assert items["Images/Old.wim"]["status"] == "current"
     assert items["Reference Machines/Win11-Ref"]["status"] == "current"
-    assert items["Images/Foreign.wim"]["status"] == "unverified"  # nobody recorded it: a verify hashes it
+    # Nobody recorded its SHA-256 and central has no such file: a verify hashes it once.
+    assert items["Images/Foreign.wim"]["status"] == "unverified"
     assert set(items) == {"Images/Old.wim", "Reference Machines/Win11-Ref", "Images/Foreign.wim"}
     rows = {row.path: row for row in db.session.scalars(
         select(InventoryFile).where(InventoryFile.dp_id == dp.id))}
@@ -340,7 +342,8 @@ def test_two_accounts_side_by_side(central, rescan, copy, onedrive_dp, graph_fak
     assert status_at(branch, "Images/a.wim") == "missing"
     for dp in (hq, branch):
         rescan(dp)
-    assert status_at(hq, "Images/a.wim") == "current" and status_at(branch, "Media/b.iso") == "current"
+    assert status_at(hq, "Images/a.wim") == "current"
+    assert status_at(branch, "Media/b.iso") == "current"
 
 
 # --- links, deletes, listing, reading ------------------------------------------------------------
@@ -446,7 +449,7 @@ def test_check_space_and_account(onedrive_dp, graph_fake):
         assert backend.account() == {"id": "alice", "name": "alice@example.com"}
         assert backend.space() == (graph_fake.quota_total, graph_fake.quota_total)
         backend.settings["folder"] = "Elsewhere"
-        with pytest.raises(StorageRefused, match="the folder Elsewhere is not in alice@example.com"):
+        with pytest.raises(StorageRefused, match="folder Elsewhere is not in alice@example.com"):
             backend.check()
         backend.settings.update(folder="Depot", account_id="bob", account="bob@example.com")
         with pytest.raises(StorageRefused, match="reconnect it with the right account"):
@@ -519,3 +522,71 @@ def fresh_dp(dp):
 def source_of(path: str, data: bytes) -> Source:
     return Source(path, len(data), hashlib.sha256(data).hexdigest(), {},
                   lambda offset, length: data[offset:offset + length])
+
+
+# --- verify and a killed worker -------------------------------------------------------------------
+
+def test_verify_downloads_only_what_onedrive_cannot_vouch_for(central, rescan, copy, admin, work,
+                                                              onedrive_dp, graph_fake):
+    """Does a verify trust OneDrive's hash where it still equals the recorded one, download and
+    flag a file whose bytes changed there, and hash once content nobody recorded?"""
+    dp = onedrive_dp("OneDrive HQ")
+    data, fine = os.urandom(ONEDRIVE_CHUNK + 5), os.urandom(1000)
+    write_file(central.root, "Images/Win11.wim", data)
+    write_file(central.root, "Images/Fine.wim", fine)
+    rescan(central)
+    copy(["Images/Win11.wim"], dp)
+    copy(["Images/Fine.wim"], dp)
+    graph_fake.add_file("alice", "Depot/Media/foreign.iso", b"written by hand")
+    rescan(dp)
+    assert status_at(dp, "Media/foreign.iso") == "unverified"
+    graph_fake.corrupt("alice", "Depot/Images/Win11.wim")
+    graph_fake.log.clear()
+    job, _ = verify.request_verify(dp, admin)
+    work()
+    done = fresh(job.id)
+    assert done.state == "succeeded", done.error
+    assert "1 hash mismatch(es)" in done.summary and "1 hashed for the first time" in done.summary
+    assert status_at(dp, "Images/Win11.wim") == "failed"
+    assert status_at(dp, "Images/Fine.wim") == "current"
+    assert status_at(dp, "Media/foreign.iso") == "only-here"
+    assert len([p for _, p, _ in graph_fake.log if p.startswith("/dl/")]) == 2  # not Fine.wim
+
+
+@pytest.mark.slow
+def test_a_killed_worker_resumes_the_saved_session_in_another_process(central, rescan, admin,
+                                                                     onedrive_dp, graph_fake,
+                                                                     start_worker):
+    """After SIGKILL half-way, does another worker process take the session URL kept (encrypted)
+    in the database, ask OneDrive how far it got, and send only the rest?"""
+    data = os.urandom(8 * ONEDRIVE_CHUNK + 321)
+    write_file(central.root, "Images/Win11.wim", data)
+    rescan(central)
+    dp = onedrive_dp("OneDrive HQ")
+    dp.bandwidth_limit = 1 * MB  # about 5 s in all: time to kill it half-way
+    db.session.commit()
+    [job] = copies.request_copies(admin, ["Images/Win11.wim"], [dp.id])
+    worker = start_worker()
+    wait_for(lambda: (fresh(job.id).bytes_done or 0) >= 3 * ONEDRIVE_CHUNK, timeout=60,
+             message="the copy to get a third of the way")
+    worker.kill()
+    assert graph_fake.file("alice", "Depot/Images/Win11.wim") is None  # never a partial file
+    assert db.session.scalars(select(UploadSession).where(UploadSession.dp_id == dp.id)).all()
+    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
+             message="recovery to notice the dead worker")
+    stored_before = sum(p["length"] for p in graph_fake.upload_puts() if p["status"] == 202)
+    puts_before = len(graph_fake.upload_puts())
+    assert stored_before >= 3 * ONEDRIVE_CHUNK
+    start_worker()
+    wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=60,
+             message="the resumed copy to finish")
+    done = fresh(job.id)
+    assert done.state == "succeeded", done.error
+    assert graph_fake.file("alice", "Depot/Images/Win11.wim") == data
+    after = graph_fake.upload_puts()[puts_before:]
+    assert after and after[0]["range"].startswith(f"bytes {stored_before}-")
+    assert sum(p["length"] for p in after) == len(data) - stored_before
+    calls = [(method, path) for method, path, _ in graph_fake.log]
+    assert sum(path.endswith(":/createUploadSession") for _, path in calls) == 1
+    assert ("GET", "/up/<session>") in calls
+    assert status_at(dp, "Images/Win11.wim") == "current"

@@ -327,7 +327,8 @@ class FakeGraph(FakeOAuthProvider):
         self._check_name(name)
         existing = self._child(user, parent.id, name)
         if existing is not None:
-            if body.get("@microsoft.graph.conflictBehavior", "fail") == "fail" or not existing.folder:
+            conflict = body.get("@microsoft.graph.conflictBehavior", "fail")
+            if conflict == "fail" or not existing.folder:
                 self.error(409, "nameAlreadyExists", "The specified item name already exists.")
             return jsonify(self._json(user, existing)), 200
         item = Item(self._new_id(), name, parent.id, True)
