@@ -48,6 +48,9 @@ class Config:
     # Optional read-rate cap for rescans (bytes/s, 0 = none) so a scan does not starve a busy disk.
     DEPOT_SCAN_RATE_LIMIT = _env_int("DEPOT_SCAN_RATE_LIMIT", 0)
     DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))
+    # The address endpoints reach the central server at (Google Drive download links go through
+    # it; see portal/storage/gdrive.py). Unset: the host of the request that made the link.
+    DEPOT_PUBLIC_URL = os.environ.get("DEPOT_PUBLIC_URL")
     # Cloud DPs. Partial uploads at a provider older than this are aborted (a daily sweep).
     DEPOT_UPLOAD_ABANDON_AFTER = _env_int("DEPOT_UPLOAD_ABANDON_AFTER", 7 * 86400)
     DEPOT_SWEEP_CRON = os.environ.get("DEPOT_SWEEP_CRON", "30 4 * * *")
