@@ -150,11 +150,11 @@ def test_revoked_consent_fails_the_copy_asking_to_reconnect(dropbox_fake, dropbo
     assert status_at(dp, key) == "failed"
 
 
-@pytest.mark.parametrize("failure", ["drop", "drop_after", "500"])
+@pytest.mark.parametrize("failure", ["drop", "drop_after", "500", "429"])
 def test_an_interrupted_upload_resumes_its_session_sending_only_what_is_missing(
         failure, dropbox_fake, dropbox_dp, image, admin, work):
     """When a piece's request fails (the connection drops before or after Dropbox took the data,
-    or a 500), does the retried copy resume the same session from the offset Dropbox has, without
+    a 500, or Dropbox throttles), does the retried copy resume the same session from the offset Dropbox has, without
     sending what Dropbox already took?"""
     key, data = image
     dp = dropbox_dp("Dropbox HQ")

@@ -125,9 +125,9 @@ class FakeDropbox(FakeOAuthProvider):
             node.data, node.rev, node.modified = bytes(data), secrets.token_hex(9), time.time()
 
     def fail_next(self, count: int = 1, mode: str = "500") -> None:
-        """The next `count` upload requests fail: "500" (a server error), "drop" (the
-        connection drops before the data is taken) or "drop_after" (the data is taken, then
-        the connection drops: the answer is lost)."""
+        """The next `count` upload requests fail: "500" (a server error), "429" (throttled,
+        with Retry-After), "drop" (the connection drops before the data is taken) or
+        "drop_after" (the data is taken, then the connection drops: the answer is lost)."""
         with self.lock:
             self._failures.extend([mode] * count)
 
@@ -307,6 +307,12 @@ class FakeDropbox(FakeOAuthProvider):
                 request.get_data()
                 return jsonify({"error_summary": "internal_error/..", "error": {
                     ".tag": "internal_error"}}), 500
+            if failure == "429":
+                entry["status"] = 429
+                request.get_data()
+                return jsonify({"error_summary": "too_many_requests/..", "error": {
+                    "reason": {".tag": "too_many_requests"}, "retry_after": 1}}), 429, {
+                    "Retry-After": "1"}
             if (request.content_length or 0) > self.max_request:
                 entry["status"] = 409
                 self.error(409, "payload_too_large")  # before reading a byte of it
