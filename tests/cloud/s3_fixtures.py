@@ -1,0 +1,192 @@
+"""S3 over real HTTP: moto's server on a loopback port, and S3 DPs that point at it.
+
+The server is moto's own WSGI app and request handler (what `ThreadedMotoServer` runs), served
+here by werkzeug so that a test can stop it (the port then refuses connections) and start it again
+on the same port with its buckets intact, and so that the test sees the requests it gets. In front
+of moto sits one rule of real S3 that moto lacks: a request signed with a clock more than 15 minutes
+away from the server's is refused with 403 RequestTimeTooSkewed (`server.clock_offset`).
+"""
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+from portal.extensions import db
+from portal.models import DistributionPoint
+from portal.services import secrets
+
+BUCKET = "depot-test"
+CREDENTIALS = {"access_key_id": "AKIADEPOTTEST0000001",
+               "secret_access_key": "depot/Test+Secret0123456789abcdefSECRET"}
+SKEW_LIMIT = 15 * 60
+SKEWED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeTooSkewed</Code>'
+          b"<Message>The difference between the request time and the current time is too large."
+          b"</Message><MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>")
+
+
+class _QuietHandler(MotoRequestHandler):
+    def log_request(self, code="-", size="-"):  # one line per request drowns a failure's output
+        pass
+
+
+class MotoS3:
+    """moto's S3 on 127.0.0.1: `url`, `stop()`/`start()`, `reset()`, and what it was asked:
+    `calls[(method, operation)]` (operation: object, list, uploads, upload, part) and `parts`
+    (the part numbers of every UploadPart, in order)."""
+
+    def __init__(self):
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.calls: Counter = Counter()
+        self.parts: list[int] = []
+        self.clock_offset: float | None = None  # seconds the server's clock is ahead
+        self.lock = threading.Lock()
+        self._server = self._thread = None
+        self._port = 0
+        self.start()
+
+    def _app(self, environ, start_response):
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        method = environ["REQUEST_METHOD"]
+        operation = ("part" if "partNumber" in query else "uploads" if "uploads" in query
+                     else "upload" if "uploadId" in query else "list" if "list-type" in query
+                     else "object")
+        with self.lock:
+            self.calls[(method, operation)] += 1
+            if operation == "part" and method == "PUT":
+                self.parts.append(int(query["partNumber"][0]))
+        signed = environ.get("HTTP_X_AMZ_DATE") or (query.get("X-Amz-Date") or [None])[0]
+        if self.clock_offset is not None and signed:
+            when = datetime.strptime(signed, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            if abs(time.time() + self.clock_offset - when.timestamp()) > SKEW_LIMIT:
+                environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                start_response("403 Forbidden", [("Content-Type", "application/xml"),
+                                                 ("Content-Length", str(len(SKEWED)))])
+                return [SKEWED]
+        return self.moto(environ, start_response)
+
+    def start(self) -> None:
+        """Serve on the server's port (a new one the first time)."""
+        assert self._server is None, "already running"
+        self._server = make_server("127.0.0.1", self._port, self._app, threaded=True,
+                                   request_handler=_QuietHandler)
+        self._port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self._port}"
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, name="moto-s3", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket: connections are refused until start()."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def reset(self) -> None:
+        """Forget every bucket, user and count; no IAM checks, a right clock."""
+        with requests.Session() as http:
+            http.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
+            http.post(f"{self.url}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
+        self.forget_requests()
+        self.clock_offset = None
+
+    def forget_requests(self) -> None:
+        with self.lock:
+            self.calls.clear()
+            self.parts.clear()
+
+    def client(self, service: str = "s3", credentials: dict = CREDENTIALS):
+        """A boto3 client of the test's own, to look at (or arrange) what the server holds."""
+        return boto3.session.Session().client(
+            service, endpoint_url=self.url, region_name="us-east-1",
+            aws_access_key_id=credentials["access_key_id"],
+            aws_secret_access_key=credentials["secret_access_key"],
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server):
+    """The moto server, emptied, with the bucket BUCKET; stopped servers are started again."""
+    if moto_server._server is None:
+        moto_server.start()
+    moto_server.reset()
+    client = moto_server.client()
+    client.create_bucket(Bucket=BUCKET)
+    client.close()
+    moto_server.forget_requests()
+    yield moto_server
+    if moto_server._server is None:
+        moto_server.start()
+
+
+@pytest.fixture
+def s3_client(s3):
+    """A plain boto3 client on the server: the test's own view of the bucket."""
+    client = s3.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def s3_settings(s3):
+    """A cloud DP's settings for the bucket, with a prefix given untidily."""
+    return {"endpoint_url": s3.url, "region": "us-east-1", "bucket": BUCKET,
+            "prefix": "/depot//hq/"}
+
+
+@pytest.fixture
+def make_s3_dp(app, s3_settings):
+    """make_s3_dp(name, **settings) -> an S3 DP row (online), its keys encrypted as Depot does."""
+    def _make(name="Cloud S3", credentials=CREDENTIALS, **settings):
+        dp = DistributionPoint(name=name, kind="cloud", provider="s3", site="Cloud",
+                               settings={**s3_settings, **settings},
+                               secret=secrets.encrypt(json.dumps(credentials)), status="online")
+        db.session.add(dp)
+        db.session.commit()
+        return dp
+    return _make
+
+
+@pytest.fixture
+def s3_dp(make_s3_dp):
+    return make_s3_dp()
+
+
+@pytest.fixture
+def iam_user(s3):
+    """iam_user(actions) -> credentials of a new IAM user allowed only `actions` (e.g.
+    ["s3:ListBucket"]); from then on the server checks every request's key, signature and
+    permissions, as real S3 does."""
+    iam = s3.client("iam")
+
+    def _user(actions, name="depot"):
+        iam.create_user(UserName=name)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        iam.put_user_policy(UserName=name, PolicyName="depot", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+        requests.post(f"{s3.url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+        return {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    yield _user
+    iam.close()
+    requests.post(f"{s3.url}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
