@@ -16,7 +16,6 @@ longer knows (they last 7 days) means starting again. Dropbox has no call to can
 upload sessions: `abort` forgets it and `sweep_uploads` has nothing to do (they expire by
 themselves).
 """
-import hashlib
 import io
 import json
 import time
@@ -31,6 +30,7 @@ from portal.services.libraries import LIBRARIES, is_ignored_entry
 from portal.services.names import escape_component, unescape_component
 from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageRefused,
                                  StorageUnavailable, Upload, UploadState)
+from portal.storage.hashes import DropboxContentHash
 from portal.storage.oauth import PROVIDERS, READ_TIMEOUT, OAuthStorage
 
 MiB = 1024 * 1024
@@ -40,33 +40,6 @@ MANIFEST = ".depot/manifest"
 PAGE_SIZE = 2000  # list_folder's largest `limit`
 KIND = "dropbox"  # the hash kind key (central's provider hashes, FileEntry.hashes)
 RECORD_READERS = 4  # manifest records read at once by fill_hashes
-
-
-class ContentHasher:
-    """Dropbox's `content_hash`: SHA-256 of the concatenated SHA-256 digests of each 4 MiB
-    block, hex. Fed in order, in pieces of any size."""
-
-    def __init__(self):
-        self._overall = hashlib.sha256()
-        self._block = hashlib.sha256()
-        self._in_block = 0
-
-    def update(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            take = min(BLOCK - self._in_block, len(view))
-            self._block.update(view[:take])
-            self._in_block += take
-            view = view[take:]
-            if self._in_block == BLOCK:
-                self._overall.update(self._block.digest())
-                self._block, self._in_block = hashlib.sha256(), 0
-
-    def hexdigest(self) -> str:
-        overall = self._overall.copy()
-        if self._in_block:
-            overall.update(self._block.digest())
-        return overall.hexdigest()
 
 
 class DropboxConflict(StorageRefused):
@@ -451,7 +424,7 @@ class _DropboxUpload(Upload):
             self._save()
         self.hasher = None
         if KIND not in source.hashes:  # central gave no content_hash: compute it while sending
-            self.hasher = ContentHasher()
+            self.hasher = DropboxContentHash()
             position = 0  # what an earlier run sent is read again from central's disk
             while position < self.offset:
                 data = source.read(position, min(BLOCK, self.offset - position))

@@ -15,7 +15,8 @@ from portal.models import InventoryFile, UploadSession
 from portal.services import copies, secrets
 from portal.services import distribution_points as dps
 from portal.storage.base import FileEntry, NeedsAuth, Source, StorageRefused, UploadState
-from portal.storage.dropbox import MAX_REQUEST, ContentHasher
+from portal.storage.dropbox import MAX_REQUEST
+from portal.storage.hashes import DropboxContentHash
 from tests.cloud.dropbox_fixtures import DROPBOX_CHUNK, dropbox_backend
 from tests.copies.conftest import fresh, status_at
 from tests.factories import write_file
@@ -517,7 +518,7 @@ def test_content_hasher_fed_in_pieces_is_dropbox_content_hash(size):
     """Does the client's running content_hash, fed in pieces that straddle the 4 MiB blocks,
     equal Dropbox's (the fake's one-shot reference)?"""
     data = os.urandom(size)
-    hasher = ContentHasher()
+    hasher = DropboxContentHash()
     for start in range(0, size, 3 * MiB + 5):
         hasher.update(data[start:start + 3 * MiB + 5])
     assert hasher.hexdigest() == content_hash(data)
