@@ -32,6 +32,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/rescan.py
 	$(BIN)/python bench/copy.py
+	$(BIN)/python bench/cloud.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.work
