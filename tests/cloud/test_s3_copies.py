@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import InventoryFile, UploadSession
-from portal.services import copies, jobs
+from portal.services import copies, jobs, verify
 from portal.services import distribution_points as dps
 from tests.cloud.s3_fixtures import BUCKET
 from tests.conftest import wait_for
@@ -211,3 +211,43 @@ def test_delete_jobs_remove_a_file_asset_and_a_folder_asset(central, admin, resc
     assert sorted(inventory(s3_dp)) == ["Platform Packs/Dell2/c.inf"]
     assert status_at(s3_dp, "Images/Win11.wim") == "missing"
     assert status_at(s3_dp, "Platform Packs/Dell") == "missing"
+
+
+def test_content_put_there_by_others_matches_central_by_its_md5_etag(central, admin, rescan, s3,
+                                                                     s3_dp, s3_client):
+    """A file someone uploaded in one PUT (its ETag is its MD5) with central's very bytes: is it
+    current after a rescan, with nothing downloaded from S3?"""
+    answer = b"<unattend>same bytes as central</unattend>"
+    write_file(central.root, "Answer Files/unattend.xml", answer)
+    rescan(central)
+    s3_client.put_object(Bucket=BUCKET, Key=PREFIX + "Answer Files/unattend.xml", Body=answer)
+    s3_client.put_object(Bucket=BUCKET, Key=PREFIX + "Answer Files/other.xml", Body=b"other")
+    s3.forget_requests()
+    rescan(s3_dp)
+    assert s3.calls[("GET", "object")] == 0
+    row = inventory(s3_dp)["Answer Files/unattend.xml"]
+    assert row.sha256 == hashlib.sha256(answer).hexdigest()
+    assert status_at(s3_dp, "Answer Files/unattend.xml") == "current"
+    assert status_at(s3_dp, "Answer Files/other.xml") == "unverified"
+
+
+def test_verify_of_an_s3_dp_downloads_only_what_nobody_recorded(central, admin, rescan, s3, s3_dp,
+                                                                s3_client, work):
+    """Is what Depot wrote vouched for by its unchanged ETag, and a foreign object downloaded and
+    hashed once?"""
+    image = os.urandom(PART + 3)
+    write_file(central.root, "Images/Win11.wim", image)
+    rescan(central)
+    copies.request_copies(admin, ["Images/Win11.wim"], [s3_dp.id])
+    work()
+    s3_client.put_object(Bucket=BUCKET, Key=PREFIX + "Media/tools.iso", Body=b"tools")
+    rescan(s3_dp)
+    s3.forget_requests()
+    job, _ = verify.request_verify(s3_dp, admin)
+    work()
+    done = fresh(job.id)
+    assert done.state == "succeeded", done.error
+    assert "2 file(s) verified" in done.summary and "all intact" in done.summary
+    assert "1 hashed for the first time" in done.summary
+    assert s3.calls[("GET", "object")] == 1  # the foreign object only
+    assert inventory(s3_dp)["Media/tools.iso"].sha256 == hashlib.sha256(b"tools").hexdigest()
