@@ -315,8 +315,9 @@ class S3Storage(StorageBackend):
 
     def head(self, key: str, doing: str = "read object details") -> dict | None:
         """HEAD an object (with its checksum where the server keeps one); None when absent."""
+        mode = {"ChecksumMode": "ENABLED"} if self.checksum else {}  # not for servers without
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            return self.client.head_object(Bucket=self.bucket, Key=key, **mode)
         except ClientError as exc:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
