@@ -49,6 +49,9 @@ class MotoS3:
         self.calls: Counter = Counter()
         self.parts: list[int] = []
         self.clock_offset: float | None = None  # seconds the server's clock is ahead
+        # How CreateMultipartUpload takes a checksum algorithm: "take" (as moto does), "refuse"
+        # (400 InvalidRequest) or "ignore" (not echoed), as older S3-compatible servers do.
+        self.checksums = "take"
         self.lock = threading.Lock()
         self._server = self._thread = None
         self._port = 0
@@ -72,6 +75,16 @@ class MotoS3:
                 start_response("403 Forbidden", [("Content-Type", "application/xml"),
                                                  ("Content-Length", str(len(SKEWED)))])
                 return [SKEWED]
+        if operation == "uploads" and method == "POST" and self.checksums != "take" \
+                and "HTTP_X_AMZ_CHECKSUM_ALGORITHM" in environ:
+            if self.checksums == "refuse":
+                refused = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidRequest'
+                           b"</Code><Message>Checksum algorithm not supported</Message></Error>")
+                start_response("400 Bad Request", [("Content-Type", "application/xml"),
+                                                   ("Content-Length", str(len(refused)))])
+                return [refused]
+            environ.pop("HTTP_X_AMZ_CHECKSUM_ALGORITHM")
+            environ.pop("HTTP_X_AMZ_CHECKSUM_TYPE", None)
         return self.moto(environ, start_response)
 
     def start(self) -> None:
@@ -100,7 +113,7 @@ class MotoS3:
             http.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
             http.post(f"{self.url}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
         self.forget_requests()
-        self.clock_offset = None
+        self.clock_offset, self.checksums = None, "take"
 
     def forget_requests(self) -> None:
         with self.lock:

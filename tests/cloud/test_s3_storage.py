@@ -468,6 +468,23 @@ def test_without_checksums_uploads_still_check_size_and_sha256(app, s3_settings,
     assert "ChecksumCRC64NVME" not in head
 
 
+@pytest.mark.parametrize("server", ["refuse", "ignore"])
+def test_a_server_without_crc64nvme_gets_uploads_without_it(app, s3, storage, s3_client, server):
+    """A server that refuses the checksum headers, or ignores them: does the upload go on without
+    a checksum (parts included) and still end checked by size and SHA-256?"""
+    s3.checksums = server
+    data = os.urandom(PART + 10)
+    upload = storage.upload(source("Images/a.wim", data), UploadState())
+    assert upload.checksum is False
+    send_parts(upload, data, [1, 2])
+    result = upload.finish()
+    assert "crc64nvme" not in result["hashes"]
+    assert result["sha256"] == hashlib.sha256(data).hexdigest()
+    assert s3.calls[("POST", "uploads")] == (2 if server == "refuse" else 1)
+    with s3_client.get_object(Bucket=BUCKET, Key=PREFIX + "Images/a.wim")["Body"] as stream:
+        assert stream.read() == data
+
+
 def test_a_part_that_is_not_whole_is_refused_before_sending(app, s3, storage):
     data = os.urandom(PART + 10)
     upload = storage.upload(source("Images/a.wim", data), UploadState())
