@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import InventoryFile, UploadSession
-from portal.services import copies, jobs, verify
+from portal.services import cloud_dps, copies, jobs, verify
 from portal.services import distribution_points as dps
-from tests.cloud.s3_fixtures import BUCKET
+from tests.cloud.s3_fixtures import BUCKET, CREDENTIALS
 from tests.conftest import wait_for
 from tests.copies.conftest import fresh, status_at
 from tests.factories import write_file
@@ -251,3 +251,21 @@ def test_verify_of_an_s3_dp_downloads_only_what_nobody_recorded(central, admin, 
     assert "1 hashed for the first time" in done.summary
     assert s3.calls[("GET", "object")] == 1  # the foreign object only
     assert inventory(s3_dp)["Media/tools.iso"].sha256 == hashlib.sha256(b"tools").hexdigest()
+
+
+def test_an_s3_dp_added_like_the_console_does_finds_what_an_older_console_put_there(
+        central, admin, rescan, s3, s3_settings, s3_client, work):
+    """Objects with our SHA-256 in their metadata already in the bucket: after "Add cloud" (its
+    connection test, then its first rescan), are they current without any upload?"""
+    image = os.urandom(1000)
+    write_file(central.root, "Images/Win11.wim", image)
+    rescan(central)
+    s3_client.put_object(Bucket=BUCKET, Key="depot/branch/Images/Win11.wim", Body=image,
+                         Metadata={"sha256": hashlib.sha256(image).hexdigest()})
+    s3.forget_requests()
+    dp = cloud_dps.add_s3(admin, {"name": "Older", **s3_settings, "prefix": "depot/branch",
+                                  **CREDENTIALS})
+    work()
+    assert status_at(dp, "Images/Win11.wim") == "current"
+    assert s3.calls[("PUT", "object")] == 2  # the probes of the test and of the first rescan
+    assert not s3.parts and s3.calls[("GET", "object")] == 0
