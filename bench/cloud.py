@@ -7,8 +7,8 @@ S3 DP is added the way the console does (`cloud_dps.add_s3` by an admin: connect
 first rescan). An image of --size-gib (random bytes) is written to central's Images library and
 central is rescanned; then `copies.request_copies` asks for the copy and a real `rq.SimpleWorker`
 runs it in burst mode, with Depot's default S3 settings: DEPOT_S3_PART_SIZE 64 MiB,
-DEPOT_S3_PARALLEL 4, DEPOT_S3_CHECKSUM on (CRC64NVME per part and for the whole object), and
-DEPOT_COPY_STREAMS 4 (its default, 3, would cap the parts in flight at 3).
+DEPOT_S3_PARALLEL 4 parts in flight, DEPOT_S3_CHECKSUM on (CRC64NVME per part and for the whole
+object).
 
 "Depot s" is wall-clock time around the worker burst, end to end: reading central, HEAD (is it
 there already?), CreateMultipartUpload, the parts, CompleteMultipartUpload, the HEAD that checks
@@ -143,7 +143,7 @@ def bench(args) -> None:
     size = int(args.size_gib * 1024 * MiB)
     os.makedirs(WORK)
     moto = MotoProcess(os.path.join(WORK, "moto.log"))
-    depot = Depot(os.path.join(WORK, "depot"), DEPOT_COPY_STREAMS=4)
+    depot = Depot(os.path.join(WORK, "depot"))
     try:
         moto.wait_up()
         client = s3_client(moto.url)
@@ -156,8 +156,8 @@ def bench(args) -> None:
         config = depot.app.config
         print(f"moto_server on 127.0.0.1:{moto.port} (its own process), added as an S3 DP "
               f"(bucket {BUCKET}, prefix {PREFIX}); {os.cpu_count()} cores; Depot: parts of "
-              f"{config['DEPOT_S3_PART_SIZE'] // MiB} MiB, {config['DEPOT_S3_PARALLEL']} at once "
-              f"(DEPOT_COPY_STREAMS {config['DEPOT_COPY_STREAMS']}), CRC64NVME "
+              f"{config['DEPOT_S3_PART_SIZE'] // MiB} MiB, {config['DEPOT_S3_PARALLEL']} at once, "
+              "CRC64NVME "
               f"{'on' if config['DEPOT_S3_CHECKSUM'] else 'off'}")
 
         source = os.path.join(depot.root, IMAGE)

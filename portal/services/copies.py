@@ -260,7 +260,7 @@ def _send_file(backend, central_root: str, row, chunk: int, streams: int, thrott
         if upload.done is not None:  # an earlier run got it there; only its answer was lost
             state.clear()
             return upload.done
-        _send_chunks(upload, fd, row.size, min(streams, upload.parallel) or 1,
+        _send_chunks(upload, fd, row.size, max(1, upload.parallel or streams),
                      upload.chunk_size or chunk, throttle, progress, done_before, moved)
         try:
             result = upload.finish()

@@ -101,7 +101,7 @@ class Upload(ABC):
     thread, which holds the database session); `send()` runs on other threads."""
 
     chunk_size: int | None = None  # None: the copy's own setting (DEPOT_COPY_CHUNK)
-    parallel: int = 1
+    parallel: int | None = 1  # None: the copy's own setting (DEPOT_COPY_STREAMS)
     # Set when the DP already holds this version (an earlier run got it there): what finish gives.
     done: dict | None = None
 

@@ -166,7 +166,7 @@ class DpNodeStorage(StorageBackend):
 class _NodeUpload(Upload):
     """An upload to a DP node: chunks at any offset, several at once; the node resumes."""
 
-    parallel = 64  # as many as the copy's DEPOT_COPY_STREAMS
+    parallel = None  # as many as the copy's DEPOT_COPY_STREAMS
 
     def __init__(self, backend: DpNodeStorage, source: Source):
         self.backend, self.size = backend, source.size
