@@ -73,7 +73,7 @@ def clean_s3(values: dict) -> tuple[dict, dict]:
             or bucket != bucket.lower():
         raise DepotError("bucket must be an S3 bucket name: 3 to 63 lower-case letters, digits, "
                          "dots and hyphens")
-    prefix = (values.get("prefix") or "").strip().strip("/")
+    prefix = "/".join(part for part in (values.get("prefix") or "").strip().split("/") if part)
     if len(prefix) > 200 or any(ord(c) < 32 for c in prefix) or ".." in prefix.split("/"):
         raise DepotError("prefix must be a folder path like depot/dp1")
     key_id = (values.get("access_key_id") or "").strip()
