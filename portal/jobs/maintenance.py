@@ -22,7 +22,8 @@ def recover_lost_jobs() -> dict:
 
 
 def check_dp_health() -> dict:
-    """Ask every enabled DP node how it is; one that went offline or came back is notified."""
+    """Ask every enabled DP how it is; one that went offline, needs reconnecting or came back is
+    notified."""
     with app_context():
         # One check at a time, so two schedulers cannot notify the same change twice.
         lock = get_redis().lock("depot:check-dp-health", timeout=HEALTH_JOB_TIMEOUT, blocking=False)

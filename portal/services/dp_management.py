@@ -1,4 +1,5 @@
 """Adding, changing and forgetting distribution points, and watching their health."""
+import logging
 import re
 from urllib.parse import urlsplit
 
@@ -11,9 +12,12 @@ from portal.services import audit, jobs, notifications, secrets
 from portal.services.actors import Actor
 from portal.services.names import clean_name
 from portal.services.permissions import require
+from portal.storage import storage_for
+from portal.storage.base import NeedsAuth
 from portal.storage.dpnode import DpNodeStorage
 
 MIN_KEY_LENGTH = 16
+log = logging.getLogger(__name__)
 HEALTH_TIMEOUT = 10  # seconds a node has to answer a health check
 HOURS_RE = re.compile(r"^([01]?\d|2[0-3])-([01]?\d|2[0-3])$")
 
@@ -148,16 +152,26 @@ def delete_dp(actor: Actor, dp: DistributionPoint) -> None:
 
 
 def check_health() -> dict[int, str]:
-    """Ask every enabled DP node how it is; a change of status is notified. {dp id: status}."""
+    """Ask every enabled DP (nodes and cloud accounts) whether it answers; a change of status
+    (online, offline, needs-auth) is notified. {dp id: status}."""
     outcome = {}
     for dp in db.session.scalars(select(DistributionPoint).where(
-            DistributionPoint.kind == "local", DistributionPoint.disabled.is_(False))).all():
+            DistributionPoint.kind != "central", DistributionPoint.disabled.is_(False))).all():
         try:
-            health = DpNodeStorage(dp).check(timeout=HEALTH_TIMEOUT)
+            if dp.kind == "local":
+                health = DpNodeStorage(dp).check(timeout=HEALTH_TIMEOUT)
+                dp.free_bytes, dp.total_bytes = health.get("free_bytes"), health.get("total_bytes")
+            else:
+                with storage_for(dp) as backend:
+                    backend.ping()
             status, reason = "online", None
-            dp.free_bytes, dp.total_bytes = health.get("free_bytes"), health.get("total_bytes")
+        except NeedsAuth as exc:
+            status, reason = "needs-auth", exc.message
         except DepotError as exc:
             status, reason = "offline", exc.message
+        except Exception as exc:  # noqa: BLE001 - a provider's library failing in a new way
+            log.exception("health check of %s failed", dp.name)
+            status, reason = "offline", f"the check failed: {type(exc).__name__}"
         notifications.set_dp_status(dp, status, reason)
         dp.checked_at = utcnow()
         db.session.commit()

@@ -144,6 +144,11 @@ class StorageBackend(ABC):
     def check(self) -> None:
         """Raise a DepotError with a message a person understands if the DP cannot be used."""
 
+    def ping(self) -> None:
+        """A cheap call proving the DP answers to its credentials (the periodic health check);
+        raises like `check`, NeedsAuth when its authorisation is gone."""
+        self.check()
+
     def ensure_layout(self) -> None:
         """Create the six library folders where they are missing (where the DP has folders)."""
         self.check()

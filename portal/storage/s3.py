@@ -279,6 +279,11 @@ class S3Storage(StorageBackend):
         self.call("delete objects", "delete_object", client=self.probe_client, Bucket=self.bucket,
                   Key=probe)
 
+    def ping(self) -> None:
+        """One listing of a key: the health check writes nothing."""
+        self.call("list the bucket", "list_objects_v2", client=self.probe_client,
+                  Bucket=self.bucket, Prefix=self.base, MaxKeys=1)
+
     def _pages(self, method: str, doing: str, **params) -> Iterator[dict]:
         try:
             yield from self.client.get_paginator(method).paginate(Bucket=self.bucket, **params)
