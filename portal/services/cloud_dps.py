@@ -16,14 +16,14 @@ from authlib.integrations.base_client import OAuthError
 from flask import session
 from sqlalchemy import select
 
-from portal.extensions import db
+from portal.extensions import db, get_redis
 from portal.models import DistributionPoint, utcnow
 from portal.services import Conflict, DepotError, NotFound, audit, jobs, notifications, secrets
 from portal.services.actors import Actor
 from portal.services.names import clean_name
 from portal.services.permissions import require
 from portal.storage import CLOUD_PROVIDERS, backend_class
-from portal.storage.oauth import PROVIDERS, token_record
+from portal.storage.oauth import LOCK_SECONDS, PROVIDERS, refresh_lock, token_record
 
 PENDING_KEY = "depot_consent"
 MAX_PENDING = 5  # consents started and not finished, per browser session
@@ -227,11 +227,15 @@ def _reconnect(actor: Actor, provider: str, dp_id: int, token: dict) -> Distribu
         raise Conflict(f"{dp.name} holds the files of {dp.settings.get('account')}, but the "
                        f"sign-in was as {account['name']}: sign in as "
                        f"{dp.settings.get('account')}, or add a new DP for this account")
-    dp.secret = secrets.encrypt(json.dumps(token_record(token)))
-    notifications.set_dp_status(dp, "online")
-    dp.checked_at = utcnow()
-    audit.record(actor, "dp.reconnect", target=dp.name, provider=provider,
-                 account=account["name"])
-    db.session.commit()
+    # Under the DP's token lock: a worker renewing the old token meanwhile must not write it
+    # over the new one (it stores only over the token it read).
+    with get_redis().lock(refresh_lock(dp.id), timeout=LOCK_SECONDS,
+                          blocking_timeout=LOCK_SECONDS + 30):
+        dp.secret = secrets.encrypt(json.dumps(token_record(token)))
+        notifications.set_dp_status(dp, "online")
+        dp.checked_at = utcnow()
+        audit.record(actor, "dp.reconnect", target=dp.name, provider=provider,
+                     account=account["name"])
+        db.session.commit()
     jobs.start_job("rescan", actor, dp_id=dp.id, dedup_key=f"rescan:{dp.id}")
     return dp

@@ -30,7 +30,8 @@ from portal.services.libraries import LIBRARIES
 from portal.services.names import unescape_component
 from portal.services.permissions import can_see_dp, require
 from portal.storage import storage_for
-from portal.storage.base import DamagedInTransit, Source, StorageUnavailable, Upload, UploadState
+from portal.storage.base import (DamagedInTransit, NeedsAuth, Source, StorageUnavailable, Upload,
+                                 UploadState)
 
 MAX_ITEMS = 1000
 log = logging.getLogger(__name__)
@@ -217,7 +218,11 @@ class _SavedState(UploadState):
         self.dp_id, self.row = dp_id, row
         saved = db.session.scalar(select(UploadSession).where(
             UploadSession.dp_id == dp_id, UploadSession.path == row.path))
-        data = json.loads(secrets.decrypt(saved.data)) if saved else None
+        try:
+            data = json.loads(secrets.decrypt(saved.data)) if saved else None
+        except (DepotError, ValueError):  # the key it was stored with is gone: start afresh
+            log.warning("the resume record of %s cannot be read; the upload starts afresh", row.path)
+            saved = data = None
         same = saved is not None and (saved.size, saved.sha256) == (row.size, row.sha256)
         super().__init__(data if same else None, None if same else data)
 
@@ -249,8 +254,8 @@ def _send_file(backend, central_root: str, row, chunk: int, streams: int, thrott
     except OSError as exc:
         raise DepotError(f"cannot read {row.path} at central: {exc.strerror}") from None
     upload = None
-    state = _SavedState(dp_id, row)
     try:
+        state = _SavedState(dp_id, row)
         st = os.fstat(fd)
         if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
             raise DepotError(f"{row.path} changed at central since its last scan: rescan central, "
@@ -271,8 +276,9 @@ def _send_file(backend, central_root: str, row, chunk: int, streams: int, thrott
         return result
     except (JobCancelled, DepotError) as exc:
         # Cancelled, or failed for good: the partial upload goes. A passing failure (the DP not
-        # answering, RetryLater) keeps it, so the next try resumes.
-        if upload is not None and not isinstance(exc, (StorageUnavailable, RetryLater)):
+        # answering, RetryLater) keeps it, so the next try resumes; so does a DP that needs
+        # reconnecting: its upload sessions outlive the tokens, and resume after Reconnect.
+        if upload is not None and not isinstance(exc, (StorageUnavailable, RetryLater, NeedsAuth)):
             try:
                 upload.abort()
                 state.clear()
@@ -365,18 +371,35 @@ def sweep_abandoned_uploads() -> dict[str, int]:
     cloud DP that keeps them (S3 multipart uploads), and forget their resume records.
     {DP name or "records": how many}."""
     max_age = current_app.config["DEPOT_UPLOAD_ABANDON_AFTER"]
+    cutoff = utcnow() - timedelta(seconds=max_age)
     outcome = {}
     for dp in db.session.scalars(select(DistributionPoint).where(
             DistributionPoint.kind == "cloud", DistributionPoint.disabled.is_(False))).all():
+        keep = _uploads_in_use(dp.id, cutoff)
         try:
-            outcome[dp.name] = storage_for(dp).sweep_uploads(max_age)
+            with storage_for(dp) as backend:
+                outcome[dp.name] = backend.sweep_uploads(max_age, keep)
         except DepotError as exc:
             log.warning("sweeping old uploads at %s failed: %s", dp.name, exc.message)
-    cutoff = utcnow() - timedelta(seconds=max_age)
     outcome["records"] = db.session.execute(
         delete(UploadSession).where(UploadSession.updated_at < cutoff)).rowcount
     db.session.commit()
     return outcome
+
+
+def _uploads_in_use(dp_id: int, cutoff) -> frozenset:
+    """The upload ids copies saved since `cutoff`: a long copy (a bandwidth cap, allowed hours)
+    may work on an upload older than the limit, and keeps it."""
+    ids = set()
+    for data in db.session.scalars(select(UploadSession.data).where(
+            UploadSession.dp_id == dp_id, UploadSession.updated_at >= cutoff)):
+        try:
+            record = json.loads(secrets.decrypt(data))
+        except (DepotError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("upload_id"):
+            ids.add(record["upload_id"])
+    return frozenset(ids)
 
 
 # --- deletes ---------------------------------------------------------------------------------

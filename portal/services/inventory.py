@@ -147,9 +147,12 @@ def rescan(job: Job, progress: Progress) -> str:
                    InventoryFile.sha256, InventoryFile.hashes)
             .where(InventoryFile.dp_id == dp_id))}
         to_hash = [e for e in entries if _needs_hash(known.get(e.path), e, kinds)]
+        space = backend.space() if not dp.is_central else None
         if backend.hashing == "reports":  # what Depot recorded beside the objects, no download
             progress.update(phase="reading recorded hashes", force=True)
             backend.fill_hashes(to_hash)
+            # The last call to the DP was just made: from here on this job writes, and a token
+            # renewal (which stores through its own connection) must not wait on those writes.
             match_central(to_hash, progress)
     except DepotError as exc:
         db.session.rollback()
@@ -184,7 +187,7 @@ def rescan(job: Job, progress: Progress) -> str:
         refresh_statuses(None if dp.is_central else dp_id)
 
     dp = db.session.get(DistributionPoint, dp_id)
-    dp.free_bytes, dp.total_bytes = backend.space()
+    dp.free_bytes, dp.total_bytes = backend.space() if dp.is_central else space
     notifications.set_dp_status(dp, "online")
     dp.last_scan_at = utcnow()
     for problem in problems + counts.pop("problems"):
@@ -205,7 +208,17 @@ def _needs_hash(row, entry: FileEntry, kinds=()) -> bool:
     return (row is None or row.sha256 is None or row.size != entry.size
             or row.mtime_ns != entry.mtime_ns
             or (entry.sha256 is not None and entry.sha256 != row.sha256)
+            or _provider_hash_changed(row, entry)
             or (bool(kinds) and not set(kinds) <= set(json.loads(row.hashes or "{}"))))
+
+
+def _provider_hash_changed(row, entry: FileEntry) -> bool:
+    """The provider reports another hash for the file than the inventory recorded: its bytes
+    changed under an unchanged size and time (clients may set Drive's modifiedTime)."""
+    if not entry.hashes or not row.hashes:
+        return False
+    recorded = json.loads(row.hashes)
+    return any(recorded[k] != v for k, v in entry.hashes.items() if k in recorded)
 
 
 def wanted_hashes() -> tuple:

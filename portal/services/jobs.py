@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from portal.extensions import db, get_queue, get_redis
 from portal.models import DistributionPoint, Job, utcnow
@@ -265,6 +265,9 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
         error, needs_auth = exc.message, True
     except DepotError as exc:
         error = exc.message
+    except SQLAlchemyError as exc:  # its text holds the statement and its values: log only
+        log.exception("job %s failed", job_id)
+        error = f"a database error stopped the job ({type(exc).__name__}); the worker's log has more"
     except Exception as exc:
         log.exception("job %s failed", job_id)
         error = f"{type(exc).__name__}: {exc}"

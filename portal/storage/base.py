@@ -198,6 +198,8 @@ class StorageBackend(ABC):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def sweep_uploads(self, max_age_seconds: int) -> int:
-        """Abort partial uploads at the DP older than `max_age_seconds`; how many went."""
+    def sweep_uploads(self, max_age_seconds: int, keep=frozenset()) -> int:
+        """Abort partial uploads at the DP older than `max_age_seconds`, except the ones named in
+        `keep` (what a copy saved in the last `max_age_seconds`: it still works on them); how
+        many went."""
         return 0

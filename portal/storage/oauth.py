@@ -26,6 +26,13 @@ from portal.storage.base import NeedsAuth, StorageBackend, StorageRefused, Stora
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 120
 REFRESH_MARGIN = 60  # seconds before expiry an access token is renewed
+REFRESH_TIMEOUT = 30  # seconds the token endpoint has to answer
+LOCK_SECONDS = CONNECT_TIMEOUT + REFRESH_TIMEOUT + 60  # a renewal, its storing, and margin
+
+
+def refresh_lock(dp_id: int) -> str:
+    """The Redis lock under which a DP's tokens are renewed or replaced (Reconnect)."""
+    return f"depot:oauth-refresh:{dp_id}"
 
 
 @dataclass(frozen=True)
@@ -176,19 +183,22 @@ class OAuthStorage(StorageBackend):
             if self._dp_id is None:
                 self._refresh_now()
                 return
-            lock = self._redis.lock(f"depot:oauth-refresh:{self._dp_id}", timeout=60,
-                                    blocking_timeout=90)
+            # The lock outlives the slowest renewal (connect + read timeouts), so a second worker
+            # never renews with the same, by then spent, refresh token.
+            lock = self._redis.lock(refresh_lock(self._dp_id), timeout=LOCK_SECONDS,
+                                    blocking_timeout=LOCK_SECONDS + 30)
             if not lock.acquire():
                 raise StorageUnavailable(f"another worker is renewing {self.name}'s access and "
                                          "did not finish")
             try:
-                stored = self._stored_token()
+                stored, cipher = self._stored_token()
                 if stored and stored["access_token"] != stale_access_token:
-                    self.token = stored  # renewed by another worker: use theirs
+                    self.token = stored  # renewed by another worker, or reconnected: use it
                     if not self._expiring():
                         return
                 self._refresh_now()
-                self._store_token()
+                if not self._store_token(cipher):  # reconnected meanwhile: the new consent wins
+                    self.token = self._stored_token()[0] or self.token
             finally:
                 try:
                     lock.release()
@@ -205,10 +215,17 @@ class OAuthStorage(StorageBackend):
         try:
             new = session.refresh_token(self.provider.token_url(self.config),
                                         refresh_token=refresh_token,
-                                        timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+                                        timeout=(CONNECT_TIMEOUT, REFRESH_TIMEOUT))
         except OAuthError as exc:
-            raise NeedsAuth(f"{self.provider.title} refused to renew {self.name}'s access "
-                            f"({exc.error}): reconnect it") from None
+            if exc.error == "invalid_grant":  # revoked, expired or already used: a person must act
+                raise NeedsAuth(f"{self.provider.title} refused to renew {self.name}'s access "
+                                f"({exc.error}): reconnect it") from None
+            if exc.error in ("invalid_client", "unauthorized_client"):
+                raise StorageRefused(f"{self.provider.title} does not accept Depot's app "
+                                     f"registration ({exc.error}): check "
+                                     f"{self.provider.setting}_CLIENT_ID and _CLIENT_SECRET") from None
+            raise StorageUnavailable(f"{self.provider.title} did not renew {self.name}'s access "
+                                     f"now ({exc.error})") from None
         except (requests.RequestException, ValueError) as exc:
             raise StorageUnavailable(f"{self.provider.title} did not renew {self.name}'s access: "
                                      f"{type(exc).__name__}") from None
@@ -219,22 +236,40 @@ class OAuthStorage(StorageBackend):
             record["refresh_token"] = refresh_token
         self.token = record
 
-    def _stored_token(self) -> dict | None:
+    def _stored_token(self) -> tuple[dict | None, str | None]:
+        """The token stored for the DP now, and its ciphertext as stored."""
         from portal.models import DistributionPoint
         from portal.services import secrets
 
         with self._app.app_context(), self._engine.connect() as conn:
             stored = conn.scalar(select(DistributionPoint.secret).where(
                 DistributionPoint.id == self._dp_id))
-            return token_record(json.loads(secrets.decrypt(stored))) if stored else None
+            return (token_record(json.loads(secrets.decrypt(stored))) if stored else None), stored
 
-    def _store_token(self) -> None:
+    def _store_token(self, expected: str | None) -> bool:
+        """Store the renewed token unless the stored one changed since it was read (a Reconnect);
+        a busy database is waited for: a rotated refresh token must not be lost. False when the
+        stored token changed."""
+        from sqlalchemy.exc import OperationalError
+
         from portal.models import DistributionPoint
         from portal.services import secrets
 
-        with self._app.app_context(), self._engine.begin() as conn:
-            conn.execute(update(DistributionPoint).where(DistributionPoint.id == self._dp_id)
-                         .values(secret=secrets.encrypt(json.dumps(self.token))))
+        for attempt in range(1, 6):
+            try:
+                with self._app.app_context(), self._engine.begin() as conn:
+                    done = conn.execute(
+                        update(DistributionPoint)
+                        .where(DistributionPoint.id == self._dp_id,
+                               DistributionPoint.secret == expected)
+                        .values(secret=secrets.encrypt(json.dumps(self.token))))
+                    return done.rowcount == 1
+            except OperationalError:
+                if attempt == 5:
+                    raise StorageUnavailable(f"the renewed access of {self.name} could not be "
+                                             "stored: the database is busy") from None
+                time.sleep(attempt)
+        return False
 
     # --- what each provider gives ----------------------------------------------------------
 

@@ -424,15 +424,16 @@ class S3Storage(StorageBackend):
             log.info("%s: could not abort an old upload (%s); the sweep will", self.name,
                      type(exc).__name__)
 
-    def sweep_uploads(self, max_age_seconds: int) -> int:
-        """Abort multipart uploads under the library folders initiated over max_age ago."""
+    def sweep_uploads(self, max_age_seconds: int, keep=frozenset()) -> int:
+        """Abort multipart uploads under the library folders initiated over max_age ago, except
+        those a copy still works on (`keep`: their UploadIds)."""
         cutoff = datetime.now(timezone.utc) - timedelta(seconds=max_age_seconds)
         aborted = 0
         for library in LIBRARIES:
             for page in self._pages("list_multipart_uploads", "list partial uploads",
                                     Prefix=f"{self.base}{library}/"):
                 for upload in page.get("Uploads", []):
-                    if upload["Initiated"] >= cutoff:
+                    if upload["Initiated"] >= cutoff or upload["UploadId"] in keep:
                         continue
                     try:
                         self.call("abort partial uploads", "abort_multipart_upload",
