@@ -590,3 +590,21 @@ def test_a_killed_worker_resumes_the_saved_session_in_another_process(central, r
     assert sum(path.endswith(":/createUploadSession") for _, path in calls) == 1
     assert ("GET", "/up/<session>") in calls
     assert status_at(dp, "Images/Win11.wim") == "current"
+
+
+@pytest.mark.parametrize("hashless, status", [(2, "current"), (100, "unverified")])
+def test_a_hash_onedrive_gives_late_is_waited_for_and_never_costs_the_file(
+        central, rescan, copy, onedrive_dp, graph_fake, hashless, status):
+    """When OneDrive answers without the file's QuickXorHash (Business computes it a moment
+    later), is it asked again, and if it never comes, is the file kept, unverified, rather than
+    deleted as damaged?"""
+    dp = onedrive_dp("OneDrive HQ")
+    data = os.urandom(MB + 5)
+    write_file(central.root, "Images/Late.wim", data)
+    rescan(central)
+    graph_fake.hashless_answers = hashless
+    [job] = copy(["Images/Late.wim"], dp)
+    graph_fake.hashless_answers = 0
+    assert job.state == "succeeded", job.error
+    assert graph_fake.file("alice", "Depot/Images/Late.wim") == data
+    assert status_at(dp, "Images/Late.wim") == status

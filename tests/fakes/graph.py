@@ -89,6 +89,9 @@ class FakeGraph(FakeOAuthProvider):
         self.corrupt_next = 0
         self.after_put = None  # callable(number of PUTs so far), run after each upload PUT
         self.session_tokens: list[str] = []  # every upload session's secret, for leak checks
+        # The next this-many file answers come without hashes, as OneDrive for Business gives
+        # them while it is still computing them.
+        self.hashless_answers = 0
         super().__init__()
 
     # --- test controls -------------------------------------------------------------------
@@ -299,6 +302,9 @@ class FakeGraph(FakeOAuthProvider):
             answer.update(size=len(item.data),
                           file={"mimeType": "application/octet-stream",
                                 "hashes": {"quickXorHash": item.quick_xor}})
+            if self.hashless_answers > 0:
+                self.hashless_answers -= 1
+                del answer["file"]["hashes"]
             answer["@microsoft.graph.downloadUrl"] = self._download_url(user, item)
         return answer
 
