@@ -32,6 +32,7 @@ from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageRef
                                  StorageUnavailable, Upload, UploadState)
 from portal.storage.hashes import DropboxContentHash
 from portal.storage.oauth import PROVIDERS, READ_TIMEOUT, OAuthStorage
+from portal.storage.paths import library_parts
 
 MiB = 1024 * 1024
 MAX_REQUEST = 150 * MiB  # Dropbox: "The request payload must be at most 150 MB"
@@ -159,10 +160,11 @@ class DropboxStorage(OAuthStorage):
 
     def dbx_path(self, path: str) -> str:
         """The Dropbox path of an escaped DP path like `Images/Win11.wim`."""
-        parts = path.split("/")
-        return "/".join([self.root, *(_name(part, path) for part in parts)])
+        library_parts(path, inside=False)
+        return "/".join([self.root, *(_name(part, path) for part in path.split("/"))])
 
     def manifest_path(self, path: str, suffix: str = ".json") -> str:
+        library_parts(path)
         return "/".join([self.root, MANIFEST, *(_name(p, path) for p in path.split("/"))]) + suffix
 
     def metadata(self, dbx_path: str) -> dict | None:

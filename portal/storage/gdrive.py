@@ -45,6 +45,7 @@ from portal.services.names import escape_component, unescape_component
 from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageRefused,
                                  StorageUnavailable, Upload, UploadState)
 from portal.storage.oauth import PROVIDERS, OAuthStorage
+from portal.storage.paths import library_parts
 
 FOLDER = "application/vnd.google-apps.folder"
 GRANULE = 256 * 1024  # Drive's chunk unit: every chunk but the last is a multiple of it
@@ -334,6 +335,7 @@ class GoogleDriveStorage(OAuthStorage):
     def delete(self, path: str) -> None:
         """Delete a file or folder (with everything under it) at a path; every item of that name
         goes, so no older duplicate takes its place. Absent is fine."""
+        library_parts(path)
         head, _, last = path.rpartition("/")
         parent = self._folder_id(head, create=False)
         if parent is None:

@@ -31,6 +31,7 @@ from portal.services.names import escape_component, unescape_component
 from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageRefused,
                                  StorageUnavailable, Upload, UploadState)
 from portal.storage.oauth import PROVIDERS, OAuthStorage
+from portal.storage.paths import library_parts
 
 FRAGMENT_UNIT = 320 * 1024  # every fragment but the last is a multiple of this
 MAX_REQUEST = 60 * 1024 * 1024  # each fragment must be smaller than this
@@ -98,6 +99,7 @@ class OneDriveStorage(OAuthStorage):
 
     def _drive_path(self, path: str) -> str:
         """The drive path of a Depot path (escaped components) inside the DP's folder."""
+        library_parts(path, inside=False)
         names = []
         for component in path.split("/"):
             try:
@@ -355,6 +357,7 @@ class OneDriveStorage(OAuthStorage):
     def delete(self, path: str) -> None:
         """Delete a file or an asset's folder (OneDrive moves it to the recycle bin) and its
         manifest records; absent is fine."""
+        library_parts(path)  # never a library folder itself, nor anything outside one
         drive_path = self._drive_path(path)
         self._delete_at(drive_path)
         self._delete_at(self._manifest_path(path))  # a file's record

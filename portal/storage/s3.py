@@ -28,9 +28,10 @@ from flask import current_app, has_app_context
 from portal.services import DepotError
 from portal.services.jobs import JobCancelled
 from portal.services.libraries import LIBRARIES, is_ignored_entry
-from portal.services.names import escape_component, unescape_component
+from portal.services.names import escape_component
 from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageBackend,
                                  StorageRefused, StorageUnavailable, Upload, UploadState)
+from portal.storage.paths import BadPath, library_parts
 
 try:  # botocore needs awscrt for CRC64NVME too; without it, uploads go without a checksum
     from awscrt.checksums import combine_crc64nvme, crc64nvme
@@ -246,11 +247,13 @@ class S3Storage(StorageBackend):
     def key(self, path: str) -> str:
         """The object key of an escaped inventory path under a library folder; StorageRefused for
         a path outside the libraries or a name that cannot be an S3 key."""
-        parts = path.split("/") if isinstance(path, str) else []
-        if len(parts) < 2 or parts[0] not in LIBRARIES or any(p in ("", ".", "..") for p in parts):
-            raise StorageRefused(f"{path!r} is not a path inside a library folder")
         try:
-            name = "/".join(unescape_component(part).decode("utf-8") for part in parts)
+            raw = library_parts(path)
+        except BadPath as exc:
+            raise StorageRefused(f"{path!r} is not a path inside a library folder: "
+                                 f"{exc.message}") from None
+        try:
+            name = "/".join(part.decode("utf-8") for part in raw)
         except (UnicodeDecodeError, ValueError):
             raise StorageRefused(f"{path} cannot be stored at {self.name}: S3 object names must "
                                  "be valid UTF-8; rename it at central") from None

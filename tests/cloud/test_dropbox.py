@@ -11,6 +11,7 @@ import requests
 from sqlalchemy import select
 
 from portal.extensions import db
+from portal.services import DepotError
 from portal.models import InventoryFile, UploadSession
 from portal.services import copies, secrets
 from portal.services import distribution_points as dps
@@ -383,7 +384,8 @@ def test_check_says_what_is_wrong(dropbox_fake, dropbox_dp, app):
     dp = dropbox_dp("Dropbox HQ")
     with dropbox_backend(dp) as backend:
         backend.check()
-        backend.delete("Images")  # (a library folder; the DP folder itself stays)
+        with pytest.raises(DepotError, match="inside a library"):
+            backend.delete("Images")  # a whole library folder is never deleted through Depot
         backend.rpc("files/delete_v2", {"path": "/Depot"})
         with pytest.raises(StorageRefused, match="folder /Depot is not in"):
             backend.check()

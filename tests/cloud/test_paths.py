@@ -1,0 +1,50 @@
+"""Every cloud backend checks a path like a DP node does before it touches the account: inside a
+library folder, no '..' or '/' even when written as escapes, never a whole library deleted."""
+import pytest
+
+from portal.services import DepotError
+from portal.storage.dropbox import DropboxStorage
+from portal.storage.gdrive import GoogleDriveStorage
+from portal.storage.onedrive import OneDriveStorage
+from portal.storage.paths import BadPath, library_parts
+from portal.storage.s3 import S3Storage
+
+TOKEN = {"access_token": "a", "refresh_token": "r", "expires_in": 3600}
+BAD = ["Images", "Images/\\x2e\\x2e", "Images/a\\x2fb", "Images/../x", "/Images/a", "Other/a",
+       "Images//a", "Images/\\x00", ""]
+
+
+@pytest.mark.parametrize("path", BAD)
+def test_library_parts_refuses_what_leaves_an_asset(path):
+    """Is every path that is not inside a library refused, escapes included?"""
+    with pytest.raises(BadPath):
+        library_parts(path)
+
+
+def test_library_parts_unescapes_what_is_inside():
+    assert library_parts("Images/bad\\xffname.wim") == [b"Images", b"bad\xffname.wim"]
+    assert library_parts("Images", inside=False) == [b"Images"]
+
+
+@pytest.fixture(params=["s3", "onedrive", "gdrive", "dropbox"])
+def backend(request, app):
+    if request.param == "s3":
+        made = S3Storage(settings={"endpoint_url": "http://127.0.0.1:9", "region": "us-east-1",
+                                   "bucket": "b", "prefix": "p"},
+                         credentials={"access_key_id": "k", "secret_access_key": "s"}, name="S3")
+    else:
+        cls = {"onedrive": OneDriveStorage, "gdrive": GoogleDriveStorage,
+               "dropbox": DropboxStorage}[request.param]
+        app.config.update({f"DEPOT_{request.param.upper()}_{k}": "x"
+                           for k in ("CLIENT_ID", "CLIENT_SECRET")})
+        made = cls(token=TOKEN, settings={"folder": "Depot"}, name=request.param)
+    yield made
+    made.close()
+
+
+@pytest.mark.parametrize("path", BAD)
+def test_no_backend_deletes_outside_an_asset(backend, path):
+    """Does delete() refuse before any request (nothing listens on these addresses)?"""
+    with pytest.raises(DepotError) as refused:
+        backend.delete(path)
+    assert refused.value.code in ("bad_path", "dp_error")
