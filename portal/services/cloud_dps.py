@@ -154,11 +154,19 @@ def start_consent(actor: Actor, provider: str, values: dict, redirect_uri: str,
                                          **PROVIDERS[provider].authorize_params)
     client.save_authorize_data(redirect_uri=redirect_uri, **rv)
     waiting = dict(session.get(PENDING_KEY) or {})
-    while len(waiting) >= MAX_PENDING:
-        waiting.pop(next(iter(waiting)))
+    while len(waiting) >= MAX_PENDING:  # consents started and abandoned: forget the oldest
+        old_state = next(iter(waiting))
+        _forget_state(waiting.pop(old_state)["provider"], old_state)
     waiting[state] = {"provider": provider, "user_id": actor.user.id, **pending}
     session[PENDING_KEY] = waiting
     return rv["url"]
+
+
+def _forget_state(provider: str, state: str) -> None:
+    """Drop what Authlib keeps in the session cookie for a consent that will not finish (its
+    redirect URI and PKCE verifier), so abandoned consents cannot outgrow the cookie."""
+    if provider in PROVIDERS:
+        PROVIDERS[provider].client().framework.clear_state_data(session, state)
 
 
 class ConsentRefused(DepotError):
@@ -178,6 +186,7 @@ def finish_consent(actor: Actor, provider: str, args) -> tuple[DistributionPoint
                              "here (the state does not match); nothing was created. Start again "
                              "from Add cloud.")
     if args.get("error"):
+        _forget_state(provider, args.get("state"))
         raise ConsentRefused(f"{title} did not give access: {args.get('error')}"
                              + (f" ({args.get('error_description')})"
                                 if args.get("error_description") else ""))

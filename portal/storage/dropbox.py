@@ -352,7 +352,7 @@ class DropboxStorage(OAuthStorage):
                 raise StorageRefused(f"{path} is not at {self.name}") from None
             raise
 
-    def sweep_uploads(self, max_age_seconds: int) -> int:
+    def sweep_uploads(self, max_age_seconds: int, keep=frozenset()) -> int:
         """Dropbox cannot list upload sessions; they expire by themselves after 7 days."""
         return 0
 

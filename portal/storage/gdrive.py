@@ -356,15 +356,22 @@ class GoogleDriveStorage(OAuthStorage):
         if not base:
             raise StorageRefused("set DEPOT_PUBLIC_URL (the address endpoints reach the central "
                                  "server at) to give Google Drive download links")
+        if not 1 <= ttl_seconds <= MAX_LINK_SECONDS:
+            raise StorageRefused(f"a Google Drive download link lives from 1 s to "
+                                 f"{MAX_LINK_SECONDS} s")
+        library_parts(path)
         expires = int(time.time() + ttl_seconds)
         query = urlencode({"path": path, "expires": expires,
                            "sig": link_signature(self.config["SECRET_KEY"], self._dp_id, path,
                                                  expires)})
         return f"{base.rstrip('/')}/cloud-links/v1/{self._dp_id}/download?{query}"
 
-    def sweep_uploads(self, max_age_seconds: int) -> int:
+    def sweep_uploads(self, max_age_seconds: int, keep=frozenset()) -> int:
         """Drive cannot list open upload sessions; they expire by themselves after a week."""
         return 0
+
+
+MAX_LINK_SECONDS = 7 * 86400  # as long as an S3 presigned link may live, no longer
 
 
 def link_signature(secret_key: str, dp_id: int, path: str, expires: int) -> str:

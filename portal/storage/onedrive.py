@@ -374,7 +374,7 @@ class OneDriveStorage(OAuthStorage):
             raise StorageRefused(f"OneDrive gave no download URL for {path} in {self.name}")
         return url
 
-    def sweep_uploads(self, max_age_seconds: int) -> int:
+    def sweep_uploads(self, max_age_seconds: int, keep=frozenset()) -> int:
         """Graph cannot list upload sessions; an unfinished one expires by itself at Microsoft
         (its expirationDateTime, days after its last fragment), so there is nothing to sweep."""
         return 0

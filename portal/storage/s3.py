@@ -496,6 +496,7 @@ class _S3Upload(Upload):
         backend.abort_quietly(state.stale)
         self.done = self._already_there()
         if self.done is not None:
+            backend.abort_quietly(state.data)  # an upload of it left behind goes now
             return
         data = state.data or {}
         if data.get("upload_id"):

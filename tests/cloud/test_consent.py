@@ -207,3 +207,16 @@ def test_first_rescan_finds_what_an_older_console_left(login_as, graph_fake, cen
               .filter_by(dp_id=central.id)}
     assert set(hashes["Images/Win11.wim"]) == {"quickxor"}
     assert set(hashes["Images/New.wim"]) == {"quickxor"}
+
+
+def test_abandoned_consents_do_not_grow_the_session(login_as, graph_fake):
+    """Do consents started and never finished stay bounded in the signed session cookie (what
+    Depot keeps and what Authlib keeps for each), the newest still good?"""
+    console = login_as("admin")
+    for n in range(8):
+        sent = start(console, name=f"Remote {n}")
+    with console.client.session_transaction() as stored:
+        authlib_states = [k for k in stored if k.startswith("_state_onedrive_")]
+        assert len(stored["depot_consent"]) == 5 and len(authlib_states) == 5
+    assert console.get(consent(sent.headers["Location"])).status_code == 303
+    assert [dp.name for dp in cloud_dps()] == ["Remote 7"]

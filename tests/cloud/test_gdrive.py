@@ -2,6 +2,8 @@
 copies on real RQ workers, token renewal, resumable uploads, listing, links and deletes."""
 import hashlib
 import os
+import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -10,6 +12,7 @@ from portal.models import DistributionPoint, Job
 from portal.services import copies
 from portal.services import distribution_points as dps
 from portal.storage import storage_for
+from portal.storage.base import StorageRefused
 from tests.cloud.gdrive_fixtures import GDRIVE_CHUNK, gdrive_settings
 from tests.conftest import wait_for
 from tests.factories import write_file
@@ -405,7 +408,10 @@ def test_a_download_link_gives_the_file_to_plain_http_and_expires(gdrive, gdrive
             assert part.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
         with http.get(link.replace("Win+11", "Win+12"), timeout=30) as moved:
             assert moved.status_code == 403
-        expired = backend.download_link("Images/Win 11.wim", -1)
+        with pytest.raises(StorageRefused, match="lives from 1 s to"):
+            backend.download_link("Images/Win 11.wim", 8 * 86400)
+        with freeze_link_clock(-120):  # made two minutes ago, for a minute
+            expired = backend.download_link("Images/Win 11.wim", 60)
         with http.get(expired, timeout=30) as late:
             assert late.status_code == 403 and "expired" in late.json()["error"]["message"]
         gone = backend.download_link("Images/nothing.wim", 60)
@@ -451,3 +457,16 @@ def test_an_upload_of_a_version_already_there_sends_nothing(gdrive, gdrive_dp):
         "md5": hashlib.md5(data).hexdigest()}
     assert gdrive.sessions == {}
     backend.http.close()
+
+
+@contextmanager
+def freeze_link_clock(offset: float):
+    """Links made inside are made as if `offset` seconds from now."""
+    import portal.storage.gdrive as module
+
+    real = time.time
+    module.time = type("Clock", (), {"time": staticmethod(lambda: real() + offset)})
+    try:
+        yield
+    finally:
+        module.time = time

@@ -1,4 +1,6 @@
 """GET /cloud-links/v1/<dp id>/download?path&expires&sig: no login, the signature is the grant."""
+import logging
+
 from flask import Response, current_app, jsonify, request
 
 from portal.blueprints.cloud_links import bp
@@ -10,6 +12,7 @@ from portal.storage.base import NeedsAuth, StorageRefused, StorageUnavailable
 from portal.storage.gdrive import check_link
 
 PIECE = 1024 * 1024
+log = logging.getLogger(__name__)
 PASSED_ON = ("Content-Length", "Content-Range", "Accept-Ranges")
 
 
@@ -37,21 +40,22 @@ def download(dp_id: int):
         upstream = backend.open_media(path, request.headers.get("Range"))
     except FileNotFoundError:
         backend.http.close()
-        return _error(404, "not_found", f"{path} is not at {dp.name}")
+        return _error(404, "not_found", "no such file")
     except NeedsAuth:
         backend.http.close()
-        return _error(503, "dp_needs_auth", f"{dp.name} must be reconnected by an admin")
+        return _error(503, "dp_needs_auth", "the DP must be reconnected by an admin")
     except (StorageUnavailable, StorageRefused) as exc:
         backend.http.close()
-        return _error(502, exc.code, exc.message)
+        log.warning("a Drive download link of %s failed: %s", dp.name, exc.message)
+        return _error(502, exc.code, "the file cannot be fetched now; try again later")
     headers = {k: upstream.headers[k] for k in PASSED_ON if k in upstream.headers}
+    response = Response(upstream.iter_content(PIECE), status=upstream.status_code,
+                        headers=headers, mimetype="application/octet-stream",
+                        direct_passthrough=True)
 
-    def body():
-        try:
-            yield from upstream.iter_content(PIECE)
-        finally:
-            upstream.close()
-            backend.http.close()
+    @response.call_on_close  # also when the endpoint hangs up before the first byte
+    def _close():
+        upstream.close()
+        backend.http.close()
 
-    return Response(body(), status=upstream.status_code, headers=headers,
-                    mimetype="application/octet-stream", direct_passthrough=True)
+    return response
