@@ -51,6 +51,12 @@ def get_dp(dp_id, user: User) -> DistributionPoint:
     return dp
 
 
+def find_dp_by_name(user: User, name: str) -> DistributionPoint | None:
+    """The DP of that name if the user may see it."""
+    dp = db.session.scalars(select(DistributionPoint).where(DistributionPoint.name == name)).first()
+    return dp if dp is not None and can_see_dp(user, dp) else None
+
+
 def job_statuses(dp_ids: list[int] | None = None) -> dict[tuple[int, str], tuple[str, str | None]]:
     """What copy jobs say of (DP, asset): `copying` while one is queued or running, `failed` with
     its reason when the last one failed."""

@@ -220,3 +220,16 @@ def test_abandoned_consents_do_not_grow_the_session(login_as, graph_fake):
         assert len(stored["depot_consent"]) == 5 and len(authlib_states) == 5
     assert console.get(consent(sent.headers["Location"])).status_code == 303
     assert [dp.name for dp in cloud_dps()] == ["Remote 7"]
+
+
+def test_the_waiting_form_learns_when_the_dp_exists(login_as, graph_fake):
+    """Does the Add cloud page's poll get nothing until the consent made the DP, then a redirect
+    to the list, and may a viewer not ask?"""
+    console = login_as("admin")
+    done = "/distribution-points/new-cloud/done?name=Remote+workers"
+    assert console.get(done, hx=True).status_code == 204
+    console.get(consent(start(console).headers["Location"]))
+    [dp] = cloud_dps()
+    answer = console.get(done, hx=True)
+    assert answer.headers["HX-Redirect"] == f"/distribution-points/?connected={dp.id}"
+    assert login_as("viewer").get(done, hx=True).status_code == 403

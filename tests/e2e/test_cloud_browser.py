@@ -48,6 +48,7 @@ def test_add_a_onedrive_dp_through_its_consent_page(app, central, rescan, graph_
     with page.context.expect_page() as opened:
         page.get_by_role("button", name="Connect to OneDrive").click()
     consent = opened.value
+    expect(page.locator("#consent-wait")).to_contain_text("Waiting for you to allow access")
     expect(consent.get_by_role("heading", name="Let Depot use your files?")).to_be_visible()
     consent.get_by_role("button", name="Allow").click()
     expect(consent.locator("#connected-note")).to_contain_text(
@@ -57,7 +58,11 @@ def test_add_a_onedrive_dp_through_its_consent_page(app, central, rescan, graph_
     expect(row).to_contain_text("alice@example.com · Depot")
     expect(row.locator(".counts")).to_contain_text("1 current", timeout=30_000)
 
-    # The first tab lists the new DP too once it looks again.
-    page.goto(f"{live_server}/distribution-points/")
+    # The first tab, which waited for the consent, goes to the list by itself.
+    expect(page).to_have_url(f"{live_server}/distribution-points/?connected={dp_id(consent)}")
     expect(page.locator("#dp-list tr", has_text="Remote workers")).to_contain_text("online")
     screenshot("cloud-dp-listed")
+
+
+def dp_id(consent_page) -> str:
+    return consent_page.url.rsplit("connected=", 1)[1]

@@ -237,6 +237,20 @@ def connect(provider: str):
     return redirect(target, code=303)
 
 
+@bp.get("/new-cloud/done")
+@login_required
+def consent_done():
+    """Polled by the Add cloud page while the consent runs in the other tab: once the DP exists,
+    the page goes to the list; until then, nothing (204)."""
+    require_role_action("manage_dps")
+    dp = dps.find_dp_by_name(current_user, (request.args.get("name") or "").strip())
+    if dp is None:
+        return "", 204
+    response = make_response("", 200)
+    response.headers["HX-Redirect"] = url_for(".index", connected=dp.id)
+    return response
+
+
 @bp.post("/<int:dp_id>/reconnect")
 @login_required
 def reconnect(dp_id: int):
