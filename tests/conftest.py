@@ -16,6 +16,7 @@ from portal import create_app
 from portal.config import BASE_DIR, TestConfig
 from portal.extensions import QUEUE_NAMES, db, get_redis
 from portal.launcher import descendants
+from portal.models import Job
 from portal.services import distribution_points
 from portal.services.actors import Actor
 from tests import factories
@@ -325,3 +326,28 @@ def start_worker(worker_env, tmp_path):
     yield _start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def rescan(admin, work):
+    """rescan(dp) -> the finished rescan job of the DP, run on an in-process worker."""
+    def _rescan(dp):
+        job, _ = distribution_points.request_rescan(dp, admin)
+        work()
+        done = fresh(job.id)
+        assert done.state == "succeeded", done.error
+        return done
+    return _rescan
+
+
+def fresh(job_id):
+    """The job row as the database has it now."""
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def status_at(dp, key):
+    """The status of asset `key` at the DP now (None when the DP does not list it)."""
+    db.session.expire_all()
+    items = {i["key"]: i for i in distribution_points.content(dp)}
+    return items[key]["status"] if key in items else None

@@ -12,8 +12,7 @@ from portal.extensions import db
 from portal.models import DistributionPoint, Job, Notification
 from portal.services import distribution_points as dps
 from portal.services import secrets
-from tests.conftest import csrf_from
-from tests.copies.conftest import fresh, rescan  # noqa: F401 (a fixture)
+from tests.conftest import csrf_from, fresh
 from tests.factories import write_file
 
 NEW = "/distribution-points/new-cloud?provider=onedrive"

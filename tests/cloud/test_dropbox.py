@@ -19,7 +19,7 @@ from portal.storage.base import FileEntry, NeedsAuth, Source, StorageRefused, Up
 from portal.storage.dropbox import MAX_REQUEST
 from portal.storage.hashes import DropboxContentHash
 from tests.cloud.dropbox_fixtures import DROPBOX_CHUNK, dropbox_backend
-from tests.copies.conftest import fresh, status_at
+from tests.conftest import fresh, status_at
 from tests.factories import write_file
 from tests.fakes.dropbox import content_hash
 
@@ -29,17 +29,6 @@ MiB = 1024 * 1024
 @pytest.fixture
 def config_overrides(dropbox_config):
     return dropbox_config
-
-
-@pytest.fixture
-def rescan(admin, work):
-    def _rescan(dp):
-        job, _ = dps.request_rescan(dp, admin)
-        work()
-        done = fresh(job.id)
-        assert done.state == "succeeded", done.error
-        return done
-    return _rescan
 
 
 def copy(admin, work, key, dp):

@@ -8,13 +8,12 @@ from contextlib import contextmanager
 import pytest
 
 from portal.extensions import db
-from portal.models import DistributionPoint, Job
+from portal.models import DistributionPoint
 from portal.services import copies
-from portal.services import distribution_points as dps
 from portal.storage import storage_for
 from portal.storage.base import StorageRefused
 from tests.cloud.gdrive_fixtures import GDRIVE_CHUNK, gdrive_settings
-from tests.conftest import wait_for
+from tests.conftest import fresh, status_at, wait_for
 from tests.factories import write_file
 
 MB = 1024 * 1024
@@ -23,28 +22,6 @@ MB = 1024 * 1024
 @pytest.fixture
 def config_overrides(gdrive):
     return gdrive_settings(gdrive, DEPOT_RETRY_BASE_SECONDS=1, DEPOT_JOB_RETRIES=3)
-
-
-@pytest.fixture
-def rescan(admin, work):
-    def _rescan(dp):
-        job, _ = dps.request_rescan(dp, admin)
-        work()
-        done = fresh(job.id)
-        assert done.state == "succeeded", done.error
-        return done
-    return _rescan
-
-
-def fresh(job_id):
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
-
-
-def status_at(dp, key):
-    db.session.expire_all()
-    items = {i["key"]: i for i in dps.content(dp)}
-    return items[key]["status"] if key in items else None
 
 
 def copy(admin, work, key, dp):

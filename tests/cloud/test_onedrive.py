@@ -12,12 +12,12 @@ import requests
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import DistributionPoint, InventoryFile, Job, Notification, UploadSession
+from portal.models import DistributionPoint, InventoryFile, Notification, UploadSession
 from portal.services import copies, jobs, secrets, verify
 from portal.services import distribution_points as dps
 from portal.storage.base import Source, StorageRefused, UploadState
 from tests.cloud.onedrive_fixtures import ONEDRIVE_CHUNK, onedrive_backend
-from tests.conftest import wait_for
+from tests.conftest import fresh, status_at, wait_for
 from tests.factories import write_file
 from tests.fakes.graph import quick_xor
 
@@ -28,27 +28,6 @@ MB = 1024 * 1024
 @pytest.fixture
 def config_overrides(onedrive_config):
     return onedrive_config
-
-
-def fresh(job_id):
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
-
-
-def status_at(dp, key):
-    db.session.expire_all()
-    items = {i["key"]: i for i in dps.content(dp)}
-    return items[key]["status"] if key in items else None
-
-
-@pytest.fixture
-def rescan(admin, work):
-    def _rescan(dp):
-        job, _ = dps.request_rescan(dp, admin)
-        work()
-        assert fresh(job.id).state == "succeeded", fresh(job.id).error
-        return fresh(job.id)
-    return _rescan
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import InventoryFile, UploadSession
 from portal.services import cloud_dps, copies, jobs, verify
-from portal.services import distribution_points as dps
 from tests.cloud.s3_fixtures import BUCKET, CREDENTIALS
-from tests.conftest import wait_for
-from tests.copies.conftest import fresh, status_at
+from tests.conftest import fresh, status_at, wait_for
 from tests.factories import write_file
 
 MiB = 1024 * 1024
@@ -32,16 +30,6 @@ def worker_env(worker_env, app):
     for name in ("DEPOT_S3_PART_SIZE", "DEPOT_S3_PARALLEL", "DEPOT_COPY_STREAMS"):
         worker_env[name] = str(app.config[name])
     return worker_env
-
-
-@pytest.fixture
-def rescan(admin, work):
-    def _rescan(dp):
-        job, _ = dps.request_rescan(dp, admin)
-        work()
-        assert fresh(job.id).state == "succeeded", fresh(job.id).error
-        return fresh(job.id)
-    return _rescan
 
 
 def head(s3_client, path):

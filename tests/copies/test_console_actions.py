@@ -4,7 +4,7 @@ import os
 from portal.extensions import db
 from portal.models import Job
 from portal.services import distribution_points as dps
-from tests.copies.conftest import status_at
+from tests.conftest import status_at
 from tests.factories import write_file
 
 

@@ -10,8 +10,7 @@ from portal.services import Conflict, DepotError, NotFound, PermissionDenied
 from portal.services import copies, dp_management, secrets
 from portal.services import distribution_points as dps
 from portal.services.actors import Actor
-from tests.conftest import wait_for
-from tests.copies.conftest import fresh, status_at
+from tests.conftest import fresh, status_at, wait_for
 from tests.factories import make_user, write_file
 from tests.node_fixtures import KEY
 

@@ -5,8 +5,7 @@ import pytest
 
 from portal.services import copies, dp_management, jobs
 from portal.services import distribution_points as dps
-from tests.conftest import wait_for
-from tests.copies.conftest import fresh
+from tests.conftest import fresh, wait_for
 from tests.factories import write_file
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from portal.services import copies, verify
 from portal.services import distribution_points as dps
 from portal.services import PermissionDenied
 from portal.services.actors import Actor
-from tests.copies.conftest import fresh, status_at
+from tests.conftest import fresh, status_at
 from tests.factories import make_user, write_file
 from tests.node_fixtures import KEY
 

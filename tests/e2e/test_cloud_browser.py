@@ -8,7 +8,6 @@ from playwright.sync_api import expect
 
 from tests import factories
 from tests.cloud.onedrive_fixtures import graph_fake, onedrive_settings  # noqa: F401 (a fixture)
-from tests.copies.conftest import rescan  # noqa: F401 (a fixture)
 from tests.e2e.test_rescan_browser import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
