@@ -4,16 +4,13 @@ Depot at it, and connected DP rows whose tokens come from the real consent round
 import json
 
 import pytest
-import requests
-from authlib.common.security import generate_token
-from authlib.integrations.requests_client import OAuth2Session
 
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
 from portal.storage.dropbox import DropboxStorage
 from tests.fakes.dropbox import FakeDropbox
-from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET
+from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET, consent_token
 
 DROPBOX_CHUNK = 256 * 1024  # small pieces: multi-request uploads in a blink
 
@@ -47,26 +44,8 @@ def dropbox_config(dropbox_fake):
 
 
 def dropbox_consent(fake: FakeDropbox, app, user_id: str) -> dict:
-    """The token a real consent round trip gives for `user_id`: authorize with PKCE (S256) at
-    the fake, then the code exchanged for tokens with Authlib."""
-    redirect_uri = "http://127.0.0.1/callback"
-    config = app.config
-    fake.next_user = user_id
-    session = OAuth2Session(CLIENT_ID, CLIENT_SECRET, redirect_uri=redirect_uri,
-                            scope="files.content.write", code_challenge_method="S256",
-                            token_endpoint_auth_method="client_secret_post")
-    verifier = generate_token(48)
-    url, state = session.create_authorization_url(
-        config["DEPOT_DROPBOX_AUTH_URL"], code_verifier=verifier, token_access_type="offline")
-    with requests.get(url, allow_redirects=False, timeout=10) as answer:
-        assert answer.status_code == 302, answer.text
-        location = answer.headers["Location"]
-    try:
-        return session.fetch_token(config["DEPOT_DROPBOX_TOKEN_URL"],
-                                   authorization_response=location, code_verifier=verifier,
-                                   state=state)
-    finally:
-        session.close()
+    """The token a real consent round trip gives for `user_id` (tests/fakes/oauth_server.py)."""
+    return consent_token(fake, "dropbox", user_id)
 
 
 @pytest.fixture

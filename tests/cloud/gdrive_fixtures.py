@@ -4,16 +4,12 @@ the code exchanged for tokens with Authlib)."""
 import json
 
 import pytest
-import requests
-from authlib.common.security import generate_token
-from authlib.integrations.requests_client import OAuth2Session
 
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
-from portal.storage.oauth import PROVIDERS
 from tests.fakes.gdrive import FakeDrive
-from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET
+from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET, consent_token
 
 # Only the fixtures go into tests/cloud/conftest.py.
 __all__ = ["gdrive", "gdrive_dp", "gdrive_worker_env"]
@@ -50,26 +46,8 @@ def gdrive_worker_env(app, worker_env):
 
 
 def consent(fake: FakeDrive, user_id: str) -> dict:
-    """The token response of a consent given by `user_id`: the authorization-code flow with PKCE
-    against the fake, as Depot's callback runs it."""
-    provider = PROVIDERS["gdrive"]
-    session = OAuth2Session(CLIENT_ID, CLIENT_SECRET, scope=provider.scope,
-                            redirect_uri="http://127.0.0.1:9/cloud/callback",
-                            code_challenge_method="S256",
-                            token_endpoint_auth_method="client_secret_post")
-    try:
-        verifier = generate_token(48)
-        url, _state = session.create_authorization_url(fake.url + fake.authorize_path,
-                                                       code_verifier=verifier,
-                                                       **provider.authorize_params)
-        fake.next_user = user_id
-        with requests.get(url, allow_redirects=False, timeout=10) as answer:
-            assert answer.status_code == 302, answer.text
-            location = answer.headers["Location"]
-        return session.fetch_token(fake.url + fake.token_path, authorization_response=location,
-                                   code_verifier=verifier, timeout=10)
-    finally:
-        session.close()
+    """The token response of a consent given by `user_id` (tests/fakes/oauth_server.py)."""
+    return consent_token(fake, "gdrive", user_id)
 
 
 @pytest.fixture

@@ -4,17 +4,13 @@ Depot at it, and connected DP rows whose tokens come from the real consent round
 import json
 
 import pytest
-import requests
-from authlib.common.security import generate_token
-from authlib.integrations.requests_client import OAuth2Session
 
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
-from portal.storage.oauth import PROVIDERS
 from portal.storage.onedrive import OneDriveStorage
 from tests.fakes.graph import FakeGraph
-from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET
+from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET, consent_token
 
 ONEDRIVE_CHUNK = 2 * 320 * 1024  # 640 KiB fragments: multi-fragment uploads in a blink
 
@@ -45,26 +41,8 @@ def onedrive_config(graph_fake):
 
 
 def onedrive_consent(fake: FakeGraph, app, user_id: str) -> dict:
-    """The token a real consent round trip gives for `user_id`: authorize with PKCE (S256) at
-    the fake, then the code exchanged for tokens with Authlib."""
-    redirect_uri = "http://127.0.0.1/callback"
-    provider = PROVIDERS["onedrive"]
-    fake.next_user = user_id
-    session = OAuth2Session(CLIENT_ID, CLIENT_SECRET, redirect_uri=redirect_uri,
-                            scope=provider.scope, code_challenge_method="S256",
-                            token_endpoint_auth_method="client_secret_post")
-    verifier = generate_token(48)
-    url, state = session.create_authorization_url(provider.authorize_url(app.config),
-                                                  code_verifier=verifier)
-    with requests.get(url, allow_redirects=False, timeout=10) as answer:
-        assert answer.status_code == 302, answer.text
-        location = answer.headers["Location"]
-    try:
-        return session.fetch_token(provider.token_url(app.config),
-                                   authorization_response=location, code_verifier=verifier,
-                                   state=state)
-    finally:
-        session.close()
+    """The token a real consent round trip gives for `user_id` (tests/fakes/oauth_server.py)."""
+    return consent_token(fake, "onedrive", user_id)
 
 
 @pytest.fixture

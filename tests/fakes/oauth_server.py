@@ -15,8 +15,13 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session
 from flask import Flask, abort, jsonify, request
 from werkzeug.serving import make_server
+
+from portal.storage.oauth import PROVIDERS
 
 CLIENT_ID = "depot-test-client"
 CLIENT_SECRET = "depot-test-secret-0123456789"
@@ -191,3 +196,26 @@ class FakeOAuthProvider:
             self.refresh_tokens[refresh] = user_id
             answer["refresh_token"] = refresh
         return answer
+
+
+def consent_token(fake: FakeOAuthProvider, provider: str, user_id: str) -> dict:
+    """The token response of a consent `user_id` gives at the fake: the authorization-code flow
+    with PKCE (S256) and the provider's own parameters, the code exchanged with Authlib as
+    Depot's callback does."""
+    definition = PROVIDERS[provider]
+    session = OAuth2Session(CLIENT_ID, CLIENT_SECRET, scope=definition.scope,
+                            redirect_uri="http://127.0.0.1/callback", code_challenge_method="S256",
+                            token_endpoint_auth_method="client_secret_post")
+    try:
+        verifier = generate_token(48)
+        url, state = session.create_authorization_url(fake.url + fake.authorize_path,
+                                                      code_verifier=verifier,
+                                                      **definition.authorize_params)
+        fake.next_user = user_id
+        with requests.get(url, allow_redirects=False, timeout=10) as answer:
+            assert answer.status_code == 302, answer.text
+            location = answer.headers["Location"]
+        return session.fetch_token(fake.url + fake.token_path, authorization_response=location,
+                                   code_verifier=verifier, state=state, timeout=10)
+    finally:
+        session.close()
