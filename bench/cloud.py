@@ -51,7 +51,6 @@ import argparse  # noqa: E402
 import base64  # noqa: E402
 import logging  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 
 import boto3  # noqa: E402
@@ -61,7 +60,7 @@ from botocore.config import Config  # noqa: E402
 
 from bench._depot import WORK, Depot, MiB, check, run, sha256_file, timed  # noqa: E402
 from bench.copy import (central_digest, free_port, job_row, poll_until, prime_memory,  # noqa: E402
-                        status_at, write_image)
+                        status_at, stop_process, write_image)
 from portal.extensions import db  # noqa: E402
 from portal.models import DistributionPoint  # noqa: E402
 from portal.services import cloud_dps, copies  # noqa: E402
@@ -104,13 +103,7 @@ class MotoProcess:
         return values["VmRSS"], values["VmHWM"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         self.log.close()
 
 
