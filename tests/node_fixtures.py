@@ -3,17 +3,16 @@ and the documented `flask --app wsgi dp-node run` (gunicorn) where the process i
 import hashlib
 import os
 import socket
-import threading
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from portal.config import NodeConfig
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.dpnode import create_node_app
 from portal.services import dp_management
+from tests.servers import LoopbackServer
 
 KEY = "node-key-0123456789abcdef"
 
@@ -60,30 +59,18 @@ class ServedNode(Node):
     and start again on the same port."""
 
     def __init__(self, app, root: str):
-        self._server = self._thread = None
-        self._port = 0
+        self._served = LoopbackServer(app, "dp-node")
         super().__init__("", root, app)
         self.start()
 
     def start(self) -> None:
         """Serve on the node's port (a new one the first time)."""
-        assert self._server is None, "the node is already running"
-        self._server = make_server("127.0.0.1", self._port, self.app, threaded=True)
-        self._port = self._server.server_port
-        self.url = f"http://127.0.0.1:{self._port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, name="dp-node", daemon=True)
-        self._thread.start()
+        self.url = self._served.start()
 
     def stop(self) -> None:
         """Stop serving and close the listening socket, as a node that is shut down."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._served.stop()
         self.http.close()  # no kept-alive connection to a handler thread that still answers
-        self._server = self._thread = None
 
 
 def free_port() -> int:

@@ -19,11 +19,11 @@ import pytest
 import requests
 from botocore.config import Config
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
 
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
+from tests.servers import LoopbackServer
 
 BUCKET = "depot-test"
 CREDENTIALS = {"access_key_id": "AKIADEPOTTEST0000001",
@@ -53,8 +53,8 @@ class MotoS3:
         # (400 InvalidRequest) or "ignore" (not echoed), as older S3-compatible servers do.
         self.checksums = "take"
         self.lock = threading.Lock()
-        self._server = self._thread = None
-        self._port = 0
+        self._served = LoopbackServer(self._app, "moto-s3", request_handler=_QuietHandler)
+        self.url = ""
         self.start()
 
     def _app(self, environ, start_response):
@@ -87,25 +87,17 @@ class MotoS3:
             environ.pop("HTTP_X_AMZ_CHECKSUM_TYPE", None)
         return self.moto(environ, start_response)
 
+    @property
+    def running(self) -> bool:
+        return self._served.running
+
     def start(self) -> None:
         """Serve on the server's port (a new one the first time)."""
-        assert self._server is None, "already running"
-        self._server = make_server("127.0.0.1", self._port, self._app, threaded=True,
-                                   request_handler=_QuietHandler)
-        self._port = self._server.server_port
-        self.url = f"http://127.0.0.1:{self._port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, name="moto-s3", daemon=True)
-        self._thread.start()
+        self.url = self._served.start()
 
     def stop(self) -> None:
         """Stop serving and close the listening socket: connections are refused until start()."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-        self._server = self._thread = None
+        self._served.stop()
 
     def reset(self) -> None:
         """Forget every bucket, user and count; no IAM checks, a right clock."""
@@ -140,7 +132,7 @@ def moto_server():
 @pytest.fixture
 def s3(moto_server):
     """The moto server, emptied, with the bucket BUCKET; stopped servers are started again."""
-    if moto_server._server is None:
+    if not moto_server.running:
         moto_server.start()
     moto_server.reset()
     client = moto_server.client()
@@ -148,7 +140,7 @@ def s3(moto_server):
     client.close()
     moto_server.forget_requests()
     yield moto_server
-    if moto_server._server is None:
+    if not moto_server.running:
         moto_server.start()
 
 

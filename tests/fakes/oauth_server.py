@@ -19,9 +19,9 @@ import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from flask import Flask, abort, jsonify, request
-from werkzeug.serving import make_server
 
 from portal.storage.oauth import PROVIDERS
+from tests.servers import LoopbackServer
 
 CLIENT_ID = "depot-test-client"
 CLIENT_SECRET = "depot-test-secret-0123456789"
@@ -57,7 +57,7 @@ class FakeOAuthProvider:
                               methods=["GET", "POST"])
         self.app.add_url_rule(self.token_path, "token", self._token, methods=["POST"])
         self.add_routes(self.app)
-        self._server = None
+        self._served = LoopbackServer(self.app, type(self).__name__)
         self.url = ""
 
     # --- test controls ---------------------------------------------------------------------
@@ -82,17 +82,11 @@ class FakeOAuthProvider:
                                    if user_id is not None and u != user_id}
 
     def start(self) -> "FakeOAuthProvider":
-        self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name=type(self).__name__, daemon=True).start()
+        self.url = self._served.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._served.stop()
 
     # --- what subclasses use ---------------------------------------------------------------
 
