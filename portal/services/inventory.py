@@ -135,7 +135,7 @@ def rescan(job: Job, progress: Progress) -> str:
     entries: list[FileEntry] = []
     kinds = wanted_hashes() if dp.is_central else ()
     try:
-        backend.ensure_layout() if dp.is_central else backend.check()
+        backend.ensure_layout() if dp.is_central else backend.ping()
         progress.update(phase="listing files", force=True)
         for entry in backend.walk(problems):
             entries.append(entry)
