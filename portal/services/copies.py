@@ -185,7 +185,7 @@ def copy_asset(job: Job, progress: Progress) -> str:
             backend.delete(path)
     except StorageUnavailable as exc:
         _record(dp_id, sent, [])
-        raise RetryLater(exc.message, progressed=moved.bytes > 0) from None
+        raise RetryLater(exc.message, delay=exc.retry_after, progressed=moved.bytes > 0) from None
     except BaseException:
         _record(dp_id, sent, [])
         raise
@@ -201,7 +201,7 @@ def _run_at_dp(call, *args):
     try:
         return call(*args)
     except StorageUnavailable as exc:
-        raise RetryLater(exc.message) from None
+        raise RetryLater(exc.message, delay=exc.retry_after) from None
 
 
 class _Moved:
@@ -426,7 +426,7 @@ def delete_asset(job: Job, progress: Progress) -> str:
     try:
         backend.delete(job.asset_key)
     except StorageUnavailable as exc:
-        raise RetryLater(exc.message) from None
+        raise RetryLater(exc.message, delay=exc.retry_after) from None
     removed = [row.path for row in _asset_files(dp.id, job.asset_key)]
     _record(dp.id, [], removed)
     if dp.is_central:

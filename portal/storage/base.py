@@ -24,9 +24,14 @@ PROVIDER_HASHES = ("quickxor", "md5", "dropbox")
 
 
 class StorageUnavailable(DepotError):
-    """The DP did not answer (down, network, throttled, a 5xx): worth trying again later."""
+    """The DP did not answer (down, network, throttled, a 5xx): worth trying again later;
+    `retry_after`: the seconds the DP asked to wait (a throttling provider's Retry-After)."""
 
     code, status = "dp_unreachable", 502
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
 
 
 class StorageRefused(DepotError):

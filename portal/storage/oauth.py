@@ -76,6 +76,12 @@ class OAuthProvider:
                            "timeout": (CONNECT_TIMEOUT, READ_TIMEOUT)})
 
 
+def retry_after(response: requests.Response) -> float | None:
+    """The wait a throttling provider asks for (Retry-After in seconds), at most an hour."""
+    value = response.headers.get("Retry-After", "")
+    return min(float(value), 3600.0) if value.strip().isdigit() else None
+
+
 def token_record(token: dict) -> dict:
     """What is kept of a token response (encrypted in the DP's `secret`)."""
     expires_at = token.get("expires_at")
@@ -150,7 +156,7 @@ class OAuthStorage(StorageBackend):
         message = self.error_message(response)
         if response.status_code == 429 or response.status_code >= 500:
             raise StorageUnavailable(f"{self.provider.title} is busy or failing for {self.name}: "
-                                     f"{message}")
+                                     f"{message}", retry_after=retry_after(response))
         if response.status_code == 401:
             raise NeedsAuth(f"{self.provider.title} no longer accepts {self.name}'s access: "
                             f"reconnect it ({message})")

@@ -543,3 +543,18 @@ def test_verify_trusts_matching_content_hashes_and_flags_a_corrupted_file(
     assert fresh(repair.id).state == "succeeded", fresh(repair.id).error
     assert dropbox_fake.file("alice", "/Depot/Images/Bad.wim") == bad
     assert status_at(dp, "Images/Bad.wim") == "current"
+
+
+def test_a_throttled_copy_waits_as_long_as_dropbox_asks(dropbox_fake, dropbox_dp, image, admin,
+                                                        work):
+    """When Dropbox answers 429 with Retry-After, does the copy wait that long before its next
+    try (not its own shorter backoff), keeping the session?"""
+    key, _ = image
+    dp = dropbox_dp("Dropbox HQ")
+    dropbox_fake.retry_after = 7
+    dropbox_fake.after_upload_requests(2, lambda: dropbox_fake.fail_next(1, "429"))
+    job = copy(admin, work, key, dp)
+    assert job.state == "queued"  # waiting for its next try
+    assert "try 2 in 7 s" in job.phase and "busy or failing" in job.phase + " ".join(job.warnings)
+    assert 5 <= (job.retry_at - job.queued_at).total_seconds() <= 8
+    assert db.session.scalar(select(UploadSession)) is not None  # the session is kept to resume

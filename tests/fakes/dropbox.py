@@ -90,6 +90,7 @@ class FakeDropbox(FakeOAuthProvider):
         self.uploads: list[dict] = []
         self._failures: list[str] = []
         self._after: tuple[int, callable] | None = None
+        self.retry_after = 0  # seconds a "429" failure asks the client to wait
         super().__init__()
 
     # --- test controls ---------------------------------------------------------------------
@@ -311,8 +312,8 @@ class FakeDropbox(FakeOAuthProvider):
                 entry["status"] = 429
                 request.get_data()
                 return jsonify({"error_summary": "too_many_requests/..", "error": {
-                    "reason": {".tag": "too_many_requests"}, "retry_after": 1}}), 429, {
-                    "Retry-After": "1"}
+                    "reason": {".tag": "too_many_requests"},
+                    "retry_after": self.retry_after}}), 429, {"Retry-After": str(self.retry_after)}
             if (request.content_length or 0) > self.max_request:
                 entry["status"] = 409
                 self.error(409, "payload_too_large")  # before reading a byte of it
