@@ -53,6 +53,18 @@ class NeedsAuth(StorageRefused):
     code, status = "dp_needs_auth", 409
 
 
+def json_object(response, *, empty_ok: bool = False) -> dict | None:
+    """The JSON object a DP answered (with `empty_ok`, an empty body counts as {}), or None when
+    the answer is not one: then whatever answered is not the API the backend expects."""
+    if empty_ok and not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 @dataclass
 class FileEntry:
     """A regular file under a library folder: escaped relative path, size, mtime, backend handle;

@@ -7,7 +7,8 @@ import requests
 from portal.dpnode import signing
 from portal.services.jobs import JobCancelled
 from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageBackend,
-                                 StorageRefused, StorageUnavailable, Upload, UploadState)
+                                 StorageRefused, StorageUnavailable, Upload, UploadState,
+                                 json_object)
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 120  # a finish hashes the whole file on the node before it answers
@@ -72,12 +73,8 @@ class DpNodeStorage(StorageBackend):
 
     def _json(self, method: str, path: str, **kw) -> dict:
         """A call whose answer must be a JSON object (anything else is not a DP node talking)."""
-        response = self._call(method, path, **kw)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = json_object(self._call(method, path, **kw))
+        if body is None:
             raise NodeError(f"{self.name} did not answer like a DP node (no JSON): is the URL "
                             "right?", "not_a_node", 502)
         return body

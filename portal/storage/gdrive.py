@@ -43,7 +43,7 @@ from flask import has_request_context, request as flask_request
 from portal.services.libraries import LIBRARIES, is_ignored_entry
 from portal.services.names import escape_component, unescape_component
 from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageRefused,
-                                 StorageUnavailable, Upload, UploadState)
+                                 StorageUnavailable, Upload, UploadState, json_object)
 from portal.storage.oauth import PROVIDERS, OAuthStorage
 from portal.storage.paths import library_parts
 
@@ -79,12 +79,8 @@ class GoogleDriveStorage(OAuthStorage):
         return response
 
     def _json(self, method: str, path: str, **kw) -> dict:
-        response = self._call(method, path, **kw)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = json_object(self._call(method, path, **kw))
+        if body is None:
             raise StorageUnavailable(f"Google Drive answered {self.name} with something that is "
                                      "not JSON")
         return body

@@ -29,7 +29,7 @@ from portal.services.jobs import JobCancelled
 from portal.services.libraries import LIBRARIES, is_ignored_entry
 from portal.services.names import escape_component, unescape_component
 from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageRefused,
-                                 StorageUnavailable, Upload, UploadState)
+                                 StorageUnavailable, Upload, UploadState, json_object)
 from portal.storage.oauth import PROVIDERS, OAuthStorage
 from portal.storage.paths import library_parts
 
@@ -135,11 +135,8 @@ class OneDriveStorage(OAuthStorage):
 
     def _json(self, method: str, url: str, expect=(200,), **kw) -> tuple[int, dict]:
         response = self.request(method, url, expect=expect, **kw)
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = json_object(response, empty_ok=True)
+        if body is None:
             raise StorageRefused(f"OneDrive answered {self.name} with something that is not "
                                  "Graph's JSON: is DEPOT_ONEDRIVE_API_URL right?")
         return response.status_code, body
