@@ -351,3 +351,12 @@ def status_at(dp, key):
     db.session.expire_all()
     items = {i["key"]: i for i in distribution_points.content(dp)}
     return items[key]["status"] if key in items else None
+
+
+def copy_one(admin, work, key, dp):
+    """Copy one asset to the DP on an in-process worker; the job row as it ended (or waits)."""
+    from portal.services import copies
+
+    [job] = copies.request_copies(admin, [key], [dp.id])
+    work()
+    return fresh(job.id)

@@ -19,7 +19,7 @@ from portal.storage.base import FileEntry, NeedsAuth, Source, StorageRefused, Up
 from portal.storage.dropbox import MAX_REQUEST
 from portal.storage.hashes import DropboxContentHash
 from tests.cloud.dropbox_fixtures import DROPBOX_CHUNK, dropbox_backend
-from tests.conftest import fresh, status_at
+from tests.conftest import copy_one as copy, fresh, status_at
 from tests.factories import write_file
 from tests.fakes.dropbox import content_hash
 
@@ -29,12 +29,6 @@ MiB = 1024 * 1024
 @pytest.fixture
 def config_overrides(dropbox_config):
     return dropbox_config
-
-
-def copy(admin, work, key, dp):
-    [job] = copies.request_copies(admin, [key], [dp.id])
-    work()
-    return fresh(job.id)
 
 
 @pytest.fixture

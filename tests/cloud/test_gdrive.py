@@ -13,7 +13,7 @@ from portal.services import copies
 from portal.storage import storage_for
 from portal.storage.base import StorageRefused
 from tests.cloud.gdrive_fixtures import GDRIVE_CHUNK, gdrive_settings
-from tests.conftest import fresh, status_at, wait_for
+from tests.conftest import copy_one as copy, fresh, status_at, wait_for
 from tests.factories import write_file
 
 MB = 1024 * 1024
@@ -22,12 +22,6 @@ MB = 1024 * 1024
 @pytest.fixture
 def config_overrides(gdrive):
     return gdrive_settings(gdrive, DEPOT_RETRY_BASE_SECONDS=1, DEPOT_JOB_RETRIES=3)
-
-
-def copy(admin, work, key, dp):
-    [job] = copies.request_copies(admin, [key], [dp.id])
-    work()
-    return fresh(job.id)
 
 
 @pytest.fixture
