@@ -88,6 +88,18 @@ class Config:
     DEPOT_DROPBOX_CONTENT_URL = os.environ.get("DEPOT_DROPBOX_CONTENT_URL",
                                                "https://content.dropboxapi.com/2")
     DEPOT_DROPBOX_CHUNK = _env_int("DEPOT_DROPBOX_CHUNK", 48 * 1024 ** 2)
+    # Endpoints. Agents heartbeat and ask for work every DEPOT_AGENT_INTERVAL seconds, and report a
+    # running deployment's progress every DEPOT_AGENT_REPORT_INTERVAL seconds (so a cancel reaches
+    # them within that); a device silent for 3 intervals is shown offline.
+    DEPOT_AGENT_INTERVAL = _env_int("DEPOT_AGENT_INTERVAL", 60)
+    DEPOT_AGENT_REPORT_INTERVAL = _env_int("DEPOT_AGENT_REPORT_INTERVAL", 2)
+    # Requests a minute one device may make to /agent/v1/, and enrollments a minute from one address.
+    DEPOT_AGENT_RATE_LIMIT = _env_int("DEPOT_AGENT_RATE_LIMIT", 120)
+    DEPOT_ENROLL_RATE_LIMIT = _env_int("DEPOT_ENROLL_RATE_LIMIT", 30)
+    # How long the download links handed to agents stay valid (they ask again when one expires).
+    DEPOT_DOWNLOAD_LINK_TTL = _env_int("DEPOT_DOWNLOAD_LINK_TTL", 3600)
+    # A deployment whose agent has said nothing for this long fails ("the agent went silent").
+    DEPOT_DEPLOYMENT_SILENT_AFTER = _env_int("DEPOT_DEPLOYMENT_SILENT_AFTER", 1800)
     DEPOT_LOGIN_FREE_FAILURES = _env_int("DEPOT_LOGIN_FREE_FAILURES", 3)
     DEPOT_LOGIN_MAX_DELAY = _env_int("DEPOT_LOGIN_MAX_DELAY", 60)
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session

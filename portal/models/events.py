@@ -19,13 +19,16 @@ class Notification(db.Model):
     message: Mapped[str] = mapped_column(Text)
     dp_id: Mapped[int | None] = mapped_column(ForeignKey("distribution_points.id", ondelete="SET NULL"))
     job_id: Mapped[str | None] = mapped_column(String(36))
+    deployment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deployments.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None]
 
     def to_dict(self) -> dict:
         return {
             "id": self.id, "kind": self.kind, "level": self.level, "message": self.message,
-            "dp_id": self.dp_id, "job_id": self.job_id, "created_at": isoformat(self.created_at),
+            "dp_id": self.dp_id, "job_id": self.job_id, "deployment_id": self.deployment_id,
+            "created_at": isoformat(self.created_at),
             "read": self.read_at is not None,
         }
 

@@ -7,7 +7,7 @@ from portal.services.permissions import can_see_dp
 
 
 def notify(kind: str, message: str, *, level: str = "info", dp_id: int | None = None,
-           job_id: str | None = None) -> int:
+           job_id: str | None = None, deployment_id: int | None = None) -> int:
     """Tell every active user who can see the DP; returns how many were told. Caller commits."""
     dp = db.session.get(DistributionPoint, dp_id) if dp_id else None
     users = db.session.scalars(select(User).where(User.active.is_(True))).all()
@@ -15,7 +15,8 @@ def notify(kind: str, message: str, *, level: str = "info", dp_id: int | None = 
     for user in users:
         if dp is None or can_see_dp(user, dp):
             db.session.add(Notification(user_id=user.id, kind=kind, level=level, message=message,
-                                        dp_id=dp_id, job_id=job_id))
+                                        dp_id=dp_id, job_id=job_id,
+                                        deployment_id=deployment_id))
             count += 1
     return count
 
@@ -33,6 +34,14 @@ def set_dp_status(dp: DistributionPoint, status: str, reason: str | None = None)
         elif dp.status in ("offline", "needs-auth"):
             notify("dp.online", f"{dp.name} is back online", dp_id=dp.id)
     dp.status, dp.status_reason = status, reason
+
+
+def deployment_failed(deployment) -> int:
+    """Tell everyone who can see the deployment's DP that it failed, and why. Caller commits."""
+    return notify("deployment.failed",
+                  f"Deployment #{deployment.id} of {deployment.image} to {deployment.device_name} "
+                  f"failed: {deployment.error}", level="error", dp_id=deployment.dp_id,
+                  deployment_id=deployment.id)
 
 
 def unread_count(user_id: int) -> int:

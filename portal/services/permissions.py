@@ -3,10 +3,10 @@ from portal.services import PermissionDenied
 
 ROLE_ACTIONS = {
     "admin": {
-        "rescan", "cancel_job", "copy", "verify", "delete_content", "deploy",
-        "manage_users", "manage_dps", "manage_settings", "view_audit",
+        "rescan", "cancel_job", "copy", "verify", "delete_content", "deploy", "cancel_deployment",
+        "manage_users", "manage_dps", "manage_settings", "view_audit", "manage_devices",
     },
-    "technician": {"rescan", "cancel_job", "copy", "verify", "deploy"},
+    "technician": {"rescan", "cancel_job", "copy", "verify", "deploy", "cancel_deployment"},
     "viewer": set(),
 }
 

@@ -59,4 +59,5 @@ def paginated(items: list, total: int, page: int, per_page: int) -> dict:
             "next_page": page + 1 if page * per_page < total else None}
 
 
-from portal.blueprints.api import accounts, content, copies, events, jobs  # noqa: E402,F401
+from portal.blueprints.api import (  # noqa: E402,F401
+    accounts, content, copies, deployments, devices, events, jobs)

@@ -1,0 +1,8 @@
+"""Routes of /computers/."""
+from portal.blueprints.computers import bp  # noqa: F401
+
+
+@bp.get("/")
+def index():
+    """Placeholder until this area is built (keeps the nav's link valid)."""
+    return "not built yet", 501

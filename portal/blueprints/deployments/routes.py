@@ -1,0 +1,8 @@
+"""Routes of /deployments/."""
+from portal.blueprints.deployments import bp  # noqa: F401
+
+
+@bp.get("/")
+def index():
+    """Placeholder until this area is built (keeps the nav's link valid)."""
+    return "not built yet", 501
