@@ -1,0 +1,98 @@
+"""Enrollment tokens: what an admin hands to endpoints so their agents can enroll."""
+import hashlib
+import secrets as token_secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import DeviceGroup, EnrollmentToken, utcnow
+from portal.services import DepotError, NotFound, audit
+from portal.services import secrets as vault
+from portal.services.actors import Actor
+from portal.services.names import clean_name
+
+MAX_DAYS = 365
+
+
+class EnrollTokenInvalid(DepotError):
+    code, status = "enroll_token_invalid", 401
+
+
+def hash_token(secret: str) -> str:
+    """How enrollment and device tokens are looked up: the SHA-256 of the token, never the token."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_enrollment_token(actor: Actor, name, days=7, group_id: int | None = None
+                            ) -> tuple[EnrollmentToken, str]:
+    """A new enrollment token valid for `days` (1 to 365): (row, the token). Devices that enroll
+    with it land in group `group_id` when one is given."""
+    try:
+        name = clean_name(name, "token name")
+    except ValueError as exc:
+        raise DepotError(str(exc)) from None
+    try:
+        days = int(days)
+    except (TypeError, ValueError):
+        raise DepotError("the validity must be a whole number of days") from None
+    if not 1 <= days <= MAX_DAYS:
+        raise DepotError(f"the validity must be between 1 and {MAX_DAYS} days")
+    if group_id is not None and db.session.get(DeviceGroup, group_id) is None:
+        raise NotFound(f"no group {group_id}")
+    secret = "det_" + token_secrets.token_urlsafe(32)
+    token = EnrollmentToken(
+        name=name, token_hash=hash_token(secret), prefix=secret[:10],
+        secret=vault.encrypt(secret), group_id=group_id, created_by_id=actor.user_id,
+        expires_at=utcnow() + timedelta(days=days),
+    )
+    db.session.add(token)
+    audit.record(actor, "enrollment_token.create", target=name, days=days, group_id=group_id)
+    db.session.commit()
+    return token, secret
+
+
+def list_enrollment_tokens() -> list[EnrollmentToken]:
+    """Every enrollment token, newest first."""
+    return list(db.session.scalars(select(EnrollmentToken).order_by(EnrollmentToken.id.desc())))
+
+
+def get_enrollment_token(token_id: int) -> EnrollmentToken:
+    """One enrollment token, or NotFound."""
+    token = db.session.get(EnrollmentToken, token_id)
+    if token is None:
+        raise NotFound(f"no enrollment token {token_id}")
+    return token
+
+
+def token_secret(token: EnrollmentToken) -> str:
+    """The token itself, for the client installer of a token still valid."""
+    if token.state != "valid":
+        raise DepotError(f"the enrollment token {token.name} is {token.state}; create a new one",
+                         code="enroll_token_invalid", status=409)
+    return vault.decrypt(token.secret)
+
+
+def revoke_enrollment_token(actor: Actor, token_id: int) -> EnrollmentToken:
+    """Revoke a token: no further device can enroll with it (enrolled devices keep working)."""
+    token = get_enrollment_token(token_id)
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit.record(actor, "enrollment_token.revoke", target=token.name)
+        db.session.commit()
+    return token
+
+
+def find_valid_token(secret) -> EnrollmentToken:
+    """The unexpired, unrevoked token with this secret, or EnrollTokenInvalid saying which."""
+    if not isinstance(secret, str) or not secret.strip():
+        raise EnrollTokenInvalid("send the enrollment token the admin gave you (enroll_token)")
+    token = db.session.scalars(
+        select(EnrollmentToken).where(EnrollmentToken.token_hash == hash_token(secret.strip()))
+    ).first()
+    if token is None:
+        raise EnrollTokenInvalid("the enrollment token is unknown; ask an admin for a new one")
+    if token.state != "valid":
+        raise EnrollTokenInvalid(f"the enrollment token has {'been revoked' if token.revoked_at else 'expired'}; "
+                                 "ask an admin for a new one")
+    return token
