@@ -1,7 +1,11 @@
 """Enrollment tokens: what an admin hands to endpoints so their agents can enroll."""
 import hashlib
+import io
+import json
 import secrets as token_secrets
+import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -11,12 +15,18 @@ from portal.services import DepotError, NotFound, audit
 from portal.services import secrets as vault
 from portal.services.actors import Actor
 from portal.services.names import clean_name
+from portal.services.permissions import require
 
 MAX_DAYS = 365
 
 
 class EnrollTokenInvalid(DepotError):
     code, status = "enroll_token_invalid", 401
+
+
+def _may_manage(actor: Actor) -> None:
+    if actor.user is not None:  # None: the CLI or the system
+        require(actor.user, "manage_settings")
 
 
 def hash_token(secret: str) -> str:
@@ -28,6 +38,7 @@ def create_enrollment_token(actor: Actor, name, days=7, group_id: int | None = N
                             ) -> tuple[EnrollmentToken, str]:
     """A new enrollment token valid for `days` (1 to 365): (row, the token). Devices that enroll
     with it land in group `group_id` when one is given."""
+    _may_manage(actor)
     try:
         name = clean_name(name, "token name")
     except ValueError as exc:
@@ -75,6 +86,7 @@ def token_secret(token: EnrollmentToken) -> str:
 
 def revoke_enrollment_token(actor: Actor, token_id: int) -> EnrollmentToken:
     """Revoke a token: no further device can enroll with it (enrolled devices keep working)."""
+    _may_manage(actor)
     token = get_enrollment_token(token_id)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
@@ -96,3 +108,69 @@ def find_valid_token(secret) -> EnrollmentToken:
         raise EnrollTokenInvalid(f"the enrollment token has {'been revoked' if token.revoked_at else 'expired'}; "
                                  "ask an admin for a new one")
     return token
+
+
+# --- the client installer --------------------------------------------------------------------
+
+AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
+AGENT_COMMAND = "python3 depot-agent.pyz --config depot-agent.json --target {target}"
+PYZ_MAIN = "from depot_agent import main\n\nmain()\n"
+
+
+def agent_command(target: str = "<folder>") -> str:
+    """The one command that starts the agent from the unzipped installer."""
+    return AGENT_COMMAND.format(target=target)
+
+
+def build_agent_pyz() -> bytes:
+    """The reference agent (portal/agent/, stdlib only) as a zipapp: `python3 depot-agent.pyz`."""
+    if not (AGENT_DIR / "__init__.py").is_file():
+        raise DepotError("the agent package (portal/agent/) is missing from this installation",
+                         code="agent_missing", status=503)
+    buffer = io.BytesIO()
+    buffer.write(b"#!/usr/bin/env python3\n")
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as pyz:
+        for path in sorted(AGENT_DIR.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                pyz.write(path, "depot_agent/" + path.relative_to(AGENT_DIR).as_posix())
+        pyz.writestr("__main__.py", PYZ_MAIN)
+    return buffer.getvalue()
+
+
+def build_installer(actor: Actor, token_id: int, server: str) -> tuple[EnrollmentToken, bytes]:
+    """The client installer of a valid token: a zip with depot-agent.json ({server,
+    enroll_token}), depot-agent.pyz and README.txt with the command; (token, zip bytes)."""
+    _may_manage(actor)
+    token = get_enrollment_token(token_id)
+    secret = token_secret(token)
+    server = server.rstrip("/")
+    config = json.dumps({"server": server, "enroll_token": secret}, indent=2) + "\n"
+    readme = README.format(name=token.name, server=server, command=agent_command(),
+                           expires=token.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                           group=token.group.name if token.group else "no group")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("depot-agent.json", config)
+        archive.writestr("depot-agent.pyz", build_agent_pyz())
+        archive.writestr("README.txt", readme)
+    audit.record(actor, "enrollment_token.installer", target=token.name)
+    db.session.commit()
+    return token, buffer.getvalue()
+
+
+README = """Depot agent installer ({name})
+=====================
+
+1. Copy this folder to the endpoint (Python 3 must be installed; nothing else is needed).
+2. Run, in this folder:
+
+   {command}
+
+   where <folder> is where deployments are staged (and applied), e.g. /var/lib/depot.
+
+The agent enrolls once with {server} using the enrollment token in depot-agent.json,
+keeps its own device token in the target folder, and then waits for deployments.
+The enrollment token expires {expires}; devices that enroll with it join {group}.
+Keep depot-agent.json private: anyone holding it can enroll a device until it expires
+or an admin revokes it (Settings > Enrollment).
+"""
