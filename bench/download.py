@@ -1,0 +1,284 @@
+"""Benchmark of endpoints downloading an image from a DP node at once, against nginx serving the
+same file in the same run.
+
+A file of --size-gib (random bytes, written in full: nothing sparse) is written to
+bench/.work/node-root/Images/bench.wim and read once, so every run below reads it from the page
+cache (which cannot be dropped). Three servers offer it on 127.0.0.1:
+- Depot: a DP node started by its documented production command, `flask --app wsgi dp-node run
+  --root DIR --bind 127.0.0.1:PORT` (it execs gunicorn: gthread, 2 workers x 16 threads, access
+  log on), and a signed link made as the central server makes it for an agent
+  (`portal.dpnode.signing.sign`, what `storage_for(dp).download_link(path, ttl)` calls for a DP
+  node): `GET /dp/v1/download?path&expires&sig`. The node checks the signature, then Werkzeug's
+  send_file hands gunicorn a file wrapper, which gunicorn sends with sendfile(2).
+- nginx: Debian's /usr/sbin/nginx as this bench's own process (`daemon off`, config, pid, logs
+  and temp folders in bench/.work/nginx/), `worker_processes 2` (one a core, as gunicorn's
+  workers), `sendfile on`, access log on, serving the same root with a plain `location`.
+- For reference, the README's optional "behind nginx" set-up: a second node started the same way
+  with DEPOT_DP_X_ACCEL_PREFIX=/depot-files/ behind that nginx, which proxies /dp/ to it; the node
+  checks the link and answers X-Accel-Redirect, nginx sends the bytes.
+The client is the same for all: --clients (8) `curl` processes from Debian started at once, each
+fetching the whole file over its own connection to /dev/null (`-o /dev/null`, no hashing:
+hashing 8 GiB on this machine's cores would measure the client). Each transfer is checked for
+exit status, HTTP 200 and the full size. Outside the timing, one download from each server is
+hashed (SHA-256) against the file, and the Depot link is checked to be refused once tampered with.
+Throughput = clients x size / wall time from the first curl's start to the last one's exit.
+Every server runs --rounds (3) times, interleaved round by round (order turned each round) so a
+slow spell of the machine hits all; each figure is the best of its runs, every run is printed.
+ratio = Depot MiB/s / nginx MiB/s, higher is better, goal >= 0.8. Client, servers and bench
+share this machine's cores: the figures compare the servers under the same load, not a network.
+
+Usage: .venv/bin/python bench/download.py [--size-gib 1] [--clients 8] [--rounds 3]
+       [--skip-accel] [--keep]
+"""
+import os
+import sys
+
+BENCH_DIR = os.path.dirname(os.path.realpath(__file__))
+# Off with bench/ (its copy.py would shadow the standard library's `copy`), on with the repository.
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != BENCH_DIR]
+sys.path.insert(0, os.path.dirname(BENCH_DIR))
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import hashlib  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import requests  # noqa: E402
+
+from bench._depot import WORK, MiB, check, run, sha256_file  # noqa: E402
+from bench.copy import (NODE_KEY, NodeProcess, free_port, poll_until, stop_process,  # noqa: E402
+                        write_image)
+from portal.dpnode import signing  # noqa: E402
+
+NGINX = "/usr/sbin/nginx"
+IMAGE = "Images/bench.wim"
+LINK_TTL = 3600  # DEPOT_DOWNLOAD_LINK_TTL's default
+DEPOT, NGINX_NAME, ACCEL = "Depot DP node", "nginx", "Depot node behind nginx (X-Accel)"
+
+
+@contextlib.contextmanager
+def environment(**values):
+    """os.environ with `values` set for the duration (NodeProcess builds its env from it)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class NginxProcess:
+    """nginx in the foreground as this bench's own process: a plain static server of `root` on
+    one port and, when `accel_upstream` is given, a proxy in front of that DP node on another."""
+
+    def __init__(self, root: str, accel_upstream: str | None):
+        self.prefix = os.path.join(WORK, "nginx")
+        for folder in ("logs", "temp"):
+            os.makedirs(os.path.join(self.prefix, folder), exist_ok=True)
+        self.port, self.accel_port = free_port(), free_port()
+        accel = f"""
+    server {{
+        listen 127.0.0.1:{self.accel_port};
+        location /dp/ {{ proxy_pass {accel_upstream}; proxy_request_buffering off;
+                        client_max_body_size 80m; }}
+        location /depot-files/ {{ internal; alias {root}/; }}
+    }}""" if accel_upstream else ""
+        # As root, nginx would hand its workers to `nobody`; keep them this user, like gunicorn.
+        user = "user root root;\n" if os.geteuid() == 0 else ""
+        temp = os.path.join(self.prefix, "temp")
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as fh:
+            fh.write(f"""{user}daemon off;
+worker_processes 2;
+pid {self.prefix}/nginx.pid;
+error_log {self.prefix}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {self.prefix}/logs/access.log;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    server {{
+        listen 127.0.0.1:{self.port};
+        location / {{ root {root}; }}
+    }}{accel}
+}}
+""")
+        self.log = open(os.path.join(self.prefix, "logs", "stderr.log"), "wb")
+        self.proc = subprocess.Popen([NGINX, "-p", self.prefix, "-c", self.conf, "-e",
+                                      os.path.join(self.prefix, "logs", "error.log")],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def wait_up(self) -> None:
+        def up():
+            check(self.proc.poll() is None, f"nginx exited; see {self.prefix}/logs/")
+            try:
+                return requests.get(f"http://127.0.0.1:{self.port}/", timeout=5).status_code in (
+                    403, 404, 200)
+            except requests.ConnectionError:
+                return False
+        poll_until(up, 30, "nginx to answer", interval=0.1)
+
+    def stop(self) -> None:
+        stop_process(self.proc)  # SIGTERM: nginx's fast shutdown; its workers go with it
+        self.log.close()
+
+
+def fetch_all(url: str, clients: int, size: int, timeout: float) -> tuple[float, list[float]]:
+    """`clients` curl processes fetching `url` at once to /dev/null: (wall s, each one's B/s);
+    every transfer checked for exit status, HTTP 200 and `size` bytes."""
+    argv = ["curl", "--silent", "--show-error", "--max-time", str(int(timeout)), "--output",
+            "/dev/null", "--write-out", "%{http_code} %{size_download} %{speed_download}", url]
+    start = time.perf_counter()
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(clients)]
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout + 10)
+            results.append((proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    wall = time.perf_counter() - start
+    speeds = []
+    for code, out, err in results:
+        check(code == 0, f"curl exited with {code}: {err.strip()}")
+        status, downloaded, speed = out.split()
+        check(status == "200", f"the server answered {status}, not 200")
+        check(int(downloaded) == size, f"curl received {downloaded} of {size} bytes")
+        speeds.append(float(speed))
+    return wall, speeds
+
+
+def verify_download(url: str, digest: str) -> None:
+    """One download hashed as it arrives: the bytes are the file's."""
+    sha = hashlib.sha256()
+    with requests.get(url, stream=True, timeout=60) as response:
+        check(response.status_code == 200, f"{url} answered {response.status_code}")
+        for chunk in response.iter_content(MiB):
+            sha.update(chunk)
+    check(sha.hexdigest() == digest, f"the download from {url} differs from the file (SHA-256)")
+
+
+def bench(args) -> None:
+    size = int(args.size_gib * 1024 * MiB)
+    os.makedirs(WORK)
+    root = os.path.join(WORK, "node-root")
+    start = time.perf_counter()
+    write_image(os.path.join(root, IMAGE), size)
+    os.sync()  # written back now, not while something is measured
+    digest = sha256_file(os.path.join(root, IMAGE))  # also the warm-up read
+    print(f"image of {size / MiB:.0f} MiB written and read once ({time.perf_counter() - start:.1f}"
+          " s); every run below reads it from the page cache")
+
+    node = NodeProcess(root, os.path.join(WORK, "node.log"))
+    servers: list = [node]
+    try:
+        accel_node = None
+        if not args.skip_accel:
+            with environment(DEPOT_DP_X_ACCEL_PREFIX="/depot-files/"):
+                accel_node = NodeProcess(root, os.path.join(WORK, "node-accel.log"))
+            servers.append(accel_node)
+        nginx = NginxProcess(root, accel_node.url if accel_node else None)
+        servers.append(nginx)
+        node.wait_up()
+        if accel_node:
+            accel_node.wait_up()
+        nginx.wait_up()
+
+        def depot_link(base: str) -> str:
+            return signing.sign(base, NODE_KEY, IMAGE, LINK_TTL)
+        urls = {DEPOT: lambda: depot_link(node.url),
+                NGINX_NAME: lambda: f"http://127.0.0.1:{nginx.port}/{IMAGE}"}
+        if accel_node:
+            urls[ACCEL] = lambda: depot_link(f"http://127.0.0.1:{nginx.accel_port}")
+
+        # Outside the timing: the bytes are right, a tampered link is refused, and each server
+        # has served (gunicorn's workers have imported the app) before anything is measured.
+        for name, url in urls.items():
+            verify_download(url(), digest)
+        tampered = node.url + "/dp/v1/download?" + depot_link(node.url).split("?", 1)[1].replace(
+            "Images%2Fbench.wim", "Images%2Fother.wim")
+        check(requests.get(tampered, timeout=10).status_code == 403,
+              "the node served a link whose path was changed")
+        print(f"servers on 127.0.0.1: {DEPOT} (`flask --app wsgi dp-node run`: gunicorn gthread, "
+              f"2 workers x 16 threads) :{node.port}; {NGINX_NAME} {nginx_version()} "
+              f"(worker_processes 2, sendfile on) :{nginx.port}"
+              + (f"; {ACCEL} :{nginx.accel_port}" if accel_node else "")
+              + f"; {os.cpu_count()} cores; one download from each hashed: identical")
+
+        timeout = 60 + args.clients * size / MiB / 20  # >= 20 MiB/s together, or something is wrong
+        runs: dict[str, list[tuple[float, list[float]]]] = {name: [] for name in urls}
+        for round_no in range(args.rounds):
+            order = list(urls) if round_no % 2 == 0 else list(reversed(urls))
+            for name in order:
+                runs[name].append(fetch_all(urls[name](), args.clients, size, timeout))
+
+        total = args.clients * size / MiB
+        print(f"\n== {args.clients} curl clients at once, each the whole {size / MiB:.0f} MiB file "
+              f"to /dev/null, best of {args.rounds} ==")
+
+        def line(name: str) -> tuple[float, str]:
+            walls = [wall for wall, _ in runs[name]]
+            best = min(range(len(walls)), key=walls.__getitem__)
+            speeds = runs[name][best][1]
+            rate = total / walls[best]
+            return rate, (f"{rate:.0f} MiB/s ({total / 1024:.1f} GiB in {walls[best]:.2f} s; runs "
+                          f"{', '.join(f'{total / w:.0f}' for w in walls)} MiB/s; per client in "
+                          f"the best run {min(speeds) / MiB:.0f}-{max(speeds) / MiB:.0f} MiB/s)")
+
+        depot_rate, depot_line = line(DEPOT)
+        nginx_rate, nginx_line = line(NGINX_NAME)
+        ratio = depot_rate / nginx_rate
+        print(f"{DEPOT}: {depot_line}")
+        print(f"  vs {NGINX_NAME}: {nginx_line} -> ratio {ratio:.2f} (Depot/nginx, goal >= 0.8: "
+              f"{'met' if ratio >= 0.8 else 'NOT met'})")
+        if accel_node:
+            accel_rate, accel_line = line(ACCEL)
+            print(f"  for reference, {ACCEL}: {accel_line} -> ratio {accel_rate / nginx_rate:.2f}")
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def nginx_version() -> str:
+    out = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
+    return out.rsplit("/", 1)[-1] if "/" in out else out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gib", type=float, default=1.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-accel", action="store_true",
+                        help="leave out the node behind nginx (X-Accel-Redirect)")
+    parser.add_argument("--keep", action="store_true", help="keep bench/.work for a look")
+    args = parser.parse_args()
+    logging.disable(logging.INFO)
+    if args.size_gib <= 0 or args.clients < 1 or args.rounds < 1:
+        parser.error("--size-gib, --clients and --rounds must be positive")
+    for tool in (NGINX, "curl"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not installed (Debian: apt-get install nginx-light curl)")
+    return run(args, [bench])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
