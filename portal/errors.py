@@ -12,10 +12,12 @@ def wants_json() -> bool:
     return current_app.config.get("DEPOT_NODE", False) or request.path.startswith(API_PREFIXES)
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None):
-    """The one shape of every error: JSON for programs, a page or a flash for people."""
+def error_response(status: int, code: str, message: str, headers: dict | None = None,
+                   extra: dict | None = None):
+    """The one shape of every error: JSON for programs, a page or a flash for people. `extra`
+    adds fields to the JSON error (a 409's `reasons`)."""
     if wants_json():
-        response = jsonify({"error": {"code": code, "message": message}})
+        response = jsonify({"error": {**(extra or {}), "code": code, "message": message}})
     elif getattr(request, "htmx", False):
         response = render_template("_flash.html", level="error", message=message)
         response = make_response(response)
@@ -36,7 +38,8 @@ def init_app(app) -> None:
         headers = {}
         if getattr(exc, "retry_after", None):
             headers["Retry-After"] = str(exc.retry_after)
-        return error_response(exc.status, exc.code, exc.message, headers)
+        return error_response(exc.status, exc.code, exc.message, headers,
+                              getattr(exc, "extra", None))
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError):
