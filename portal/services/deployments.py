@@ -274,7 +274,7 @@ def preview(user, *, device_ids=None, group_id=None, image=None, platform_pack=N
     """What a deployment would do, for the form: per device the DP and why (or that it is busy),
     and every DP the user sees with its reasons. Input problems are in `error`, never raised."""
     result = {"keys": [], "error": None, "devices": [], "dps": [], "explicit": None,
-              "by_dp": []}
+              "by_dp": [], "copying": False}
     try:
         keys = deployment_keys(image, platform_pack, application_packs, answer_file)
     except DepotError as exc:
@@ -289,6 +289,9 @@ def preview(user, *, device_ids=None, group_id=None, image=None, platform_pack=N
         reasons = snapshot.eligibility(dp)
         result["dps"].append({"dp": dp, "eligible": not reasons, "reasons": reasons,
                               "copyable": snapshot.copyable(dp) if reasons else []})
+    # While a copy the preview mentions runs, the preview refreshes itself.
+    result["copying"] = any((snapshot.jobs.get((dp.id, key)) or ("",))[0] == "copying"
+                            for dp in visible for key in keys)
     if dp_id is not None:
         result["explicit"] = next((d for d in result["dps"] if d["dp"].id == dp_id), None)
     try:
@@ -332,3 +335,23 @@ def preview_json(result: dict) -> dict:
         "dps": [{"dp": dp_ref(d["dp"]), "eligible": d["eligible"], "reasons": d["reasons"],
                  "copyable": d["copyable"]} for d in result["dps"]],
     }
+
+
+def form_options(user) -> dict:
+    """What the deploy form offers: central's assets per library, devices, groups, DPs."""
+    central = central_dp()
+    by_library: dict[str, list[str]] = {library: [] for _, library in PARTS}
+    for key, library in db.session.execute(
+            select(Asset.key, Asset.library).where(Asset.dp_id == central.id,
+                                                   Asset.library.in_(list(by_library)))
+            .order_by(Asset.key)):
+        by_library[library].append(key)
+    dps = [dp for dp in db.session.scalars(select(DistributionPoint).order_by(
+        DistributionPoint.kind != "central", DistributionPoint.name)) if can_see_dp(user, dp)]
+    return {"images": by_library["Images"], "platform_packs": by_library["Platform Packs"],
+            "application_packs": by_library["Application Packs"],
+            "answer_files": by_library["Answer Files"],
+            "devices": list(db.session.scalars(select(Device).order_by(Device.name)
+                                               .limit(MAX_DEVICES))),
+            "groups": list(db.session.scalars(select(DeviceGroup).order_by(DeviceGroup.name))),
+            "dps": dps}

@@ -1,8 +1,15 @@
-"""Routes of /branch/."""
-from portal.blueprints.branch import bp  # noqa: F401
+"""Routes of /branch/: one site's DPs and deployments, read only."""
+from flask import request
+from flask_login import current_user, login_required
+
+from portal.blueprints.branch import bp
+from portal.blueprints.render import page_or_fragment
+from portal.services import branch
 
 
 @bp.get("/")
+@login_required
 def index():
-    """Placeholder until this area is built (keeps the nav's link valid)."""
-    return "not built yet", 501
+    """A site's DPs (health, free space, what is behind central) and its deployments, live."""
+    overview = branch.site_overview(current_user, request.args.get("site") or None)
+    return page_or_fragment("branch/index.html", "branch/_site.html", **overview)
