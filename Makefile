@@ -33,6 +33,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/rescan.py
 	$(BIN)/python bench/copy.py
 	$(BIN)/python bench/cloud.py
+	$(BIN)/python bench/download.py
+	$(BIN)/python bench/agents.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.work

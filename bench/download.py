@@ -75,21 +75,14 @@ def environment(**values):
 
 
 class NginxProcess:
-    """nginx in the foreground as this bench's own process: a plain static server of `root` on
-    one port and, when `accel_upstream` is given, a proxy in front of that DP node on another."""
+    """nginx in the foreground as this bench's own process, serving the `servers` blocks (its
+    config, pid, logs and temp folders in bench/.work/<name>/), 2 workers, sendfile and access
+    log on. `probe` is a URL that answers (any status) once it is up."""
 
-    def __init__(self, root: str, accel_upstream: str | None):
-        self.prefix = os.path.join(WORK, "nginx")
+    def __init__(self, name: str, servers: str, probe: str):
+        self.prefix, self.probe = os.path.join(WORK, name), probe
         for folder in ("logs", "temp"):
             os.makedirs(os.path.join(self.prefix, folder), exist_ok=True)
-        self.port, self.accel_port = free_port(), free_port()
-        accel = f"""
-    server {{
-        listen 127.0.0.1:{self.accel_port};
-        location /dp/ {{ proxy_pass {accel_upstream}; proxy_request_buffering off;
-                        client_max_body_size 80m; }}
-        location /depot-files/ {{ internal; alias {root}/; }}
-    }}""" if accel_upstream else ""
         # As root, nginx would hand its workers to `nobody`; keep them this user, like gunicorn.
         user = "user root root;\n" if os.geteuid() == 0 else ""
         temp = os.path.join(self.prefix, "temp")
@@ -99,7 +92,7 @@ class NginxProcess:
 worker_processes 2;
 pid {self.prefix}/nginx.pid;
 error_log {self.prefix}/logs/error.log warn;
-events {{ worker_connections 1024; }}
+events {{ worker_connections 4096; }}
 http {{
     access_log {self.prefix}/logs/access.log;
     sendfile on;
@@ -110,10 +103,7 @@ http {{
     fastcgi_temp_path {temp}/fastcgi;
     uwsgi_temp_path {temp}/uwsgi;
     scgi_temp_path {temp}/scgi;
-    server {{
-        listen 127.0.0.1:{self.port};
-        location / {{ root {root}; }}
-    }}{accel}
+{servers}
 }}
 """)
         self.log = open(os.path.join(self.prefix, "logs", "stderr.log"), "wb")
@@ -126,8 +116,8 @@ http {{
         def up():
             check(self.proc.poll() is None, f"nginx exited; see {self.prefix}/logs/")
             try:
-                return requests.get(f"http://127.0.0.1:{self.port}/", timeout=5).status_code in (
-                    403, 404, 200)
+                requests.get(self.probe, timeout=5)
+                return True
             except requests.ConnectionError:
                 return False
         poll_until(up, 30, "nginx to answer", interval=0.1)
@@ -135,6 +125,26 @@ http {{
     def stop(self) -> None:
         stop_process(self.proc)  # SIGTERM: nginx's fast shutdown; its workers go with it
         self.log.close()
+
+
+def nginx_for_downloads(root: str, accel_upstream: str | None) -> tuple[NginxProcess, int, int]:
+    """nginx serving `root` as static files on one port and, when `accel_upstream` (a DP node
+    with DEPOT_DP_X_ACCEL_PREFIX=/depot-files/) is given, the README's proxy in front of it on
+    another: (nginx, static port, proxy port)."""
+    port, accel_port = free_port(), free_port()
+    servers = f"""    server {{
+        listen 127.0.0.1:{port};
+        location / {{ root {root}; }}
+    }}"""
+    if accel_upstream:
+        servers += f"""
+    server {{
+        listen 127.0.0.1:{accel_port};
+        location /dp/ {{ proxy_pass {accel_upstream}; proxy_request_buffering off;
+                        client_max_body_size 80m; }}
+        location /depot-files/ {{ internal; alias {root}/; }}
+    }}"""
+    return NginxProcess("nginx", servers, f"http://127.0.0.1:{port}/"), port, accel_port
 
 
 def fetch_all(url: str, clients: int, size: int, timeout: float) -> tuple[float, list[float]]:
@@ -195,7 +205,8 @@ def bench(args) -> None:
             with environment(DEPOT_DP_X_ACCEL_PREFIX="/depot-files/"):
                 accel_node = NodeProcess(root, os.path.join(WORK, "node-accel.log"))
             servers.append(accel_node)
-        nginx = NginxProcess(root, accel_node.url if accel_node else None)
+        nginx, nginx_port, accel_port = nginx_for_downloads(
+            root, accel_node.url if accel_node else None)
         servers.append(nginx)
         node.wait_up()
         if accel_node:
@@ -205,9 +216,9 @@ def bench(args) -> None:
         def depot_link(base: str) -> str:
             return signing.sign(base, NODE_KEY, IMAGE, LINK_TTL)
         urls = {DEPOT: lambda: depot_link(node.url),
-                NGINX_NAME: lambda: f"http://127.0.0.1:{nginx.port}/{IMAGE}"}
+                NGINX_NAME: lambda: f"http://127.0.0.1:{nginx_port}/{IMAGE}"}
         if accel_node:
-            urls[ACCEL] = lambda: depot_link(f"http://127.0.0.1:{nginx.accel_port}")
+            urls[ACCEL] = lambda: depot_link(f"http://127.0.0.1:{accel_port}")
 
         # Outside the timing: the bytes are right, a tampered link is refused, and each server
         # has served (gunicorn's workers have imported the app) before anything is measured.
@@ -219,8 +230,8 @@ def bench(args) -> None:
               "the node served a link whose path was changed")
         print(f"servers on 127.0.0.1: {DEPOT} (`flask --app wsgi dp-node run`: gunicorn gthread, "
               f"2 workers x 16 threads) :{node.port}; {NGINX_NAME} {nginx_version()} "
-              f"(worker_processes 2, sendfile on) :{nginx.port}"
-              + (f"; {ACCEL} :{nginx.accel_port}" if accel_node else "")
+              f"(worker_processes 2, sendfile on) :{nginx_port}"
+              + (f"; {ACCEL} :{accel_port}" if accel_node else "")
               + f"; {os.cpu_count()} cores; one download from each hashed: identical")
 
         timeout = 60 + args.clients * size / MiB / 20  # >= 20 MiB/s together, or something is wrong
