@@ -7,6 +7,7 @@ import zipfile
 from datetime import timedelta
 from pathlib import Path
 
+from flask import current_app
 from sqlalchemy import select
 
 from portal.extensions import db
@@ -49,8 +50,11 @@ def create_enrollment_token(actor: Actor, name, days=7, group_id: int | None = N
         raise DepotError("the validity must be a whole number of days") from None
     if not 1 <= days <= MAX_DAYS:
         raise DepotError(f"the validity must be between 1 and {MAX_DAYS} days")
-    if group_id is not None and db.session.get(DeviceGroup, group_id) is None:
-        raise NotFound(f"no group {group_id}")
+    if group_id is not None:
+        if isinstance(group_id, bool) or not isinstance(group_id, int):
+            raise DepotError("group_id must be a group's id (a whole number)")
+        if db.session.get(DeviceGroup, group_id) is None:
+            raise DepotError(f"no group {group_id}", code="unknown_group")
     secret = "det_" + token_secrets.token_urlsafe(32)
     token = EnrollmentToken(
         name=name, token_hash=hash_token(secret), prefix=secret[:10],
@@ -115,6 +119,16 @@ def find_valid_token(secret) -> EnrollmentToken:
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
 AGENT_COMMAND = "python3 depot-agent.pyz --config depot-agent.json --target {target}"
 PYZ_MAIN = "from depot_agent import main\n\nmain()\n"
+
+
+def server_url(request_host_url: str) -> str:
+    """The address agents reach this server at: DEPOT_PUBLIC_URL, else the request's host URL."""
+    return (current_app.config.get("DEPOT_PUBLIC_URL") or request_host_url).rstrip("/")
+
+
+def module_command(server: str, secret: str, target: str = "<folder>") -> str:
+    """The agent started from a checkout of Depot (SPEC section 5) instead of the installer."""
+    return f"python -m portal.agent --server {server} --enroll-token {secret} --target {target}"
 
 
 def agent_command(target: str = "<folder>") -> str:
