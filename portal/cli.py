@@ -24,6 +24,7 @@ def init_app(app) -> None:
     app.cli.add_command(jobs_cli)
     app.cli.add_command(dp_node_cli)
     app.cli.add_command(secrets_cli)
+    app.cli.add_command(enrollment_cli)
 
 
 def initialise() -> None:
@@ -169,3 +170,38 @@ def dp_node_run(root, bind, workers):
             "--no-control-socket", "portal.dpnode:create_node_app()"]
     click.echo(f"DP node serving {root} on {bind}")
     os.execve(gunicorn, argv, dict(os.environ, DEPOT_DP_ROOT=root))
+
+
+@click.group("enrollment-token")
+def enrollment_cli():
+    """Enrollment tokens for endpoints' agents."""
+
+
+@enrollment_cli.command("create")
+@click.option("--name", required=True, help="What the token is for, e.g. 'Seattle laptops'.")
+@click.option("--days", default=7, show_default=True, help="How many days it stays valid (1-365).")
+@click.option("--group", help="A group (name or id) that devices enrolled with it join.")
+def create_enrollment_token(name, days, group):
+    """Create an enrollment token; print it and the command that starts the agent with it."""
+    from portal.models import DeviceGroup
+    from portal.services import enrollment
+
+    group_id = None
+    if group:
+        found = db.session.scalars(select(DeviceGroup).where(
+            db.func.lower(DeviceGroup.name) == group.strip().lower())).first()
+        if found is None and group.strip().isdigit():
+            found = db.session.get(DeviceGroup, int(group.strip()))
+        if found is None:
+            raise click.ClickException(f"no group {group}; create it in Computer Management first")
+        group_id = found.id
+    try:
+        token, secret = enrollment.create_enrollment_token(CLI, name, days, group_id)
+    except DepotError as exc:
+        raise click.ClickException(exc.message)
+    server = enrollment.server_url("http://<this-server>:8080")
+    click.echo(secret)
+    click.echo(f"valid until {token.expires_at:%Y-%m-%d %H:%M} UTC"
+               + (f"; devices join {token.group.name}" if token.group else ""), err=True)
+    click.echo("Start the agent on an endpoint with:", err=True)
+    click.echo(f"  {enrollment.module_command(server, secret)}", err=True)

@@ -1,11 +1,14 @@
-from flask import redirect, request, url_for
+import io
+
+from flask import redirect, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from portal.auth import console_actor
 from portal.blueprints.render import page_or_fragment
 from portal.blueprints.settings import bp
 from portal.blueprints.settings.forms import TokenForm, UserForm
-from portal.services import DepotError, accounts, audit
+from portal.services import DepotError, accounts, audit, devices
+from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
 
 
@@ -101,3 +104,73 @@ def audit_log():
     events, total = audit.search(actor=actor or None, action=action or None, page=page)
     return page_or_fragment("settings/audit.html", "settings/_audit.html", events=events,
                             total=total, page=page, per_page=50, actor=actor, action=action)
+
+
+# --- enrollment ------------------------------------------------------------------------------
+
+def _enrollment_page(error=None, form=None, created=None, status=200):
+    server = enroll.server_url(request.host_url)
+    new = None
+    if created is not None and created.state == "valid":
+        secret = enroll.token_secret(created)
+        new = {"token": created, "secret": secret,
+               "module_command": enroll.module_command(server, secret)}
+    return page_or_fragment(
+        "settings/enrollment.html", "settings/_enrollment.html",
+        tokens=enroll.list_enrollment_tokens(), groups=devices.list_groups(), server=server,
+        command=enroll.agent_command(), new=new, error=error, form=form or {"days": 7}), status
+
+
+@bp.get("/enrollment")
+@login_required
+def enrollment():
+    """Enrollment tokens and the client installer endpoints need (admins only)."""
+    require(current_user, "manage_settings")
+    created = request.args.get("created", "")
+    token = None
+    if created.isdigit():
+        try:
+            token = enroll.get_enrollment_token(int(created))
+        except DepotError:
+            token = None
+    return _enrollment_page(created=token)
+
+
+@bp.post("/enrollment")
+@login_required
+def create_enrollment_token():
+    """Create an enrollment token (name, validity in days, optional group)."""
+    require(current_user, "manage_settings")
+    form = {k: request.form.get(k, "") for k in ("name", "days", "group_id")}
+    group_id = int(form["group_id"]) if form["group_id"].isdigit() else None
+    try:
+        token, _ = enroll.create_enrollment_token(console_actor(), form["name"],
+                                                  form["days"] or 7, group_id)
+    except DepotError as exc:
+        return _enrollment_page(exc.message, form, status=exc.status)
+    if request.htmx:
+        return _enrollment_page(created=token)
+    return redirect(url_for(".enrollment", created=token.id), code=303)
+
+
+@bp.post("/enrollment/<int:token_id>/revoke")
+@login_required
+def revoke_enrollment_token(token_id: int):
+    """Revoke an enrollment token: no further device enrolls with it."""
+    require(current_user, "manage_settings")
+    enroll.revoke_enrollment_token(console_actor(), token_id)
+    if request.htmx:
+        return _enrollment_page()
+    return redirect(url_for(".enrollment"), code=303)
+
+
+@bp.get("/enrollment/<int:token_id>/installer")
+@login_required
+def enrollment_installer(token_id: int):
+    """The client installer of a valid token: depot-agent.json, depot-agent.pyz, README.txt."""
+    require(current_user, "manage_settings")
+    token, data = enroll.build_installer(console_actor(), token_id,
+                                         enroll.server_url(request.host_url))
+    slug = "".join(c if c.isalnum() else "-" for c in token.name.lower()).strip("-") or "token"
+    return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
+                     download_name=f"depot-agent-{slug}.zip", max_age=0)
