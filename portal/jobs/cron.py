@@ -1,14 +1,14 @@
 """Schedule for `rq cron portal.jobs.cron`: the recovery sweep and the DP health check, each run
 at start and then every few seconds, a weekly verify of every DP, and a daily sweep of partial
-cloud uploads nobody continued.
+cloud uploads nobody continued; every minute, deployments whose agent went silent fail.
 
 The schedule lives here in code, not in Redis, so a Redis that restarts empty loses nothing.
 """
 from rq import cron
 
 from portal.config import Config
-from portal.jobs.maintenance import (HEALTH_JOB_TIMEOUT, check_dp_health, recover_lost_jobs,
-                                     sweep_abandoned_uploads, verify_everything)
+from portal.jobs.maintenance import (HEALTH_JOB_TIMEOUT, check_dp_health, fail_silent_deployments,
+                                     recover_lost_jobs, sweep_abandoned_uploads, verify_everything)
 
 cron.register(recover_lost_jobs, "default", interval=Config.DEPOT_RECOVER_INTERVAL,
               ttl=max(60, 4 * Config.DEPOT_RECOVER_INTERVAL), result_ttl=600,
@@ -20,3 +20,5 @@ cron.register(verify_everything, "default", cron=Config.DEPOT_VERIFY_CRON, resul
               job_timeout=300)
 cron.register(sweep_abandoned_uploads, "default", cron=Config.DEPOT_SWEEP_CRON, result_ttl=600,
               job_timeout=900)
+cron.register(fail_silent_deployments, "default", interval=60, ttl=240, result_ttl=600,
+              job_timeout=300)

@@ -5,7 +5,7 @@ from redis.exceptions import LockError
 
 from portal.extensions import get_redis
 from portal.jobs import app_context
-from portal.services import copies, dp_management, jobs, verify
+from portal.services import agents, copies, dp_management, jobs, verify
 
 log = logging.getLogger(__name__)
 # A node that does not answer costs a check up to the node client's connect and read timeouts.
@@ -52,3 +52,12 @@ def sweep_abandoned_uploads() -> dict:
     """Abort partial cloud uploads nobody continued for a week (daily: DEPOT_SWEEP_CRON)."""
     with app_context():
         return copies.sweep_abandoned_uploads()
+
+
+def fail_silent_deployments() -> dict:
+    """Fail deployments whose agent said nothing for DEPOT_DEPLOYMENT_SILENT_AFTER seconds."""
+    with app_context():
+        outcome = agents.fail_silent_deployments()
+        if outcome["failed"] or outcome["cancelled"]:
+            log.warning("deployments whose agent went silent: %s", outcome)
+        return outcome

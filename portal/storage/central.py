@@ -1,14 +1,29 @@
-"""A content root on a local file system: the central DP (and, later, a DP node's own root)."""
+"""A content root on a local file system: the central DP (and, later, a DP node's own root).
+
+Endpoints download from central too: `download_link` gives a link to `/agent/v1/download` on this
+server, HMAC-signed with a key derived from SECRET_KEY for these links only (path and expiry
+covered, so a link can be neither pointed at another file nor extended); the route checks it with
+`check_link` and serves the file with HTTP Range, no login needed.
+"""
+import hashlib
+import hmac
 import os
 import shutil
 import stat as statmod
+import time
 from typing import BinaryIO, Iterator
+from urllib.parse import urlencode
+
+from flask import current_app, has_request_context
+from flask import request as flask_request
 
 from portal.services import ContentRootUnavailable
 from portal.services.libraries import LIBRARIES, is_ignored_entry
 from portal.services.names import escape_component
-from portal.storage.base import FileEntry, StorageBackend
-from portal.storage.paths import confine
+from portal.storage.base import FileEntry, StorageBackend, StorageRefused
+from portal.storage.paths import confine, library_parts
+
+MAX_LINK_SECONDS = 7 * 86400
 
 
 class FilesystemStorage(StorageBackend):
@@ -120,3 +135,40 @@ class FilesystemStorage(StorageBackend):
         except OSError:
             return None, None
         return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+    def download_link(self, path: str, ttl_seconds: int) -> str:
+        """A signed link to this server's /agent/v1/download for the file, valid `ttl_seconds`."""
+        if self.dp is None or not self.dp.is_central:
+            raise StorageRefused("only the central DP gives download links from its file system")
+        if not 1 <= ttl_seconds <= MAX_LINK_SECONDS:
+            raise StorageRefused(f"a central download link lives from 1 s to {MAX_LINK_SECONDS} s")
+        library_parts(path)
+        base = current_app.config.get("DEPOT_PUBLIC_URL") or (
+            flask_request.host_url if has_request_context() else None)
+        if not base:
+            raise StorageRefused("set DEPOT_PUBLIC_URL (the address endpoints reach the central "
+                                 "server at) to give central download links")
+        expires = int(time.time() + ttl_seconds)
+        query = urlencode({"path": path, "expires": expires,
+                           "sig": link_signature(current_app.config["SECRET_KEY"], path, expires)})
+        return f"{base.rstrip('/')}/agent/v1/download?{query}"
+
+
+def link_signature(secret_key: str, path: str, expires: int) -> str:
+    """HMAC of (path, expiry) with a key derived from SECRET_KEY for central's links only."""
+    key = hmac.new(secret_key.encode(), b"depot central download link", hashlib.sha256).digest()
+    return hmac.new(key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def check_link(secret_key: str, path, expires, sig) -> str | None:
+    """None when a central download link is good, else why not."""
+    try:
+        expires = int(expires)
+    except (TypeError, ValueError):
+        return "the download link is malformed"
+    if not isinstance(path, str) or not isinstance(sig, str) or not sig.isascii() or \
+            not hmac.compare_digest(link_signature(secret_key, path, expires), sig):
+        return "the download link's signature is not valid"
+    if expires < time.time():
+        return "the download link has expired; ask the server for a new one"
+    return None

@@ -1,6 +1,46 @@
-"""The agent API under /agent/v1/: enrollment, heartbeats, work, download manifests, progress."""
-from flask import Blueprint
+"""The agent API under /agent/v1/: enrollment, heartbeats, work, download manifests, progress.
+
+Every call but enrollment and the central download links needs `Authorization: Bearer <device
+token>`; each device may make DEPOT_AGENT_RATE_LIMIT calls a minute, each address
+DEPOT_ENROLL_RATE_LIMIT enrollments a minute (429 with Retry-After beyond that).
+"""
+from flask import Blueprint, current_app, g, request
+
+from portal.auth import client_ip
+from portal.blueprints.agent_api.limits import check_rate
+from portal.extensions import csrf
+from portal.services import DepotError
+from portal.services.agents import device_for_token
 
 bp = Blueprint("agent_api", __name__, url_prefix="/agent/v1")
+csrf.exempt(bp)  # device tokens in a header, never cookies: nothing for a forged request to ride on
+
+# Enrollment has its own limit per address; download links carry their own signature.
+UNAUTHENTICATED = {"agent_api.enroll", "agent_api.download"}
+
+
+class Unauthorized(DepotError):
+    code, status = "unauthorized", 401
+
+
+@bp.before_request
+def _authenticate():
+    if request.endpoint in UNAUTHENTICATED:
+        return None
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("send the device token: Authorization: Bearer <device token>")
+    device = device_for_token(secret)
+    if device is None:
+        raise Unauthorized("the device token is unknown (the device was removed or enrolled "
+                           "again); enroll again")
+    check_rate(f"device:{device.id}", current_app.config["DEPOT_AGENT_RATE_LIMIT"])
+    g.device = device
+    return None
+
+
+def remote_ip() -> str | None:
+    return client_ip()
+
 
 from portal.blueprints.agent_api import routes  # noqa: E402,F401

@@ -1,0 +1,385 @@
+"""One deployment, start to end: manifest, downloads (resumed, verified), staging, apply, and the
+progress reports the server sees every report_interval (whose answer may say: stop, cancelled)."""
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+from .api import ServerError
+from .transfer import HashMismatch, LinkRefused, Stopped, TransferError, fetch
+
+log = logging.getLogger("depot.agent")
+FINISHED = ("succeeded", "failed", "cancelled")
+BACKOFF = (1, 2, 4, 8, 15, 15)  # waits between tries of one file that makes no progress
+FINAL_TRIES = (1, 2, 4, 8)
+
+
+class BadPath(Exception):
+    pass
+
+
+def confined(root: str, path) -> str:
+    """`path` (a library path like Images/Win11.wim) under `root`; BadPath for absolute paths,
+    '..', empty parts or NUL, or a symlink leading out."""
+    if not isinstance(path, str) or not path or "\0" in path or os.path.isabs(path) \
+            or path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
+        raise BadPath(f"refused path {path!r}: it must be relative")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise BadPath(f"refused path {path!r}: empty, '.' or '..' parts")
+    full = os.path.join(root, *parts)
+    real_root = os.path.realpath(root)
+    if not os.path.realpath(full).startswith(real_root + os.sep):
+        raise BadPath(f"refused path {path!r}: it leads out of {root}")
+    return full
+
+
+class Failed(Exception):
+    """The deployment fails with this message."""
+
+
+class Reporter:
+    """Progress reports in a thread, every `interval` seconds; `cancel` is set when the server
+    says stop (a cancel, or the deployment already ended there)."""
+
+    def __init__(self, agent, deployment_id: int, state: str):
+        self.agent, self.id = agent, deployment_id
+        self.state, self.bytes_done, self.phase = state, 0, None
+        self.cancel = threading.Event()
+        self.ended_as: str | None = None
+        self._quit = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="reporter", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._quit.wait(self.agent.report_interval):
+            self.send_quietly()
+
+    def stop(self) -> None:
+        self._quit.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)
+
+    def _report(self, state: str, error: str | None = None) -> dict:
+        with self._lock:  # the number is saved before it is sent: never reused after a restart
+            saved = self.agent.state.deployment(self.id)
+            seq = int(saved.get("seq", 0)) + 1
+            saved["seq"] = seq
+            self.agent.state.save_deployment(self.id, saved)
+        return {"seq": seq, "state": state, "bytes_done": self.bytes_done, "phase": self.phase,
+                "error": error}
+
+    def send(self, report: dict) -> dict:
+        answer = self.agent.api.progress(self.id, report)
+        if answer.get("cancel"):
+            self.cancel.set()
+        if answer.get("state") in FINISHED and report["state"] not in FINISHED:
+            self.ended_as = answer["state"]
+            self.cancel.set()
+        return answer
+
+    def send_quietly(self) -> None:
+        try:
+            self.send(self._report(self.state))
+        except ServerError as exc:
+            log.warning("progress report of deployment %s not delivered: %s", self.id, exc)
+
+    def now(self) -> None:
+        """Report at once (a change of state the console should show without waiting)."""
+        self.send_quietly()
+
+    def final(self, state: str, error: str | None = None) -> bool:
+        """The last report, tried a few times; kept in the state folder if never delivered."""
+        report = self._report(state, error)
+        for wait in (*FINAL_TRIES, None):
+            try:
+                answer = self.send(report)
+                self.agent.state.forget_deployment(self.id)
+                log.info("deployment %s: server says %s", self.id, answer.get("state"))
+                return True
+            except ServerError as exc:
+                if exc.status in (400, 404, 409):
+                    log.warning("deployment %s: final report refused: %s", self.id, exc)
+                    self.agent.state.forget_deployment(self.id)
+                    return False
+                log.warning("deployment %s: final report not delivered: %s", self.id, exc)
+                if wait is None or self.agent.stopping.wait(wait):
+                    break
+        saved = self.agent.state.deployment(self.id)
+        saved["final"] = report
+        self.agent.state.save_deployment(self.id, saved)
+        log.warning("deployment %s: the final report is kept and sent at the next start", self.id)
+        return False
+
+
+def deliver_saved_final(agent, deployment_id: int) -> bool:
+    """Send a final report an earlier run could not deliver; True when one was pending."""
+    saved = agent.state.deployment(deployment_id)
+    if not saved.get("final"):
+        return False
+    try:
+        agent.api.progress(deployment_id, saved["final"])
+        agent.state.forget_deployment(deployment_id)
+        log.info("deployment %s: delivered the final report kept from the last run", deployment_id)
+    except ServerError as exc:
+        if exc.status in (400, 404, 409):
+            agent.state.forget_deployment(deployment_id)
+        else:
+            log.warning("deployment %s: kept final report still not delivered: %s",
+                        deployment_id, exc)
+    return True
+
+
+class Runner:
+    """Carries out one deployment for `agent`; `run()` returns the state it ended in (or None
+    when the agent is stopping, or the server ended it)."""
+
+    def __init__(self, agent, deployment_id: int):
+        self.agent, self.id = agent, deployment_id
+        self.target = agent.target
+        self.partial_dir = os.path.join(self.target, ".partial")
+        self.staged_dir = os.path.join(self.target, "staged", str(deployment_id))
+        self.reporter: Reporter | None = None
+        self.manifest: dict = {}
+
+    # --- the steps ---------------------------------------------------------------------------
+
+    def run(self) -> str | None:
+        if deliver_saved_final(self.agent, self.id):
+            return None
+        manifest = self._manifest()
+        if manifest is None:
+            return None
+        if manifest["state"] in FINISHED:
+            return None
+        start_state = "applying" if manifest["state"] == "applying" else "downloading"
+        self.reporter = Reporter(self.agent, self.id, start_state)
+        if manifest.get("cancel_requested"):
+            return self._end("cancelled")
+        log.info("deployment %s: %s from %s, %d file(s), %d bytes", self.id, manifest["image"],
+                 manifest["dp"]["name"], len(manifest["files"]), manifest["bytes_total"])
+        self.reporter.phase = "starting"
+        self.reporter.now()
+        self.reporter.start()
+        try:
+            return self._carry_out(manifest)
+        finally:
+            self.reporter.stop()
+
+    def _carry_out(self, manifest: dict) -> str | None:
+        try:
+            self._check_space(manifest)
+            staged = self._download_all()
+            self._apply(staged)
+        except Failed as exc:
+            self.reporter.stop()
+            log.error("deployment %s failed: %s", self.id, exc)
+            return self._end("failed", str(exc))
+        except Stopped as exc:
+            self.reporter.stop()
+            if exc.reason == "cancel":
+                if self.reporter.ended_as and self.reporter.ended_as != "cancelled":
+                    log.warning("deployment %s ended at the server (%s); stopping", self.id,
+                                self.reporter.ended_as)
+                    self._clean(partials=True)
+                    return None
+                log.info("deployment %s: cancel asked for; stopping", self.id)
+                return self._end("cancelled")
+            log.info("deployment %s: stopped; partial downloads kept, they resume at the next "
+                     "start", self.id)
+            return None
+        self.reporter.stop()
+        return self._end("succeeded")
+
+    def _manifest(self) -> dict | None:
+        try:
+            self.manifest = self.agent.api.manifest(self.id)
+        except ServerError as exc:
+            if exc.code == "deployment_changed":
+                log.error("deployment %s failed at the server: %s", self.id, exc.message)
+                self._clean(partials=True)
+                return None
+            if exc.status == 404:
+                log.warning("deployment %s is not ours any more", self.id)
+                return None
+            raise
+        return self.manifest
+
+    def _refresh_links(self) -> None:
+        manifest = self._manifest()
+        if manifest is None:
+            raise Stopped("cancel")
+        if manifest["state"] in FINISHED or manifest.get("cancel_requested"):
+            self.reporter.cancel.set()
+            raise Stopped("cancel")
+        log.info("deployment %s: fresh download links", self.id)
+
+    def _check_space(self, manifest: dict) -> None:
+        os.makedirs(self.partial_dir, exist_ok=True)
+        need = manifest["bytes_total"]
+        free = shutil.disk_usage(self.target).free
+        if need > free:
+            raise Failed(f"not enough space under {self.target}: need {need} bytes, {free} free")
+
+    def _stop_reason(self) -> str | None:
+        if self.reporter.cancel.is_set():
+            return "cancel"
+        if self.agent.stopping.is_set():
+            return "exit"
+        return None
+
+    def _download_all(self) -> dict[str, str]:
+        files = self.manifest["files"]
+        try:
+            staged = {f["path"]: confined(self.staged_dir, f["path"]) for f in files}
+        except BadPath as exc:
+            raise Failed(str(exc)) from None
+        dp = self.manifest["dp"]["name"]
+        total = sum(f["size"] for f in files)
+        done = 0
+        bar = self.agent.bar
+        bar.begin(0)
+        for index, meta in enumerate(files):
+            path, size, sha = meta["path"], meta["size"], meta["sha256"]
+            self.reporter.phase = path
+            final = staged[path]
+            if _already(final, size, sha):
+                log.info("%s: already staged", path)
+                done += size
+                self.reporter.bytes_done = done
+                continue
+            partial = os.path.join(self.partial_dir, sha if _hexname(sha) else f"file-{index}")
+
+            def on_bytes(have, base=done, path=path):
+                self.reporter.bytes_done = base + have
+                bar.update(base + have, total, path)
+
+            self._fetch_with_retries(meta, partial, dp, on_bytes)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(partial, final)
+            done += size
+            self.reporter.bytes_done = done
+            bar.update(done, total, path, force=True)
+        bar.clear()
+        return staged
+
+    def _fetch_with_retries(self, meta: dict, partial: str, dp: str, on_bytes) -> None:
+        path = meta["path"]
+        tries, last_error = 0, None
+        while True:
+            url = next((f["url"] for f in self.manifest["files"] if f["path"] == path), None)
+            before = os.path.getsize(partial) if os.path.exists(partial) else 0
+            fresh_links = False
+            try:
+                fetch(url, partial, meta["size"], meta["sha256"], path, self.agent.cap,
+                      self._stop_reason, on_bytes)
+                return
+            except HashMismatch as exc:
+                raise Failed(f"hash mismatch: {path} at {dp}: {exc}") from None
+            except LinkRefused as exc:
+                log.info("%s; asking the server for fresh links", exc)
+                last_error = exc
+                self._refresh_links()
+                fresh_links = True
+            except TransferError as exc:
+                log.warning("%s", exc)
+                last_error = exc
+            after = os.path.getsize(partial) if os.path.exists(partial) else 0
+            tries = 0 if after > before else tries + 1
+            if tries >= len(BACKOFF):
+                raise Failed(f"download of {path} from {dp} failed: {last_error}")
+            self._pause(0 if fresh_links or not tries else BACKOFF[tries - 1])
+
+    def _pause(self, seconds: float) -> None:
+        """Wait, in slices, unless asked to stop (then Stopped)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            reason = self._stop_reason()
+            if reason:
+                raise Stopped(reason)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.agent.stopping.wait(min(left, 0.2))
+
+    def _apply(self, staged: dict[str, str]) -> None:
+        image = self.manifest["image"]
+        wim = staged.get(image)
+        wimlib = shutil.which("wimlib-imagex")
+        if not (wim and image.lower().endswith(".wim")):
+            self.reporter.phase = "image staged (not a WIM)"
+            return
+        if not wimlib:
+            self.reporter.phase = "image staged (no wimlib-imagex)"
+            log.info("deployment %s: %s", self.id, self.reporter.phase)
+            return
+        applied = os.path.join(self.target, "applied")
+        shutil.rmtree(applied, ignore_errors=True)
+        os.makedirs(applied)
+        self.reporter.state, self.reporter.phase = "applying", f"applying {image}"
+        self.reporter.now()
+        log.info("deployment %s: applying %s to %s", self.id, image, applied)
+        with open(os.path.join(self.agent.state.folder, "wimlib.log"), "w+b") as out:
+            proc = subprocess.Popen([wimlib, "apply", wim, "1", applied], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            while proc.poll() is None:
+                self.agent.stopping.wait(0.2)
+                if self._stop_reason():
+                    proc.terminate()
+                    proc.wait(timeout=30)
+                    raise Stopped(self._stop_reason() or "exit")
+            out.seek(0)
+            tail = out.read()[-600:].decode(errors="replace").strip()
+        if proc.returncode != 0:
+            raise Failed(f"wimlib-imagex apply failed ({proc.returncode}): {tail}")
+        self.reporter.phase = f"image applied to {applied}"
+        log.info("deployment %s: %s", self.id, self.reporter.phase)
+
+    # --- the end -----------------------------------------------------------------------------
+
+    def _end(self, state: str, error: str | None = None) -> str:
+        if state == "cancelled":
+            self._clean(partials=True, staged=True)
+        elif state == "failed":
+            self._clean(partials=True)
+        self.reporter.final(state, error)
+        if state == "succeeded":
+            log.info("deployment %s succeeded: %s", self.id, self.reporter.phase)
+        return state
+
+    def _clean(self, partials: bool = False, staged: bool = False) -> None:
+        if partials:
+            for meta in self.manifest.get("files", []):
+                sha = meta.get("sha256", "")
+                if _hexname(sha):
+                    try:
+                        os.remove(os.path.join(self.partial_dir, sha))
+                    except FileNotFoundError:
+                        pass
+        if staged:
+            shutil.rmtree(self.staged_dir, ignore_errors=True)
+
+
+def _hexname(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _already(path: str, size: int, sha256: str) -> bool:
+    """A staged file that is already this one (an earlier run staged it before it stopped)."""
+    import hashlib
+
+    try:
+        if os.path.getsize(path) != size:
+            return False
+        hasher = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(1024 * 1024):
+                hasher.update(block)
+        return hasher.hexdigest() == sha256
+    except OSError:
+        return False

@@ -1,0 +1,146 @@
+"""One file from a download link into a partial file: HTTP Range resume, a bandwidth cap, SHA-256."""
+import hashlib
+import logging
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+
+log = logging.getLogger("depot.agent")
+TIMEOUT = 30
+PIECE = 256 * 1024
+
+
+class LinkRefused(Exception):
+    """The DP refused the link (403: expired or not valid): ask the server for fresh links."""
+
+
+class TransferError(Exception):
+    """A passing failure (network, server error, dropped connection): try again, resuming."""
+
+
+class HashMismatch(Exception):
+    """The whole file arrived but its SHA-256 (or size) is not the pinned one."""
+
+
+class Stopped(Exception):
+    """The download was stopped (cancel asked for, or the agent is stopping); `reason` says."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RateCap:
+    """At most `rate` bytes a second over all downloads of one agent (0: no cap)."""
+
+    def __init__(self, rate: int = 0):
+        self.rate = rate
+        self.lock = threading.Lock()
+        self.start = time.monotonic()
+        self.sent = 0
+
+    def piece(self) -> int:
+        return max(1024, min(PIECE, self.rate // 8)) if self.rate else PIECE
+
+    def take(self, n: int, stop: threading.Event | None = None) -> None:
+        if not self.rate:
+            return
+        with self.lock:
+            self.sent += n
+            ahead = self.sent / self.rate - (time.monotonic() - self.start)
+        if ahead > 0:
+            if stop is not None:
+                stop.wait(ahead)
+            else:
+                time.sleep(ahead)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.start, self.sent = time.monotonic(), 0
+
+
+def hash_prefix(path: str) -> tuple["hashlib._Hash", int]:
+    """The SHA-256 state and size of what a partial file already holds."""
+    hasher, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1024 * 1024):
+            hasher.update(block)
+            size += len(block)
+    return hasher, size
+
+
+def fetch(url: str, partial: str, size: int, sha256: str, label: str, cap: RateCap,
+          stop_reason, on_bytes) -> None:
+    """Make `partial` the whole file at `url`, resuming from what it holds. `stop_reason()`
+    returns why to stop (or None), checked between pieces; `on_bytes(total_so_far)` after each."""
+    have = 0
+    if os.path.exists(partial):
+        if os.path.getsize(partial) > size:
+            os.truncate(partial, 0)
+        hasher, have = hash_prefix(partial)
+    else:
+        hasher = hashlib.sha256()
+    if have < size:
+        hasher, have = _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher, have)
+    if have != size:
+        raise TransferError(f"{label}: the connection ended at byte {have} of {size}")
+    digest = hasher.hexdigest()
+    if digest != sha256:
+        os.remove(partial)
+        raise HashMismatch(f"expected sha256 {sha256[:16]}..., got {digest[:16]}...")
+    log.info("%s: verified (sha256 %s...)", label, digest[:16])
+
+
+def _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher, have):
+    headers = {"User-Agent": "depot-agent"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 403:
+            raise LinkRefused(f"{label}: the DP refused the link ({exc.code})") from None
+        if exc.code == 416:  # what we hold is not a prefix the server can continue
+            os.truncate(partial, 0)
+            raise TransferError(f"{label}: the DP cannot resume at byte {have}; starting over") from None
+        raise TransferError(f"{label}: the DP answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise TransferError(f"{label}: {getattr(exc, 'reason', exc)}") from None
+    with response:
+        mode = "ab"
+        if have and response.status == 206 and _range_start(response) == have:
+            log.info("%s: resuming at byte %d of %d", label, have, size)
+        else:
+            if have:
+                log.info("%s: the DP did not resume; downloading again from byte 0", label)
+            hasher, have, mode = hashlib.sha256(), 0, "wb"
+            log.info("%s: downloading %d bytes", label, size)
+        with open(partial, mode) as fh:
+            while have < size:
+                reason = stop_reason()
+                if reason:
+                    raise Stopped(reason)
+                try:
+                    block = response.read(min(cap.piece(), size - have))
+                except (OSError, ValueError) as exc:
+                    raise TransferError(f"{label}: the connection dropped at byte {have}: {exc}") from None
+                if not block:
+                    break
+                fh.write(block)
+                hasher.update(block)
+                have += len(block)
+                on_bytes(have)
+                cap.take(len(block))
+    return hasher, have
+
+
+def _range_start(response) -> int | None:
+    value = response.headers.get("Content-Range", "")  # bytes 100-999/1000
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None

@@ -1,0 +1,39 @@
+"""Fixed-window rate limits in Redis: one counter per caller and minute, gone with the minute."""
+import logging
+import time
+
+from redis.exceptions import RedisError
+
+from portal.extensions import get_redis
+from portal.services import DepotError
+
+log = logging.getLogger(__name__)
+WINDOW = 60
+
+
+class RateLimited(DepotError):
+    code, status = "rate_limited", 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def check_rate(who: str, per_minute: int) -> None:
+    """Count one call of `who` in this minute; RateLimited (with the seconds until the next
+    minute) beyond `per_minute`. Redis unreachable: the call goes through (logged), since
+    refusing every agent would be worse than counting none."""
+    now = time.time()
+    window = int(now // WINDOW)
+    key = f"depot:agent-rate:{who}:{window}"
+    try:
+        pipe = get_redis().pipeline()
+        pipe.incr(key)
+        pipe.expire(key, WINDOW + 5)
+        count = pipe.execute()[0]
+    except RedisError as exc:
+        log.warning("agent rate limit not checked (Redis: %s)", exc)
+        return
+    if count > per_minute:
+        wait = max(1, int((window + 1) * WINDOW - now + 0.999))
+        raise RateLimited(f"more than {per_minute} calls a minute; try again in {wait} s", wait)
