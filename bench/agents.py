@@ -67,6 +67,7 @@ from portal import create_app  # noqa: E402
 from portal.config import BASE_DIR, Config  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.launcher import _children as launcher_commands  # noqa: E402
+from portal.launcher import descendants  # noqa: E402
 from portal.models import Device, DeviceGroup, utcnow  # noqa: E402
 from portal.services.enrollment import hash_token  # noqa: E402
 
@@ -156,19 +157,23 @@ def postgres_cpu() -> float:
     return total / ticks
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and its descendants, live and reaped (gunicorn and its workers)."""
-    from portal.launcher import descendants
-    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+def process_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and each of its descendants (gunicorn and its workers), by pid;
+    the first also counts its reaped children."""
+    ticks, cpu = os.sysconf("SC_CLK_TCK"), {}
     for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/stat") as fh:
                 rest = fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += sum(int(v) for v in rest[11:13]) + (sum(int(v) for v in rest[13:15]) if p == pid
-                                                     else 0)
-    return total / ticks
+        cpu[p] = sum(int(v) for v in rest[11:13] + (rest[13:15] if p == pid else [])) / ticks
+    return cpu
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its descendants."""
+    return sum(process_cpu(pid).values())
 
 
 # --- Depot ------------------------------------------------------------------------------------
@@ -193,7 +198,7 @@ def seed_devices(database_url: str, count: int) -> list[tuple[int, str]]:
         db.session.flush()
         now, tokens, rows = utcnow(), [], []
         for n in range(count):
-            token = "bench_" + secrets.token_urlsafe(32)
+            token = "ddt_" + secrets.token_urlsafe(32)  # as enrollment makes them
             tokens.append(token)
             rows.append(dict(
                 name=f"BENCH-{n:05d}", serial=f"SN{n:08d}", mac_addresses=[mac(n)],
@@ -503,14 +508,18 @@ def bench(args) -> None:
               f"(a new connection a cycle), for {args.duration:.0f} s: ~{rate:.0f} requests/s ==")
 
         since = utcnow()
-        server_cpu, pg_cpu = tree_cpu(web.proc.pid), postgres_cpu()
+        before, pg_cpu = process_cpu(web.proc.pid), postgres_cpu()
         stats, wall, client_cpu = load(web.port, agents, args)
-        server_cpu, pg_cpu = tree_cpu(web.proc.pid) - server_cpu, postgres_cpu() - pg_cpu
+        after, pg_cpu = process_cpu(web.proc.pid), postgres_cpu() - pg_cpu
+        used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
+        server_cpu = sum(used.values())
+        workers = ", ".join(f"{used[pid]:.1f}" for pid in sorted(used) if pid != web.proc.pid)
         depot_p99 = describe("Depot (gunicorn)", stats, wall)
-        print(f"  CPU: gunicorn {server_cpu:.1f} s ({server_cpu * 1000 / max(1, stats.requests):.1f}"
-              f" ms a request), PostgreSQL {pg_cpu:.1f} s, this client {client_cpu:.1f} s, over "
-              f"{wall:.0f} s on {os.cpu_count()} cores" if backends.pg else
-              f"  CPU: gunicorn {server_cpu:.1f} s, this client {client_cpu:.1f} s, over {wall:.0f} s")
+        print(f"  CPU over {wall:.0f} s on {os.cpu_count()} cores: gunicorn {server_cpu:.1f} s "
+              f"(workers {workers} s; {server_cpu * 1000 / max(1, stats.requests):.1f} ms a "
+              f"request), " + (f"PostgreSQL {pg_cpu:.1f} s (its processes', those that lived "
+                              "through the run), " if backends.pg else "")
+              + f"this client {client_cpu:.1f} s")
         seen = seen_since(backends.database_url, since)
         check(seen >= len(stats.heartbeats_ok), f"{len(stats.heartbeats_ok)} heartbeats answered "
               f"200 but only {seen} devices were seen since the run started")
