@@ -49,7 +49,7 @@ def live_server(worker_env, tmp_path):
         try:
             urllib.request.urlopen(f"{url}/login", timeout=2).close()
             break
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset, or a read that timed out while gunicorn starts
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 log.close()
