@@ -1,0 +1,166 @@
+"""The agent API and real agent processes (`python -m portal.agent`) against the test's app served
+over HTTP on a loopback port, DP nodes, and moto's S3."""
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from portal.config import BASE_DIR
+from portal.extensions import db
+from portal.models import Deployment, Device
+from portal.services import enrollment
+from portal.services.deployments import pin_assets
+from tests.cloud.s3_fixtures import (  # noqa: F401
+    make_s3_dp, moto_server, s3, s3_client, s3_dp, s3_settings)
+from tests.servers import LoopbackServer
+
+
+@pytest.fixture
+def config_overrides():
+    """Short intervals so agents notice work and cancels within a second or two."""
+    return {"DEPOT_AGENT_INTERVAL": 1, "DEPOT_AGENT_REPORT_INTERVAL": 1}
+
+
+@pytest.fixture
+def enroll_secret(admin):
+    """A valid enrollment token (no group)."""
+    _, secret = enrollment.create_enrollment_token(admin, "tests", days=1)
+    return secret
+
+
+FACTS = {"hostname": "pc-01", "serial": "SN-0001", "mac_addresses": ["52:54:00:aa:bb:01"],
+         "ip_addresses": ["10.2.0.11"], "os": "Debian 13", "agent_version": "0.1.0"}
+
+
+class AgentCalls:
+    """The agent API through the test client, as an agent speaks it."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def enroll(self, secret, **facts):
+        return self.client.post("/agent/v1/enroll", json={"enroll_token": secret, **FACTS, **facts})
+
+    def enrolled(self, secret, **facts) -> tuple[int, str]:
+        """(device id, device token) of a new enrollment."""
+        response = self.enroll(secret, **facts)
+        assert response.status_code == 201, response.get_data(as_text=True)
+        return response.json["device_id"], response.json["device_token"]
+
+    def call(self, method, path, token, json=None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.client.open(f"/agent/v1{path}", method=method, json=json, headers=headers)
+
+
+@pytest.fixture
+def agent_calls(client):
+    return AgentCalls(client)
+
+
+@pytest.fixture
+def deploy():
+    """deploy(device_id, dp, image, *more_keys) -> a pending Deployment row, digests pinned as the
+    DP holds them now (what the deployments service does, without its selection rules)."""
+    def _deploy(device_id, dp, image, *more):
+        assets = pin_assets(dp.id, [image, *more])
+        device = db.session.get(Device, device_id)
+        deployment = Deployment(
+            batch_id=str(uuid.uuid4()), device_id=device_id, device_name=device.name,
+            dp_id=dp.id, dp_name=dp.name, selection_reason="chosen by the test", image=image,
+            application_packs=list(more), assets=assets,
+            bytes_total=sum(f["size"] for a in assets for f in a["files"]))
+        db.session.add(deployment)
+        db.session.commit()
+        return deployment
+    return _deploy
+
+
+@pytest.fixture
+def server(app):
+    """The test's app served over real HTTP on a loopback port (threaded): its base URL. Each
+    request gets its own app context and database session, as under gunicorn."""
+    served = LoopbackServer(app, "central")
+    url = served.start()
+    yield url
+    served.stop()
+
+
+@pytest.fixture(scope="session")
+def agent_zipapp(session_dir):
+    """The agent as endpoints get it: portal/agent/ copied into a zip as depot_agent/, started by
+    a __main__ doing `from depot_agent import main; main()`. Run with `python -I -S`: no
+    site-packages, so an import of Flask or of `portal` would fail."""
+    import zipapp
+
+    build = os.path.join(session_dir, "agent-build")
+    shutil.copytree(BASE_DIR / "portal" / "agent", os.path.join(build, "depot_agent"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(build, "__main__.py"), "w") as fh:
+        fh.write("from depot_agent import main\nmain()\n")
+    target = os.path.join(session_dir, "depot-agent.pyz")
+    zipapp.create_archive(build, target)
+    return target
+
+
+class AgentProcess:
+    """An agent in a process of its own (the zipapp, or `python -m portal.agent`); its log in a
+    file."""
+
+    def __init__(self, command, args, log_path, env):
+        self.log_path = log_path
+        self.log_file = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [*command, *args], cwd=str(BASE_DIR), env=env,
+            stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as fh:
+            return fh.read()
+
+    def wait(self, timeout=60) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"the agent did not finish in {timeout}s:\n{self.log}") from None
+
+    def signal(self, signum) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signum)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log_file.close()
+
+
+@pytest.fixture
+def start_agent(server, enroll_secret, tmp_path, agent_zipapp):
+    """start_agent(*extra_args, name="a1", env=None, module=False) -> an AgentProcess enrolled
+    with the test server as its own machine (hostname, serial, MAC, IP), target tmp_path/<name>;
+    stopped after. The zipapp by default; module=True runs `python -m portal.agent`."""
+    started = []
+
+    def _start(*extra, name="a1", env=None, enroll=True, module=False):
+        number = sum(name.encode()) % 250 + 1
+        args = ["--server", server, "--target", str(tmp_path / name), "--interval", "1",
+                "--hostname", f"pc-{name}", "--serial", f"SN-{name}",
+                "--mac", f"52:54:00:00:00:{number:02x}", "--ip", f"10.9.0.{number}", *extra]
+        if enroll:
+            args += ["--enroll-token", enroll_secret]
+        process_env = dict(os.environ, PYTHONPATH=str(BASE_DIR), **(env or {}))
+        command = [sys.executable, "-m", "portal.agent"] if module else \
+            [sys.executable, "-I", "-S", agent_zipapp]
+        agent = AgentProcess(command, args, tmp_path / f"agent-{name}.log", process_env)
+        started.append(agent)
+        return agent
+    yield _start
+    for agent in started:
+        agent.close()
+

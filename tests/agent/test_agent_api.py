@@ -1,0 +1,388 @@
+"""The agent API (/agent/v1/): enrollment, device tokens, rate limits, heartbeats, work,
+manifests and idempotent progress reports."""
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import AuditEvent, Deployment, Device, EnrollmentToken, Notification, utcnow
+from portal.services import agents, enrollment
+from tests.factories import write_file
+
+
+def test_enroll_creates_device_with_its_facts(agent_calls, enroll_secret):
+    """Does an agent with a valid enrollment token get a device token, a device row with its
+    facts (MACs normalised), the token's use counted and an audit event?"""
+    response = agent_calls.enroll(enroll_secret, mac_addresses=["52-54-00-AA-BB-01"])
+    assert response.status_code == 201, response.json
+    body = response.json
+    assert body["device_token"].startswith("ddt_") and body["interval"] == 1
+    assert body["report_interval"] == 1
+    device = db.session.get(Device, body["device_id"])
+    assert (device.name, device.serial, device.os) == ("pc-01", "SN-0001", "Debian 13")
+    assert device.mac_addresses == ["52:54:00:aa:bb:01"]
+    assert device.ip_addresses == ["10.2.0.11"] and device.remote_ip == "127.0.0.1"
+    assert device.token_hash == enrollment.hash_token(body["device_token"])
+    token = db.session.scalars(select(EnrollmentToken)).one()
+    assert token.uses == 1 and token.last_used_at is not None
+    event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "device.enroll")).one()
+    assert event.target == "pc-01" and event.via == "agent" and event.ip == "127.0.0.1"
+
+
+def test_enroll_joins_the_tokens_group(agent_calls, admin):
+    """Does a device enrolled with a group's token land in that group?"""
+    from portal.models import DeviceGroup
+
+    group = DeviceGroup(name="Seattle office")
+    db.session.add(group)
+    db.session.commit()
+    _, secret = enrollment.create_enrollment_token(admin, "seattle", days=1, group_id=group.id)
+    device_id, _ = agent_calls.enrolled(secret)
+    assert db.session.get(Device, device_id).group_id == group.id
+
+
+@pytest.mark.parametrize("case", ["unknown", "expired", "revoked", "missing"])
+def test_enroll_refuses_bad_tokens(agent_calls, admin, case):
+    """Is an unknown, expired, revoked or missing enrollment token refused with 401
+    enroll_token_invalid, and no device made?"""
+    token, secret = enrollment.create_enrollment_token(admin, "t", days=1)
+    if case == "unknown":
+        secret = "det_not-a-token"
+    elif case == "expired":
+        token.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    elif case == "revoked":
+        enrollment.revoke_enrollment_token(admin, token.id)
+    elif case == "missing":
+        secret = None
+    response = agent_calls.enroll(secret)
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "enroll_token_invalid"
+    assert db.session.scalar(select(db.func.count(Device.id))) == 0
+
+
+@pytest.mark.parametrize("facts, message", [
+    ({"hostname": ""}, "hostname"),
+    ({"hostname": 12}, "hostname"),
+    ({"mac_addresses": "52:54:00:aa:bb:01"}, "mac_addresses"),
+    ({"mac_addresses": ["not-a-mac"]}, "mac_addresses"),
+    ({"ip_addresses": ["10.2.0.300"]}, "ip_addresses"),
+])
+def test_enroll_refuses_bad_facts(agent_calls, enroll_secret, facts, message):
+    """Are malformed facts refused with a 400 naming the field, and nothing enrolled?"""
+    response = agent_calls.enroll(enroll_secret, **facts)
+    assert response.status_code == 400 and message in response.json["error"]["message"]
+    assert db.session.scalar(select(db.func.count(Device.id))) == 0
+
+
+def test_enroll_again_with_same_serial_and_mac_reuses_the_device(agent_calls, enroll_secret):
+    """Does the same serial plus a shared MAC enroll the same device again, with a new token
+    (the old one refused from then on), while another MAC makes a new device?"""
+    first_id, first_token = agent_calls.enrolled(enroll_secret)
+    again_id, again_token = agent_calls.enrolled(
+        enroll_secret, hostname="pc-01-renamed",
+        mac_addresses=["52:54:00:aa:bb:99", "52:54:00:aa:bb:01"])
+    assert again_id == first_id and again_token != first_token
+    assert db.session.get(Device, first_id).name == "pc-01-renamed"
+    assert agent_calls.call("GET", "/work", first_token).status_code == 401
+    assert agent_calls.call("GET", "/work", again_token).status_code == 200
+    other_id, _ = agent_calls.enrolled(enroll_secret, mac_addresses=["52:54:00:cc:cc:cc"])
+    assert other_id != first_id
+    assert db.session.scalar(select(EnrollmentToken.uses)) == 3
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer ddt_wrong", "Basic abc"])
+def test_calls_without_a_valid_device_token_get_401(client, header):
+    """Is every device call without a valid device token refused with 401 JSON?"""
+    headers = {"Authorization": header} if header else {}
+    for method, path in [("GET", "/agent/v1/work"), ("POST", "/agent/v1/heartbeat"),
+                         ("GET", "/agent/v1/deployments/1"),
+                         ("POST", "/agent/v1/deployments/1/progress")]:
+        response = client.open(path, method=method, headers=headers, json={})
+        assert response.status_code == 401, path
+        assert response.json["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("config_overrides", [{"DEPOT_AGENT_RATE_LIMIT": 3}])
+def test_device_calls_are_rate_limited(agent_calls, enroll_secret, config_overrides):
+    """Does a device over DEPOT_AGENT_RATE_LIMIT calls a minute get 429 with Retry-After, while
+    another device still gets through?"""
+    _, token = agent_calls.enrolled(enroll_secret)
+    _, other = agent_calls.enrolled(enroll_secret, serial="SN-0002")
+    for _ in range(3):
+        assert agent_calls.call("GET", "/work", token).status_code == 200
+    limited = agent_calls.call("GET", "/work", token)
+    assert limited.status_code == 429 and limited.json["error"]["code"] == "rate_limited"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert agent_calls.call("GET", "/work", other).status_code == 200
+
+
+@pytest.mark.parametrize("config_overrides", [{"DEPOT_ENROLL_RATE_LIMIT": 2}])
+def test_enrollment_is_rate_limited_per_address(agent_calls, enroll_secret, config_overrides):
+    """Is a third enrollment in a minute from one address refused with 429, even with a bad
+    token (guessing tokens costs the same)?"""
+    assert agent_calls.enroll("det_guess").status_code == 401
+    assert agent_calls.enroll(enroll_secret).status_code == 201
+    limited = agent_calls.enroll(enroll_secret)
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    assert db.session.scalar(select(db.func.count(Device.id))) == 1
+
+
+def test_heartbeat_updates_facts_and_last_seen(agent_calls, enroll_secret):
+    """Does a heartbeat record changed facts, free space and last_seen_at, and leave facts it
+    did not send alone?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    db.session.get(Device, device_id).last_seen_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    response = agent_calls.call("POST", "/heartbeat", token, json={
+        "hostname": "  pc-01b\x07 ", "ip_addresses": ["10.2.0.12", "fe80::1"],
+        "free_bytes": 123456789, "agent_version": "0.2.0"})
+    assert response.status_code == 200 and response.json == {"interval": 1, "report_interval": 1}
+    device = db.session.get(Device, device_id)
+    assert device.name == "pc-01b" and device.ip_addresses == ["10.2.0.12", "fe80::1"]
+    assert device.free_bytes == 123456789 and device.agent_version == "0.2.0"
+    assert device.serial == "SN-0001" and device.os == "Debian 13"
+    assert utcnow() - device.last_seen_at < timedelta(minutes=1)
+
+
+def test_bad_heartbeat_changes_nothing(agent_calls, enroll_secret):
+    """Is a heartbeat with a malformed fact refused (400) without touching the device?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    response = agent_calls.call("POST", "/heartbeat", token,
+                                json={"hostname": "new", "free_bytes": -1})
+    assert response.status_code == 400 and "free_bytes" in response.json["error"]["message"]
+    assert db.session.get(Device, device_id).name == "pc-01"
+    assert agent_calls.call("POST", "/heartbeat", token, json=[1]).status_code == 400
+
+
+@pytest.fixture
+def image(central, rescan):
+    """Images/Win11.wim (1000 bytes) and Platform Packs/Dell (two files) at central, scanned."""
+    write_file(central.root, "Images/Win11.wim", b"w" * 1000)
+    write_file(central.root, "Platform Packs/Dell/a.inf", b"driver a")
+    write_file(central.root, "Platform Packs/Dell/sub/b.inf", b"driver b")
+    rescan(central)
+    return "Images/Win11.wim"
+
+
+def test_work_lists_only_unfinished_deployments(agent_calls, enroll_secret, central, image,
+                                                deploy):
+    """Does /work list the device's unfinished deployments, and none once it finished?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    work = agent_calls.call("GET", "/work", token).json
+    assert work == {"deployments": [{"id": deployment.id, "state": "pending",
+                                     "cancel_requested": False}], "interval": 1}
+    deployment.state = "succeeded"
+    db.session.commit()
+    assert agent_calls.call("GET", "/work", token).json["deployments"] == []
+
+
+def test_manifest_gives_files_and_links_that_download(agent_calls, enroll_secret, central,
+                                                      image, deploy, client):
+    """Does the manifest list every pinned file with size, SHA-256 and a central link that
+    serves it (whole, and a Range of it)?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image, "Platform Packs/Dell")
+    manifest = agent_calls.call("GET", f"/deployments/{deployment.id}", token).json
+    assert manifest["dp"] == {"id": central.id, "name": "Central"}
+    assert manifest["bytes_total"] == 1016 and manifest["image"] == image
+    paths = [f["path"] for f in manifest["files"]]
+    assert paths == ["Images/Win11.wim", "Platform Packs/Dell/a.inf",
+                     "Platform Packs/Dell/sub/b.inf"]
+    url = manifest["files"][0]["url"]
+    assert url.startswith("http://localhost/agent/v1/download?")
+    with client.get(url) as whole:
+        assert whole.status_code == 200 and whole.data == b"w" * 1000
+    with client.get(url, headers={"Range": "bytes=990-"}) as part:
+        assert part.status_code == 206 and part.data == b"w" * 10
+        assert part.headers["Content-Range"] == "bytes 990-999/1000"
+
+
+def test_central_links_expired_or_tampered_are_refused(agent_calls, enroll_secret, central, image,
+                                                       deploy, client, app):
+    """Is a central download link refused (403 link_refused) once expired, or with its path,
+    expiry or signature changed; and is a signed path outside the libraries refused?"""
+    from urllib.parse import urlencode
+
+    from portal.storage.central import link_signature
+
+    secret = app.config["SECRET_KEY"]
+
+    def link(path, expires, sig=None):
+        return "/agent/v1/download?" + urlencode(
+            {"path": path, "expires": expires, "sig": sig or link_signature(secret, path, expires)})
+
+    import time
+
+    expired = link(image, int(time.time()) - 1)
+    response = client.get(expired)
+    assert response.status_code == 403 and response.json["error"]["code"] == "link_refused"
+    assert "expired" in response.json["error"]["message"]
+    later = int(time.time()) + 60
+    good_sig = link_signature(secret, image, later)
+    for bad in (link("Platform Packs/Dell/a.inf", later, good_sig), link(image, later + 1, good_sig),
+                link(image, later, "0" * 64), "/agent/v1/download?path=Images/Win11.wim"):
+        response = client.get(bad)
+        assert response.status_code == 403, bad
+    with client.get(link(image, later)) as good:
+        assert good.status_code == 200
+    assert client.get(link("../secret_key", later)).status_code == 400
+    assert client.get(link("Images/nothing.wim", later)).status_code == 404
+
+
+def test_another_devices_deployment_is_404(agent_calls, enroll_secret, central, image, deploy):
+    """Does a device asking for, or reporting on, another device's deployment get 404, and
+    does nothing change?"""
+    owner_id, _ = agent_calls.enrolled(enroll_secret)
+    _, stranger = agent_calls.enrolled(enroll_secret, serial="SN-0002")
+    deployment = deploy(owner_id, central, image)
+    assert agent_calls.call("GET", f"/deployments/{deployment.id}", stranger).status_code == 404
+    response = agent_calls.call("POST", f"/deployments/{deployment.id}/progress", stranger,
+                                json={"seq": 1, "state": "failed", "error": "x"})
+    assert response.status_code == 404
+    db.session.expire_all()
+    assert db.session.get(Deployment, deployment.id).state == "pending"
+
+
+def report(agent_calls, token, deployment, **body):
+    return agent_calls.call("POST", f"/deployments/{deployment.id}/progress", token, json=body)
+
+
+def test_progress_reports_are_idempotent_and_move_forward(agent_calls, enroll_secret, central,
+                                                          image, deploy):
+    """Is a report applied once (the same seq again, or an older one, changes nothing), do
+    states only move forward, and does a finished deployment never change again?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    first = report(agent_calls, token, deployment, seq=1, state="downloading", bytes_done=400,
+                   phase="Images/Win11.wim")
+    assert first.status_code == 200 and first.json == {"state": "downloading", "cancel": False}
+    row = db.session.get(Deployment, deployment.id)
+    assert (row.state, row.bytes_done, row.report_seq, row.phase) == (
+        "downloading", 400, 1, "Images/Win11.wim")
+    assert row.started_at is not None and row.reported_at is not None
+    again = report(agent_calls, token, deployment, seq=1, state="downloading", bytes_done=900)
+    older = report(agent_calls, token, deployment, seq=0 + 1, state="applying")
+    assert again.json == older.json == {"state": "downloading", "cancel": False}
+    db.session.expire_all()
+    assert db.session.get(Deployment, deployment.id).bytes_done == 400
+    assert report(agent_calls, token, deployment, seq=2, state="applying").status_code == 200
+    back = report(agent_calls, token, deployment, seq=3, state="downloading")
+    assert back.status_code == 409 and back.json["error"]["code"] == "illegal_transition"
+    done = report(agent_calls, token, deployment, seq=4, state="succeeded", bytes_done=0)
+    assert done.json == {"state": "succeeded", "cancel": False}
+    row = db.session.get(Deployment, deployment.id)
+    db.session.refresh(row)
+    assert row.bytes_done == 1000 and row.finished_at is not None and row.percent == 100
+    late = report(agent_calls, token, deployment, seq=9, state="failed", error="late")
+    assert late.json == {"state": "succeeded", "cancel": False}
+    db.session.expire_all()
+    assert db.session.get(Deployment, deployment.id).error is None
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"state": "downloading"}, "seq"),
+    ({"seq": "1", "state": "downloading"}, "seq"),
+    ({"seq": 1, "state": "pending"}, "state"),
+    ({"seq": 1, "state": "downloading", "bytes_done": -5}, "bytes_done"),
+])
+def test_bad_progress_reports_are_refused(agent_calls, enroll_secret, central, image, deploy,
+                                          body, message):
+    """Is a malformed report refused with 400 naming the field, changing nothing?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    response = report(agent_calls, token, deployment, **body)
+    assert response.status_code == 400 and message in response.json["error"]["message"]
+    db.session.expire_all()
+    assert db.session.get(Deployment, deployment.id).report_seq == 0
+
+
+def test_pending_cannot_jump_to_succeeded(agent_calls, enroll_secret, central, image, deploy):
+    """Is 'succeeded' refused for a deployment that never downloaded?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    response = report(agent_calls, token, deployment, seq=1, state="succeeded")
+    assert response.status_code == 409
+
+
+def test_failure_report_notifies_everyone(agent_calls, enroll_secret, central, image, deploy,
+                                          admin):
+    """Does a failure report keep the agent's reason and notify people?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    report(agent_calls, token, deployment, seq=1, state="downloading")
+    response = report(agent_calls, token, deployment, seq=2, state="failed",
+                      error="hash mismatch: Images/Win11.wim at Central")
+    assert response.json == {"state": "failed", "cancel": False}
+    row = db.session.get(Deployment, deployment.id)
+    db.session.refresh(row)
+    assert row.error == "hash mismatch: Images/Win11.wim at Central"
+    note = db.session.scalars(select(Notification).where(
+        Notification.kind == "deployment.failed")).first()
+    assert note is not None and "hash mismatch" in note.message
+    assert note.deployment_id == deployment.id
+
+
+def test_cancel_requested_answers_cancel(agent_calls, enroll_secret, central, image, deploy):
+    """Does a report on a deployment whose cancel was asked for answer cancel: true, and does
+    the agent's 'cancelled' end it; does an already cancelled one answer cancel too?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    report(agent_calls, token, deployment, seq=1, state="downloading", bytes_done=10)
+    deployment.cancel_requested = True
+    db.session.commit()
+    assert report(agent_calls, token, deployment, seq=2, state="downloading",
+                  bytes_done=20).json == {"state": "downloading", "cancel": True}
+    manifest = agent_calls.call("GET", f"/deployments/{deployment.id}", token).json
+    assert manifest["cancel_requested"] is True and manifest["files"] == []
+    assert report(agent_calls, token, deployment, seq=3,
+                  state="cancelled").json == {"state": "cancelled", "cancel": True}
+    assert agent_calls.call("GET", "/work", token).json["deployments"] == []
+
+
+def test_manifest_fails_a_deployment_whose_copy_changed(agent_calls, enroll_secret, central,
+                                                        image, deploy, rescan):
+    """When the DP's copy of a pinned asset changed after creation, does the manifest answer
+    409 deployment_changed and the deployment fail with a clear reason, notified?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    write_file(central.root, image, b"v" * 1000)
+    rescan(central)
+    response = agent_calls.call("GET", f"/deployments/{deployment.id}", token)
+    assert response.status_code == 409
+    assert response.json["error"]["code"] == "deployment_changed"
+    expected = ("the copy of Images/Win11.wim at Central changed after this deployment was "
+                "created; deploy again")
+    assert response.json["error"]["message"] == expected
+    db.session.expire_all()
+    row = db.session.get(Deployment, deployment.id)
+    assert row.state == "failed" and row.error == expected and row.finished_at
+    assert db.session.scalar(select(db.func.count(Notification.id)).where(
+        Notification.deployment_id == deployment.id)) >= 1
+
+
+def test_silent_deployments_fail(agent_calls, enroll_secret, central, image, deploy, app):
+    """Does the sweep fail a downloading deployment whose agent went silent, end a silent one
+    whose cancel was asked for as cancelled, and leave pending and recent ones alone?"""
+    ids = []
+    for n in range(4):
+        device_id, _ = agent_calls.enrolled(enroll_secret, serial=f"SN-{n}")
+        ids.append(deploy(device_id, central, image).id)
+    old = utcnow() - timedelta(seconds=app.config["DEPOT_DEPLOYMENT_SILENT_AFTER"] + 60)
+    rows = [db.session.get(Deployment, i) for i in ids]
+    for row, state, reported, cancel in [(rows[0], "downloading", old, False),
+                                         (rows[1], "applying", old, True),
+                                         (rows[2], "downloading", utcnow(), False),
+                                         (rows[3], "pending", None, False)]:
+        row.state, row.reported_at, row.cancel_requested = state, reported, cancel
+        row.created_at = old
+    db.session.commit()
+    outcome = agents.fail_silent_deployments()
+    assert outcome == {"failed": [ids[0]], "cancelled": [ids[1]]}
+    db.session.expire_all()
+    states = [db.session.get(Deployment, i).state for i in ids]
+    assert states == ["failed", "cancelled", "downloading", "pending"]
+    assert "went silent" in db.session.get(Deployment, ids[0]).error
+    assert agents.fail_silent_deployments() == {"failed": [], "cancelled": []}

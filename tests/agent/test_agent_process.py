@@ -1,0 +1,252 @@
+"""Real agent processes (`python -m portal.agent`) against the test's app on a loopback port:
+deployments from central, a DP node and S3 (presigned links), cancel, kill -9 and resume, a file
+corrupted at the DP, a copy changed after creation, and a real WIM applied with wimlib-imagex."""
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import Deployment, Device
+from tests.conftest import copy_one, wait_for
+from tests.factories import write_file
+
+KiB = 1024
+
+
+def device_named(hostname):
+    return db.session.scalars(select(Device).where(Device.name == hostname)).first()
+
+
+def fresh(deployment_id) -> Deployment:
+    db.session.expire_all()
+    return db.session.get(Deployment, deployment_id)
+
+
+def enrolled(start_agent, name="a1", *extra, env=None):
+    """Run an agent once (it enrolls, finds no work, exits): its device."""
+    agent = start_agent("--once", *extra, name=name, env=env)
+    assert agent.wait(30) == 0, agent.log
+    return device_named(f"pc-{name}")
+
+
+def staged(tmp_path, deployment, path, name="a1"):
+    return tmp_path / name / "staged" / str(deployment.id) / path
+
+
+def test_deployment_from_central(central, rescan, start_agent, deploy, tmp_path):
+    """Does an agent (the zipapp, then `python -m portal.agent`) enroll, keep its token (mode
+    0600) across runs, download an image and a Platform Pack from central, verify and stage them
+    under their library paths, and report 'image staged' when wimlib-imagex is not on its PATH?"""
+    image = os.urandom(300 * KiB)
+    write_file(central.root, "Images/Win11.wim", image)
+    write_file(central.root, "Platform Packs/Dell/drivers/a.inf", b"driver a")
+    rescan(central)
+    device = enrolled(start_agent)
+    token_file = tmp_path / "a1" / ".depot-agent" / "device.json"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    deployment = deploy(device.id, central, "Images/Win11.wim", "Platform Packs/Dell")
+    no_wimlib = {"PATH": os.path.dirname(sys.executable)}  # the venv's bin: no wimlib-imagex
+    agent = start_agent("--once", env=no_wimlib, module=True)  # the documented command
+    assert agent.wait(60) == 0, agent.log
+    done = fresh(deployment.id)
+    assert done.state == "succeeded", (done.error, agent.log)
+    assert done.phase == "image staged (no wimlib-imagex)"
+    assert done.bytes_done == done.bytes_total == len(image) + 8
+    assert done.started_at and done.finished_at
+    assert staged(tmp_path, done, "Images/Win11.wim").read_bytes() == image
+    assert staged(tmp_path, done, "Platform Packs/Dell/drivers/a.inf").read_bytes() == b"driver a"
+    assert not list((tmp_path / "a1" / ".partial").iterdir())
+    assert db.session.scalar(select(db.func.count(Device.id))) == 1  # enrolled once
+    assert "Images/Win11.wim: verified" in agent.log
+
+
+def test_deployment_from_a_dp_node(central, rescan, seattle, admin, work, start_agent, deploy,
+                                   tmp_path, node):
+    """Does an agent download from the DP node the deployment names (its signed links), not
+    from central?"""
+    image = os.urandom(200 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    rescan(central)
+    assert copy_one(admin, work, "Images/Win11.img", seattle).state == "succeeded"
+    rescan(seattle)
+    served = []
+    inner = node.app.wsgi_app
+
+    def counting(environ, start_response):
+        served.append(environ["PATH_INFO"])
+        return inner(environ, start_response)
+
+    node.app.wsgi_app = counting
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, seattle, "Images/Win11.img")
+    agent = start_agent("--once")
+    assert agent.wait(60) == 0, agent.log
+    assert fresh(deployment.id).state == "succeeded", agent.log
+    assert staged(tmp_path, deployment, "Images/Win11.img").read_bytes() == image
+    assert "/dp/v1/download" in served
+    assert "from Seattle" in agent.log
+
+
+def test_deployment_from_s3_through_a_presigned_link(central, rescan, s3_dp, admin, work,
+                                                     start_agent, deploy, tmp_path, s3):
+    """Does an agent download from an S3 DP through presigned links (moto over HTTP)?"""
+    image = os.urandom(150 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    write_file(central.root, "Answer Files/unattend.xml", b"<unattend/>")
+    rescan(central)
+    for key in ("Images/Win11.img", "Answer Files/unattend.xml"):
+        assert copy_one(admin, work, key, s3_dp).state == "succeeded"
+    rescan(s3_dp)
+    s3.forget_requests()
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, s3_dp, "Images/Win11.img", "Answer Files/unattend.xml")
+    agent = start_agent("--once")
+    assert agent.wait(60) == 0, agent.log
+    assert fresh(deployment.id).state == "succeeded", agent.log
+    assert staged(tmp_path, deployment, "Images/Win11.img").read_bytes() == image
+    assert staged(tmp_path, deployment, "Answer Files/unattend.xml").read_bytes() == b"<unattend/>"
+    assert s3.calls[("GET", "object")] >= 2
+
+
+def test_cancel_during_download_stops_the_agent(central, rescan, start_agent, deploy, tmp_path):
+    """Does a cancel asked for while the agent downloads (slowly: --max-rate) stop it within
+    seconds, end the deployment cancelled and remove its partial and staged files?"""
+    write_file(central.root, "Images/Big.img", os.urandom(2048 * KiB))
+    rescan(central)
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Big.img")
+    agent = start_agent("--max-rate", str(128 * KiB))
+    wait_for(lambda: fresh(deployment.id).bytes_done > 0, timeout=20,
+             message="the agent to report bytes")
+    row = fresh(deployment.id)
+    row.cancel_requested = True  # what the console's Cancel does to a running deployment
+    db.session.commit()
+    wait_for(lambda: fresh(deployment.id).state == "cancelled", timeout=15,
+             message="the agent to confirm the cancel")
+    assert fresh(deployment.id).bytes_done < fresh(deployment.id).bytes_total
+    wait_for(lambda: "cancel asked for" in agent.log, timeout=10, message="the agent's log")
+    assert not list((tmp_path / "a1" / ".partial").iterdir())
+    assert not staged(tmp_path, deployment, "Images/Big.img").exists()
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(15) == 0
+    assert "stopping (SIGTERM)" in agent.log
+
+
+def test_agent_killed_mid_download_resumes(central, rescan, start_agent, deploy, tmp_path, app):
+    """After a kill -9 mid-download, does the restarted agent resume from the partial file's
+    offset (a Range request for the rest only) and succeed with a whole, verified file?"""
+    image = os.urandom(1024 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    rescan(central)
+    ranges = []
+    inner = app.wsgi_app
+
+    def recording(environ, start_response):
+        if environ["PATH_INFO"] == "/agent/v1/download":
+            ranges.append(environ.get("HTTP_RANGE"))
+        return inner(environ, start_response)
+
+    app.wsgi_app = recording
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Win11.img")
+    agent = start_agent("--max-rate", str(128 * KiB))
+    partial = tmp_path / "a1" / ".partial" / hashlib.sha256(image).hexdigest()
+    wait_for(lambda: partial.exists() and partial.stat().st_size >= 256 * KiB, timeout=20,
+             message="a partial download")
+    agent.signal(signal.SIGKILL)
+    agent.wait(10)
+    kept = partial.stat().st_size
+    assert 0 < kept < len(image)
+    assert fresh(deployment.id).state == "downloading"
+    again = start_agent("--once", name="a1")
+    assert again.wait(60) == 0, again.log
+    assert fresh(deployment.id).state == "succeeded", again.log
+    assert staged(tmp_path, deployment, "Images/Win11.img").read_bytes() == image
+    resumed_at = int(again.log.split("Images/Win11.img: resuming at byte ")[1].split()[0])
+    assert kept <= resumed_at < len(image)
+    assert ranges == [None, f"bytes={resumed_at}-"]
+
+
+def test_file_corrupted_at_the_dp_fails_with_hash_mismatch(central, rescan, seattle, admin, work,
+                                                           start_agent, deploy, node, tmp_path):
+    """When a file at the DP node was damaged after its scan (same size), does the agent fail
+    the deployment with 'hash mismatch: <path> at Seattle' and keep nothing of it?"""
+    write_file(central.root, "Images/Win11.img", b"a" * 50 * KiB)
+    rescan(central)
+    assert copy_one(admin, work, "Images/Win11.img", seattle).state == "succeeded"
+    rescan(seattle)
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, seattle, "Images/Win11.img")
+    with open(node.file("Images/Win11.img"), "r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"X")
+    agent = start_agent("--once")
+    assert agent.wait(60) == 1, agent.log
+    done = fresh(deployment.id)
+    assert done.state == "failed"
+    assert done.error.startswith("hash mismatch: Images/Win11.img at Seattle"), done.error
+    assert not list((tmp_path / "a1" / ".partial").iterdir())
+    assert not staged(tmp_path, deployment, "Images/Win11.img").exists()
+
+
+def test_copy_changed_after_creation_fails_the_deployment(central, rescan, start_agent, deploy):
+    """When central's copy changed (and was rescanned) after the deployment was made, does the
+    agent get deployment_changed and the deployment fail with the reason, nothing mixed?"""
+    write_file(central.root, "Images/Win11.img", b"1" * 10 * KiB)
+    rescan(central)
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Win11.img")
+    write_file(central.root, "Images/Win11.img", b"2" * 10 * KiB)
+    rescan(central)
+    agent = start_agent("--once")
+    assert agent.wait(60) == 0, agent.log
+    done = fresh(deployment.id)
+    assert done.state == "failed"
+    assert done.error == ("the copy of Images/Win11.img at Central changed after this deployment "
+                          "was created; deploy again")
+    assert "deploy again" in agent.log
+
+
+def test_real_wim_is_applied(central, rescan, start_agent, deploy, tmp_path):
+    """With wimlib-imagex installed, is a real WIM image applied into <target>/applied/, the
+    deployment passing through 'applying' to succeeded?"""
+    wimlib = shutil.which("wimlib-imagex")
+    if not wimlib:
+        pytest.skip("wimlib-imagex is not installed (apt-get install wimtools)")
+    source = tmp_path / "reference"
+    write_file(str(source), "Windows/System32/config.txt", b"configured")
+    write_file(str(source), "Users/readme.md", b"hello")
+    wim = tmp_path / "ref.wim"
+    subprocess.run([wimlib, "capture", str(source), str(wim)], check=True, capture_output=True)
+    write_file(central.root, "Images/Ref.wim", wim.read_bytes())
+    rescan(central)
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Ref.wim")
+    agent = start_agent("--once")
+    assert agent.wait(60) == 0, agent.log
+    done = fresh(deployment.id)
+    assert done.state == "succeeded", (done.error, agent.log)
+    applied = tmp_path / "a1" / "applied"
+    assert done.phase == f"image applied to {applied}"
+    assert (applied / "Windows" / "System32" / "config.txt").read_bytes() == b"configured"
+    assert (applied / "Users" / "readme.md").read_bytes() == b"hello"
+    assert "applying Images/Ref.wim" in agent.log
+
+
+def test_agent_with_config_file_and_bad_token_exits_clearly(server, start_agent, tmp_path):
+    """Does an agent given an installer config with a bad enrollment token exit with code 2 and
+    say why, leaving no token behind?"""
+    import json
+
+    config = tmp_path / "depot-agent.json"
+    config.write_text(json.dumps({"server": server, "enroll_token": "det_wrong"}))
+    agent = start_agent("--config", str(config), enroll=False)
+    assert agent.wait(30) == 2
+    assert "enrollment refused" in agent.log and "unknown" in agent.log
+    assert not (tmp_path / "a1" / ".depot-agent" / "device.json").exists()
