@@ -180,6 +180,11 @@ class Runner:
             self.reporter.stop()
             log.error("deployment %s failed: %s", self.id, exc)
             return self._end("failed", str(exc))
+        except OSError as exc:  # the target's disk: full, read-only, gone
+            self.reporter.stop()
+            message = f"cannot write under {self.target}: {exc.strerror or exc}"
+            log.error("deployment %s failed: %s", self.id, message)
+            return self._end("failed", message)
         except Stopped as exc:
             self.reporter.stop()
             if exc.reason == "cancel":

@@ -15,6 +15,7 @@ from portal.services import enrollment
 from portal.services.deployments import pin_assets
 from tests.cloud.s3_fixtures import (  # noqa: F401
     make_s3_dp, moto_server, s3, s3_client, s3_dp, s3_settings)
+from tests.e2e.conftest import live_server  # noqa: F401
 from tests.servers import LoopbackServer
 
 

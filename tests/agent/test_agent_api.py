@@ -8,6 +8,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEvent, Deployment, Device, EnrollmentToken, Notification, utcnow
 from portal.services import agents, enrollment
+from tests.agent.conftest import FACTS
 from tests.factories import write_file
 
 
@@ -386,3 +387,49 @@ def test_silent_deployments_fail(agent_calls, enroll_secret, central, image, dep
     assert states == ["failed", "cancelled", "downloading", "pending"]
     assert "went silent" in db.session.get(Deployment, ids[0]).error
     assert agents.fail_silent_deployments() == {"failed": [], "cancelled": []}
+
+
+def test_unchanged_heartbeat_writes_only_last_seen(agent_calls, enroll_secret, app):
+    """With 5,000 agents in mind: does a heartbeat that changes no fact write only last_seen_at
+    (one UPDATE of one column), and one that changes the OS write that column too?"""
+    from sqlalchemy import event
+
+    _, token = agent_calls.enrolled(enroll_secret)
+    body = {k: v for k, v in FACTS.items()}
+    agent_calls.call("POST", "/heartbeat", token, json=body)  # remote_ip etc. settle
+    updates = []
+
+    def record(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE"):
+            updates.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        agent_calls.call("POST", "/heartbeat", token, json=body)
+        quiet = list(updates)
+        updates.clear()
+        agent_calls.call("POST", "/heartbeat", token, json={**body, "os": "Debian 14"})
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len(quiet) == 1 and "SET last_seen_at=" in quiet[0].replace(" = ", "=")
+    assert "os" in updates[0] and "last_seen_at" in updates[0] and "serial" not in updates[0]
+
+
+def test_central_download_link_is_for_central_only(app, central, seattle):
+    """Does only the central DP's file-system backend make /agent/v1/download links, and are
+    paths outside the libraries refused?"""
+    from portal.storage import storage_for
+    from portal.storage.base import StorageRefused
+    from portal.storage.central import FilesystemStorage
+    from portal.storage.paths import BadPath
+
+    with app.test_request_context("/", base_url="http://depot.example:8080"):
+        link = storage_for(central).download_link("Images/x.wim", 60)
+        assert link.startswith("http://depot.example:8080/agent/v1/download?path=Images%2Fx.wim")
+        with pytest.raises(BadPath):
+            storage_for(central).download_link("../etc/passwd", 60)
+        with pytest.raises(StorageRefused):
+            FilesystemStorage(root=central.root).download_link("Images/x.wim", 60)
+        with pytest.raises(StorageRefused):
+            storage_for(central).download_link("Images/x.wim", 0)
+    assert "/dp/v1/download" in storage_for(seattle).download_link("Images/x.wim", 60)

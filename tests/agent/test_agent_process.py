@@ -250,3 +250,110 @@ def test_agent_with_config_file_and_bad_token_exits_clearly(server, start_agent,
     assert agent.wait(30) == 2
     assert "enrollment refused" in agent.log and "unknown" in agent.log
     assert not (tmp_path / "a1" / ".depot-agent" / "device.json").exists()
+
+
+def test_refused_link_makes_the_agent_ask_for_fresh_links(central, rescan, start_agent, deploy,
+                                                         tmp_path, app):
+    """When the DP refuses a link (403, as an expired one is), does the agent ask the server for
+    a new manifest and finish with the fresh links?"""
+    image = os.urandom(64 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    rescan(central)
+    seen = {"manifests": 0, "refused": 0}
+    inner = app.wsgi_app
+
+    def refusing_once(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path.startswith("/agent/v1/deployments/") and not path.endswith("/progress"):
+            seen["manifests"] += 1
+        if path == "/agent/v1/download" and not seen["refused"]:
+            seen["refused"] += 1
+            body = b'{"error": {"code": "link_refused", "message": "the download link has expired"}}'
+            start_response("403 FORBIDDEN", [("Content-Type", "application/json"),
+                                             ("Content-Length", str(len(body)))])
+            return [body]
+        return inner(environ, start_response)
+
+    app.wsgi_app = refusing_once
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Win11.img")
+    agent = start_agent("--once")
+    assert agent.wait(60) == 0, agent.log
+    assert fresh(deployment.id).state == "succeeded", agent.log
+    assert seen == {"manifests": 2, "refused": 1}
+    assert "asking the server for fresh links" in agent.log
+    assert staged(tmp_path, deployment, "Images/Win11.img").read_bytes() == image
+
+
+def test_sigterm_mid_download_stops_cleanly_and_resumes(central, rescan, start_agent, deploy,
+                                                       tmp_path):
+    """Does SIGTERM during a download stop the agent at once (exit 0, the deployment left
+    downloading, the partial kept), and the next start resume it?"""
+    image = os.urandom(1024 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    rescan(central)
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Win11.img")
+    agent = start_agent("--max-rate", str(256 * KiB))
+    partial = tmp_path / "a1" / ".partial" / hashlib.sha256(image).hexdigest()
+    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, timeout=20,
+             message="a partial download")
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(15) == 0, agent.log
+    assert "partial downloads kept" in agent.log
+    assert partial.exists() and fresh(deployment.id).state == "downloading"
+    again = start_agent("--once")
+    assert again.wait(60) == 0, again.log
+    assert "Images/Win11.img: resuming at byte" in again.log
+    assert fresh(deployment.id).state == "succeeded"
+
+
+def test_agent_enrolls_again_when_its_token_is_refused(central, start_agent, app):
+    """When the server no longer knows the device token (an admin reset it), does a running
+    agent enroll again with its enrollment token, as the same device?"""
+    agent = start_agent()
+    device = wait_for(lambda: device_named("pc-a1"), timeout=20, message="the enrollment")
+    old_hash = device.token_hash
+    device.token_hash = None
+    db.session.commit()
+    wait_for(lambda: device_named("pc-a1").token_hash not in (None, old_hash), timeout=20,
+             message="a new enrollment")
+    assert "enrolling again" in agent.log
+    assert db.session.scalar(select(db.func.count(Device.id))) == 1
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(15) == 0
+
+
+def test_deployment_under_gunicorn(central, rescan, live_server, agent_zipapp, enroll_secret,
+                                   deploy, tmp_path):
+    """Under the production server (gunicorn, gthread), does an agent enroll, download a central
+    file through a signed link with a resumed Range request, and succeed?"""
+    from tests.agent.conftest import AgentProcess
+
+    image = os.urandom(256 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    rescan(central)
+    digest = hashlib.sha256(image).hexdigest()
+    partial = tmp_path / "g1" / ".partial" / digest
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(image[:100_000])  # what an earlier, killed run left
+
+    def run(*extra):
+        args = ["--server", live_server, "--target", str(tmp_path / "g1"), "--interval", "1",
+                "--hostname", "pc-g1", "--serial", "SN-g1", "--mac", "52:54:00:00:01:01",
+                "--enroll-token", enroll_secret, "--once", *extra]
+        env = dict(os.environ)
+        agent = AgentProcess([sys.executable, "-I", "-S", agent_zipapp], args,
+                             tmp_path / "agent-g1.log", env)
+        try:
+            assert agent.wait(60) == 0, agent.log
+            return agent.log
+        finally:
+            agent.close()
+
+    run()
+    deployment = deploy(device_named("pc-g1").id, central, "Images/Win11.img")
+    log = run()
+    assert fresh(deployment.id).state == "succeeded", log
+    assert "resuming at byte 100000 of 262144" in log
+    assert staged(tmp_path, deployment, "Images/Win11.img", name="g1").read_bytes() == image

@@ -1,0 +1,109 @@
+"""Pieces of the reference agent on their own: path confinement, the state folder, the transfer
+of one file (resume, a server that ignores Range, a damaged file)."""
+import hashlib
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from portal.agent.runner import BadPath, confined
+from portal.agent.state import State
+from portal.agent.transfer import HashMismatch, LinkRefused, RateCap, fetch
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "Images/../../x", "Images//x", "",
+                                  "Images/./x", "C:/Windows", "Images/\0x", None])
+def test_confined_refuses_paths_leaving_the_target(tmp_path, path):
+    """Are absolute paths, '..', empty or '.' parts, drive letters and NUL refused?"""
+    with pytest.raises(BadPath):
+        confined(str(tmp_path), path)
+
+
+def test_confined_refuses_a_symlink_out(tmp_path):
+    """Is a path through a symlink leading out of the folder refused, and a plain one kept?"""
+    (tmp_path / "staged").mkdir()
+    os.symlink("/etc", tmp_path / "staged" / "Images")
+    with pytest.raises(BadPath):
+        confined(str(tmp_path / "staged"), "Images/passwd")
+    assert confined(str(tmp_path / "staged"), "Media/a b.iso") == str(
+        tmp_path / "staged" / "Media" / "a b.iso")
+
+
+def test_state_keeps_the_device_token_private(tmp_path):
+    """Is the device token saved mode 0600 in a 0700 folder, and only for its own server?"""
+    state = State(str(tmp_path / "state"))
+    state.save_device("http://depot:8080", 7, "ddt_secret")
+    assert oct(os.stat(state.device_file).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(state.folder).st_mode & 0o777) == "0o700"
+    assert State(state.folder).device("http://depot:8080")["device_token"] == "ddt_secret"
+    assert State(state.folder).device("http://other:8080") == {}
+
+
+DATA = os.urandom(100_000)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    mode = "range"  # range, ignore-range, forbidden
+
+    def do_GET(self):
+        if self.server.mode == "forbidden":
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data, start = self.server.data, 0
+        asked = self.headers.get("Range")
+        self.server.ranges.append(asked)
+        if asked and self.server.mode == "range":
+            start = int(asked.split("=")[1].rstrip("-"))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def files_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.mode, server.data, server.ranges = "range", DATA, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _fetch(server, partial, sha=None):
+    url = f"http://127.0.0.1:{server.server_address[1]}/f"
+    fetch(url, str(partial), len(DATA), sha or hashlib.sha256(DATA).hexdigest(), "f",
+          RateCap(0), lambda: None, lambda n: None)
+
+
+@pytest.mark.parametrize("mode, expected_range", [("range", "bytes=40000-"),
+                                                  ("ignore-range", "bytes=40000-")])
+def test_fetch_resumes_or_starts_over(files_server, tmp_path, mode, expected_range):
+    """Does a partial file resume with a Range request, and start over whole when the server
+    answers 200 to it, ending verified either way?"""
+    files_server.mode = mode
+    partial = tmp_path / "p"
+    partial.write_bytes(DATA[:40_000])
+    _fetch(files_server, partial)
+    assert partial.read_bytes() == DATA and files_server.ranges == [expected_range]
+
+
+def test_fetch_refuses_a_damaged_file_and_a_refused_link(files_server, tmp_path):
+    """Is a file whose SHA-256 differs removed with HashMismatch, and a 403 a LinkRefused?"""
+    partial = tmp_path / "p"
+    with pytest.raises(HashMismatch):
+        _fetch(files_server, partial, sha="0" * 64)
+    assert not partial.exists()
+    files_server.mode = "forbidden"
+    with pytest.raises(LinkRefused):
+        _fetch(files_server, partial)
