@@ -2,7 +2,7 @@
 import pytest
 
 from portal.extensions import db
-from portal.models import AuditEvent, Device, DeviceGroup, EnrollmentToken
+from portal.models import AuditEvent, Boundary, Device, DeviceGroup, EnrollmentToken
 from portal.services import devices
 from portal.services.actors import Actor
 from tests.computers.conftest import add_device
@@ -136,6 +136,12 @@ def test_boundaries(api_as, dps):
     unknown = api.post("/api/v1/boundaries", json={"name": "x", "cidr": "10.5.0.0/16", "dp_id": 999})
     assert unknown.status_code == 400 and "no distribution point 999" in error_of(unknown)["message"]
     assert [b["name"] for b in api.get("/api/v1/boundaries").get_json()["items"]] == ["Seattle LAN"]
+    url = f"/api/v1/boundaries/{created.get_json()['id']}"
+    patched = api.patch(url, json={"cidr": "10.2.0.0/15", "dp_id": dps["slc"].id})
+    assert patched.status_code == 200 and patched.get_json()["cidr"] == "10.2.0.0/15"
+    assert api.get(url).get_json()["dp_id"] == dps["slc"].id
+    refused = api.patch(url, json={"site": "x"})
+    assert refused.status_code == 400 and "unknown field(s): site" in error_of(refused)["message"]
     assert api.delete(f"/api/v1/boundaries/{created.get_json()['id']}").status_code == 204
     assert api.get("/api/v1/boundaries").get_json()["items"] == []
 
@@ -168,6 +174,7 @@ def test_only_admins_write(api_as, dps, role):
     """May technicians and viewers read Computer Management but change nothing (403)?"""
     api = api_as(role)
     group = devices.create_group(Actor(None), "G")
+    boundary = devices.create_boundary(Actor(None), "LAN", "10.9.0.0/16", dps["central"].id)
     device = add_device("D")
     assert api.get("/api/v1/devices").status_code == 200
     assert api.get("/api/v1/groups").status_code == 200
@@ -180,10 +187,13 @@ def test_only_admins_write(api_as, dps, role):
         api.patch(f"/api/v1/groups/{group.id}", json={"name": "H"}),
         api.delete(f"/api/v1/groups/{group.id}"),
         api.post("/api/v1/boundaries", json={"name": "b", "cidr": "10.0.0.0/8", "dp_id": dps["central"].id}),
+        api.patch(f"/api/v1/boundaries/{boundary.id}", json={"name": "x"}),
+        api.delete(f"/api/v1/boundaries/{boundary.id}"),
         api.get("/api/v1/enrollment-tokens"),
         api.post("/api/v1/enrollment-tokens", json={"name": "t"}),
     ]
     assert [r.status_code for r in refused] == [403] * len(refused)
     assert db.session.query(Device).filter_by(name="D", group_id=None).count() == 1
     assert db.session.query(DeviceGroup).count() == 1
+    assert db.session.get(Boundary, boundary.id).name == "LAN"
     assert db.session.query(EnrollmentToken).count() == 0

@@ -135,6 +135,20 @@ def create_boundary():
     return boundary.to_dict(), 201
 
 
+@bp.get("/boundaries/<int:boundary_id>")
+def get_boundary(boundary_id: int):
+    """One boundary."""
+    return devices.get_boundary(boundary_id).to_dict()
+
+
+@bp.patch("/boundaries/<int:boundary_id>")
+def update_boundary(boundary_id: int):
+    """Change a boundary's name, subnet or DP (admins only)."""
+    require(g.api_user, "manage_devices")
+    boundary = devices.update_boundary(api_actor(), devices.get_boundary(boundary_id), json_body())
+    return boundary.to_dict()
+
+
 @bp.delete("/boundaries/<int:boundary_id>")
 def delete_boundary(boundary_id: int):
     """Remove a boundary (admins only)."""

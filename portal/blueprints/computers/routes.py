@@ -81,7 +81,7 @@ def deploy():
 def _device_page(device, error=None, status=200):
     return page_or_fragment(
         "computers/device.html", "computers/_device.html", device=device,
-        status=devices.device_status(device), groups=devices.list_groups(),
+        device_status=devices.device_status(device), groups=devices.list_groups(),
         history=devices.device_history(device.id), error=error), status
 
 
