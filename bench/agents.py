@@ -157,6 +157,14 @@ def postgres_cpu() -> float:
     return total / ticks
 
 
+def machine_cpu() -> float:
+    """CPU seconds every process of the machine has used so far (/proc/stat, all cores)."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: all but idle and iowait are busy
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu(pid: int) -> dict[int, float]:
     """CPU seconds of a process and each of its descendants (gunicorn and its workers), by pid;
     the first also counts its reaped children."""
@@ -508,9 +516,10 @@ def bench(args) -> None:
               f"(a new connection a cycle), for {args.duration:.0f} s: ~{rate:.0f} requests/s ==")
 
         since = utcnow()
-        before, pg_cpu = process_cpu(web.proc.pid), postgres_cpu()
+        before, pg_cpu, all_cpu = process_cpu(web.proc.pid), postgres_cpu(), machine_cpu()
         stats, wall, client_cpu = load(web.port, agents, args)
         after, pg_cpu = process_cpu(web.proc.pid), postgres_cpu() - pg_cpu
+        all_cpu = machine_cpu() - all_cpu
         used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
         server_cpu = sum(used.values())
         workers = ", ".join(f"{used[pid]:.1f}" for pid in sorted(used) if pid != web.proc.pid)
@@ -519,7 +528,8 @@ def bench(args) -> None:
               f"(workers {workers} s; {server_cpu * 1000 / max(1, stats.requests):.1f} ms a "
               f"request), " + (f"PostgreSQL {pg_cpu:.1f} s (its processes', those that lived "
                               "through the run), " if backends.pg else "")
-              + f"this client {client_cpu:.1f} s")
+              + f"this client {client_cpu:.1f} s; the whole machine {all_cpu:.1f} s (the rest is "
+              f"other processes and the kernel: {all_cpu - server_cpu - pg_cpu - client_cpu:.1f} s)")
         seen = seen_since(backends.database_url, since)
         check(seen >= len(stats.heartbeats_ok), f"{len(stats.heartbeats_ok)} heartbeats answered "
               f"200 but only {seen} devices were seen since the run started")
@@ -535,12 +545,14 @@ def bench(args) -> None:
             nginx = NginxProcess("nginx-agents", nginx_config(port, heartbeat, work),
                                  f"http://{HOST}:{port}/")
             nginx.wait_up()
-            nginx_cpu = tree_cpu(nginx.proc.pid)
+            nginx_cpu, all_cpu = tree_cpu(nginx.proc.pid), machine_cpu()
             stats, wall, client_cpu = load(port, agents, args)
-            nginx_cpu = tree_cpu(nginx.proc.pid) - nginx_cpu
+            nginx_cpu, all_cpu = tree_cpu(nginx.proc.pid) - nginx_cpu, machine_cpu() - all_cpu
             nginx_p99 = describe(f"nginx {nginx_version()} (return 200 with the same bodies)",
                                  stats, wall)
-            print(f"  CPU: nginx {nginx_cpu:.1f} s, this client {client_cpu:.1f} s")
+            print(f"  CPU over {wall:.0f} s: nginx {nginx_cpu:.1f} s, this client {client_cpu:.1f} "
+                  f"s; the whole machine {all_cpu:.1f} s (the rest: "
+                  f"{all_cpu - nginx_cpu - client_cpu:.1f} s)")
             print(f"ratio nginx p99 / Depot p99 = {ms(nginx_p99)} / {ms(depot_p99)} ms = "
                   f"{nginx_p99 / depot_p99:.2f} (1.0 would be as fast as static answers)")
     finally:
