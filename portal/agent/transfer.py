@@ -49,7 +49,10 @@ class RateCap:
             return
         with self.lock:
             self.sent += n
-            ahead = self.sent / self.rate - (time.monotonic() - self.start)
+            now = time.monotonic()
+            ahead = self.sent / self.rate - (now - self.start)
+            if ahead < -1.0:  # after an idle spell: no burst of more than a second's worth
+                self.start = now - self.sent / self.rate - 1.0
         if ahead > 0:
             if stop is not None:
                 stop.wait(ahead)

@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from portal.extensions import db
-from portal.models import Asset, Deployment, Device, DistributionPoint, utcnow
+from portal.models import Asset, Deployment, Device, DistributionPoint, EnrollmentToken, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES, FINISHED_DEPLOYMENT_STATES
 from portal.services import Conflict, DepotError, NotFound, audit, notifications
 from portal.services.actors import Actor
@@ -126,7 +126,7 @@ def enroll(body: dict, remote_ip: str | None) -> tuple[Device, str]:
     device.last_seen_at = now
     if token.group_id is not None:
         device.group_id = token.group_id
-    token.uses = (token.uses or 0) + 1
+    token.uses = EnrollmentToken.uses + 1  # in SQL: two enrollments at once both count
     token.last_used_at = now
     db.session.flush()
     audit.record(Actor(None, via="agent", ip=remote_ip), "device.enroll", target=device.name,

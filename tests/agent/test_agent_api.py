@@ -433,3 +433,27 @@ def test_central_download_link_is_for_central_only(app, central, seattle):
         with pytest.raises(StorageRefused):
             storage_for(central).download_link("Images/x.wim", 0)
     assert "/dp/v1/download" in storage_for(seattle).download_link("Images/x.wim", 60)
+
+
+def test_silent_sweep_runs_as_a_scheduled_job(agent_calls, enroll_secret, central, image, deploy,
+                                              work, app):
+    """Is the sweep scheduled by `rq cron portal.jobs.cron`, and does its job, run by a real RQ
+    worker, fail a silent deployment?"""
+    from rq.cron import CronScheduler
+
+    from portal.extensions import get_queue, get_redis
+
+    scheduler = CronScheduler(connection=get_redis())
+    scheduler.load_config_from_file("portal.jobs.cron")
+    by_name = {job.func_name: job for job in scheduler._cron_jobs}
+    sweep = by_name["portal.jobs.maintenance.fail_silent_deployments"]
+    assert (sweep.queue_name, sweep.interval) == ("default", 60)
+    device_id, _ = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    deployment.state = "downloading"
+    deployment.reported_at = utcnow() - timedelta(
+        seconds=app.config["DEPOT_DEPLOYMENT_SILENT_AFTER"] + 1)
+    db.session.commit()
+    get_queue("default").enqueue("portal.jobs.maintenance.fail_silent_deployments")
+    work()
+    assert db.session.get(Deployment, deployment.id).state == "failed"

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Deployment, Device
+from portal.services import deployments
 from tests.conftest import copy_one, wait_for
 from tests.factories import write_file
 
@@ -114,7 +115,8 @@ def test_deployment_from_s3_through_a_presigned_link(central, rescan, s3_dp, adm
     assert s3.calls[("GET", "object")] >= 2
 
 
-def test_cancel_during_download_stops_the_agent(central, rescan, start_agent, deploy, tmp_path):
+def test_cancel_during_download_stops_the_agent(central, rescan, start_agent, deploy, tmp_path,
+                                                admin):
     """Does a cancel asked for while the agent downloads (slowly: --max-rate) stop it within
     seconds, end the deployment cancelled and remove its partial and staged files?"""
     write_file(central.root, "Images/Big.img", os.urandom(2048 * KiB))
@@ -124,9 +126,7 @@ def test_cancel_during_download_stops_the_agent(central, rescan, start_agent, de
     agent = start_agent("--max-rate", str(128 * KiB))
     wait_for(lambda: fresh(deployment.id).bytes_done > 0, timeout=20,
              message="the agent to report bytes")
-    row = fresh(deployment.id)
-    row.cancel_requested = True  # what the console's Cancel does to a running deployment
-    db.session.commit()
+    deployments.cancel_deployment(admin, deployment.id)  # what the console's Cancel calls
     wait_for(lambda: fresh(deployment.id).state == "cancelled", timeout=15,
              message="the agent to confirm the cancel")
     assert fresh(deployment.id).bytes_done < fresh(deployment.id).bytes_total
