@@ -34,7 +34,7 @@ goal is Depot's own: no errors and p99 <= 100 ms. How late the client started it
 so the client's share of the 2 cores can be judged.
 
 Usage: .venv/bin/python bench/agents.py [--agents 5000] [--duration 60] [--interval 60]
-       [--timeout 30] [--sqlite] [--skip-nginx] [--keep]
+       [--timeout 30] [--workers N --threads N] [--sqlite] [--skip-nginx] [--keep]
 """
 import os
 import sys
@@ -249,10 +249,13 @@ def ip(n: int) -> str:
 class WebProcess:
     """The central web server by portal.launcher's command, bound to a loopback port."""
 
-    def __init__(self, env: dict):
+    def __init__(self, env: dict, workers: int | None = None, threads: int | None = None):
         self.port = free_port()
         argv = launcher_commands("unused", str(self.port))["web"]
         self.argv = [a.replace(f"0.0.0.0:{self.port}", f"{HOST}:{self.port}") for a in argv]
+        for option, value in (("--workers", workers), ("--threads", threads)):
+            if value is not None:  # to try other settings than the launcher's
+                self.argv[self.argv.index(option) + 1] = str(value)
         self.log = open(os.path.join(WORK, "gunicorn.log"), "wb")
         self.proc = subprocess.Popen(self.argv, env=env, cwd=str(BASE_DIR), stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -504,7 +507,7 @@ def bench(args) -> None:
         agents = seed_devices(backends.database_url, args.agents)
         print(f"database: {backends.database}; redis: {backends.redis}; migrated, "
               f"{len(agents)} devices with tokens written in {time.perf_counter() - started:.1f} s")
-        web = WebProcess(env)
+        web = WebProcess(env, args.workers, args.threads)
         web.wait_up()
         warm_up(web.port, agents, args.timeout)
         heartbeat, work = nginx_answers(web.port, agents, args)
@@ -568,6 +571,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--interval", type=float, default=float(Config.DEPOT_AGENT_INTERVAL))
     parser.add_argument("--timeout", type=float, default=30.0, help="per connect or request, s")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: the launcher's)")
+    parser.add_argument("--threads", type=int, help="threads a worker (default: the launcher's)")
     parser.add_argument("--sqlite", action="store_true", help="SQLite even if PostgreSQL answers")
     parser.add_argument("--skip-nginx", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep bench/.work for a look")
