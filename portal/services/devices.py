@@ -1,13 +1,12 @@
-"""Computer Management: devices, the groups they sit in, and boundaries (IP subnets -> DP)."""
-import ipaddress
+"""Computer Management: devices and the groups they sit in (boundaries: boundaries.py)."""
 from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import String, cast, func, or_, select, update
 
 from portal.extensions import db
-from portal.models import (Boundary, Deployment, Device, DeviceGroup, DistributionPoint,
-                           EnrollmentToken, utcnow)
+from portal.models import (Deployment, Device, DeviceGroup, DistributionPoint, EnrollmentToken,
+                           utcnow)
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
 from portal.services import Conflict, DepotError, NotFound, audit
 from portal.services.actors import Actor
@@ -19,26 +18,28 @@ UNGROUPED = "none"  # the group filter's value for devices in no group
 MAX_FALLBACKS = 10
 DEVICE_FIELDS = {"name", "group_id"}
 GROUP_FIELDS = {"name", "description", "preferred_dp_id", "fallback_dp_ids"}
-BOUNDARY_FIELDS = {"name", "cidr", "dp_id"}
 
 
 class UnknownDevices(DepotError):
     code, status = "unknown_devices", 400
 
 
-def _may_manage(actor: Actor) -> None:
+def may_manage(actor: Actor) -> None:
+    """PermissionDenied unless the person may manage devices (the CLI and the system may)."""
     if actor.user is not None:  # None: the system itself or the CLI
         require(actor.user, "manage_devices")
 
 
-def _clean(value, field: str, max_length: int = 100) -> str:
+def clean_text(value, field: str, max_length: int = 100) -> str:
+    """A name or description from a person, stripped; DepotError saying what is wrong with it."""
     try:
         return clean_name(value, field, max_length)
     except ValueError as exc:
         raise DepotError(str(exc)) from None
 
 
-def _refuse_unknown(changes: dict, allowed: set[str]) -> None:
+def refuse_unknown(changes: dict, allowed: set[str]) -> None:
+    """DepotError naming the fields of `changes` that are not in `allowed`."""
     if not isinstance(changes, dict):
         raise DepotError("send the changes as a JSON object")
     unknown = set(changes) - allowed
@@ -47,7 +48,7 @@ def _refuse_unknown(changes: dict, allowed: set[str]) -> None:
                          f"allowed: {', '.join(sorted(allowed))}")
 
 
-def _id(value, field: str) -> int:
+def clean_id(value, field: str) -> int:
     """A database id given by a person or a program: a positive whole number (not a bool)."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
@@ -76,7 +77,7 @@ def group_filter(value) -> int | str | None:
         return None
     if value == UNGROUPED:
         return UNGROUPED
-    return _id(value, "group_id")
+    return clean_id(value, "group_id")
 
 
 def list_devices(q: str | None = None, group_id=None, status: str | None = None,
@@ -128,7 +129,7 @@ def device_history(device_id: int, limit: int = 100) -> list[Deployment]:
 def _group_or_none(group_id) -> DeviceGroup | None:
     if group_id is None or group_id == "":
         return None
-    group = db.session.get(DeviceGroup, _id(group_id, "group_id"))
+    group = db.session.get(DeviceGroup, clean_id(group_id, "group_id"))
     if group is None:
         raise DepotError(f"no group {group_id}; create it first or pick another",
                          code="unknown_group")
@@ -137,11 +138,11 @@ def _group_or_none(group_id) -> DeviceGroup | None:
 
 def update_device(actor: Actor, device: Device, changes: dict) -> Device:
     """Rename a device or move it to another group (group_id None: no group)."""
-    _may_manage(actor)
-    _refuse_unknown(changes, DEVICE_FIELDS)
+    may_manage(actor)
+    refuse_unknown(changes, DEVICE_FIELDS)
     done = {}
     if "name" in changes:
-        done["name"] = _clean(changes["name"], "name", 255)
+        done["name"] = clean_text(changes["name"], "name", 255)
     if "group_id" in changes:
         group = _group_or_none(changes["group_id"])
         done["group_id"] = group.id if group else None
@@ -154,10 +155,10 @@ def update_device(actor: Actor, device: Device, changes: dict) -> Device:
 
 def move_devices(actor: Actor, device_ids, group_id) -> list[Device]:
     """Move many devices to a group (None: no group); all of them or, on any unknown id, none."""
-    _may_manage(actor)
+    may_manage(actor)
     if not isinstance(device_ids, list) or not device_ids:
         raise DepotError("choose at least one device (device_ids: a list of ids)")
-    ids = list(dict.fromkeys(_id(i, "each device id") for i in device_ids))
+    ids = list(dict.fromkeys(clean_id(i, "each device id") for i in device_ids))
     group = _group_or_none(group_id)
     devices = db.session.scalars(select(Device).where(Device.id.in_(ids))).all()
     unknown = sorted(set(ids) - {d.id for d in devices})
@@ -177,7 +178,7 @@ def forget_device(actor: Actor, device: Device) -> None:
 
     Its unfinished deployments are cancelled, as no agent can report on them any more.
     """
-    _may_manage(actor)
+    may_manage(actor)
     now = utcnow()
     db.session.execute(
         update(Deployment)
@@ -221,22 +222,23 @@ def group_dps(group: DeviceGroup) -> tuple[DistributionPoint | None, list[Distri
     return group.preferred_dp, [found[i] for i in ids if i in found]
 
 
-def _dp_id(value, field: str) -> int:
-    dp_id = _id(value, field)
+def existing_dp_id(value, field: str) -> int:
+    """The id of an existing DP, or DepotError (unknown_dp) naming the field."""
+    dp_id = clean_id(value, field)
     if db.session.get(DistributionPoint, dp_id) is None:
         raise DepotError(f"{field}: no distribution point {dp_id}", code="unknown_dp")
     return dp_id
 
 
 def _clean_group_dps(preferred, fallbacks) -> tuple[int | None, list[int]]:
-    preferred = None if preferred in (None, "") else _dp_id(preferred, "preferred DP")
+    preferred = None if preferred in (None, "") else existing_dp_id(preferred, "preferred DP")
     if fallbacks is None:
         fallbacks = []
     if not isinstance(fallbacks, list):
         raise DepotError("fallback_dp_ids must be a list of DP ids, in the order they are tried")
     if len(fallbacks) > MAX_FALLBACKS:
         raise DepotError(f"at most {MAX_FALLBACKS} fallback DPs")
-    ids = [_dp_id(v, "fallback DP") for v in fallbacks]
+    ids = [existing_dp_id(v, "fallback DP") for v in fallbacks]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
         names = ", ".join(db.session.get(DistributionPoint, i).name for i in repeated)
@@ -258,8 +260,8 @@ def _unique_group_name(name: str, other_than: int | None = None) -> str:
 def create_group(actor: Actor, name, description="", preferred_dp_id=None,
                  fallback_dp_ids=None) -> DeviceGroup:
     """A new group with an optional preferred DP and ordered fallback DPs."""
-    _may_manage(actor)
-    name = _unique_group_name(_clean(name, "group name"))
+    may_manage(actor)
+    name = _unique_group_name(clean_text(name, "group name"))
     description = _description(description)
     preferred, fallbacks = _clean_group_dps(preferred_dp_id, fallback_dp_ids)
     group = DeviceGroup(name=name, description=description, preferred_dp_id=preferred,
@@ -275,16 +277,16 @@ def create_group(actor: Actor, name, description="", preferred_dp_id=None,
 def _description(value) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         return ""
-    return _clean(value, "description", 500)
+    return clean_text(value, "description", 500)
 
 
 def update_group(actor: Actor, group: DeviceGroup, changes: dict) -> DeviceGroup:
     """Change a group's name, description, preferred DP or fallback list (checked together)."""
-    _may_manage(actor)
-    _refuse_unknown(changes, GROUP_FIELDS)
+    may_manage(actor)
+    refuse_unknown(changes, GROUP_FIELDS)
     done = {}
     if "name" in changes:
-        done["name"] = _unique_group_name(_clean(changes["name"], "group name"), group.id)
+        done["name"] = _unique_group_name(clean_text(changes["name"], "group name"), group.id)
     if "description" in changes:
         done["description"] = _description(changes["description"])
     if "preferred_dp_id" in changes or "fallback_dp_ids" in changes:
@@ -301,7 +303,7 @@ def update_group(actor: Actor, group: DeviceGroup, changes: dict) -> DeviceGroup
 
 def delete_group(actor: Actor, group: DeviceGroup) -> int:
     """Delete a group; its devices stay, in no group. Returns how many devices it held."""
-    _may_manage(actor)
+    may_manage(actor)
     moved = db.session.execute(update(Device).where(Device.group_id == group.id)
                                .values(group_id=None)).rowcount
     db.session.execute(update(EnrollmentToken).where(EnrollmentToken.group_id == group.id)
@@ -310,85 +312,3 @@ def delete_group(actor: Actor, group: DeviceGroup) -> int:
     db.session.delete(group)
     db.session.commit()
     return moved
-
-
-# --- boundaries ------------------------------------------------------------------------------
-
-def clean_cidr(value) -> str:
-    """A subnet in CIDR form (IPv4 or IPv6), normalised: '10.2.0.0/16'; a message when it is not."""
-    if not isinstance(value, str) or not value.strip():
-        raise DepotError("give the subnet in CIDR form, e.g. 10.2.0.0/16 or 2001:db8:1::/48")
-    value = value.strip()
-    try:
-        return str(ipaddress.ip_network(value, strict=True))
-    except ValueError:
-        pass
-    try:
-        meant = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise DepotError(f"{value!r} is not a subnet in CIDR form (IPv4 or IPv6), "
-                         "e.g. 10.2.0.0/16 or 2001:db8:1::/48") from None
-    raise DepotError(f"{value} has host bits set; the network is {meant} "
-                     f"(did you mean {meant}?)", code="host_bits_set")
-
-
-def list_boundaries() -> list[Boundary]:
-    """Every boundary, by name then subnet."""
-    return list(db.session.scalars(
-        select(Boundary).order_by(func.lower(Boundary.name), Boundary.cidr)))
-
-
-def get_boundary(boundary_id) -> Boundary:
-    """One boundary, or NotFound."""
-    boundary = db.session.get(Boundary, boundary_id) if isinstance(boundary_id, int) else None
-    if boundary is None:
-        raise NotFound(f"no boundary {boundary_id}")
-    return boundary
-
-
-def _unique_cidr(cidr: str, other_than: int | None = None) -> str:
-    clash = db.session.scalars(select(Boundary).where(Boundary.cidr == cidr)).first()
-    if clash is not None and clash.id != other_than:
-        raise Conflict(f"the subnet {cidr} already has a boundary ({clash.name})")
-    return cidr
-
-
-def create_boundary(actor: Actor, name, cidr, dp_id) -> Boundary:
-    """A subnet whose devices download from one DP."""
-    _may_manage(actor)
-    name = _clean(name, "boundary name")
-    cidr = _unique_cidr(clean_cidr(cidr))
-    dp_id = _dp_id(dp_id, "DP")
-    boundary = Boundary(name=name, cidr=cidr, dp_id=dp_id)
-    db.session.add(boundary)
-    db.session.flush()
-    audit.record(actor, "boundary.create", target=cidr, name=name, dp_id=dp_id)
-    db.session.commit()
-    return boundary
-
-
-def update_boundary(actor: Actor, boundary: Boundary, changes: dict) -> Boundary:
-    """Change a boundary's name, subnet or DP."""
-    _may_manage(actor)
-    _refuse_unknown(changes, BOUNDARY_FIELDS)
-    done = {}
-    if "name" in changes:
-        done["name"] = _clean(changes["name"], "boundary name")
-    if "cidr" in changes:
-        done["cidr"] = _unique_cidr(clean_cidr(changes["cidr"]), boundary.id)
-    if "dp_id" in changes:
-        done["dp_id"] = _dp_id(changes["dp_id"], "DP")
-    for key, value in done.items():
-        setattr(boundary, key, value)
-    audit.record(actor, "boundary.update", target=boundary.cidr, boundary_id=boundary.id, **done)
-    db.session.commit()
-    return boundary
-
-
-def delete_boundary(actor: Actor, boundary: Boundary) -> None:
-    """Remove a boundary; its devices fall back to their group's DPs."""
-    _may_manage(actor)
-    audit.record(actor, "boundary.delete", target=boundary.cidr, name=boundary.name,
-                 dp_id=boundary.dp_id)
-    db.session.delete(boundary)
-    db.session.commit()

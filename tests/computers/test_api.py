@@ -3,7 +3,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent, Boundary, Device, DeviceGroup, EnrollmentToken
-from portal.services import devices
+from portal.services import boundaries, devices
 from portal.services.actors import Actor
 from tests.computers.conftest import add_device
 
@@ -174,7 +174,7 @@ def test_only_admins_write(api_as, dps, role):
     """May technicians and viewers read Computer Management but change nothing (403)?"""
     api = api_as(role)
     group = devices.create_group(Actor(None), "G")
-    boundary = devices.create_boundary(Actor(None), "LAN", "10.9.0.0/16", dps["central"].id)
+    boundary = boundaries.create_boundary(Actor(None), "LAN", "10.9.0.0/16", dps["central"].id)
     device = add_device("D")
     assert api.get("/api/v1/devices").status_code == 200
     assert api.get("/api/v1/groups").status_code == 200

@@ -4,7 +4,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import Boundary, Deployment, Device, DeviceGroup
-from portal.services import devices
+from portal.services import boundaries, devices
 from portal.services.actors import Actor
 from tests.computers.conftest import add_device
 
@@ -113,7 +113,7 @@ def test_others_may_look_but_not_change(login_as, dps, role):
     """Do technicians and viewers see the pages without any write form, and get 403 on every write?"""
     group = devices.create_group(SYSTEM, "G")
     device = add_device("D-1")
-    boundary = devices.create_boundary(SYSTEM, "LAN", "10.0.0.0/8", dps["central"].id)
+    boundary = boundaries.create_boundary(SYSTEM, "LAN", "10.0.0.0/8", dps["central"].id)
     console = login_as(role)
     pages = "".join(html_of(console.get(url)) for url in (
         "/computers/", f"/computers/{device.id}", "/computers/groups", "/computers/boundaries"))

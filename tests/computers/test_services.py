@@ -5,7 +5,8 @@ import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent, Boundary, Deployment, Device, DeviceGroup, utcnow
-from portal.services import Conflict, DepotError, NotFound, PermissionDenied, devices, enrollment
+from portal.services import (Conflict, DepotError, NotFound, PermissionDenied, boundaries, devices,
+                             enrollment)
 from portal.services.actors import Actor
 from tests import factories
 from tests.computers.conftest import add_device
@@ -192,7 +193,7 @@ def test_delete_group_leaves_devices_ungrouped(admin):
 ])
 def test_cidr_normalised(given, normal):
     """Are IPv4 and IPv6 subnets accepted and stored normalised?"""
-    assert devices.clean_cidr(given) == normal
+    assert boundaries.clean_cidr(given) == normal
 
 
 @pytest.mark.parametrize("given, message", [
@@ -206,23 +207,23 @@ def test_cidr_normalised(given, normal):
 def test_bad_cidr_says_why(given, message):
     """Does a bad subnet get a clear message, naming the network meant when host bits are set?"""
     with pytest.raises(DepotError) as info:
-        devices.clean_cidr(given)
+        boundaries.clean_cidr(given)
     assert message in info.value.message
 
 
 def test_boundaries_unique_and_dp_must_exist(admin, dps):
     """Is a boundary stored normalised, a second one for the same subnet and an unknown DP refused,
     and each change audited?"""
-    boundary = devices.create_boundary(admin, "Seattle LAN", "10.2.0.0/16", dps["seattle"].id)
+    boundary = boundaries.create_boundary(admin, "Seattle LAN", "10.2.0.0/16", dps["seattle"].id)
     with pytest.raises(Conflict, match="10.2.0.0/16 already has a boundary \\(Seattle LAN\\)"):
-        devices.create_boundary(admin, "Again", "10.2.0.0/16", dps["slc"].id)
+        boundaries.create_boundary(admin, "Again", "10.2.0.0/16", dps["slc"].id)
     with pytest.raises(DepotError, match="no distribution point 999"):
-        devices.create_boundary(admin, "X", "10.3.0.0/16", 999)
+        boundaries.create_boundary(admin, "X", "10.3.0.0/16", 999)
     with pytest.raises(DepotError, match="host bits set"):
-        devices.create_boundary(admin, "X", "10.3.0.1/16", dps["slc"].id)
-    devices.update_boundary(admin, boundary, {"dp_id": dps["slc"].id, "cidr": "10.2.0.0/15"})
+        boundaries.create_boundary(admin, "X", "10.3.0.1/16", dps["slc"].id)
+    boundaries.update_boundary(admin, boundary, {"dp_id": dps["slc"].id, "cidr": "10.2.0.0/15"})
     assert (boundary.cidr, boundary.dp_id) == ("10.2.0.0/15", dps["slc"].id)
-    devices.delete_boundary(admin, boundary)
+    boundaries.delete_boundary(admin, boundary)
     assert db.session.query(Boundary).count() == 0
     assert {"boundary.create", "boundary.update", "boundary.delete"} <= set(actions())
 
@@ -237,7 +238,7 @@ def test_only_admins_change_computer_management(role, dps):
     with pytest.raises(PermissionDenied):
         devices.move_devices(actor, [device.id], None)
     with pytest.raises(PermissionDenied):
-        devices.create_boundary(actor, "B", "10.0.0.0/8", dps["central"].id)
+        boundaries.create_boundary(actor, "B", "10.0.0.0/8", dps["central"].id)
     with pytest.raises(PermissionDenied):
         devices.forget_device(actor, device)
     with pytest.raises(PermissionDenied):

@@ -3,7 +3,7 @@ from flask import g, request
 
 from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body, paginated, pagination
-from portal.services import DepotError, devices, enrollment
+from portal.services import DepotError, boundaries, devices, enrollment
 from portal.services.permissions import require
 
 GROUP_CREATE_FIELDS = {"name", "description", "preferred_dp_id", "fallback_dp_ids"}
@@ -122,7 +122,7 @@ def delete_group(group_id: int):
 @bp.get("/boundaries")
 def list_boundaries():
     """Every boundary: a subnet (CIDR) and the DP its devices download from."""
-    return {"items": [b.to_dict() for b in devices.list_boundaries()]}
+    return {"items": [b.to_dict() for b in boundaries.list_boundaries()]}
 
 
 @bp.post("/boundaries")
@@ -130,7 +130,7 @@ def create_boundary():
     """Add a boundary {name, cidr, dp_id} (admins only)."""
     require(g.api_user, "manage_devices")
     body = _only(json_body(), BOUNDARY_CREATE_FIELDS)
-    boundary = devices.create_boundary(api_actor(), body.get("name"), body.get("cidr"),
+    boundary = boundaries.create_boundary(api_actor(), body.get("name"), body.get("cidr"),
                                        body.get("dp_id"))
     return boundary.to_dict(), 201
 
@@ -138,14 +138,14 @@ def create_boundary():
 @bp.get("/boundaries/<int:boundary_id>")
 def get_boundary(boundary_id: int):
     """One boundary."""
-    return devices.get_boundary(boundary_id).to_dict()
+    return boundaries.get_boundary(boundary_id).to_dict()
 
 
 @bp.patch("/boundaries/<int:boundary_id>")
 def update_boundary(boundary_id: int):
     """Change a boundary's name, subnet or DP (admins only)."""
     require(g.api_user, "manage_devices")
-    boundary = devices.update_boundary(api_actor(), devices.get_boundary(boundary_id), json_body())
+    boundary = boundaries.update_boundary(api_actor(), boundaries.get_boundary(boundary_id), json_body())
     return boundary.to_dict()
 
 
@@ -153,7 +153,7 @@ def update_boundary(boundary_id: int):
 def delete_boundary(boundary_id: int):
     """Remove a boundary (admins only)."""
     require(g.api_user, "manage_devices")
-    devices.delete_boundary(api_actor(), devices.get_boundary(boundary_id))
+    boundaries.delete_boundary(api_actor(), boundaries.get_boundary(boundary_id))
     return "", 204
 
 

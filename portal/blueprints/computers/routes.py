@@ -6,6 +6,7 @@ from portal.auth import console_actor
 from portal.blueprints.computers import bp
 from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.services import DepotError, devices
+from portal.services import boundaries as subnets  # `boundaries` is the page's view
 from portal.services import distribution_points as dps
 
 PER_PAGE = 50
@@ -206,7 +207,7 @@ def delete_group(group_id: int):
 def _boundaries_page(error=None, form=None, status=200):
     return page_or_fragment(
         "computers/boundaries.html", "computers/_boundaries.html",
-        boundaries=devices.list_boundaries(), dps=dps.visible_dps(current_user), error=error,
+        boundaries=subnets.list_boundaries(), dps=dps.visible_dps(current_user), error=error,
         form=form or {}), status
 
 
@@ -224,7 +225,7 @@ def create_boundary():
     require_role_action("manage_devices")
     values = {k: request.form.get(k, "") for k in ("name", "cidr", "dp_id")}
     try:
-        devices.create_boundary(console_actor(), values["name"], values["cidr"],
+        subnets.create_boundary(console_actor(), values["name"], values["cidr"],
                                 values["dp_id"] or None)
     except DepotError as exc:
         return _boundaries_page(exc.message, values, exc.status)
@@ -238,7 +239,7 @@ def create_boundary():
 def delete_boundary(boundary_id: int):
     """Remove a boundary."""
     require_role_action("manage_devices")
-    devices.delete_boundary(console_actor(), devices.get_boundary(boundary_id))
+    subnets.delete_boundary(console_actor(), subnets.get_boundary(boundary_id))
     if request.htmx:
         return _boundaries_page()
     return redirect(url_for(".boundaries"), code=303)
