@@ -12,7 +12,9 @@ from .transfer import HashMismatch, LinkRefused, Stopped, TransferError, fetch
 
 log = logging.getLogger("depot.agent")
 FINISHED = ("succeeded", "failed", "cancelled")
-BACKOFF = (1, 2, 4, 8, 15, 15)  # waits between tries of one file that makes no progress
+# Waits between tries of a file that makes no progress: about 5 minutes of patience with a DP
+# that restarts or a link that drops, then the deployment fails with the last error.
+BACKOFF = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60)
 FINAL_TRIES = (1, 2, 4, 8)
 
 
@@ -298,7 +300,10 @@ class Runner:
             tries = 0 if after > before else tries + 1
             if tries >= len(BACKOFF):
                 raise Failed(f"download of {path} from {dp} failed: {last_error}")
-            self._pause(0 if fresh_links or not tries else BACKOFF[tries - 1])
+            if tries and not fresh_links:
+                self.reporter.phase = f"retrying: {last_error}"[:200]
+                self._pause(BACKOFF[tries - 1])
+                self.reporter.phase = path
 
     def _pause(self, seconds: float) -> None:
         """Wait, in slices, unless asked to stop (then Stopped)."""

@@ -357,3 +357,46 @@ def test_deployment_under_gunicorn(central, rescan, live_server, agent_zipapp, e
     assert fresh(deployment.id).state == "succeeded", log
     assert "resuming at byte 100000 of 262144" in log
     assert staged(tmp_path, deployment, "Images/Win11.img", name="g1").read_bytes() == image
+
+
+def test_dropped_connection_resumes_from_the_dp_node(central, rescan, seattle, admin, work,
+                                                     start_agent, deploy, node, tmp_path):
+    """When the DP node's connection drops mid-file, does the agent try again with a Range
+    request for the rest (not the whole file) and succeed?"""
+    image = os.urandom(300 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    rescan(central)
+    assert copy_one(admin, work, "Images/Win11.img", seattle).state == "succeeded"
+    rescan(seattle)
+    ranges = []
+    inner = node.app.wsgi_app
+
+    def dropping_first(environ, start_response):
+        if environ["PATH_INFO"] != "/dp/v1/download":
+            return inner(environ, start_response)
+        ranges.append(environ.get("HTTP_RANGE"))
+        body = inner(environ, start_response)
+        if len(ranges) > 1:
+            return body
+
+        def first_100k():  # the whole Content-Length promised, 100 KiB sent, then hang up
+            sent = 0
+            try:
+                for piece in body:
+                    yield piece[:100 * KiB - sent]
+                    sent += len(piece)
+                    if sent >= 100 * KiB:
+                        return
+            finally:
+                getattr(body, "close", lambda: None)()
+        return first_100k()
+
+    node.app.wsgi_app = dropping_first
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, seattle, "Images/Win11.img")
+    agent = start_agent("--once")
+    assert agent.wait(60) == 0, agent.log
+    assert fresh(deployment.id).state == "succeeded", agent.log
+    assert ranges == [None, f"bytes={100 * KiB}-"]
+    assert "connection ended at byte 102400" in agent.log
+    assert staged(tmp_path, deployment, "Images/Win11.img").read_bytes() == image
