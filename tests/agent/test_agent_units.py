@@ -72,8 +72,10 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def files_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads, server.block_on_close = True, False
     server.mode, server.data, server.ranges = "range", DATA, []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     yield server
     server.shutdown()
