@@ -248,6 +248,7 @@ def test_another_devices_deployment_is_404(agent_calls, enroll_secret, central, 
 
 
 def report(agent_calls, token, deployment, **body):
+    """POST one progress report about the deployment with the device token."""
     return agent_calls.call("POST", f"/deployments/{deployment.id}/progress", token, json=body)
 
 

@@ -21,10 +21,12 @@ KiB = 1024
 
 
 def device_named(hostname):
+    """The device an agent enrolled under this hostname, or None."""
     return db.session.scalars(select(Device).where(Device.name == hostname)).first()
 
 
 def fresh(deployment_id) -> Deployment:
+    """The deployment row as the database has it now."""
     db.session.expire_all()
     return db.session.get(Deployment, deployment_id)
 
@@ -37,6 +39,7 @@ def enrolled(start_agent, name="a1", *extra, env=None):
 
 
 def staged(tmp_path, deployment, path, name="a1"):
+    """Where agent `name` stages `path` of the deployment."""
     return tmp_path / name / "staged" / str(deployment.id) / path
 
 

@@ -71,6 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def files_server():
+    """A plain HTTP file server (stdlib) serving DATA; `mode` says how it treats Range."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads, server.block_on_close = True, False
     server.mode, server.data, server.ranges = "range", DATA, []

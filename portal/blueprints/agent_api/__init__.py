@@ -40,6 +40,7 @@ def _authenticate():
 
 
 def remote_ip() -> str | None:
+    """The address the agent's request comes from (what `Device.remote_ip` records)."""
     return client_ip()
 
 
