@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import select
@@ -403,3 +404,40 @@ def test_dropped_connection_resumes_from_the_dp_node(central, rescan, seattle, a
     assert ranges == [None, f"bytes={100 * KiB}-"]
     assert "connection ended at byte 102400" in agent.log
     assert staged(tmp_path, deployment, "Images/Win11.img").read_bytes() == image
+
+
+def test_progress_bar_on_a_terminal(central, rescan, server, agent_zipapp, enroll_secret, deploy,
+                                    tmp_path):
+    """On a terminal, does the agent draw a progress bar (percent, bytes, file) on stderr, and
+    clear it before its log lines?"""
+    import pty
+    import select
+
+    write_file(central.root, "Images/Win11.img", os.urandom(400 * KiB))
+    rescan(central)
+    args = [sys.executable, "-I", "-S", agent_zipapp, "--server", server, "--target",
+            str(tmp_path / "t1"), "--interval", "1", "--hostname", "pc-t1", "--serial", "SN-t1",
+            "--mac", "52:54:00:00:02:01", "--enroll-token", enroll_secret, "--once"]
+    subprocess.run(args, check=True, capture_output=True, timeout=30)
+    deployment = deploy(device_named("pc-t1").id, central, "Images/Win11.img")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*args, "--max-rate", str(800 * KiB)], stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave)
+    os.close(slave)
+    output, deadline = b"", time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the agent exits and the terminal says so (EIO)
+        if not select.select([master], [], [], 0.5)[0]:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    assert proc.wait(30) == 0, output.decode(errors="replace")
+    text = output.decode(errors="replace")
+    assert fresh(deployment.id).state == "succeeded", text
+    assert "\r\x1b[K[#" in text and "% " in text and "KiB/400.0 KiB" in text
+    assert "Images/Win11.img" in text.split("\r\x1b[K[")[-1]
