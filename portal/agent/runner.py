@@ -360,7 +360,16 @@ class Runner:
         self.reporter.final(state, error)
         if state == "succeeded":
             log.info("deployment %s succeeded: %s", self.id, self.reporter.phase)
+            self._forget_earlier()
         return state
+
+    def _forget_earlier(self) -> None:
+        """Staged files of earlier deployments go once a newer one succeeded (images are big)."""
+        parent = os.path.dirname(self.staged_dir)
+        for name in os.listdir(parent):
+            if name != str(self.id) and name.isdigit():
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+                log.info("removed the staged files of earlier deployment %s", name)
 
     def _clean(self, partials: bool = False, staged: bool = False) -> None:
         if partials:

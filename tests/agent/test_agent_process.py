@@ -47,7 +47,8 @@ def staged(tmp_path, deployment, path, name="a1"):
 def test_deployment_from_central(central, rescan, start_agent, deploy, tmp_path):
     """Does an agent (the zipapp, then `python -m portal.agent`) enroll, keep its token (mode
     0600) across runs, download an image and a Platform Pack from central, verify and stage them
-    under their library paths, and report 'image staged' when wimlib-imagex is not on its PATH?"""
+    under their library paths (dropping an earlier deployment's), and report 'image staged' when
+    wimlib-imagex is not on its PATH?"""
     image = os.urandom(300 * KiB)
     write_file(central.root, "Images/Win11.wim", image)
     write_file(central.root, "Platform Packs/Dell/drivers/a.inf", b"driver a")
@@ -56,6 +57,9 @@ def test_deployment_from_central(central, rescan, start_agent, deploy, tmp_path)
     token_file = tmp_path / "a1" / ".depot-agent" / "device.json"
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     deployment = deploy(device.id, central, "Images/Win11.wim", "Platform Packs/Dell")
+    earlier = tmp_path / "a1" / "staged" / "999" / "Images" / "Old.wim"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"an earlier deployment's image")
     no_wimlib = {"PATH": os.path.dirname(sys.executable)}  # the venv's bin: no wimlib-imagex
     agent = start_agent("--once", env=no_wimlib, module=True)  # the documented command
     assert agent.wait(60) == 0, agent.log
@@ -69,6 +73,7 @@ def test_deployment_from_central(central, rescan, start_agent, deploy, tmp_path)
     assert not list((tmp_path / "a1" / ".partial").iterdir())
     assert db.session.scalar(select(db.func.count(Device.id))) == 1  # enrolled once
     assert "Images/Win11.wim: verified" in agent.log
+    assert not earlier.parent.parent.exists()  # staged files of an earlier deployment went
 
 
 def test_deployment_from_a_dp_node(central, rescan, seattle, admin, work, start_agent, deploy,
