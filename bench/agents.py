@@ -140,21 +140,24 @@ class Backends:
             self.embedded.shutdown(nosave=True)
 
 
-def postgres_cpu() -> float:
-    """CPU seconds used so far by the processes named postgres (the server and its backends)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-            if name.startswith("postgres"):
-                total += int(rest[11]) + int(rest[12])
+def postgres_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by these PostgreSQL backends."""
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                total += sum(int(v) for v in fh.read().rsplit(")", 1)[1].split()[11:13])
+        except OSError:
+            continue
     return total / ticks
+
+
+def bench_backends() -> list[int]:
+    """The pids of the PostgreSQL backends connected to this bench's database (the web's pool)."""
+    with psycopg.connect(PG + " dbname=postgres") as conn:
+        return [pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (PG_DATABASE,))]
 
 
 def machine_cpu() -> float:
@@ -469,6 +472,14 @@ def describe(name: str, stats: Stats, wall: float) -> float:
     return percentile(both, 99) if both else float("inf")
 
 
+def others(cpu: float, wall: float) -> None:
+    """Say how much of the machine's CPU went to other processes (and the kernel) in a run."""
+    share = cpu / (wall * (os.cpu_count() or 1))
+    print(f"  other processes and the kernel: {cpu:.1f} CPU s ({share:.0%} of the machine)"
+          + ("; WARNING: the machine was busy with other work, these latencies are not the "
+             "server's alone" if share > 0.15 else ""))
+
+
 def nginx_answers(port: int, agents, args) -> tuple[bytes, bytes]:
     """What Depot answers to a heartbeat and to a work poll of a device with nothing to do."""
     device_id, token = agents[0]
@@ -519,9 +530,11 @@ def bench(args) -> None:
               f"(a new connection a cycle), for {args.duration:.0f} s: ~{rate:.0f} requests/s ==")
 
         since = utcnow()
-        before, pg_cpu, all_cpu = process_cpu(web.proc.pid), postgres_cpu(), machine_cpu()
+        backends_pids = bench_backends() if backends.pg else []  # the pools opened in warm-up
+        before, pg_cpu = process_cpu(web.proc.pid), postgres_cpu(backends_pids)
+        all_cpu = machine_cpu()
         stats, wall, client_cpu = load(web.port, agents, args)
-        after, pg_cpu = process_cpu(web.proc.pid), postgres_cpu() - pg_cpu
+        after, pg_cpu = process_cpu(web.proc.pid), postgres_cpu(backends_pids) - pg_cpu
         all_cpu = machine_cpu() - all_cpu
         used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
         server_cpu = sum(used.values())
@@ -529,10 +542,10 @@ def bench(args) -> None:
         depot_p99 = describe("Depot (gunicorn)", stats, wall)
         print(f"  CPU over {wall:.0f} s on {os.cpu_count()} cores: gunicorn {server_cpu:.1f} s "
               f"(workers {workers} s; {server_cpu * 1000 / max(1, stats.requests):.1f} ms a "
-              f"request), " + (f"PostgreSQL {pg_cpu:.1f} s (its processes', those that lived "
-                              "through the run), " if backends.pg else "")
-              + f"this client {client_cpu:.1f} s; the whole machine {all_cpu:.1f} s (the rest is "
-              f"other processes and the kernel: {all_cpu - server_cpu - pg_cpu - client_cpu:.1f} s)")
+              f"request), " + (f"PostgreSQL {pg_cpu:.1f} s (the {len(backends_pids)} backends "
+                              "of the web's pools), " if backends.pg else "")
+              + f"this client {client_cpu:.1f} s; the whole machine {all_cpu:.1f} s")
+        others(all_cpu - server_cpu - pg_cpu - client_cpu, wall)
         seen = seen_since(backends.database_url, since)
         check(seen >= len(stats.heartbeats_ok), f"{len(stats.heartbeats_ok)} heartbeats answered "
               f"200 but only {seen} devices were seen since the run started")
@@ -554,10 +567,11 @@ def bench(args) -> None:
             nginx_p99 = describe(f"nginx {nginx_version()} (return 200 with the same bodies)",
                                  stats, wall)
             print(f"  CPU over {wall:.0f} s: nginx {nginx_cpu:.1f} s, this client {client_cpu:.1f} "
-                  f"s; the whole machine {all_cpu:.1f} s (the rest: "
-                  f"{all_cpu - nginx_cpu - client_cpu:.1f} s)")
+                  f"s; the whole machine {all_cpu:.1f} s")
+            others(all_cpu - nginx_cpu - client_cpu, wall)
             print(f"ratio nginx p99 / Depot p99 = {ms(nginx_p99)} / {ms(depot_p99)} ms = "
-                  f"{nginx_p99 / depot_p99:.2f} (1.0 would be as fast as static answers)")
+                  f"{nginx_p99 / depot_p99:.3f} (1.0 would be as fast as static answers; Depot's "
+                  f"p99 is {depot_p99 / nginx_p99:.0f}x nginx's)")
     finally:
         for process in (web, nginx):
             if process is not None:
