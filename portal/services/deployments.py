@@ -91,7 +91,8 @@ def deployment_keys(image, platform_pack=None, application_packs=(), answer_file
 def target_devices(device_ids=None, group_id=None) -> tuple[list[Device], DeviceGroup | None]:
     """The devices a deployment goes to (given by id, or a whole group) and the group if one."""
     if (device_ids is None or device_ids == []) == (group_id is None):
-        raise DepotError("choose the devices (device_ids) or one group (group_id), not both")
+        raise DepotError("choose the devices (device_ids) or one group (group_id) to deploy to, "
+                         "not both")
     if group_id is not None:
         if not isinstance(group_id, int) or isinstance(group_id, bool):
             raise DepotError("group_id must be a group's id")
@@ -219,7 +220,7 @@ def cancel_deployment(actor: Actor, deployment_id) -> Deployment:
     done = db.session.execute(update(Deployment).where(
         Deployment.id == deployment.id, Deployment.state == "pending").values(
         state="cancelled", cancel_requested=True, finished_at=now,
-        error=f"cancelled by {actor.label} before it started")).rowcount
+        phase=f"cancelled by {actor.label} before it started"[:200])).rowcount
     if not done:
         done = db.session.execute(update(Deployment).where(
             Deployment.id == deployment.id,

@@ -138,6 +138,8 @@ def test_cancel_transitions(admin, content):
     db.session.commit()
     cancelled = svc.cancel_deployment(admin, pending.id)
     assert (cancelled.state, cancelled.finished_at is not None) == ("cancelled", True)
+    assert cancelled.phase == f"cancelled by {admin.label} before it started"
+    assert cancelled.error is None
     asked = svc.cancel_deployment(admin, running.id)
     assert (asked.state, asked.cancel_requested) == ("downloading", True)
     assert svc.cancel_deployment(admin, running.id).cancel_requested  # asking twice is fine

@@ -41,6 +41,27 @@ def test_the_request_address_is_matched_when_the_own_addresses_are_not(central, 
     assert choose_dp(device, KEYS).reason == "boundary 203.0.113.0/24 (Seattle NAT)"
 
 
+def test_a_public_request_address_comes_before_a_private_one(central, seattle_image):
+    """Is a public request address (a branch's NAT) matched before a home network's 192.168.x?"""
+    make_boundary("192.168.1.0/24", central, "HQ floor 1")
+    make_boundary("81.2.69.0/24", seattle_image, "Seattle NAT")
+    device = make_device("laptop", ips=["192.168.1.20"], remote_ip="81.2.69.160")
+    assert choose_dp(device, KEYS).dp.id == seattle_image.id
+    at_hq = make_device("desk", ips=["192.168.1.21"], remote_ip="10.0.0.1")
+    assert choose_dp(at_hq, KEYS).reason == "boundary 192.168.1.0/24 (HQ floor 1)"
+
+
+def test_an_ineligible_boundary_dp_is_skipped_for_the_next_rule(central, seattle_image):
+    """If the boundary's DP lacks a file, is the group's preferred DP tried next, saying why?"""
+    make_boundary("10.2.0.0/16", seattle_image, "Seattle LAN")
+    group = make_group("Remote workers", preferred=central)
+    device = make_device("pc-1", ips=["10.2.0.9"], group=group)
+    choice = choose_dp(device, BOTH)
+    assert (choice.dp.id, choice.reason) == (
+        central.id, "preferred DP of group Remote workers: Seattle lacks Platform Packs/Dell")
+    assert choice.skipped[0].rule == "boundary 10.2.0.0/16 (Seattle LAN)"
+
+
 def test_group_preferred_dp_when_no_boundary_applies(central, seattle_image):
     """With no boundary, is the group's preferred DP used and named?"""
     group = make_group("Seattle office", preferred=seattle_image, fallbacks=[central])
