@@ -59,12 +59,7 @@ class Snapshot:
                      in db.session.execute(select(Asset.dp_id, Asset.key, Asset.digest,
                                                   Asset.status, Asset.status_reason)
                                            .where(Asset.key.in_(self.keys)))}
-        self.jobs = dps.job_statuses()
-        self.percent = {}
-        for dp_id, key, done, total in db.session.execute(
-                select(Job.dp_id, Job.asset_key, Job.bytes_done, Job.bytes_total).where(
-                    Job.kind == "copy", Job.state.in_(ACTIVE_STATES), Job.asset_key.in_(self.keys))):
-            self.percent[(dp_id, key)] = min(100, int(done * 100 / total)) if total else 0
+        self.jobs, self.percent = self._copy_jobs()
         boundaries = []
         for boundary in db.session.scalars(select(Boundary)):
             try:
@@ -74,6 +69,26 @@ class Snapshot:
         # Most specific first; equal prefixes in a stable order.
         self.boundaries = sorted(boundaries, key=lambda nb: (-nb[0].prefixlen, nb[1].cidr))
         self.groups = {g.id: g for g in db.session.scalars(select(DeviceGroup))}
+
+    def _copy_jobs(self) -> tuple[dict, dict]:
+        """What copy jobs say of these keys, as `distribution_points.job_statuses` says it
+        (`copying` while the last one is queued or running, `failed` with its reason), read for
+        these keys only; and the percent of each running copy."""
+        latest = {}
+        for dp_id, key, state, error, done, total in db.session.execute(
+                select(Job.dp_id, Job.asset_key, Job.state, Job.error, Job.bytes_done,
+                       Job.bytes_total)
+                .where(Job.kind == "copy", Job.asset_key.in_(self.keys))
+                .order_by(Job.created_at)):
+            latest[(dp_id, key)] = (state, error, done, total)
+        said, percent = {}, {}
+        for pair, (state, error, done, total) in latest.items():
+            if state in ACTIVE_STATES:
+                said[pair] = ("copying", None)
+                percent[pair] = min(100, int(done * 100 / total)) if total else 0
+            elif state == "failed":
+                said[pair] = ("failed", error)
+        return said, percent
 
     def problems(self, dp: DistributionPoint) -> list[tuple[str, str]]:
         """(reason, short reason) pairs: why `dp` cannot serve the keys; empty when it can."""

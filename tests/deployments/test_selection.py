@@ -129,9 +129,12 @@ def test_nothing_eligible_gives_every_reason(central, seattle_image):
 
 def test_a_running_copy_is_named_with_its_progress(central, content, seattle, admin):
     """Is an asset being copied to the DP reported as copying (with its percent), not missing?"""
-    copies.request_copies(admin, [IMAGE], [seattle.id])
+    [job] = copies.request_copies(admin, [IMAGE], [seattle.id])
     assert eligibility(seattle, KEYS) == ["Images/Win11.wim: copying to Seattle (0%)"]
     assert Snapshot(KEYS).copyable(seattle) == []
+    job.state, job.bytes_done, job.bytes_total = "running", 420, 1000
+    db.session.commit()
+    assert eligibility(seattle, KEYS) == ["Images/Win11.wim: copying to Seattle (42%)"]
 
 
 def test_a_failed_copy_is_named_with_its_reason(central, content, seattle, admin):
