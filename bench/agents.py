@@ -62,12 +62,12 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from bench._depot import WORK, check, run  # noqa: E402
 from bench.copy import free_port, poll_until, stop_process  # noqa: E402
-from bench.download import NginxProcess, nginx_version  # noqa: E402
+from bench.download import (NginxProcess, machine_cpu, nginx_version, others,  # noqa: E402
+                            process_cpu, tree_cpu)
 from portal import create_app  # noqa: E402
 from portal.config import BASE_DIR, Config  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.launcher import _children as launcher_commands  # noqa: E402
-from portal.launcher import descendants  # noqa: E402
 from portal.models import Device, DeviceGroup, utcnow  # noqa: E402
 from portal.services.enrollment import hash_token  # noqa: E402
 
@@ -158,33 +158,6 @@ def bench_backends() -> list[int]:
         return [pid for (pid,) in conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (PG_DATABASE,))]
-
-
-def machine_cpu() -> float:
-    """CPU seconds every process of the machine has used so far (/proc/stat, all cores)."""
-    with open("/proc/stat") as fh:
-        fields = [int(v) for v in fh.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal: all but idle and iowait are busy
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds of a process and each of its descendants (gunicorn and its workers), by pid;
-    the first also counts its reaped children."""
-    ticks, cpu = os.sysconf("SC_CLK_TCK"), {}
-    for p in [pid, *descendants(pid)]:
-        try:
-            with open(f"/proc/{p}/stat") as fh:
-                rest = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        cpu[p] = sum(int(v) for v in rest[11:13] + (rest[13:15] if p == pid else [])) / ticks
-    return cpu
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and its descendants."""
-    return sum(process_cpu(pid).values())
 
 
 # --- Depot ------------------------------------------------------------------------------------
@@ -470,14 +443,6 @@ def describe(name: str, stats: Stats, wall: float) -> float:
               f"{ms(max(stats.lateness))} ms (event-loop lag)")
     check(errors < stats.requests or not stats.requests, f"{name}: every request failed")
     return percentile(both, 99) if both else float("inf")
-
-
-def others(cpu: float, wall: float) -> None:
-    """Say how much of the machine's CPU went to other processes (and the kernel) in a run."""
-    share = cpu / (wall * (os.cpu_count() or 1))
-    print(f"  other processes and the kernel: {cpu:.1f} CPU s ({share:.0%} of the machine)"
-          + ("; WARNING: the machine was busy with other work, these latencies are not the "
-             "server's alone" if share > 0.15 else ""))
 
 
 def nginx_answers(port: int, agents, args) -> tuple[bytes, bytes]:

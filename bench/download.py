@@ -26,6 +26,8 @@ Every server runs --rounds (3) times, interleaved round by round (order turned e
 slow spell of the machine hits all; each figure is the best of its runs, every run is printed.
 ratio = Depot MiB/s / nginx MiB/s, higher is better, goal >= 0.8. Client, servers and bench
 share this machine's cores: the figures compare the servers under the same load, not a network.
+The CPU time other processes took during the runs is printed, with a warning above 15% of the
+machine: then the figures are not the servers' alone.
 
 Usage: .venv/bin/python bench/download.py [--size-gib 1] [--clients 8] [--rounds 3]
        [--skip-accel] [--keep]
@@ -42,6 +44,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import logging  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -52,6 +55,7 @@ from bench._depot import WORK, MiB, check, run, sha256_file  # noqa: E402
 from bench.copy import (NODE_KEY, NodeProcess, free_port, poll_until, stop_process,  # noqa: E402
                         write_image)
 from portal.dpnode import signing  # noqa: E402
+from portal.launcher import descendants  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
 IMAGE = "Images/bench.wim"
@@ -147,9 +151,49 @@ def nginx_for_downloads(root: str, accel_upstream: str | None) -> tuple[NginxPro
     return NginxProcess("nginx", servers, f"http://127.0.0.1:{port}/"), port, accel_port
 
 
-def fetch_all(url: str, clients: int, size: int, timeout: float) -> tuple[float, list[float]]:
-    """`clients` curl processes fetching `url` at once to /dev/null: (wall s, each one's B/s);
-    every transfer checked for exit status, HTTP 200 and `size` bytes."""
+def machine_cpu() -> float:
+    """CPU seconds all processes of the machine have used so far (/proc/stat, all cores): user,
+    nice and system time; interrupts (the loopback's softirq work lands there) left out."""
+    with open("/proc/stat") as fh:
+        user, nice, system = (int(v) for v in fh.readline().split()[1:4])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and each of its descendants (gunicorn and its workers), by pid;
+    the first also counts its reaped children."""
+    ticks, cpu = os.sysconf("SC_CLK_TCK"), {}
+    for p in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                rest = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[p] = sum(int(v) for v in rest[11:13] + (rest[13:15] if p == pid else [])) / ticks
+    return cpu
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its descendants."""
+    return sum(process_cpu(pid).values())
+
+
+def others(cpu: float, wall: float) -> None:
+    """Say how much of the machine's CPU went to other processes in a run."""
+    cpu = max(0.0, cpu)  # the counters are sampled apart: a little below zero means none
+    share = cpu / (wall * (os.cpu_count() or 1))
+    print(f"  other processes: {cpu:.1f} CPU s ({share:.0%} of the machine)"
+          + ("; WARNING: the machine was busy with other work, these figures are not the "
+             "server's alone" if share > 0.15 else ""))
+
+
+def fetch_all(url: str, clients: int, size: int, timeout: float,
+              server_pids: list[int]) -> tuple[float, list[float], float]:
+    """`clients` curl processes fetching `url` at once to /dev/null: (wall s, each one's B/s,
+    CPU s that neither they nor the servers `server_pids` (with descendants) used); every
+    transfer checked for exit status, HTTP 200 and `size` bytes."""
+    servers_before = sum(tree_cpu(pid) for pid in server_pids)
+    children_before, machine_before = resource.getrusage(resource.RUSAGE_CHILDREN), machine_cpu()
     argv = ["curl", "--silent", "--show-error", "--max-time", str(int(timeout)), "--output",
             "/dev/null", "--write-out", "%{http_code} %{size_download} %{speed_download}", url]
     start = time.perf_counter()
@@ -166,6 +210,11 @@ def fetch_all(url: str, clients: int, size: int, timeout: float) -> tuple[float,
                 proc.kill()
                 proc.wait()
     wall = time.perf_counter() - start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    curl_cpu = (children.ru_utime + children.ru_stime - children_before.ru_utime
+                - children_before.ru_stime)
+    rest = (machine_cpu() - machine_before - curl_cpu
+            - (sum(tree_cpu(pid) for pid in server_pids) - servers_before))
     speeds = []
     for code, out, err in results:
         check(code == 0, f"curl exited with {code}: {err.strip()}")
@@ -173,14 +222,15 @@ def fetch_all(url: str, clients: int, size: int, timeout: float) -> tuple[float,
         check(status == "200", f"the server answered {status}, not 200")
         check(int(downloaded) == size, f"curl received {downloaded} of {size} bytes")
         speeds.append(float(speed))
-    return wall, speeds
+    return wall, speeds, rest
 
 
 def verify_download(url: str, digest: str) -> None:
     """One download hashed as it arrives: the bytes are the file's."""
     sha = hashlib.sha256()
     with requests.get(url, stream=True, timeout=60) as response:
-        check(response.status_code == 200, f"{url} answered {response.status_code}")
+        check(response.status_code == 200,
+              f"{url} answered {response.status_code}: {response.text[:300]}")
         for chunk in response.iter_content(MiB):
             sha.update(chunk)
     check(sha.hexdigest() == digest, f"the download from {url} differs from the file (SHA-256)")
@@ -235,18 +285,21 @@ def bench(args) -> None:
               + f"; {os.cpu_count()} cores; one download from each hashed: identical")
 
         timeout = 60 + args.clients * size / MiB / 20  # >= 20 MiB/s together, or something is wrong
-        runs: dict[str, list[tuple[float, list[float]]]] = {name: [] for name in urls}
+        pids = {DEPOT: [node.proc.pid], NGINX_NAME: [nginx.proc.pid]}
+        if accel_node:
+            pids[ACCEL] = [nginx.proc.pid, accel_node.proc.pid]
+        runs: dict[str, list[tuple[float, list[float], float]]] = {name: [] for name in urls}
         for round_no in range(args.rounds):
             order = list(urls) if round_no % 2 == 0 else list(reversed(urls))
             for name in order:
-                runs[name].append(fetch_all(urls[name](), args.clients, size, timeout))
+                runs[name].append(fetch_all(urls[name](), args.clients, size, timeout, pids[name]))
 
         total = args.clients * size / MiB
         print(f"\n== {args.clients} curl clients at once, each the whole {size / MiB:.0f} MiB file "
               f"to /dev/null, best of {args.rounds} ==")
 
         def line(name: str) -> tuple[float, str]:
-            walls = [wall for wall, _ in runs[name]]
+            walls = [wall for wall, _, _ in runs[name]]
             best = min(range(len(walls)), key=walls.__getitem__)
             speeds = runs[name][best][1]
             rate = total / walls[best]
@@ -263,6 +316,8 @@ def bench(args) -> None:
         if accel_node:
             accel_rate, accel_line = line(ACCEL)
             print(f"  for reference, {ACCEL}: {accel_line} -> ratio {accel_rate / nginx_rate:.2f}")
+        every = [run for name in runs for run in runs[name]]
+        others(sum(rest for *_, rest in every), sum(wall for wall, *_ in every))
     finally:
         for server in reversed(servers):
             server.stop()
