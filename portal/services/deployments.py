@@ -24,8 +24,9 @@ class DpNotEligible(Conflict):
 
     code = "dp_not_eligible"
 
-    def __init__(self, message: str, reasons: list[str]):
-        super().__init__(message)
+    def __init__(self, headline: str, reasons: list[str]):
+        super().__init__(f"{headline}: {'; '.join(reasons)}")
+        self.headline = headline
         self.reasons = list(reasons)
         self.extra = {"reasons": self.reasons}
 
@@ -155,8 +156,7 @@ def create_deployments(actor: Actor, *, device_ids=None, group_id=None, image,
     if explicit is not None:
         reasons = snapshot.eligibility(explicit)
         if reasons:
-            raise DpNotEligible(f"{explicit.name} cannot serve this deployment: "
-                                f"{'; '.join(reasons)}", reasons)
+            raise DpNotEligible(f"{explicit.name} cannot serve this deployment", reasons)
     choices = {}
     for device in devices:
         if explicit is not None:
@@ -164,8 +164,8 @@ def create_deployments(actor: Actor, *, device_ids=None, group_id=None, image,
             continue
         choice = snapshot.choose(device)
         if choice.dp is None:
-            raise DpNotEligible(f"no distribution point can serve {device.name}: "
-                                f"{'; '.join(choice.reasons)}", choice.reasons)
+            raise DpNotEligible(f"no distribution point can serve {device.name}",
+                                choice.reasons)
         choices[device.id] = (choice.dp, choice.reason)
     pinned, batch = {}, str(uuid.uuid4())
     rows = []

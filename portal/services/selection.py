@@ -186,9 +186,18 @@ class Snapshot:
                 if skipped:
                     reason += ": " + "; ".join(s.short for s in skipped)
                 return Choice(dp, reason[:500], skipped)
-            skipped.append(Skipped(dp, rule, [p for p, _ in problems],
-                                   "; ".join(dict.fromkeys(s for _, s in problems))))
+            skipped.append(Skipped(dp, rule, [p for p, _ in problems], _summary(dp, problems)))
         return Choice(None, "no distribution point can serve this deployment", skipped)
+
+
+def _summary(dp: DistributionPoint, problems: list[tuple[str, str]]) -> str:
+    """The short reasons of one skipped DP in one phrase: "Seattle lacks A, B and C; ..."."""
+    lacks = f"{dp.name} lacks "
+    lacking = [short[len(lacks):] for _, short in problems if short.startswith(lacks)]
+    others = [short for _, short in problems if not short.startswith(lacks)]
+    said = [lacks + (", ".join(lacking[:-1]) + " and " + lacking[-1] if len(lacking) > 1
+                     else lacking[0])] if lacking else []
+    return "; ".join(dict.fromkeys(said + others))
 
 
 def _addresses_in_order(device) -> list:

@@ -179,3 +179,10 @@ def test_choosing_for_many_devices_reads_once(app, central, seattle_image):
         assert all(c.dp is not None for c in chosen)
         return count[0]
     assert queries(200) == queries(2)
+
+
+def test_the_reason_names_everything_a_skipped_dp_lacks_at_once(central, content, seattle):
+    """Does the chosen reason say "Seattle lacks A and B" rather than repeat Seattle per asset?"""
+    group = make_group("Seattle office", preferred=seattle)
+    choice = choose_dp(make_device("pc-1", group=group), BOTH)
+    assert choice.reason == "central: Seattle lacks Images/Win11.wim and Platform Packs/Dell"
