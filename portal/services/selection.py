@@ -138,8 +138,9 @@ class Snapshot:
                 f"{name} has an outdated {key}")
 
     def copyable(self, dp: DistributionPoint) -> list[str]:
-        """The keys a copy would fix at `dp`: not central's version there, and not copying now."""
-        if dp.is_central or dp.disabled:
+        """The keys a copy would fix at `dp`: not central's version there, and not copying now
+        (none while the DP is disabled or does not answer: a copy could not start)."""
+        if dp.is_central or dp.disabled or dp.status != "online":
             return []
         return [key for key in self.keys if self.central_digests.get(key)
                 and self.held.get((dp.id, key), (None,))[0] != self.central_digests[key]

@@ -100,6 +100,7 @@ def test_fallback_when_the_preferred_dp_is_offline_or_disabled(central, seattle_
     seattle_image.status = "offline"
     db.session.commit()
     assert choose_dp(device, KEYS).skipped[0].reasons == ["Seattle is offline"]
+    assert Snapshot(BOTH).copyable(seattle_image) == []  # no Copy now for a DP that is away
     seattle_image.status, seattle_image.disabled = "online", True
     db.session.commit()
     choice = choose_dp(device, KEYS)
