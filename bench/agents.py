@@ -495,19 +495,20 @@ def bench(args) -> None:
               f"(a new connection a cycle), for {args.duration:.0f} s: ~{rate:.0f} requests/s ==")
 
         since = utcnow()
-        backends_pids = bench_backends() if backends.pg else []  # the pools opened in warm-up
-        before, pg_cpu = process_cpu(web.proc.pid), postgres_cpu(backends_pids)
-        all_cpu = machine_cpu()
+        pg_before = {pid: postgres_cpu([pid]) for pid in bench_backends()} if backends.pg else {}
+        before, all_cpu = process_cpu(web.proc.pid), machine_cpu()
         stats, wall, client_cpu = load(web.port, agents, args)
-        after, pg_cpu = process_cpu(web.proc.pid), postgres_cpu(backends_pids) - pg_cpu
-        all_cpu = machine_cpu() - all_cpu
+        after, all_cpu = process_cpu(web.proc.pid), machine_cpu() - all_cpu
+        # backends opened during the run count in full (one opened and closed within it is lost)
+        pg_after = bench_backends() if backends.pg else []
+        pg_cpu = sum(postgres_cpu([pid]) - pg_before.get(pid, 0.0) for pid in pg_after)
         used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
         server_cpu = sum(used.values())
         workers = ", ".join(f"{used[pid]:.1f}" for pid in sorted(used) if pid != web.proc.pid)
         depot_p99 = describe("Depot (gunicorn)", stats, wall)
         print(f"  CPU over {wall:.0f} s on {os.cpu_count()} cores: gunicorn {server_cpu:.1f} s "
               f"(workers {workers} s; {server_cpu * 1000 / max(1, stats.requests):.1f} ms a "
-              f"request), " + (f"PostgreSQL {pg_cpu:.1f} s (the {len(backends_pids)} backends "
+              f"request), " + (f"PostgreSQL {pg_cpu:.1f} s (the {len(pg_after)} backends "
                               "of the web's pools), " if backends.pg else "")
               + f"this client {client_cpu:.1f} s; the whole machine {all_cpu:.1f} s")
         others(all_cpu - server_cpu - pg_cpu - client_cpu, wall)
