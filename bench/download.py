@@ -152,11 +152,13 @@ def nginx_for_downloads(root: str, accel_upstream: str | None) -> tuple[NginxPro
 
 
 def machine_cpu() -> float:
-    """CPU seconds all processes of the machine have used so far (/proc/stat, all cores): user,
-    nice and system time; interrupts (the loopback's softirq work lands there) left out."""
+    """CPU seconds the machine has spent busy so far (/proc/stat, all cores): user, nice, system,
+    irq and softirq time (a process's own CPU time counts the softirq work of its sockets, which
+    /proc/stat books apart); idle, iowait and steal left out."""
     with open("/proc/stat") as fh:
-        user, nice, system = (int(v) for v in fh.readline().split()[1:4])
-    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq = (
+            int(v) for v in fh.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu(pid: int) -> dict[int, float]:
