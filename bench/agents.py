@@ -30,8 +30,10 @@ Baseline: nginx (Debian's, this bench's own process, 2 workers, access log on) a
 and duration, right after Depot's run. ratio = nginx p99 / Depot p99 (higher is better; 1.0
 would be as fast as static answers, the floor of what this client and machine measure). The
 goal is Depot's own: no errors and p99 <= 100 ms. How late the client started its cycles
-(event-loop lag) and the CPU seconds the server, the client and PostgreSQL used are printed,
-so the client's share of the 2 cores can be judged.
+(event-loop lag), the CPU seconds the server (each worker), the client and the web's PostgreSQL
+backends used, and about how much other processes took (with a warning above 15% of the
+machine: the latencies are then not the server's alone) are printed. Errors of the warm-up
+(80 cycles, 8 at once, on fresh workers; not part of the run) are printed with a warning.
 
 Usage: .venv/bin/python bench/agents.py [--agents 5000] [--duration 60] [--interval 60]
        [--timeout 30] [--workers N --threads N] [--sqlite] [--skip-nginx] [--keep]

@@ -26,8 +26,8 @@ Every server runs --rounds (3) times, interleaved round by round (order turned e
 slow spell of the machine hits all; each figure is the best of its runs, every run is printed.
 ratio = Depot MiB/s / nginx MiB/s, higher is better, goal >= 0.8. Client, servers and bench
 share this machine's cores: the figures compare the servers under the same load, not a network.
-The CPU time other processes took during the runs is printed, with a warning above 15% of the
-machine: then the figures are not the servers' alone.
+About how much CPU other processes took during the runs is printed (see `others`), with a warning
+above 15% of the machine: then the figures are not the servers' alone.
 
 Usage: .venv/bin/python bench/download.py [--size-gib 1] [--clients 8] [--rounds 3]
        [--skip-accel] [--keep]
@@ -181,10 +181,13 @@ def tree_cpu(pid: int) -> float:
 
 
 def others(cpu: float, wall: float) -> None:
-    """Say how much of the machine's CPU went to other processes in a run."""
-    cpu = max(0.0, cpu)  # the counters are sampled apart: a little below zero means none
+    """Say how much of the machine's CPU went to other processes in a run: /proc/stat's busy time
+    less this run's own processes. /proc/stat samples on timer ticks, which an idle core skips,
+    so it undercounts light, bursty load (the figure may come out below zero: none measurable);
+    it tells a machine busy with other work from a quiet one, no more."""
+    cpu = max(0.0, cpu)
     share = cpu / (wall * (os.cpu_count() or 1))
-    print(f"  other processes: {cpu:.1f} CPU s ({share:.0%} of the machine)"
+    print(f"  other processes: about {cpu:.1f} CPU s ({share:.0%} of the machine)"
           + ("; WARNING: the machine was busy with other work, these figures are not the "
              "server's alone" if share > 0.15 else ""))
 
