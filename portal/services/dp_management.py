@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import DistributionPoint, utcnow
+from portal.models import DeviceGroup, DistributionPoint, utcnow
 from portal.services import Conflict, DepotError
 from portal.services import audit, jobs, notifications, secrets
 from portal.services.actors import Actor
@@ -147,6 +147,10 @@ def delete_dp(actor: Actor, dp: DistributionPoint) -> None:
     if dp.is_central:
         raise Conflict("the central distribution point cannot be deleted")
     audit.record(actor, "dp.delete", target=dp.name, kind=dp.kind, url=dp.url)
+    # Groups name their fallbacks in a JSON list, which no foreign key cleans up.
+    for group in db.session.scalars(select(DeviceGroup)).all():
+        if dp.id in (group.fallback_dp_ids or []):
+            group.fallback_dp_ids = [i for i in group.fallback_dp_ids if i != dp.id]
     db.session.delete(dp)
     db.session.commit()
 

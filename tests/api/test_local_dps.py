@@ -213,6 +213,22 @@ def test_delete_forgets_the_dp_but_leaves_its_files(api_as, node, work):
     assert api.delete(f"{DPS}/{dp_id}").status_code == 404
 
 
+def test_delete_takes_the_dp_out_of_groups_and_boundaries(api_as, node, central):
+    """Does forgetting a DP take it out of every group's preference and fallbacks, and drop its
+    boundaries, so that selection never tries a DP that is gone?"""
+    api = api_as("admin")
+    dp_id = local_dp(api, node).get_json()["id"]
+    group = api.post("/api/v1/groups", json={"name": "Seattle office",
+                                             "fallback_dp_ids": [dp_id, central.id]})
+    assert group.status_code == 201, group.get_json()
+    assert api.post("/api/v1/boundaries", json={"name": "Seattle LAN", "cidr": "10.2.0.0/16",
+                                                "dp_id": dp_id}).status_code == 201
+    assert api.delete(f"{DPS}/{dp_id}").status_code == 204
+    after = api.get(f"/api/v1/groups/{group.get_json()['id']}").get_json()
+    assert after["fallback_dp_ids"] == [central.id]
+    assert api.get("/api/v1/boundaries").get_json()["items"] == []
+
+
 def test_central_cannot_be_deleted(api_as, central):
     """Is deleting the central DP a 409 that leaves it in place?"""
     status, code, message = error_of(api_as("admin").delete(f"{DPS}/{central.id}"))
