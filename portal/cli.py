@@ -100,10 +100,14 @@ def demo_cli():
 @demo_cli.command("seed")
 @click.option("--no-rescan", is_flag=True, help="Only write the files.")
 def seed(no_rescan):
-    """Fill the central root with a small demo (a few MB in every library) and rescan it."""
+    """Fill the central root with a small demo (a few MB in every library), create the groups
+    SLC office, Seattle office and Remote workers, and rescan central."""
     central = dps.ensure_central()
     written = demo.seed_central(central.root)
     click.echo(f"demo content: {written} files written under {central.root}")
+    for group in demo.seed_groups(CLI):
+        preferred = group.preferred_dp.name if group.preferred_dp else "none"
+        click.echo(f"group {group.name}: preferred DP {preferred}")
     if not no_rescan:
         job, _ = jobs.start_job("rescan", CLI, dp_id=central.id, dedup_key=f"rescan:{central.id}")
         click.echo(f"rescan queued: job {job.id}")

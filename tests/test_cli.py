@@ -103,6 +103,24 @@ def test_demo_seed_fills_every_library_and_rescans(app, runner, central, work):
     assert "0 files written" in again.output
 
 
+def test_demo_seed_creates_the_three_groups_once(app, runner, central, seattle):
+    """Does `demo seed` create SLC office (central), Seattle office (the DP node, then central)
+    and Remote workers, and leave them alone when run again?"""
+    from portal.models import DeviceGroup
+
+    result = runner.invoke(args=["demo", "seed", "--no-rescan"])
+    assert result.exit_code == 0, result.output
+    groups = {g.name: g for g in db.session.scalars(select(DeviceGroup))}
+    assert set(groups) == {"SLC office", "Seattle office", "Remote workers"}
+    assert groups["SLC office"].preferred_dp_id == central.id
+    assert groups["Seattle office"].preferred_dp_id == seattle.id
+    assert groups["Seattle office"].fallback_dp_ids == [central.id]
+    assert "group Seattle office: preferred DP Seattle" in result.output
+    again = runner.invoke(args=["demo", "seed", "--no-rescan"])
+    assert again.exit_code == 0 and "group " not in again.output
+    assert db.session.scalar(select(db.func.count()).select_from(DeviceGroup)) == 3
+
+
 def test_jobs_recover_command(app, runner, central):
     from portal.extensions import get_redis
     from portal.services import distribution_points as dps

@@ -48,3 +48,39 @@ def seed_central(root: str) -> int:
         os.replace(tmp, path)
         written += 1
     return written
+
+
+# The demo organisation of SPEC's picture: HQ in Salt Lake City (central is its DP), a Seattle
+# office with a DP node, people at home served by a cloud DP.
+DEMO_GROUPS = (
+    ("SLC office", "Headquarters; central is the office's DP."),
+    ("Seattle office", "The branch office; its DP node first, central if it lacks a file."),
+    ("Remote workers", "People at home; a cloud DP first, central if it lacks a file."),
+)
+
+
+def seed_groups(actor) -> list:
+    """Create the demo's device groups that do not exist yet, each preferring the DP that fits
+    it (a DP node for Seattle, a cloud DP for remote workers, when there is one) with central as
+    the fallback; returns the groups created."""
+    from sqlalchemy import select
+
+    from portal.extensions import db
+    from portal.models import DeviceGroup, DistributionPoint
+    from portal.services import devices
+
+    existing = set(db.session.scalars(select(DeviceGroup.name)))
+    dps = db.session.scalars(select(DistributionPoint).order_by(DistributionPoint.id)).all()
+    central = next(dp for dp in dps if dp.is_central)
+    node = next((dp for dp in dps if dp.kind == "local"), None)
+    cloud = next((dp for dp in dps if dp.kind == "cloud"), None)
+    choices = {"SLC office": (central, []),
+               "Seattle office": (node, [central.id]) if node else (central, []),
+               "Remote workers": (cloud, [central.id]) if cloud else (central, [])}
+    created = []
+    for name, description in DEMO_GROUPS:
+        if name in existing:
+            continue
+        preferred, fallbacks = choices[name]
+        created.append(devices.create_group(actor, name, description, preferred.id, fallbacks))
+    return created
