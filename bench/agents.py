@@ -162,6 +162,14 @@ def bench_backends() -> list[int]:
             (PG_DATABASE,))]
 
 
+def sessions_opened() -> int:
+    """Sessions PostgreSQL has opened on this bench's database so far (each a new backend)."""
+    with psycopg.connect(PG + " dbname=postgres") as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s",
+                            (PG_DATABASE,)).fetchone()[0] or 0
+
+
 # --- Depot ------------------------------------------------------------------------------------
 
 def migrate(env: dict) -> None:
@@ -500,11 +508,13 @@ def bench(args) -> None:
 
         since = utcnow()
         pg_before = {pid: postgres_cpu([pid]) for pid in bench_backends()} if backends.pg else {}
+        sessions = sessions_opened() if backends.pg else 0
         before, all_cpu = process_cpu(web.proc.pid), machine_cpu()
         stats, wall, client_cpu = load(web.port, agents, args)
         after, all_cpu = process_cpu(web.proc.pid), machine_cpu() - all_cpu
         # backends opened during the run count in full (one opened and closed within it is lost)
         pg_after = bench_backends() if backends.pg else []
+        sessions = sessions_opened() - sessions if backends.pg else 0
         pg_cpu = sum(postgres_cpu([pid]) - pg_before.get(pid, 0.0) for pid in pg_after)
         used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
         server_cpu = sum(used.values())
@@ -513,7 +523,8 @@ def bench(args) -> None:
         print(f"  CPU over {wall:.0f} s on {os.cpu_count()} cores: gunicorn {server_cpu:.1f} s "
               f"(workers {workers} s; {server_cpu * 1000 / max(1, stats.requests):.1f} ms a "
               f"request), " + (f"PostgreSQL {pg_cpu:.1f} s (the {len(pg_after)} backends "
-                              "of the web's pools), " if backends.pg else "")
+                              f"of the web's pools at the end; {sessions} sessions opened during "
+                              "the run), " if backends.pg else "")
               + f"this client {client_cpu:.1f} s; the whole machine {all_cpu:.1f} s")
         others(all_cpu - server_cpu - pg_cpu - client_cpu, wall)
         seen = seen_since(backends.database_url, since)
