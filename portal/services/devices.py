@@ -119,11 +119,15 @@ def get_device(device_id) -> Device:
     return device
 
 
-def device_history(device_id: int, limit: int = 100) -> list[Deployment]:
-    """The device's deployments, newest first."""
+def device_history(device_id: int, limit: int = 100, user=None) -> list[Deployment]:
+    """The device's deployments newest first; for a viewer scoped to sites only those served
+    from their sites' DPs (as the Deployments list shows them)."""
+    query = select(Deployment).where(Deployment.device_id == device_id)
+    if user is not None and user.role == "viewer" and user.sites:
+        query = query.where(Deployment.dp_id.in_(select(DistributionPoint.id).where(
+            DistributionPoint.site.in_(list(user.sites)))))
     return list(db.session.scalars(
-        select(Deployment).where(Deployment.device_id == device_id)
-        .order_by(Deployment.created_at.desc(), Deployment.id.desc()).limit(limit)))
+        query.order_by(Deployment.created_at.desc(), Deployment.id.desc()).limit(limit)))
 
 
 def _group_or_none(group_id) -> DeviceGroup | None:

@@ -168,3 +168,22 @@ def test_images_page_offers_deploy_to_those_who_may(login_as, content):
     assert 'class="deploy-link" href="/deployments/new?image=Images/Win11.wim"' in html
     assert "deploy-link" not in technician.get("/libraries/platform-packs").get_data(as_text=True)
     assert "deploy-link" not in login_as("viewer").get("/libraries/images").get_data(as_text=True)
+
+
+def test_a_site_viewer_sees_no_other_sites_deployments_in_a_devices_history(login_as, api_as,
+                                                                             admin, content):
+    """Does a device's history (page and API) show a viewer scoped to Seattle the deployments
+    served from central? (No: the Deployments list and page hide them from that viewer too.)"""
+    device = make_device("pc-1")
+    [row] = _deploy(admin, device)
+    viewer = login_as("viewer", sites=["Seattle office"])
+    assert viewer.get(f"/deployments/{row.id}").status_code == 404
+    html = viewer.get(f"/computers/{device.id}").get_data(as_text=True)
+    assert f"/deployments/{row.id}" not in html and IMAGE not in html
+    api = api_as("viewer", sites=["Seattle office"])
+    assert api.get(f"/api/v1/devices/{device.id}").get_json()["deployments"] == []
+    # Everyone else still sees it.
+    html = login_as("viewer").get(f"/computers/{device.id}").get_data(as_text=True)
+    assert f"/deployments/{row.id}" in html
+    answer = api_as("admin").get(f"/api/v1/devices/{device.id}").get_json()
+    assert [d["id"] for d in answer["deployments"]] == [row.id]

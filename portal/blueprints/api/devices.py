@@ -44,7 +44,8 @@ def get_device(device_id: int):
     """One device, with its status and its latest deployments."""
     device = devices.get_device(device_id)
     body = _device_dict(device)
-    body["deployments"] = [d.to_dict() for d in devices.device_history(device.id, limit=20)]
+    body["deployments"] = [d.to_dict() for d in
+                           devices.device_history(device.id, limit=20, user=g.api_user)]
     return body
 
 

@@ -83,7 +83,7 @@ def _device_page(device, error=None, status=200):
     return page_or_fragment(
         "computers/device.html", "computers/_device.html", device=device,
         device_status=devices.device_status(device), groups=devices.list_groups(),
-        history=devices.device_history(device.id), error=error), status
+        history=devices.device_history(device.id, user=current_user), error=error), status
 
 
 @bp.get("/<int:device_id>")
