@@ -126,6 +126,12 @@ def enroll(body: dict, remote_ip: str | None) -> tuple[Device, str]:
     device.last_seen_at = now
     if token.group_id is not None:
         device.group_id = token.group_id
+    if again:
+        # Its agent starts over (a new state folder numbers its reports from 1); the old token
+        # is dead, so no report of the old one can arrive any more.
+        db.session.execute(update(Deployment).where(
+            Deployment.device_id == device.id,
+            Deployment.state.in_(ACTIVE_DEPLOYMENT_STATES)).values(report_seq=0))
     token.uses = EnrollmentToken.uses + 1  # in SQL: two enrollments at once both count
     token.last_used_at = now
     db.session.flush()

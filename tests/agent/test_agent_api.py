@@ -458,3 +458,23 @@ def test_silent_sweep_runs_as_a_scheduled_job(agent_calls, enroll_secret, centra
     get_queue("default").enqueue("portal.jobs.maintenance.fail_silent_deployments")
     work()
     assert db.session.get(Deployment, deployment.id).state == "failed"
+
+
+def test_reports_count_again_from_1_after_the_device_enrolls_again(agent_calls, enroll_secret,
+                                                                     central, image, deploy):
+    """An agent that lost its state folder (reinstalled) enrolls again and numbers its reports
+    from 1: are they applied to the unfinished deployment its old self had reported on? (Yes: the
+    old token is dead, so nothing stale can arrive; else the deployment would hear nothing more
+    until the silent sweep failed it.)"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    report(agent_calls, token, deployment, seq=7, state="downloading", bytes_done=400)
+    again_id, new_token = agent_calls.enrolled(enroll_secret)
+    assert again_id == device_id
+    answer = report(agent_calls, new_token, deployment, seq=1, state="downloading", bytes_done=600)
+    assert answer.json == {"state": "downloading", "cancel": False}
+    db.session.expire_all()
+    assert db.session.get(Deployment, deployment.id).bytes_done == 600
+    assert report(agent_calls, new_token, deployment, seq=2, state="succeeded").json["state"] == \
+        "succeeded"
+    assert report(agent_calls, token, deployment, seq=8, state="failed").status_code == 401
