@@ -90,6 +90,9 @@ class Reporter:
             self.send(self._report(self.state))
         except ServerError as exc:
             log.warning("progress report of deployment %s not delivered: %s", self.id, exc)
+            if exc.status == 401:  # the device was forgotten, its deployments cancelled: stop
+                self.ended_as = "the device token was refused"
+                self.cancel.set()
 
     def now(self) -> None:
         """Report at once (a change of state the console should show without waiting)."""

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Deployment, Device
-from portal.services import deployments
+from portal.services import deployments, devices
 from tests.conftest import copy_one, wait_for
 from tests.factories import write_file
 
@@ -446,3 +446,25 @@ def test_progress_bar_on_a_terminal(central, rescan, server, agent_zipapp, enrol
     assert fresh(deployment.id).state == "succeeded", text
     assert "\r\x1b[K[#" in text and "% " in text and "KiB/400.0 KiB" in text
     assert "Images/Win11.img" in text.split("\r\x1b[K[")[-1]
+
+
+def test_forgetting_the_device_mid_download_stops_the_agent(central, rescan, start_agent, deploy,
+                                                            tmp_path, admin):
+    """When an admin forgets a device while its agent downloads (the server cancels the
+    deployment and the token stops working), does the agent stop within seconds and remove its
+    partial file, rather than download the whole image for nobody?"""
+    write_file(central.root, "Images/Big.img", os.urandom(2048 * KiB))
+    rescan(central)
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Big.img")
+    agent = start_agent("--max-rate", str(128 * KiB))
+    wait_for(lambda: fresh(deployment.id).bytes_done > 0, timeout=20,
+             message="the agent to report bytes")
+    devices.forget_device(admin, db.session.get(Device, device.id))
+    wait_for(lambda: "ended at the server" in agent.log, timeout=10,
+             message="the agent to stop the download")
+    assert fresh(deployment.id).state == "cancelled"
+    assert not list((tmp_path / "a1" / ".partial").iterdir())
+    assert not staged(tmp_path, deployment, "Images/Big.img").exists()
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(15) == 0
