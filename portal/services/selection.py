@@ -216,10 +216,13 @@ def _addresses_in_order(device) -> list:
 
 
 def _parse(text):
+    """An address; an IPv4 one written as IPv6 (::ffff:10.2.3.4, what a server listening on [::]
+    sees) as the IPv4 address it is, so IPv4 boundaries match it."""
     try:
-        return ipaddress.ip_address(str(text).split("%")[0].strip())
+        address = ipaddress.ip_address(str(text).split("%")[0].strip())
     except ValueError:
         return None
+    return getattr(address, "ipv4_mapped", None) or address
 
 
 def eligibility(dp: DistributionPoint, keys: list[str], snapshot: Snapshot | None = None) -> list[str]:

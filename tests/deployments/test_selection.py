@@ -187,3 +187,14 @@ def test_the_reason_names_everything_a_skipped_dp_lacks_at_once(central, content
     group = make_group("Seattle office", preferred=seattle)
     choice = choose_dp(make_device("pc-1", group=group), BOTH)
     assert choice.reason == "central: Seattle lacks Images/Win11.wim and Platform Packs/Dell"
+
+
+def test_an_ipv4_address_written_as_ipv6_matches_an_ipv4_boundary(central, seattle_image):
+    """A server listening on IPv6 ([::]) sees IPv4 callers as ::ffff:10.2.3.4: does that address
+    still fall in the boundary 10.2.0.0/16, and does a public one still come first?"""
+    make_boundary("10.2.0.0/16", seattle_image, "Seattle LAN")
+    device = make_device("pc-1", remote_ip="::ffff:10.2.3.4")
+    assert choose_dp(device, KEYS).reason == "boundary 10.2.0.0/16 (Seattle LAN)"
+    make_boundary("81.2.69.0/24", central, "HQ NAT")
+    roaming = make_device("pc-2", ips=["10.2.3.5"], remote_ip="::ffff:81.2.69.160")
+    assert choose_dp(roaming, KEYS).reason == "boundary 81.2.69.0/24 (HQ NAT)"
