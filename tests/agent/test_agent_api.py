@@ -119,6 +119,24 @@ def test_device_calls_are_rate_limited(agent_calls, enroll_secret, config_overri
     assert agent_calls.call("GET", "/work", other).status_code == 200
 
 
+@pytest.mark.parametrize("failure", [ConnectionError("refused"),
+                                     ValueError("I/O operation on closed file")])
+def test_rate_limit_fails_open_when_redis_fails(agent_calls, enroll_secret, app, monkeypatch,
+                                                failure):
+    """When Redis cannot count (down, or redis-py failing a fresh connection with ValueError, as
+    the agents bench saw), do calls go through rather than turning into 500s?"""
+    from portal.blueprints.agent_api import limits
+
+    _, token = agent_calls.enrolled(enroll_secret)
+
+    class Broken:
+        def pipeline(self):
+            raise failure
+
+    monkeypatch.setattr(limits, "get_redis", lambda: Broken())
+    assert agent_calls.call("GET", "/work", token).status_code == 200
+
+
 @pytest.mark.parametrize("config_overrides", [{"DEPOT_ENROLL_RATE_LIMIT": 2}])
 def test_enrollment_is_rate_limited_per_address(agent_calls, enroll_secret, config_overrides):
     """Is a third enrollment in a minute from one address refused with 429, even with a bad

@@ -31,7 +31,9 @@ def check_rate(who: str, per_minute: int) -> None:
         pipe.incr(key)
         pipe.expire(key, WINDOW + 5)
         count = pipe.execute()[0]
-    except RedisError as exc:
+    except (RedisError, OSError, ValueError) as exc:
+        # ValueError: redis-py has been seen failing a fresh connection with "I/O operation on
+        # closed file" rather than a RedisError; fail open all the same.
         log.warning("agent rate limit not checked (Redis: %s)", exc)
         return
     if count > per_minute:
