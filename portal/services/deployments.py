@@ -71,7 +71,8 @@ def deployment_keys(image, platform_pack=None, application_packs=(), answer_file
     keys = []
     for field, library in PARTS:
         given = values[field]
-        for key in (given if isinstance(given, list) else [given] if given else []):
+        # Only Application Packs come as a list; a list elsewhere is refused as not a key.
+        for key in (given if field == "application_packs" else [given] if given else []):
             if not isinstance(key, str) or not key.startswith(library + "/") or \
                     len(key) == len(library) + 1:
                 raise DepotError(f"{field.replace('_', ' ')} must be an asset of {library}/ "

@@ -88,3 +88,16 @@ def test_preview(api_as, central, seattle_image):
     assert entry["skipped"][0]["reasons"] == ["Platform Packs/Dell is missing at Seattle"]
     seattle = next(d for d in answer["dps"] if d["dp"]["name"] == "Seattle")
     assert (seattle["eligible"], seattle["copyable"]) == (False, [PACK])
+
+
+def test_one_image_platform_pack_and_answer_file_each(api_as, content):
+    """Is a list where one asset key belongs (image, platform_pack, answer_file) a clear 400 that
+    creates nothing, rather than a 500?"""
+    api = api_as("admin")
+    device = make_device("pc-1")
+    for body in ({"image": [IMAGE]}, {"image": IMAGE, "platform_pack": [PACK]},
+                 {"image": IMAGE, "answer_file": ["Answer Files/x.xml"]}):
+        response = api.post("/api/v1/deployments", json={"device_ids": [device.id], **body})
+        assert response.status_code == 400, (body, response.get_json())
+        assert "must be an asset of" in response.get_json()["error"]["message"]
+    assert db.session.scalar(db.select(db.func.count()).select_from(Deployment)) == 0
