@@ -98,7 +98,7 @@ def clean_facts(body: dict, *, enrolling: bool = False) -> dict:
     }
     free = body.get("free_bytes")
     if free is not None:
-        if isinstance(free, bool) or not isinstance(free, int) or free < 0:
+        if isinstance(free, bool) or not isinstance(free, int) or not 0 <= free < 2 ** 63:
             raise DepotError("free_bytes must be a whole number of bytes")
         facts["free_bytes"] = free
     return {k: v for k, v in facts.items() if v is not None}

@@ -9,6 +9,7 @@ from portal.models import Asset, Deployment, Device, DeviceGroup, DistributionPo
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES, DEPLOYMENT_STATES
 from portal.services import Conflict, DepotError, NotFound, audit
 from portal.services.actors import Actor
+from portal.services.devices import MAX_ID
 from portal.services.inventory import central_dp
 from portal.services.permissions import can_see_dp, require
 from portal.services.selection import Snapshot
@@ -96,7 +97,8 @@ def target_devices(device_ids=None, group_id=None) -> tuple[list[Device], Device
         raise DepotError("choose the devices (device_ids) or one group (group_id) to deploy to, "
                          "not both")
     if group_id is not None:
-        if not isinstance(group_id, int) or isinstance(group_id, bool):
+        if not isinstance(group_id, int) or isinstance(group_id, bool) or \
+                not 1 <= group_id <= MAX_ID:
             raise DepotError("group_id must be a group's id")
         group = db.session.get(DeviceGroup, group_id)
         if group is None:
@@ -109,7 +111,8 @@ def target_devices(device_ids=None, group_id=None) -> tuple[list[Device], Device
             raise DepotError(f"at most {MAX_DEVICES} devices at once")
         return devices, group
     if not isinstance(device_ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in device_ids):
+            isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= MAX_ID
+            for i in device_ids):
         raise DepotError("device_ids must be a list of device ids")
     ids = list(dict.fromkeys(device_ids))
     if len(ids) > MAX_DEVICES:
@@ -122,7 +125,7 @@ def target_devices(device_ids=None, group_id=None) -> tuple[list[Device], Device
 
 
 def _explicit_dp(actor: Actor, dp_id) -> DistributionPoint:
-    if not isinstance(dp_id, int) or isinstance(dp_id, bool):
+    if not isinstance(dp_id, int) or isinstance(dp_id, bool) or not 1 <= dp_id <= MAX_ID:
         raise DepotError("dp_id must be a distribution point's id (or left out: the rules choose)")
     dp = db.session.get(DistributionPoint, dp_id)
     if dp is None or not can_see_dp(actor.user, dp):

@@ -16,6 +16,7 @@ from portal.services.permissions import require
 STATUSES = ("online", "offline", "never")
 UNGROUPED = "none"  # the group filter's value for devices in no group
 MAX_FALLBACKS = 10
+MAX_ID = 2 ** 31 - 1  # ids are 32-bit integers in the database: a larger one is no row's
 DEVICE_FIELDS = {"name", "group_id"}
 GROUP_FIELDS = {"name", "description", "preferred_dp_id", "fallback_dp_ids"}
 
@@ -52,7 +53,7 @@ def clean_id(value, field: str) -> int:
     """A database id given by a person or a program: a positive whole number (not a bool)."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
         raise DepotError(f"{field} must be a positive whole number (an id)")
     return value
 

@@ -15,6 +15,7 @@ from portal.models import DeviceGroup, EnrollmentToken, utcnow
 from portal.services import DepotError, NotFound, audit
 from portal.services import secrets as vault
 from portal.services.actors import Actor
+from portal.services.devices import MAX_ID
 from portal.services.names import clean_name
 from portal.services.permissions import require
 
@@ -51,7 +52,8 @@ def create_enrollment_token(actor: Actor, name, days=7, group_id: int | None = N
     if not 1 <= days <= MAX_DAYS:
         raise DepotError(f"the validity must be between 1 and {MAX_DAYS} days")
     if group_id is not None:
-        if isinstance(group_id, bool) or not isinstance(group_id, int):
+        if isinstance(group_id, bool) or not isinstance(group_id, int) or \
+                not 1 <= group_id <= MAX_ID:
             raise DepotError("group_id must be a group's id (a whole number)")
         if db.session.get(DeviceGroup, group_id) is None:
             raise DepotError(f"no group {group_id}", code="unknown_group")

@@ -496,3 +496,14 @@ def test_reports_count_again_from_1_after_the_device_enrolls_again(agent_calls, 
     assert report(agent_calls, new_token, deployment, seq=2, state="succeeded").json["state"] == \
         "succeeded"
     assert report(agent_calls, token, deployment, seq=8, state="failed").status_code == 401
+
+
+def test_free_bytes_past_what_the_database_holds_is_a_400(agent_calls, enroll_secret):
+    """Is a free_bytes no disk has (past 64 bits) refused with a clear 400 at enrollment and in a
+    heartbeat, rather than a 500 from the database driver?"""
+    refused = agent_calls.enroll(enroll_secret, free_bytes=10 ** 30)
+    assert refused.status_code == 400 and "free_bytes" in refused.json["error"]["message"]
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    response = agent_calls.call("POST", "/heartbeat", token, json={"free_bytes": 2 ** 63})
+    assert response.status_code == 400 and "free_bytes" in response.json["error"]["message"]
+    assert db.session.get(Device, device_id).free_bytes is None

@@ -54,6 +54,7 @@ def test_device_get_patch_delete(api_as):
     ({"serial": "X"}, 400, "unknown field(s): serial"),
     ({"group_id": 999}, 400, "no group 999"),
     ({"group_id": "abc"}, 400, "group_id must be a positive whole number"),
+    ({"group_id": 10 ** 30}, 400, "group_id must be a positive whole number"),
     ({"name": ""}, 400, "name must not be empty"),
     ([1, 2], 400, "must be a JSON object"),
 ])
@@ -110,6 +111,7 @@ def test_groups_crud(api_as, dps):
     ({"name": "Seattle office"}, 409, "a group named Seattle office already exists"),
     ({"name": "X", "preferred_dp_id": 999}, 400, "no distribution point 999"),
     ({"name": "X", "fallback_dp_ids": [999]}, 400, "no distribution point 999"),
+    ({"name": "X", "fallback_dp_ids": [10 ** 30]}, 400, "must be a positive whole number"),
     ({"name": "X", "colour": "red"}, 400, "unknown field(s): colour"),
     ({"name": ""}, 400, "group name must not be empty"),
 ])
@@ -196,4 +198,20 @@ def test_only_admins_write(api_as, dps, role):
     assert db.session.query(Device).filter_by(name="D", group_id=None).count() == 1
     assert db.session.query(DeviceGroup).count() == 1
     assert db.session.get(Boundary, boundary.id).name == "LAN"
+    assert db.session.query(EnrollmentToken).count() == 0
+
+
+def test_ids_too_big_for_the_database_are_a_400(api_as, dps):
+    """Is an id no database row can have (past 32 bits) a clear 400 everywhere one is given in
+    a body, rather than a 500 from the database driver?"""
+    api = api_as("admin")
+    device = add_device("KEEP")
+    huge = 10 ** 30
+    for method, url, body in (
+            ("post", "/api/v1/boundaries", {"name": "b", "cidr": "10.0.0.0/8", "dp_id": huge}),
+            ("post", "/api/v1/devices/move", {"device_ids": [device.id, huge], "group_id": None}),
+            ("post", "/api/v1/enrollment-tokens", {"name": "x", "group_id": huge})):
+        response = getattr(api, method)(url, json=body)
+        assert response.status_code == 400, (url, response.get_json())
+    assert db.session.query(Boundary).count() == 0
     assert db.session.query(EnrollmentToken).count() == 0

@@ -101,3 +101,16 @@ def test_one_image_platform_pack_and_answer_file_each(api_as, content):
         assert response.status_code == 400, (body, response.get_json())
         assert "must be an asset of" in response.get_json()["error"]["message"]
     assert db.session.scalar(db.select(db.func.count()).select_from(Deployment)) == 0
+
+
+def test_ids_too_big_for_the_database_are_a_400(api_as, content):
+    """Is a device, group or DP id past 32 bits a clear 400 (create, list), not a 500?"""
+    api = api_as("admin")
+    device = make_device("pc-1")
+    huge = 10 ** 30
+    for body in ({"device_ids": [huge], "image": IMAGE}, {"group_id": huge, "image": IMAGE},
+                 {"device_ids": [device.id], "image": IMAGE, "dp_id": huge}):
+        response = api.post("/api/v1/deployments", json=body)
+        assert response.status_code == 400, (body, response.get_json())
+    for arg in ("device_id", "group_id", "dp_id"):
+        assert api.get(f"/api/v1/deployments?{arg}={huge}").status_code == 400

@@ -5,6 +5,7 @@ from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body, paginated, pagination
 from portal.services import DepotError
 from portal.services import deployments
+from portal.services.devices import MAX_ID
 from portal.services.permissions import require
 
 
@@ -13,9 +14,12 @@ def _int_arg(name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise DepotError(f"{name} must be a whole number") from None
+    if not 1 <= number <= MAX_ID:
+        raise DepotError(f"{name} must be an id (a positive whole number)")
+    return number
 
 
 @bp.post("/deployments")
