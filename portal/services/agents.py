@@ -261,7 +261,7 @@ def _report(body: dict) -> dict:
     if state not in REPORTABLE:
         raise DepotError(f"state must be one of: {', '.join(REPORTABLE)}")
     done = body.get("bytes_done", 0)
-    if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+    if isinstance(done, bool) or not isinstance(done, int) or not 0 <= done < 2 ** 63:
         raise DepotError("bytes_done must be a whole number of bytes")
     return {"seq": seq, "state": state, "bytes_done": done,
             "phase": _text(body, "phase", 200), "error": _text(body, "error", 2000)}

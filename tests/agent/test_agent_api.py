@@ -507,3 +507,16 @@ def test_free_bytes_past_what_the_database_holds_is_a_400(agent_calls, enroll_se
     response = agent_calls.call("POST", "/heartbeat", token, json={"free_bytes": 2 ** 63})
     assert response.status_code == 400 and "free_bytes" in response.json["error"]["message"]
     assert db.session.get(Device, device_id).free_bytes is None
+
+
+def test_bytes_done_past_64_bits_is_a_400(agent_calls, enroll_secret, central, rescan, deploy):
+    """Is a progress report with a bytes_done no file has refused (400), even for a deployment of
+    empty files (nothing to clamp it to), rather than a 500 from the database driver?"""
+    write_file(central.root, "Images/empty.img", b"")
+    rescan(central)
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, "Images/empty.img")
+    response = report(agent_calls, token, deployment, seq=1, state="downloading",
+                      bytes_done=2 ** 64)
+    assert response.status_code == 400 and "bytes_done" in response.json["error"]["message"]
+    assert report(agent_calls, token, deployment, seq=1, state="downloading").status_code == 200
