@@ -376,13 +376,13 @@ class Runner:
 
     def _clean(self, partials: bool = False, staged: bool = False) -> None:
         if partials:
-            for meta in self.manifest.get("files", []):
-                sha = meta.get("sha256", "")
-                if _hexname(sha):
-                    try:
-                        os.remove(os.path.join(self.partial_dir, sha))
-                    except FileNotFoundError:
-                        pass
+            # Every partial there is this deployment's (the device has one unfinished at a time),
+            # also when the manifest of a cancelled one lists no files to name them by.
+            for name in os.listdir(self.partial_dir) if os.path.isdir(self.partial_dir) else ():
+                try:
+                    os.remove(os.path.join(self.partial_dir, name))
+                except OSError:
+                    pass
         if staged:
             shutil.rmtree(self.staged_dir, ignore_errors=True)
 

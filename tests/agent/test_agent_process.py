@@ -468,3 +468,27 @@ def test_forgetting_the_device_mid_download_stops_the_agent(central, rescan, sta
     assert not staged(tmp_path, deployment, "Images/Big.img").exists()
     agent.signal(signal.SIGTERM)
     assert agent.wait(15) == 0
+
+
+def test_a_cancel_while_the_agent_is_down_removes_its_partial(central, rescan, start_agent,
+                                                              deploy, tmp_path, admin):
+    """An agent stopped mid-download keeps its partial to resume; when the deployment is
+    cancelled meanwhile, does the next start end it cancelled and remove that partial? (The
+    manifest of a cancelled deployment lists no files to name it by.)"""
+    image = os.urandom(1024 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    rescan(central)
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Win11.img")
+    agent = start_agent("--max-rate", str(256 * KiB))
+    partial = tmp_path / "a1" / ".partial" / hashlib.sha256(image).hexdigest()
+    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, timeout=20,
+             message="a partial download")
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(15) == 0, agent.log
+    deployments.cancel_deployment(admin, deployment.id)
+    assert fresh(deployment.id).state == "downloading" and fresh(deployment.id).cancel_requested
+    again = start_agent("--once")
+    assert again.wait(60) == 0, again.log
+    assert fresh(deployment.id).state == "cancelled"
+    assert not partial.exists()
