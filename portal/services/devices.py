@@ -51,7 +51,7 @@ def refuse_unknown(changes: dict, allowed: set[str]) -> None:
 
 def clean_id(value, field: str) -> int:
     """A database id given by a person or a program: a positive whole number (not a bool)."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():  # not isdigit: int("²") fails
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
         raise DepotError(f"{field} must be a positive whole number (an id)")

@@ -55,6 +55,7 @@ def test_device_get_patch_delete(api_as):
     ({"group_id": 999}, 400, "no group 999"),
     ({"group_id": "abc"}, 400, "group_id must be a positive whole number"),
     ({"group_id": 10 ** 30}, 400, "group_id must be a positive whole number"),
+    ({"group_id": "²"}, 400, "group_id must be a positive whole number"),
     ({"name": ""}, 400, "name must not be empty"),
     ([1, 2], 400, "must be a JSON object"),
 ])

@@ -235,3 +235,13 @@ def test_boundaries_page(login_as, dps):
     boundary = db.session.query(Boundary).one()
     assert console.post(f"/computers/boundaries/{boundary.id}/delete").status_code == 303
     assert db.session.query(Boundary).count() == 0
+
+
+def test_digits_that_are_not_decimal_are_no_500(login_as):
+    """Are a page number and a group id written with a superscript digit ('²', a digit to
+    str.isdigit that int() refuses) taken as no number rather than a 500?"""
+    add_device("A-1")
+    console = login_as("admin")
+    assert "A-1" in html_of(console.get("/computers/?page=²"))
+    response = console.post("/settings/enrollment", {"name": "lab", "days": "7", "group_id": "²"})
+    assert response.status_code in (303, 400), html_of(response)

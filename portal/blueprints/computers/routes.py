@@ -29,7 +29,7 @@ def _filters(source) -> dict:
     """The device list's search and filters, from the query string (or a form re-rendering it)."""
     page = source.get("page", "1")
     return {"q": source.get("q", "").strip(), "group_id": source.get("group_id", ""),
-            "status": source.get("status", ""), "page": int(page) if page.isdigit() and int(page) > 0 else 1}
+            "status": source.get("status", ""), "page": int(page) if page.isdecimal() and int(page) > 0 else 1}
 
 
 def _devices_page(filters: dict, error=None, moved=None, status=200):
@@ -73,7 +73,7 @@ def move():
 def deploy():
     """Deploy to the ticked devices: on to the deployment form with them chosen."""
     require_role_action("deploy")
-    ids = [i for i in request.form.getlist("device_id") if i.isdigit()]
+    ids = [i for i in request.form.getlist("device_id") if i.isdecimal()]
     if not ids:
         raise DepotError("tick the devices to deploy to first")
     return redirect(url_for("deployments.new", device_id=ids), code=303)

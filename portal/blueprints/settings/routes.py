@@ -128,7 +128,7 @@ def enrollment():
     require(current_user, "manage_settings")
     created = request.args.get("created", "")
     token = None
-    if created.isdigit():
+    if created.isdecimal():
         try:
             token = enroll.get_enrollment_token(int(created))
         except DepotError:
@@ -142,7 +142,7 @@ def create_enrollment_token():
     """Create an enrollment token (name, validity in days, optional group)."""
     require(current_user, "manage_settings")
     form = {k: request.form.get(k, "") for k in ("name", "days", "group_id")}
-    group_id = int(form["group_id"]) if form["group_id"].isdigit() else None
+    group_id = int(form["group_id"]) if form["group_id"].isdecimal() else None
     try:
         token, _ = enroll.create_enrollment_token(console_actor(), form["name"],
                                                   form["days"] or 7, group_id)
