@@ -231,7 +231,16 @@ class Runner:
 
     def _check_space(self, manifest: dict) -> None:
         os.makedirs(self.partial_dir, exist_ok=True)
-        need = manifest["bytes_total"]
+        need = 0
+        for index, meta in enumerate(manifest["files"]):
+            # What a resumed download holds already (partial, or staged whole) needs no space.
+            held = _size_or_zero(self._partial(index, meta["sha256"]))
+            try:
+                if _size_or_zero(confined(self.staged_dir, meta["path"])) == meta["size"]:
+                    held = meta["size"]
+            except BadPath:
+                pass  # refused when the download starts
+            need += max(0, meta["size"] - min(held, meta["size"]))
         free = shutil.disk_usage(self.target).free
         if need > free:
             raise Failed(f"not enough space under {self.target}: need {need} bytes, {free} free")
@@ -263,7 +272,7 @@ class Runner:
                 done += size
                 self.reporter.bytes_done = done
                 continue
-            partial = os.path.join(self.partial_dir, sha if _hexname(sha) else f"file-{index}")
+            partial = self._partial(index, sha)
 
             def on_bytes(have, base=done, path=path):
                 self.reporter.bytes_done = base + have
@@ -277,6 +286,10 @@ class Runner:
             bar.update(done, total, path, force=True)
         bar.clear()
         return staged
+
+    def _partial(self, index: int, sha256: str) -> str:
+        """Where file `index` of the manifest is downloaded to before it is verified."""
+        return os.path.join(self.partial_dir, sha256 if _hexname(sha256) else f"file-{index}")
 
     def _fetch_with_retries(self, meta: dict, partial: str, dp: str, on_bytes) -> None:
         path = meta["path"]
@@ -385,6 +398,13 @@ class Runner:
                     pass
         if staged:
             shutil.rmtree(self.staged_dir, ignore_errors=True)
+
+
+def _size_or_zero(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _hexname(value) -> bool:

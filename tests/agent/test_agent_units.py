@@ -110,3 +110,31 @@ def test_fetch_refuses_a_damaged_file_and_a_refused_link(files_server, tmp_path)
     files_server.mode = "forbidden"
     with pytest.raises(LinkRefused):
         _fetch(files_server, partial)
+
+
+def test_space_check_counts_what_a_resumed_download_holds(tmp_path, monkeypatch):
+    """An agent resuming a big download on a nearly full disk: does the space check ask only for
+    the bytes still to come (the partial and the files already staged hold the rest), and still
+    refuse when even those do not fit?"""
+    from types import SimpleNamespace
+
+    from portal.agent import runner as runner_module
+
+    image, pack = b"i" * 1000, b"p" * 300
+    files = [{"path": "Images/a.img", "size": 1000, "sha256": hashlib.sha256(image).hexdigest()},
+             {"path": "Platform Packs/P/d.inf", "size": 300,
+              "sha256": hashlib.sha256(pack).hexdigest()}]
+    runner = runner_module.Runner(SimpleNamespace(target=str(tmp_path)), 7)
+    os.makedirs(runner.partial_dir)
+    with open(os.path.join(runner.partial_dir, files[0]["sha256"]), "wb") as fh:
+        fh.write(image[:900])
+    staged = os.path.join(runner.staged_dir, "Platform Packs", "P", "d.inf")
+    os.makedirs(os.path.dirname(staged))
+    with open(staged, "wb") as fh:
+        fh.write(pack)
+    manifest = {"bytes_total": 1300, "files": files}
+    monkeypatch.setattr(runner_module.shutil, "disk_usage", lambda path: SimpleNamespace(free=150))
+    runner._check_space(manifest)  # 100 bytes still to come
+    monkeypatch.setattr(runner_module.shutil, "disk_usage", lambda path: SimpleNamespace(free=50))
+    with pytest.raises(runner_module.Failed, match="need 100 bytes, 50 free"):
+        runner._check_space(manifest)
