@@ -97,7 +97,9 @@ class Device(db.Model):
     __tablename__ = "devices"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), index=True)  # the hostname
+    name: Mapped[str] = mapped_column(String(255), index=True)  # the hostname, or an admin's name
+    # The hostname its agent last reported: only a change of it renames the device again.
+    hostname: Mapped[str | None] = mapped_column(String(255))
     serial: Mapped[str] = mapped_column(String(128), default="", index=True)
     mac_addresses: Mapped[list] = mapped_column(JSON, default=list)
     ip_addresses: Mapped[list] = mapped_column(JSON, default=list)

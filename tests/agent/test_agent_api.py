@@ -520,3 +520,21 @@ def test_bytes_done_past_64_bits_is_a_400(agent_calls, enroll_secret, central, r
                       bytes_done=2 ** 64)
     assert response.status_code == 400 and "bytes_done" in response.json["error"]["message"]
     assert report(agent_calls, token, deployment, seq=1, state="downloading").status_code == 200
+
+
+def test_an_admins_rename_outlives_heartbeats(agent_calls, enroll_secret, admin):
+    """Does a name an admin gave a device stay through its agent's heartbeats and a re-enrollment
+    with the same hostname, while a hostname that really changed still renames it?"""
+    from portal.services import devices
+
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    devices.update_device(admin, db.session.get(Device, device_id), {"name": "Reception PC"})
+    assert agent_calls.call("POST", "/heartbeat", token, json={"hostname": "pc-01"}).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Device, device_id).name == "Reception PC"
+    again_id, token = agent_calls.enrolled(enroll_secret)
+    db.session.expire_all()
+    assert again_id == device_id and db.session.get(Device, device_id).name == "Reception PC"
+    agent_calls.call("POST", "/heartbeat", token, json={"hostname": "pc-02"})
+    db.session.expire_all()
+    assert db.session.get(Device, device_id).name == "pc-02"
