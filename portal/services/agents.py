@@ -19,6 +19,7 @@ from portal.services import Conflict, DepotError, NotFound, audit, notifications
 from portal.services.actors import Actor
 from portal.services.enrollment import find_valid_token, hash_token
 from portal.storage import storage_for
+from portal.storage.base import StorageRefused
 
 MAX_ADDRESSES = 32
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}$")
@@ -236,11 +237,14 @@ def manifest(device: Device, deployment_id: int) -> dict:
             _fail_changed(deployment, f"the copy of {pinned['key']} at {dp.name} changed after "
                                       "this deployment was created; deploy again")
     ttl = current_app.config["DEPOT_DOWNLOAD_LINK_TTL"]
-    with storage_for(dp) as backend:
-        answer["files"] = [
-            {"key": pinned["key"], "path": f["path"], "size": f["size"], "sha256": f["sha256"],
-             "url": backend.download_link(f["path"], ttl)}
-            for pinned in deployment.assets for f in pinned["files"]]
+    try:
+        with storage_for(dp) as backend:
+            answer["files"] = [
+                {"key": pinned["key"], "path": f["path"], "size": f["size"],
+                 "sha256": f["sha256"], "url": backend.download_link(f["path"], ttl)}
+                for pinned in deployment.assets for f in pinned["files"]]
+    except StorageRefused as exc:  # asking again will not change it: no agent could ever start
+        _fail_changed(deployment, f"{dp.name} gives no download link: {exc.message}")
     answer["bytes_total"] = sum(f["size"] for f in answer["files"])
     return answer
 

@@ -538,3 +538,20 @@ def test_an_admins_rename_outlives_heartbeats(agent_calls, enroll_secret, admin)
     agent_calls.call("POST", "/heartbeat", token, json={"hostname": "pc-02"})
     db.session.expire_all()
     assert db.session.get(Device, device_id).name == "pc-02"
+
+
+@pytest.mark.parametrize("config_overrides", [{"DEPOT_DOWNLOAD_LINK_TTL": 30 * 86400}])
+def test_a_dp_that_refuses_links_fails_the_deployment(agent_calls, enroll_secret, central, image,
+                                                      deploy, config_overrides):
+    """When the DP refuses to give a download link for a reason asking again will not change (a
+    cloud DP whose file went, links longer than it allows), does the deployment fail with that
+    reason instead of answering the agent 502 at every try and staying pending for good?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    response = agent_calls.call("GET", f"/deployments/{deployment.id}", token)
+    assert response.status_code == 409, response.json
+    assert response.json["error"]["code"] == "deployment_changed"
+    assert "Central gives no download link" in response.json["error"]["message"]
+    db.session.expire_all()
+    row = db.session.get(Deployment, deployment.id)
+    assert row.state == "failed" and "a central download link lives" in row.error
