@@ -4,6 +4,7 @@ import os
 import secrets
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from portal.config import BASE_DIR, Config
 from portal.extensions import csrf, db, htmx, login_manager, migrate
@@ -30,11 +31,22 @@ def create_app(config_class=Config) -> Flask:
     from portal.blueprints import register_blueprints
 
     auth.init_app(app)
+    # Before the blueprints' rules are bound: an <int:id> past what the database's integer
+    # columns hold is no route (404), not a driver overflow (500).
+    app.url_map.converters["int"] = DatabaseInt
     register_blueprints(app)
     errors.init_app(app)
     views_context.init_app(app)
     cli.init_app(app)
     return app
+
+
+class DatabaseInt(IntegerConverter):
+    """Flask's int converter, capped at the largest 32-bit id unless a route says otherwise."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2 ** 31 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def _instance_secret(instance_path: str) -> str:

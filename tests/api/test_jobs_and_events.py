@@ -73,3 +73,24 @@ def test_audit_log_filters_and_pages(api_as, central):
     assert admin.get("/api/v1/audit?page=0").status_code == 400
     assert admin.get("/api/v1/audit?per_page=abc").status_code == 400
     assert api_as("technician").get("/api/v1/audit").status_code == 403
+
+
+HUGE = str(2 ** 70)
+
+
+def test_ids_and_pages_past_what_the_database_holds_are_no_500(api_as, login_as, central):
+    """Is an id or a page number too big for the database a 404 or a 400 with a message, in the
+    API and in the console, rather than the driver's overflow as a 500?"""
+    api = api_as("admin")
+    for path in (f"/api/v1/devices/{HUGE}", f"/api/v1/deployments/{HUGE}",
+                 f"/api/v1/groups/{HUGE}", f"/api/v1/distribution-points/{HUGE}"):
+        assert api.get(path).status_code == 404, path
+    for path in ("/api/v1/jobs", "/api/v1/devices", "/api/v1/deployments", "/api/v1/audit"):
+        response = api.get(f"{path}?page={HUGE}")
+        assert response.status_code == 400, path
+        assert "page must be between 1 and" in response.get_json()["error"]["message"]
+    console = login_as("admin")
+    for path in (f"/deployments/{HUGE}", f"/computers/{HUGE}"):
+        assert console.get(path).status_code == 404, path
+    for path in ("/deployments/", "/computers/", "/settings/audit"):
+        assert console.get(f"{path}?page={HUGE}").status_code == 200, path

@@ -42,6 +42,9 @@ def json_body() -> dict:
     return body
 
 
+MAX_PAGE = 100_000  # keeps OFFSET inside what every database takes
+
+
 def pagination() -> tuple[int, int]:
     """page and per_page from the query string, checked."""
     try:
@@ -49,8 +52,8 @@ def pagination() -> tuple[int, int]:
         per_page = int(request.args.get("per_page", 50))
     except ValueError:
         raise DepotError("page and per_page must be whole numbers") from None
-    if page < 1 or not 1 <= per_page <= 200:
-        raise DepotError("page must be 1 or more and per_page between 1 and 200")
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 200:
+        raise DepotError(f"page must be between 1 and {MAX_PAGE} and per_page between 1 and 200")
     return page, per_page
 
 

@@ -8,6 +8,7 @@ from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.services import DepotError, devices
 from portal.services import boundaries as subnets  # `boundaries` is the page's view
 from portal.services import distribution_points as dps
+from portal.blueprints.api import MAX_PAGE
 
 PER_PAGE = 50
 FALLBACK_SLOTS = 3
@@ -29,7 +30,7 @@ def _filters(source) -> dict:
     """The device list's search and filters, from the query string (or a form re-rendering it)."""
     page = source.get("page", "1")
     return {"q": source.get("q", "").strip(), "group_id": source.get("group_id", ""),
-            "status": source.get("status", ""), "page": int(page) if page.isdecimal() and int(page) > 0 else 1}
+            "status": source.get("status", ""), "page": min(int(page), MAX_PAGE) if page.isdecimal() and int(page) > 0 else 1}
 
 
 def _devices_page(filters: dict, error=None, moved=None, status=200):

@@ -9,6 +9,7 @@ from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.models.deployments import DEPLOYMENT_STATES
 from portal.services import DepotError, PermissionDenied
 from portal.services import deployments
+from portal.blueprints.api import MAX_PAGE
 
 PER_PAGE = 50
 
@@ -53,7 +54,7 @@ def index():
     """Deployments newest first, filtered by state or batch; progress refreshes while any runs."""
     state = request.args.get("state") if request.args.get("state") in DEPLOYMENT_STATES else None
     batch = request.args.get("batch") or None
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
     items, total = deployments.list_deployments(current_user, state=state, batch_id=batch,
                                                 page=page, per_page=PER_PAGE)
     return page_or_fragment("deployments/index.html", "deployments/_list.html", items=items,

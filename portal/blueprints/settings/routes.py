@@ -10,6 +10,7 @@ from portal.blueprints.settings.forms import TokenForm, UserForm
 from portal.services import DepotError, accounts, audit, devices
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
+from portal.blueprints.api import MAX_PAGE
 
 
 @bp.get("/")
@@ -99,7 +100,7 @@ def revoke_token(token_id: int):
 def audit_log():
     """Who changed what, when and from where; filter by person and action."""
     require(current_user, "view_audit")
-    page = max(1, request.args.get("page", 1, type=int))
+    page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
     actor, action = request.args.get("actor", ""), request.args.get("action", "")
     events, total = audit.search(actor=actor or None, action=action or None, page=page)
     return page_or_fragment("settings/audit.html", "settings/_audit.html", events=events,
