@@ -115,8 +115,13 @@ def _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher, hav
         raise TransferError(f"{label}: {getattr(exc, 'reason', exc)}") from None
     with response:
         mode = "ab"
-        if have and response.status == 206 and _range_start(response) == have:
+        start = _range_start(response) if response.status == 206 else 0
+        if have and response.status == 206 and start == have:
             log.info("%s: resuming at byte %d of %d", label, have, size)
+        elif start:  # a range we did not ask for (a broken proxy): never write it at `have`
+            os.truncate(partial, 0)
+            raise TransferError(f"{label}: the DP answered from byte {start}, not {have}; "
+                                "starting over")
         else:
             if have:
                 log.info("%s: the DP did not resume; downloading again from byte 0", label)

@@ -9,7 +9,7 @@ import pytest
 
 from portal.agent.runner import BadPath, confined
 from portal.agent.state import State
-from portal.agent.transfer import HashMismatch, LinkRefused, RateCap, fetch
+from portal.agent.transfer import HashMismatch, LinkRefused, RateCap, TransferError, fetch
 
 
 @pytest.mark.parametrize("path", ["../x", "/etc/passwd", "Images/../../x", "Images//x", "",
@@ -55,8 +55,10 @@ class _Handler(BaseHTTPRequestHandler):
         data, start = self.server.data, 0
         asked = self.headers.get("Range")
         self.server.ranges.append(asked)
-        if asked and self.server.mode == "range":
+        if asked and self.server.mode in ("range", "wrong-range"):
             start = int(asked.split("=")[1].rstrip("-"))
+            if self.server.mode == "wrong-range":  # a broken proxy: another range than asked
+                start = start // 2
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
@@ -99,6 +101,20 @@ def test_fetch_resumes_or_starts_over(files_server, tmp_path, mode, expected_ran
     partial.write_bytes(DATA[:40_000])
     _fetch(files_server, partial)
     assert partial.read_bytes() == DATA and files_server.ranges == [expected_range]
+
+
+def test_fetch_starts_over_when_the_dp_answers_another_range(files_server, tmp_path):
+    """When the DP answers 206 from another byte than the one asked for, is nothing written at
+    the wrong place: the partial is dropped, the try fails as passing, and the next try, asking
+    for the whole file, ends verified?"""
+    files_server.mode = "wrong-range"
+    partial = tmp_path / "p"
+    partial.write_bytes(DATA[:40_000])
+    with pytest.raises(TransferError, match="from byte 20000, not 40000"):
+        _fetch(files_server, partial)
+    assert partial.read_bytes() == b""
+    _fetch(files_server, partial)
+    assert partial.read_bytes() == DATA and files_server.ranges == ["bytes=40000-", None]
 
 
 def test_fetch_refuses_a_damaged_file_and_a_refused_link(files_server, tmp_path):
