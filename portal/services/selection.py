@@ -1,7 +1,10 @@
 """Which DP a device downloads a deployment from, and why (SPEC 2).
 
-The order: the most specific boundary containing one of the device's addresses, then its group's
-preferred DP, then the group's fallbacks in order, then central. A candidate that cannot serve
+The order: a boundary, then the device's group's preferred DP, then the group's fallbacks in
+order, then central. Boundaries are matched address by address (a public request address first,
+then the addresses the agent reports, then a private request address: see `_addresses_in_order`);
+the first address inside any boundary decides, and among the boundaries containing it the most
+specific wins. A candidate that cannot serve
 every asset of the deployment (missing, outdated, still copying, failed, offline, disabled) is
 skipped with its reasons and the next one is tried.
 
