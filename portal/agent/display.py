@@ -14,10 +14,12 @@ class ProgressBar:
         self.lock = threading.Lock()
         self.shown = False
         self.last = 0.0
-        self.started, self.start_bytes = time.monotonic(), 0
+        self.started, self.start_bytes = None, 0
 
     def begin(self, done: int) -> None:
-        self.started, self.start_bytes = time.monotonic(), done
+        # The rate is measured from the first update on: what was there before (files staged,
+        # the part of a file downloaded before a restart) arrives in it at once.
+        self.started, self.start_bytes = None, done
 
     def update(self, done: int, total: int, label: str, force: bool = False) -> None:
         if not self.enabled:
@@ -26,12 +28,15 @@ class ProgressBar:
         if not force and now - self.last < 0.2:
             return
         self.last = now
+        if self.started is None:
+            self.started, self.start_bytes = now, done
         percent = done * 100 // total if total else 100
         width = 30
         filled = width * percent // 100
-        rate = (done - self.start_bytes) / max(now - self.started, 0.001)
+        elapsed = now - self.started
+        rate = f"{_size((done - self.start_bytes) / elapsed)}/s" if elapsed > 0.1 else "…"
         line = (f"[{'#' * filled}{'.' * (width - filled)}] {percent:3d}% "
-                f"{_size(done)}/{_size(total)} {_size(rate)}/s {label}")
+                f"{_size(done)}/{_size(total)} {rate} {label}")
         with self.lock:
             self.stream.write("\r\033[K" + line[:160])
             self.stream.flush()

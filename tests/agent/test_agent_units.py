@@ -154,3 +154,25 @@ def test_space_check_counts_what_a_resumed_download_holds(tmp_path, monkeypatch)
     monkeypatch.setattr(runner_module.shutil, "disk_usage", lambda path: SimpleNamespace(free=50))
     with pytest.raises(runner_module.Failed, match="need 100 bytes, 50 free"):
         runner._check_space(manifest)
+
+
+def test_progress_bar_rate_leaves_out_what_was_there_before(monkeypatch):
+    """After a restart, does the bar's rate count only the bytes that arrive now, not the 900 MiB
+    the partial file already held?"""
+    import io
+
+    from portal.agent import display
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    clock = iter([100.0, 101.0])
+    monkeypatch.setattr(display.time, "monotonic", lambda: next(clock))
+    out = Tty()
+    bar = display.ProgressBar(out)
+    bar.begin(0)
+    mib = 1024 * 1024
+    bar.update(900 * mib, 1000 * mib, "Images/x.wim")  # the resumed prefix, at once
+    bar.update(910 * mib, 1000 * mib, "Images/x.wim")  # 10 MiB in the next second
+    assert "10.0 MiB/s" in out.getvalue().split("\r")[-1]
