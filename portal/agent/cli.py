@@ -132,6 +132,7 @@ class Agent:
                         continue
                     wait = 1.0  # it ended elsewhere, or its report waits: not in a tight loop
                 else:
+                    self._drop_orphaned_partials()
                     if self.args.once:
                         break
                     wait = min(self.interval, max(0.0, next_heartbeat - time.monotonic()))
@@ -140,6 +141,19 @@ class Agent:
                 failures += 1
             self.stopping.wait(wait)
         return 1 if "failed" in self.outcomes else 0
+
+    def _drop_orphaned_partials(self) -> None:
+        """With no unfinished deployment, no partial download can be resumed: remove what a
+        deployment ended at the server while this agent was down left in .partial/."""
+        folder = os.path.join(self.target, ".partial")
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        for name in names:
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError as exc:
+                log.warning("could not remove the partial download %s: %s", name, exc)
+        if names:
+            log.info("removed %d partial download(s) no deployment needs any more", len(names))
 
     def _after_error(self, exc: ServerError, failures: int) -> float:
         """What a failed call means, and how long to wait before the next one."""

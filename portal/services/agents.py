@@ -332,7 +332,8 @@ def fail_silent_deployments(silent_after: int | None = None) -> dict:
     """Fail running deployments whose agent said nothing for `silent_after` seconds (default
     DEPOT_DEPLOYMENT_SILENT_AFTER); one whose cancel was asked for ends cancelled instead.
     Pending deployments wait for their device, however long it stays off."""
-    silent_after = silent_after or current_app.config["DEPOT_DEPLOYMENT_SILENT_AFTER"]
+    if silent_after is None:
+        silent_after = current_app.config["DEPOT_DEPLOYMENT_SILENT_AFTER"]
     cutoff = utcnow() - timedelta(seconds=silent_after)
     stale = db.session.scalars(
         select(Deployment).where(Deployment.state.in_(("downloading", "applying")),

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Deployment, Device
-from portal.services import deployments, devices
+from portal.services import agents, deployments, devices
 from tests.conftest import copy_one, wait_for
 from tests.factories import write_file
 
@@ -492,3 +492,26 @@ def test_a_cancel_while_the_agent_is_down_removes_its_partial(central, rescan, s
     assert again.wait(60) == 0, again.log
     assert fresh(deployment.id).state == "cancelled"
     assert not partial.exists()
+
+
+def test_a_deployment_ended_by_the_silent_sweep_leaves_no_partial(central, rescan, start_agent,
+                                                                  deploy, tmp_path):
+    """An agent down mid-download never hears of its deployment again once the silent sweep
+    fails it; does its next start, finding no work, remove the partial download left behind?"""
+    image = os.urandom(1024 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    rescan(central)
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Win11.img")
+    agent = start_agent("--max-rate", str(256 * KiB))
+    partial = tmp_path / "a1" / ".partial" / hashlib.sha256(image).hexdigest()
+    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, timeout=20,
+             message="a partial download")
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(15) == 0, agent.log
+    agents.fail_silent_deployments(silent_after=0)
+    assert fresh(deployment.id).state == "failed"
+    again = start_agent("--once")
+    assert again.wait(60) == 0, again.log
+    assert not partial.exists()
+    assert "removed 1 partial download(s)" in again.log
