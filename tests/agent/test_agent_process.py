@@ -343,9 +343,6 @@ def test_deployment_under_gunicorn(central, rescan, live_server, agent_zipapp, e
     write_file(central.root, "Images/Win11.img", image)
     rescan(central)
     digest = hashlib.sha256(image).hexdigest()
-    partial = tmp_path / "g1" / ".partial" / digest
-    partial.parent.mkdir(parents=True)
-    partial.write_bytes(image[:100_000])  # what an earlier, killed run left
 
     def run(*extra):
         args = ["--server", live_server, "--target", str(tmp_path / "g1"), "--interval", "1",
@@ -362,6 +359,9 @@ def test_deployment_under_gunicorn(central, rescan, live_server, agent_zipapp, e
 
     run()
     deployment = deploy(device_named("pc-g1").id, central, "Images/Win11.img")
+    partial = tmp_path / "g1" / ".partial" / digest
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_bytes(image[:100_000])  # what an earlier run, killed mid-download, left
     log = run()
     assert fresh(deployment.id).state == "succeeded", log
     assert "resuming at byte 100000 of 262144" in log
