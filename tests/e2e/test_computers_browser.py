@@ -29,6 +29,10 @@ def test_move_two_devices_in_bulk_and_set_the_groups_preferred_dp(app, central, 
     sign_in(page, live_server, "admin@example.com")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Computer Management").click()
     expect(page.locator("#devices tbody tr")).to_have_count(4)
+    # The rows are there while the page still parses; typing before htmx has bound the form
+    # (on a busy machine) would go unheard.
+    page.wait_for_load_state("load")
+    page.wait_for_function("() => window.htmx !== undefined")
     page.get_by_label("Search").fill("SLC-LT")
     expect(page.locator("#devices tbody tr")).to_have_count(2)  # htmx, while typing
     expect(page).to_have_url(f"{live_server}/computers/?q=SLC-LT&group_id=&status=")
