@@ -39,6 +39,23 @@ def enrolled(start_agent, name="a1", *extra, env=None):
     return device_named(f"pc-{name}")
 
 
+def stopped_mid_download(central, rescan, start_agent, deploy, tmp_path):
+    """A 1 MiB image deployed from central to agent a1, which SIGTERM stopped part of the way
+    through (rate-capped): (image, deployment, its partial file, the stopped agent)."""
+    image = os.urandom(1024 * KiB)
+    write_file(central.root, "Images/Win11.img", image)
+    rescan(central)
+    device = enrolled(start_agent)
+    deployment = deploy(device.id, central, "Images/Win11.img")
+    agent = start_agent("--max-rate", str(256 * KiB))
+    partial = tmp_path / "a1" / ".partial" / hashlib.sha256(image).hexdigest()
+    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, timeout=20,
+             message="a partial download")
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(15) == 0, agent.log
+    return image, deployment, partial, agent
+
+
 def staged(tmp_path, deployment, path, name="a1"):
     """Where agent `name` stages `path` of the deployment."""
     return tmp_path / name / "staged" / str(deployment.id) / path
@@ -298,17 +315,8 @@ def test_sigterm_mid_download_stops_cleanly_and_resumes(central, rescan, start_a
                                                        tmp_path):
     """Does SIGTERM during a download stop the agent at once (exit 0, the deployment left
     downloading, the partial kept), and the next start resume it?"""
-    image = os.urandom(1024 * KiB)
-    write_file(central.root, "Images/Win11.img", image)
-    rescan(central)
-    device = enrolled(start_agent)
-    deployment = deploy(device.id, central, "Images/Win11.img")
-    agent = start_agent("--max-rate", str(256 * KiB))
-    partial = tmp_path / "a1" / ".partial" / hashlib.sha256(image).hexdigest()
-    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, timeout=20,
-             message="a partial download")
-    agent.signal(signal.SIGTERM)
-    assert agent.wait(15) == 0, agent.log
+    image, deployment, partial, agent = stopped_mid_download(central, rescan, start_agent,
+                                                             deploy, tmp_path)
     assert "partial downloads kept" in agent.log
     assert partial.exists() and fresh(deployment.id).state == "downloading"
     again = start_agent("--once")
@@ -475,17 +483,8 @@ def test_a_cancel_while_the_agent_is_down_removes_its_partial(central, rescan, s
     """An agent stopped mid-download keeps its partial to resume; when the deployment is
     cancelled meanwhile, does the next start end it cancelled and remove that partial? (The
     manifest of a cancelled deployment lists no files to name it by.)"""
-    image = os.urandom(1024 * KiB)
-    write_file(central.root, "Images/Win11.img", image)
-    rescan(central)
-    device = enrolled(start_agent)
-    deployment = deploy(device.id, central, "Images/Win11.img")
-    agent = start_agent("--max-rate", str(256 * KiB))
-    partial = tmp_path / "a1" / ".partial" / hashlib.sha256(image).hexdigest()
-    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, timeout=20,
-             message="a partial download")
-    agent.signal(signal.SIGTERM)
-    assert agent.wait(15) == 0, agent.log
+    image, deployment, partial, agent = stopped_mid_download(central, rescan, start_agent,
+                                                             deploy, tmp_path)
     deployments.cancel_deployment(admin, deployment.id)
     assert fresh(deployment.id).state == "downloading" and fresh(deployment.id).cancel_requested
     again = start_agent("--once")
@@ -498,17 +497,8 @@ def test_a_deployment_ended_by_the_silent_sweep_leaves_no_partial(central, resca
                                                                   deploy, tmp_path):
     """An agent down mid-download never hears of its deployment again once the silent sweep
     fails it; does its next start, finding no work, remove the partial download left behind?"""
-    image = os.urandom(1024 * KiB)
-    write_file(central.root, "Images/Win11.img", image)
-    rescan(central)
-    device = enrolled(start_agent)
-    deployment = deploy(device.id, central, "Images/Win11.img")
-    agent = start_agent("--max-rate", str(256 * KiB))
-    partial = tmp_path / "a1" / ".partial" / hashlib.sha256(image).hexdigest()
-    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, timeout=20,
-             message="a partial download")
-    agent.signal(signal.SIGTERM)
-    assert agent.wait(15) == 0, agent.log
+    image, deployment, partial, agent = stopped_mid_download(central, rescan, start_agent,
+                                                             deploy, tmp_path)
     agents.fail_silent_deployments(silent_after=0)
     assert fresh(deployment.id).state == "failed"
     again = start_agent("--once")
