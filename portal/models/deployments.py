@@ -5,7 +5,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import isoformat, utcnow
+from portal.models.base import isoformat, percent_done, utcnow
 
 DEPLOYMENT_STATES = ("pending", "downloading", "applying", "succeeded", "failed", "cancelled")
 ACTIVE_DEPLOYMENT_STATES = ("pending", "downloading", "applying")
@@ -67,11 +67,7 @@ class Deployment(db.Model):
 
     @property
     def percent(self) -> int | None:
-        if self.state == "succeeded":
-            return 100
-        if not self.bytes_total:
-            return None
-        return min(100, int(self.bytes_done * 100 / self.bytes_total))
+        return percent_done(self.state, self.bytes_done, self.bytes_total)
 
     @property
     def asset_keys(self) -> list[str]:

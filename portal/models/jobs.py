@@ -5,7 +5,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import isoformat, utcnow
+from portal.models.base import isoformat, percent_done, utcnow
 
 JOB_KINDS = ("rescan", "copy", "verify", "delete")
 ACTIVE_STATES = ("queued", "running")
@@ -66,11 +66,7 @@ class Job(db.Model):
 
     @property
     def percent(self) -> int | None:
-        if self.state == "succeeded":
-            return 100
-        if not self.bytes_total:
-            return None
-        return min(100, int(self.bytes_done * 100 / self.bytes_total))
+        return percent_done(self.state, self.bytes_done, self.bytes_total)
 
     def to_dict(self) -> dict:
         return {
