@@ -56,6 +56,15 @@ def stopped_mid_download(central, rescan, start_agent, deploy, tmp_path):
     return image, deployment, partial, agent
 
 
+def image_at_seattle(data, central, rescan, seattle, admin, work):
+    """Images/Win11.img with these bytes at central and, copied there and rescanned, current at
+    the DP node Seattle."""
+    write_file(central.root, "Images/Win11.img", data)
+    rescan(central)
+    assert copy_one(admin, work, "Images/Win11.img", seattle).state == "succeeded"
+    rescan(seattle)
+
+
 def staged(tmp_path, deployment, path, name="a1"):
     """Where agent `name` stages `path` of the deployment."""
     return tmp_path / name / "staged" / str(deployment.id) / path
@@ -98,10 +107,7 @@ def test_deployment_from_a_dp_node(central, rescan, seattle, admin, work, start_
     """Does an agent download from the DP node the deployment names (its signed links), not
     from central?"""
     image = os.urandom(200 * KiB)
-    write_file(central.root, "Images/Win11.img", image)
-    rescan(central)
-    assert copy_one(admin, work, "Images/Win11.img", seattle).state == "succeeded"
-    rescan(seattle)
+    image_at_seattle(image, central, rescan, seattle, admin, work)
     served = []
     inner = node.app.wsgi_app
 
@@ -203,10 +209,7 @@ def test_file_corrupted_at_the_dp_fails_with_hash_mismatch(central, rescan, seat
                                                            start_agent, deploy, node, tmp_path):
     """When a file at the DP node was damaged after its scan (same size), does the agent fail
     the deployment with 'hash mismatch: <path> at Seattle' and keep nothing of it?"""
-    write_file(central.root, "Images/Win11.img", b"a" * 50 * KiB)
-    rescan(central)
-    assert copy_one(admin, work, "Images/Win11.img", seattle).state == "succeeded"
-    rescan(seattle)
+    image_at_seattle(b"a" * 50 * KiB, central, rescan, seattle, admin, work)
     device = enrolled(start_agent)
     deployment = deploy(device.id, seattle, "Images/Win11.img")
     with open(node.file("Images/Win11.img"), "r+b") as fh:
@@ -381,10 +384,7 @@ def test_dropped_connection_resumes_from_the_dp_node(central, rescan, seattle, a
     """When the DP node's connection drops mid-file, does the agent try again with a Range
     request for the rest (not the whole file) and succeed?"""
     image = os.urandom(300 * KiB)
-    write_file(central.root, "Images/Win11.img", image)
-    rescan(central)
-    assert copy_one(admin, work, "Images/Win11.img", seattle).state == "succeeded"
-    rescan(seattle)
+    image_at_seattle(image, central, rescan, seattle, admin, work)
     ranges = []
     inner = node.app.wsgi_app
 
