@@ -118,12 +118,15 @@ class FakeDropbox(FakeOAuthProvider):
                           if n.tag == "file")
 
     def corrupt(self, user_id: str, path: str) -> None:
-        """Flip a byte of a stored file (its content_hash changes with it, as at Dropbox)."""
+        """Flip a byte of a stored file in place, as damage at rest would: its content_hash
+        follows the bytes (as at Dropbox), its size, rev and modified time stay. (A new modified
+        time would make a verify take it for a replaced file, the next rescan's business, unless
+        it fell in the same second as the upload: the test that used it passed by the clock.)"""
         with self.lock:
             node = self.users[user_id].files[path.lower()]
             data = bytearray(node.data)
             data[len(data) // 2] ^= 0xFF
-            node.data, node.rev, node.modified = bytes(data), secrets.token_hex(9), time.time()
+            node.data = bytes(data)
 
     def fail_next(self, count: int = 1, mode: str = "500") -> None:
         """The next `count` upload requests fail: "500" (a server error), "429" (throttled,
