@@ -64,8 +64,7 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from bench._depot import WORK, check, run  # noqa: E402
 from bench.copy import free_port, poll_until, stop_process  # noqa: E402
-from bench.download import (NginxProcess, machine_cpu, nginx_version, others,  # noqa: E402
-                            process_cpu, tree_cpu)
+from bench.download import NginxProcess, machine_cpu, nginx_version, others, process_cpu, tree_cpu  # noqa: E402
 from portal import create_app  # noqa: E402
 from portal.config import BASE_DIR, Config  # noqa: E402
 from portal.extensions import db  # noqa: E402

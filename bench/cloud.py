@@ -59,8 +59,16 @@ from awscrt.checksums import crc64nvme  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
 from bench._depot import WORK, Depot, MiB, check, run, sha256_file, timed  # noqa: E402
-from bench.copy import (central_digest, free_port, job_row, poll_until, prime_memory,  # noqa: E402
-                        status_at, stop_process, write_image)
+from bench.copy import (  # noqa: E402
+    central_digest,
+    free_port,
+    job_row,
+    poll_until,
+    prime_memory,
+    status_at,
+    stop_process,
+    write_image,
+)
 from portal.extensions import db  # noqa: E402
 from portal.models import DistributionPoint  # noqa: E402
 from portal.services import cloud_dps, copies  # noqa: E402

@@ -7,7 +7,7 @@ cache (which cannot be dropped). Three servers offer it on 127.0.0.1:
 - Depot: a DP node started by its documented production command, `flask --app wsgi dp-node run
   --root DIR --bind 127.0.0.1:PORT` (it execs gunicorn: gthread, 2 workers x 16 threads, access
   log on), and a signed link made as the central server makes it for an agent
-  (`portal.dpnode.signing.sign`, what `storage_for(dp).download_link(path, ttl)` calls for a DP
+  (`portal.core.signing.sign`, what `storage_for(dp).download_link(path, ttl)` calls for a DP
   node): `GET /dp/v1/download?path&expires&sig`. The node checks the signature, then Werkzeug's
   send_file hands gunicorn a file wrapper, which gunicorn sends with sendfile(2).
 - nginx: Debian's /usr/sbin/nginx as this bench's own process (`daemon off`, config, pid, logs
@@ -52,9 +52,8 @@ import time  # noqa: E402
 import requests  # noqa: E402
 
 from bench._depot import WORK, MiB, check, run, sha256_file  # noqa: E402
-from bench.copy import (NODE_KEY, NodeProcess, free_port, poll_until, stop_process,  # noqa: E402
-                        write_image)
-from portal.dpnode import signing  # noqa: E402
+from bench.copy import NODE_KEY, NodeProcess, free_port, poll_until, stop_process, write_image  # noqa: E402
+from portal.core import signing  # noqa: E402
 from portal.launcher import descendants  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
@@ -269,7 +268,7 @@ def bench(args) -> None:
         nginx.wait_up()
 
         def depot_link(base: str) -> str:
-            return signing.sign(base, NODE_KEY, IMAGE, LINK_TTL)
+            return signing.sign(signing.DP_NODE, base, NODE_KEY, IMAGE, LINK_TTL)
         urls = {DEPOT: lambda: depot_link(node.url),
                 NGINX_NAME: lambda: f"http://127.0.0.1:{nginx_port}/{IMAGE}"}
         if accel_node:

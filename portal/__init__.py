@@ -3,17 +3,20 @@ import logging
 import os
 import secrets
 
-from flask import Flask
-from werkzeug.routing import IntegerConverter
+from portal.core.version import __version__ as __version__
 
-from portal.config import BASE_DIR, Config
-from portal.extensions import csrf, db, htmx, login_manager, migrate
-
-__version__ = "0.1.0"
+# Nothing else at import time: `portal` is also the package of the lean DP node and the agent,
+# which must not load the console's stack (Flask-SQLAlchemy, RQ, Authlib ...) by importing it.
 
 
-def create_app(config_class=Config) -> Flask:
+def create_app(config_class=None):
     """Build the Flask app: settings, extensions, blueprints, error handlers and CLI commands."""
+    from flask import Flask
+
+    from portal.config import BASE_DIR, Config
+    from portal.extensions import csrf, db, htmx, login_manager, migrate
+
+    config_class = config_class or Config
     app = Flask(__name__, instance_path=os.path.abspath(config_class.INSTANCE_DIR))
     app.config.from_object(config_class)
     os.makedirs(app.instance_path, exist_ok=True)
@@ -33,7 +36,7 @@ def create_app(config_class=Config) -> Flask:
     auth.init_app(app)
     # Before the blueprints' rules are bound: an <int:id> past what the database's integer
     # columns hold is no route (404), not a driver overflow (500).
-    app.url_map.converters["int"] = DatabaseInt
+    app.url_map.converters["int"] = database_int()
     register_blueprints(app)
     errors.init_app(app)
     views_context.init_app(app)
@@ -41,12 +44,16 @@ def create_app(config_class=Config) -> Flask:
     return app
 
 
-class DatabaseInt(IntegerConverter):
+def database_int():
     """Flask's int converter, capped at the largest 32-bit id unless a route says otherwise."""
+    from werkzeug.routing import IntegerConverter
 
-    def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2 ** 31 - 1)
-        super().__init__(map, *args, **kwargs)
+    class DatabaseInt(IntegerConverter):
+        def __init__(self, map, *args, **kwargs):
+            kwargs.setdefault("max", 2 ** 31 - 1)
+            super().__init__(map, *args, **kwargs)
+
+    return DatabaseInt
 
 
 def _instance_secret(instance_path: str) -> str:

@@ -1,16 +1,15 @@
 """Flask commands for ops: `flask --app wsgi init | users | tokens | demo | jobs | dp-node`."""
-import os
 import sys
 
 import click
 from flask import current_app
 from sqlalchemy import select
 
+from portal.core.errors import DepotError
 from portal.extensions import db
 from portal.models import User
-from portal.services import DepotError, accounts, demo
+from portal.services import accounts, demo, jobs
 from portal.services import distribution_points as dps
-from portal.services import jobs
 from portal.services.actors import Actor
 
 CLI = Actor(None, via="cli")
@@ -159,21 +158,13 @@ def dp_node_cli():
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
 def dp_node_run(root, bind, workers):
     """Serve a content root as a DP node under gunicorn (key from DEPOT_DP_KEY)."""
-    from portal.config import BASE_DIR
-    from portal.dpnode import NodeMisconfigured, check_settings
+    from portal.dpnode import NodeMisconfigured
+    from portal.dpnode.cli import serve
 
-    root = os.path.abspath(root)
     try:
-        check_settings(root, os.environ.get("DEPOT_DP_KEY"))
+        serve(root, bind, workers)
     except NodeMisconfigured as exc:
         raise click.ClickException(exc.message)
-    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    # gthread workers: a long download keeps its thread without tripping the worker timeout.
-    argv = [gunicorn, "--bind", bind, "--worker-class", "gthread", "--workers", str(workers),
-            "--threads", "16", "--chdir", str(BASE_DIR), "--access-logfile", "-",
-            "--no-control-socket", "portal.dpnode:create_node_app()"]
-    click.echo(f"DP node serving {root} on {bind}")
-    os.execve(gunicorn, argv, dict(os.environ, DEPOT_DP_ROOT=root))
 
 
 @click.group("enrollment-token")

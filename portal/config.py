@@ -118,20 +118,3 @@ class TestConfig(Config):
     SECRET_KEY = "test-secret"
     DEPOT_CENTRAL_ROOT_IS_DEFAULT = True
     DEPOT_HASH_THREADS = 2
-
-
-class NodeConfig:
-    """A DP node (`flask --app wsgi dp-node run`): its content root, key and limits."""
-
-    DEPOT_NODE = True
-    DEPOT_DP_ROOT = os.environ.get("DEPOT_DP_ROOT", str(BASE_DIR / "data" / "dp-node"))
-    DEPOT_DP_KEY = os.environ.get("DEPOT_DP_KEY")
-    # Uploads are refused up front (507) unless they leave this much free on the disk.
-    DEPOT_DP_RESERVE_BYTES = _env_int("DEPOT_DP_RESERVE_BYTES", 1024 ** 3)
-    # Partial uploads nobody touched for this long are removed.
-    DEPOT_DP_UPLOAD_MAX_AGE = _env_int("DEPOT_DP_UPLOAD_MAX_AGE", 7 * 86400)
-    DEPOT_DP_MAX_CHUNK = _env_int("DEPOT_DP_MAX_CHUNK", 64 * 1024 ** 2)
-    # Set (e.g. "/depot-files/") when nginx serves downloads: see README, "DP nodes behind nginx".
-    DEPOT_DP_X_ACCEL_PREFIX = os.environ.get("DEPOT_DP_X_ACCEL_PREFIX")
-    DEPOT_HASH_THREADS = Config.DEPOT_HASH_THREADS
-    MAX_CONTENT_LENGTH = DEPOT_DP_MAX_CHUNK + 64 * 1024

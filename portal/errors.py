@@ -1,15 +1,15 @@
 """Errors as JSON for the API and as pages (or a flash fragment for htmx) for the console."""
-from flask import current_app, jsonify, make_response, render_template, request
+from flask import jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from portal.services import DepotError
+from portal.core.errors import DepotError, error_body
 
 API_PREFIXES = ("/api/", "/dp/", "/agent/")
 
 
 def wants_json() -> bool:
-    return current_app.config.get("DEPOT_NODE", False) or request.path.startswith(API_PREFIXES)
+    return request.path.startswith(API_PREFIXES)
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None,
@@ -17,7 +17,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     """The one shape of every error: JSON for programs, a page or a flash for people. `extra`
     adds fields to the JSON error (a 409's `reasons`)."""
     if wants_json():
-        response = jsonify({"error": {**(extra or {}), "code": code, "message": message}})
+        response = jsonify(error_body(code, message, extra))
     elif getattr(request, "htmx", False):
         response = render_template("_flash.html", level="error", message=message)
         response = make_response(response)

@@ -4,7 +4,6 @@ import os
 import socket
 
 import redis
-from authlib.integrations.flask_client import OAuth
 from flask import current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -93,16 +92,6 @@ def get_redis() -> redis.Redis:
         conn = redis.Redis.from_url(redis_url(app), socket_connect_timeout=5, health_check_interval=30)
         app.extensions["depot_redis"] = conn
     return conn
-
-
-def oauth_registry() -> OAuth:
-    """The current app's Authlib client registry (one per app: each app has its own settings)."""
-    app = current_app._get_current_object()
-    registry = app.extensions.get("depot_oauth")
-    if registry is None:
-        registry = app.extensions["depot_oauth"] = OAuth()
-        registry.init_app(app)
-    return registry
 
 
 def get_queue(name: str = "default") -> Queue:

@@ -1,9 +1,10 @@
 """What every console page's layout needs: the left pane, the DP switcher, the bell."""
 from flask_login import current_user
 
-from portal.services import NotFound, notifications
+from portal.core.errors import NotFound
+from portal.core.libraries import LIBRARIES, SLUGS
 from portal.services import distribution_points as dps
-from portal.services.libraries import LIBRARIES, SLUGS
+from portal.services import notifications
 from portal.services.permissions import can
 from portal.storage import CLOUD_PROVIDERS
 

@@ -7,10 +7,10 @@ import socket
 import pytest
 import requests
 
-from portal.config import NodeConfig
+from portal.dpnode import create_node_app
+from portal.dpnode.config import NodeConfig
 from portal.extensions import db
 from portal.models import DistributionPoint
-from portal.dpnode import create_node_app
 from portal.services import dp_management
 from tests.servers import LoopbackServer
 

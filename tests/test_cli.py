@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from portal.config import BASE_DIR
 from portal.extensions import db
+from portal.launcher import descendants
 from portal.models import Asset, Job, User
 from portal.services.demo import DEMO_FILES
-from portal.launcher import descendants
 from tests.conftest import wait_for
 from tests.factories import make_user
 

@@ -3,9 +3,10 @@ import json
 
 import pytest
 
+from portal.core.errors import DepotError
 from portal.extensions import db
 from portal.models import DistributionPoint, UploadSession
-from portal.services import DepotError, secrets
+from portal.services import secrets
 
 
 @pytest.fixture

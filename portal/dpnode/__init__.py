@@ -1,19 +1,23 @@
 """DP-node mode: the same code base serving a branch's content root to the central server
 (inventory, resumable uploads, deletes, health) and to endpoints (signed download links).
 
-Production: `gunicorn --worker-class gthread 'portal.dpnode:create_node_app()'` with DEPOT_DP_ROOT
-and DEPOT_DP_KEY set; `flask --app wsgi dp-node run --root DIR --bind HOST:PORT` does the same.
+A node runs on `portal.core` and Flask alone: no database, no Redis, none of the console's stack
+(the import contract in `.importlinter` holds it so, and its needs are `requirements-dpnode.txt`).
+`python -m portal.dpnode run --root DIR --bind HOST:PORT` starts one (key from DEPOT_DP_KEY);
+`flask --app wsgi dp-node run` does the same from a central install.
 """
 import logging
 import os
 
-from flask import Flask
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
 
-from portal.config import NodeConfig
-from portal.services import DepotError
-from portal.storage.central import FilesystemStorage
+from portal.core.errors import DepotError, error_body
+from portal.core.files import ContentRoot
+from portal.dpnode.config import NodeConfig
 
 MIN_KEY_LENGTH = 16
+log = logging.getLogger(__name__)
 
 
 class NodeMisconfigured(DepotError):
@@ -40,11 +44,35 @@ def create_node_app(config_class=NodeConfig) -> Flask:
     check_settings(root, app.config["DEPOT_DP_KEY"])
     app.config["DEPOT_DP_ROOT"] = os.path.abspath(root)
 
-    from portal import errors
     from portal.dpnode.routes import bp, store
 
-    errors.init_app(app)
+    _register_errors(app)
     app.register_blueprint(bp)
-    FilesystemStorage(root=app.config["DEPOT_DP_ROOT"]).ensure_layout()
+    ContentRoot(app.config["DEPOT_DP_ROOT"]).ensure_layout()
     store(app).sweep()
     return app
+
+
+def _register_errors(app: Flask) -> None:
+    """Every error as the one JSON shape (portal.core.errors.error_body), never a page."""
+
+    def answer(status: int, code: str, message: str, headers: dict | None = None):
+        response = jsonify(error_body(code, message))
+        response.status_code = status
+        response.headers.update(headers or {})
+        return response
+
+    @app.errorhandler(DepotError)
+    def _domain_error(exc: DepotError):
+        return answer(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return answer(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"),
+                      exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return answer(500, "internal_error", "Something went wrong on the DP node; the error was "
+                                             "logged.")

@@ -13,9 +13,9 @@ import time
 from contextlib import closing
 from typing import Iterator
 
+from portal.core.files import ContentRoot
+from portal.core.hashing import Reader, hash_files
 from portal.dpnode.uploads import STATE_DIR
-from portal.services.inventory import Reader, hash_files
-from portal.storage.central import FilesystemStorage
 
 SAVE_EVERY = 500
 PROGRESS_SECONDS = 1.0
@@ -99,7 +99,7 @@ def scan(root: str, threads: int = 2, verify: bool = False) -> Iterator[dict]:
 
 
 def _scan(root: str, cache: HashCache, threads: int, verify: bool) -> Iterator[dict]:
-    backend = FilesystemStorage(root=root)
+    backend = ContentRoot(root)
     backend.ensure_layout()
     problems: list[str] = []
     entries, last_word = [], time.monotonic()

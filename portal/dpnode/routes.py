@@ -6,19 +6,16 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request, send_file
 
-from portal import __version__
-from portal.dpnode import inventory, signing
-from portal.storage.paths import confine, inside_root
+from portal.core import signing
+from portal.core.errors import DepotError, NotFound, Unauthorized
+from portal.core.files import ContentRoot
+from portal.core.paths import confine, inside_root
+from portal.core.version import __version__
+from portal.dpnode import inventory
 from portal.dpnode.uploads import UploadStore, upload_id
-from portal.services import DepotError, NotFound
-from portal.storage.central import FilesystemStorage
 
 bp = Blueprint("dpnode", __name__, url_prefix="/dp/v1")
 PUBLIC_ENDPOINTS = {"dpnode.download"}
-
-
-class Unauthorized(DepotError):
-    code, status = "unauthorized", 401
 
 
 def store(app=None) -> UploadStore:
@@ -128,7 +125,7 @@ def abort_upload(uid: str):
 def delete_content():
     """Delete an asset (file or folder) or one file inside a folder asset: ?path=Images/x.wim."""
     rel = request.args.get("path")
-    if not FilesystemStorage(root=_root()).delete(rel):
+    if not ContentRoot(_root()).delete(rel):
         raise NotFound(f"{rel} is not at this DP")
     return {"deleted": rel}
 
@@ -139,7 +136,7 @@ def download():
     rel, expires, sig = (request.args.get(k) for k in ("path", "expires", "sig"))
     if not rel:
         raise DepotError("the download link names no file")
-    signing.check(current_app.config["DEPOT_DP_KEY"], rel, expires, sig)
+    signing.check(signing.DP_NODE, current_app.config["DEPOT_DP_KEY"], rel, expires, sig)
     path = confine(_root(), rel)
     if not os.path.isfile(path) or not inside_root(_root(), path):
         raise NotFound(f"{rel} is not at this DP")

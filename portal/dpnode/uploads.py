@@ -19,19 +19,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from portal.storage.paths import confine
-from portal.services import Conflict, DepotError, NotFound
+from portal.core.errors import Conflict, DepotError, DigestMismatch, InsufficientStorage, NotFound
+from portal.core.paths import confine
 
 STATE_DIR = ".depot"
 READ_CHUNK = 1024 * 1024
-
-
-class InsufficientStorage(DepotError):
-    code, status = "insufficient_storage", 507
-
-
-class DigestMismatch(DepotError):
-    code, status = "digest_mismatch", 422
 
 
 @dataclass

@@ -7,8 +7,14 @@ The schedule lives here in code, not in Redis, so a Redis that restarts empty lo
 from rq import cron
 
 from portal.config import Config
-from portal.jobs.maintenance import (HEALTH_JOB_TIMEOUT, check_dp_health, fail_silent_deployments,
-                                     recover_lost_jobs, sweep_abandoned_uploads, verify_everything)
+from portal.jobs.maintenance import (
+                                     HEALTH_JOB_TIMEOUT,
+                                     check_dp_health,
+                                     fail_silent_deployments,
+                                     recover_lost_jobs,
+                                     sweep_abandoned_uploads,
+                                     verify_everything,
+)
 
 cron.register(recover_lost_jobs, "default", interval=Config.DEPOT_RECOVER_INTERVAL,
               ttl=max(60, 4 * Config.DEPOT_RECOVER_INTERVAL), result_ttl=600,

@@ -8,14 +8,14 @@ from flask import current_app
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from portal.core.errors import Conflict, DepotError, NotFound
+from portal.core.names import clean_name
 from portal.extensions import db, get_redis
 from portal.models import ApiToken, User, utcnow
 from portal.models.accounts import ROLES
-from portal.services import Conflict, DepotError, NotFound
-from portal.services.actors import Actor
-from portal.services.names import clean_name
-from portal.services.permissions import require
 from portal.services import audit
+from portal.services.actors import Actor
+from portal.services.permissions import require
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8

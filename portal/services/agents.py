@@ -12,14 +12,14 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
+from portal.core.errors import Conflict, DepotError, NotFound, StorageRefused
 from portal.extensions import db
 from portal.models import Asset, Deployment, Device, DistributionPoint, EnrollmentToken, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES, FINISHED_DEPLOYMENT_STATES
-from portal.services import Conflict, DepotError, NotFound, audit, notifications
+from portal.services import audit, notifications
 from portal.services.actors import Actor
+from portal.services.backends import open_storage
 from portal.services.enrollment import find_valid_token, hash_token
-from portal.storage import storage_for
-from portal.storage.base import StorageRefused
 
 MAX_ADDRESSES = 32
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}$")
@@ -211,9 +211,10 @@ def deployment_of(device: Device, deployment_id: int) -> Deployment:
     return deployment
 
 
-def manifest(device: Device, deployment_id: int) -> dict:
-    """What to download for a deployment, with fresh links from its DP. A pinned asset whose copy
-    at the DP changed since (or went) fails the deployment: DeploymentChanged."""
+def manifest(device: Device, deployment_id: int, public_url: str | None = None) -> dict:
+    """What to download for a deployment, with fresh links from its DP (links to central itself
+    point at `public_url` unless DEPOT_PUBLIC_URL says otherwise). A pinned asset whose copy at
+    the DP changed since (or went) fails the deployment: DeploymentChanged."""
     deployment = deployment_of(device, deployment_id)
     answer = {"id": deployment.id, "state": deployment.state,
               "cancel_requested": deployment.cancel_requested,
@@ -238,7 +239,7 @@ def manifest(device: Device, deployment_id: int) -> dict:
                                       "this deployment was created; deploy again")
     ttl = current_app.config["DEPOT_DOWNLOAD_LINK_TTL"]
     try:
-        with storage_for(dp) as backend:
+        with open_storage(dp, public_url=public_url) as backend:
             answer["files"] = [
                 {"key": pinned["key"], "path": f["path"], "size": f["size"],
                  "sha256": f["sha256"], "url": backend.download_link(f["path"], ttl)}

@@ -3,9 +3,10 @@ import ipaddress
 
 from sqlalchemy import func, select
 
+from portal.core.errors import Conflict, DepotError, NotFound
 from portal.extensions import db
 from portal.models import Boundary
-from portal.services import Conflict, DepotError, NotFound, audit
+from portal.services import audit
 from portal.services.actors import Actor
 from portal.services.devices import clean_text, existing_dp_id, may_manage, refuse_unknown
 

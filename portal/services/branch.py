@@ -2,9 +2,9 @@
 deployments served from them, for branch staff. Read only."""
 from sqlalchemy import select
 
+from portal.core.errors import NotFound
 from portal.extensions import db
 from portal.models import DistributionPoint
-from portal.services import NotFound
 from portal.services import distribution_points as dps
 from portal.services.deployments import list_deployments
 from portal.services.permissions import can_see_dp

@@ -1,32 +1,29 @@
 """Cloud DPs: an S3-compatible bucket (keys entered once, tested before saving) or a OneDrive,
 Google Drive or Dropbox account connected through the provider's consent page.
 
-The consent round trip: `start_consent` remembers what the admin entered under a fresh `state`
-in the signed session and sends the browser to the provider (PKCE S256, through Authlib's Flask
-client); `finish_consent` takes the provider's answer only for a state it started, exchanges the
-code, asks the account who it is, creates the DP's folders and the DP (or gives an existing DP its
+The consent round trip: `start_consent` gives the provider's consent page (PKCE S256) and what
+to remember under its fresh `state` (the console keeps it in the signed session); `finish_consent`
+takes the provider's answer only for a consent this person started, exchanges the code, asks the account who it is, creates the DP's folders and the DP (or gives an existing DP its
 new tokens: "Reconnect" keeps the DP and its inventory) and starts the first rescan, which finds
 what an older console already put there.
 """
 import json
-import secrets as token_generator
 from urllib.parse import urlsplit
 
 from authlib.integrations.base_client import OAuthError
-from flask import session
+from flask import current_app
 from sqlalchemy import select
 
-from portal.extensions import db, get_redis
+from portal.core.errors import Conflict, DepotError, NotFound
+from portal.core.names import clean_name
+from portal.extensions import db
 from portal.models import DistributionPoint, utcnow
-from portal.services import Conflict, DepotError, NotFound, audit, jobs, notifications, secrets
+from portal.services import audit, jobs, notifications, secrets
 from portal.services.actors import Actor
-from portal.services.names import clean_name
+from portal.services.backends import probe_storage, token_lock
 from portal.services.permissions import require
-from portal.storage import CLOUD_PROVIDERS, backend_class
-from portal.storage.oauth import LOCK_SECONDS, PROVIDERS, refresh_lock, token_record
-
-PENDING_KEY = "depot_consent"
-MAX_PENDING = 5  # consents started and not finished, per browser session
+from portal.storage import CLOUD_PROVIDERS
+from portal.storage.oauth import PROVIDERS, token_record
 
 
 def _clean(value, field: str, max_length: int = 100) -> str:
@@ -87,8 +84,8 @@ def clean_s3(values: dict) -> tuple[dict, dict]:
 def test_s3(values: dict, name: str | None = None) -> dict:
     """List, write and delete a probe object with what was entered; saving nothing."""
     settings, credentials = clean_s3(values)
-    with backend_class("cloud", "s3")(settings=settings, credentials=credentials,
-                                      name=name or settings["bucket"]) as backend:
+    with probe_storage("cloud", "s3", settings=settings, credentials=credentials,
+                       name=name or settings["bucket"]) as backend:
         backend.check()
     return {"bucket": settings["bucket"], "prefix": settings["prefix"]}
 
@@ -100,8 +97,8 @@ def add_s3(actor: Actor, values: dict) -> DistributionPoint:
     site = _optional(values.get("site"), "site")
     _unique_name(name)
     settings, credentials = clean_s3(values)
-    with backend_class("cloud", "s3")(settings=settings, credentials=credentials,
-                                      name=name) as backend:
+    with probe_storage("cloud", "s3", settings=settings, credentials=credentials,
+                       name=name) as backend:
         backend.check()
     dp = DistributionPoint(name=name, kind="cloud", provider="s3", site=site,
                            url=settings["endpoint_url"] or None,
@@ -120,8 +117,8 @@ def add_s3(actor: Actor, values: dict) -> DistributionPoint:
 def replace_s3_keys(dp: DistributionPoint, values: dict) -> str:
     """New keys for an S3 DP, tested before they replace the old ones: the encrypted secret."""
     settings, credentials = clean_s3({**dp.settings, **values})
-    with backend_class("cloud", "s3")(settings=settings, credentials=credentials,
-                                      name=dp.name) as backend:
+    with probe_storage("cloud", "s3", settings=settings, credentials=credentials,
+                       name=dp.name) as backend:
         backend.check()
     return secrets.encrypt(json.dumps(credentials))
 
@@ -129,9 +126,10 @@ def replace_s3_keys(dp: DistributionPoint, values: dict) -> str:
 # --- OAuth providers -------------------------------------------------------------------------
 
 def start_consent(actor: Actor, provider: str, values: dict, redirect_uri: str,
-                  dp: DistributionPoint | None = None):
-    """The redirect to the provider's consent page, for a new DP (name, site, folder) or to
-    reconnect `dp`. What was entered waits in the session under the request's `state`."""
+                  dp: DistributionPoint | None = None) -> tuple[str, str, dict]:
+    """The start of a consent for a new DP (name, site, folder) or to reconnect `dp`: (the
+    provider's consent page URL, the round trip's `state`, what the caller keeps under that state
+    until the provider answers: what was entered, the redirect URI and the PKCE verifier)."""
     require(actor.user, "manage_dps")
     title = provider_title(provider)
     if provider not in PROVIDERS:
@@ -148,50 +146,38 @@ def start_consent(actor: Actor, provider: str, values: dict, redirect_uri: str,
             raise DepotError("folder must be a folder path like Depot or IT/Depot")
         pending = {"name": name, "site": _optional(values.get("site"), "site"),
                    "folder": folder.strip("/")}
-    client = PROVIDERS[provider].client()
-    state = token_generator.token_urlsafe(24)
-    rv = client.create_authorization_url(redirect_uri, state=state,
-                                         **PROVIDERS[provider].authorize_params)
-    client.save_authorize_data(redirect_uri=redirect_uri, **rv)
-    waiting = dict(session.get(PENDING_KEY) or {})
-    while len(waiting) >= MAX_PENDING:  # consents started and abandoned: forget the oldest
-        old_state = next(iter(waiting))
-        _forget_state(waiting.pop(old_state)["provider"], old_state)
-    waiting[state] = {"provider": provider, "user_id": actor.user.id, **pending}
-    session[PENDING_KEY] = waiting
-    return rv["url"]
-
-
-def _forget_state(provider: str, state: str) -> None:
-    """Drop what Authlib keeps in the session cookie for a consent that will not finish (its
-    redirect URI and PKCE verifier), so abandoned consents cannot outgrow the cookie."""
-    if provider in PROVIDERS:
-        PROVIDERS[provider].client().framework.clear_state_data(session, state)
+    url, state, verifier = PROVIDERS[provider].consent_url(current_app.config, redirect_uri)
+    return url, state, {"provider": provider, "user_id": actor.user.id,
+                        "redirect_uri": redirect_uri, "verifier": verifier, **pending}
 
 
 class ConsentRefused(DepotError):
     code, status = "consent_failed", 400
 
 
-def finish_consent(actor: Actor, provider: str, args) -> tuple[DistributionPoint, bool]:
-    """Take the provider's answer: (the DP, True if it was created). Nothing is created unless the
-    `state` is one this session started for this provider and the code exchange succeeds."""
+def finish_consent(actor: Actor, provider: str, pending: dict | None,
+                   args) -> tuple[DistributionPoint, bool]:
+    """Take the provider's answer (`args`) to the consent `pending` (what `start_consent` gave
+    for the answer's state, None if none): (the DP, True if it was created). Nothing is created
+    unless the consent was started by this person for this provider and the code exchange
+    succeeds."""
     require(actor.user, "manage_dps")
     title = provider_title(provider)
-    waiting = dict(session.get(PENDING_KEY) or {})
-    pending = waiting.pop(args.get("state") or "", None)
-    session[PENDING_KEY] = waiting
-    if pending is None or pending["provider"] != provider or pending["user_id"] != actor.user.id:
+    if not isinstance(pending, dict) or pending.get("provider") != provider \
+            or pending.get("user_id") != actor.user.id:
         raise ConsentRefused(f"this answer from {title} does not belong to a connection started "
                              "here (the state does not match); nothing was created. Start again "
                              "from Add cloud.")
     if args.get("error"):
-        _forget_state(provider, args.get("state"))
         raise ConsentRefused(f"{title} did not give access: {args.get('error')}"
                              + (f" ({args.get('error_description')})"
                                 if args.get("error_description") else ""))
+    if not args.get("code"):
+        raise ConsentRefused(f"{title} answered without a code; nothing was created. Start "
+                             "again from Add cloud.")
     try:
-        token = PROVIDERS[provider].client().authorize_access_token()
+        token = PROVIDERS[provider].exchange_code(current_app.config, args["code"],
+                                                  pending["redirect_uri"], pending["verifier"])
     except OAuthError as exc:
         raise ConsentRefused(f"{title} refused the sign-in: {exc.error}"
                              + (f" ({exc.description})" if exc.description else "")) from None
@@ -206,8 +192,8 @@ def finish_consent(actor: Actor, provider: str, args) -> tuple[DistributionPoint
 def _create(actor: Actor, provider: str, pending: dict, token: dict) -> DistributionPoint:
     _unique_name(pending["name"])
     settings = {"folder": pending["folder"]}
-    with backend_class("cloud", provider)(token=token, settings=settings,
-                                          name=pending["name"]) as backend:
+    with probe_storage("cloud", provider, token=token, settings=settings,
+                       name=pending["name"]) as backend:
         account = backend.account()
         settings.update(account=account["name"], account_id=str(account["id"]))
         backend.settings = settings
@@ -229,8 +215,8 @@ def _reconnect(actor: Actor, provider: str, dp_id: int, token: dict) -> Distribu
     dp = db.session.get(DistributionPoint, dp_id)
     if dp is None:
         raise NotFound("the distribution point to reconnect is gone")
-    with backend_class("cloud", provider)(token=token, settings=dp.settings,
-                                          name=dp.name) as backend:
+    with probe_storage("cloud", provider, token=token, settings=dp.settings,
+                       name=dp.name) as backend:
         account = backend.account()
     if dp.settings.get("account_id") and str(account["id"]) != dp.settings["account_id"]:
         raise Conflict(f"{dp.name} holds the files of {dp.settings.get('account')}, but the "
@@ -238,8 +224,7 @@ def _reconnect(actor: Actor, provider: str, dp_id: int, token: dict) -> Distribu
                        f"{dp.settings.get('account')}, or add a new DP for this account")
     # Under the DP's token lock: a worker renewing the old token meanwhile must not write it
     # over the new one (it stores only over the token it read).
-    with get_redis().lock(refresh_lock(dp.id), timeout=LOCK_SECONDS,
-                          blocking_timeout=LOCK_SECONDS + 30):
+    with token_lock(dp.id):
         dp.secret = secrets.encrypt(json.dumps(token_record(token)))
         notifications.set_dp_status(dp, "online")
         dp.checked_at = utcnow()

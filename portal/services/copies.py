@@ -19,19 +19,27 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, or_, select
 
+from portal.core.errors import (
+    Conflict,
+    DamagedInTransit,
+    DepotError,
+    JobCancelled,
+    NeedsAuth,
+    NotFound,
+    StorageUnavailable,
+)
+from portal.core.libraries import LIBRARIES
+from portal.core.names import unescape_component
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, InventoryFile, Job, UploadSession, utcnow
-from portal.services import Conflict, DepotError, NotFound, secrets
 from portal.services import jobs as jobs_service
+from portal.services import secrets
 from portal.services.actors import Actor
+from portal.services.backends import open_storage
 from portal.services.inventory import central_dp, rebuild_assets, refresh_statuses
-from portal.services.jobs import JobCancelled, Progress, RetryLater, dp_of
-from portal.services.libraries import LIBRARIES
-from portal.services.names import unescape_component
+from portal.services.jobs import Progress, RetryLater, dp_of
 from portal.services.permissions import can_see_dp, require
-from portal.storage import storage_for
-from portal.storage.base import (DamagedInTransit, NeedsAuth, Source, StorageUnavailable, Upload,
-                                 UploadState)
+from portal.storage.base import Source, Upload, UploadState
 
 MAX_ITEMS = 1000
 log = logging.getLogger(__name__)
@@ -154,8 +162,15 @@ def copy_asset(job: Job, progress: Progress) -> str:
     if any(row.sha256 is None for row in sources):
         raise DepotError(f"{key} is not fully hashed at central: rescan central, then copy again")
     here = {row.path: row for row in _asset_files(dp_id, key)}
-    backend = storage_for(dp)
-    backend.cancelled = progress.cancelled
+    with open_storage(dp) as backend:
+        backend.cancelled = progress.cancelled
+        return _copy(dp, backend, central, key, sources, here, progress)
+
+
+def _copy(dp: DistributionPoint, backend, central: DistributionPoint, key: str, sources: list,
+          here: dict, progress: Progress) -> str:
+    """The copy itself, once the backend is open: changed files sent, stale ones removed."""
+    dp_id = dp.id
     central_has_file = [row.path for row in sources] == [key]
     if here and central_has_file != (key in here):  # a file became a folder, or the other way
         _run_at_dp(backend.delete, key)  # its files cannot be placed over the old shape
@@ -377,7 +392,7 @@ def sweep_abandoned_uploads() -> dict[str, int]:
             DistributionPoint.kind == "cloud", DistributionPoint.disabled.is_(False))).all():
         keep = _uploads_in_use(dp.id, cutoff)
         try:
-            with storage_for(dp) as backend:
+            with open_storage(dp) as backend:
                 outcome[dp.name] = backend.sweep_uploads(max_age, keep)
         except DepotError as exc:
             log.warning("sweeping old uploads at %s failed: %s", dp.name, exc.message)
@@ -422,9 +437,9 @@ def request_delete(actor: Actor, dp: DistributionPoint, key, confirm_central: bo
 def delete_asset(job: Job, progress: Progress) -> str:
     """Remove the job's asset at its DP, then bring the DP's inventory and statuses up to date."""
     dp = dp_of(job)
-    backend = storage_for(dp)
     try:
-        backend.delete(job.asset_key)
+        with open_storage(dp) as backend:
+            backend.delete(job.asset_key)
     except StorageUnavailable as exc:
         raise RetryLater(exc.message, delay=exc.retry_after) from None
     removed = [row.path for row in _asset_files(dp.id, job.asset_key)]

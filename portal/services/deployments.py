@@ -4,10 +4,19 @@ import uuid
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from portal.core.errors import Conflict, DepotError, NotFound
 from portal.extensions import db
-from portal.models import Asset, Deployment, Device, DeviceGroup, DistributionPoint, InventoryFile, utcnow
+from portal.models import (
+    Asset,
+    Deployment,
+    Device,
+    DeviceGroup,
+    DistributionPoint,
+    InventoryFile,
+    utcnow,
+)
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES, DEPLOYMENT_STATES
-from portal.services import Conflict, DepotError, NotFound, audit
+from portal.services import audit
 from portal.services.actors import Actor
 from portal.services.devices import MAX_ID
 from portal.services.inventory import central_dp

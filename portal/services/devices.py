@@ -4,13 +4,20 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import String, cast, func, or_, select, update
 
+from portal.core.errors import Conflict, DepotError, NotFound
+from portal.core.names import clean_name
 from portal.extensions import db
-from portal.models import (Deployment, Device, DeviceGroup, DistributionPoint, EnrollmentToken,
-                           utcnow)
+from portal.models import (
+    Deployment,
+    Device,
+    DeviceGroup,
+    DistributionPoint,
+    EnrollmentToken,
+    utcnow,
+)
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
-from portal.services import Conflict, DepotError, NotFound, audit
+from portal.services import audit
 from portal.services.actors import Actor
-from portal.services.names import clean_name
 from portal.services.permissions import require
 
 STATUSES = ("online", "offline", "never")

@@ -4,16 +4,16 @@ import os
 from flask import current_app
 from sqlalchemy import select
 
+from portal.core.errors import DepotError, NotFound, PermissionDenied
+from portal.core.files import ContentRoot
+from portal.core.libraries import LIBRARIES
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, Job, User
-from portal.services import DepotError, NotFound, PermissionDenied
-from portal.services.actors import Actor
-from portal.services.inventory import central_dp
-from portal.services.libraries import LIBRARIES
-from portal.services.permissions import can_see_dp, require
 from portal.services import jobs
-from portal.storage import storage_for
-from portal.storage.central import FilesystemStorage
+from portal.services.actors import Actor
+from portal.services.backends import open_storage
+from portal.services.inventory import central_dp
+from portal.services.permissions import can_see_dp, require
 
 
 def ensure_central() -> DistributionPoint:
@@ -25,7 +25,7 @@ def ensure_central() -> DistributionPoint:
     root = current_app.config["DEPOT_CENTRAL_ROOT"]
     if current_app.config["DEPOT_CENTRAL_ROOT_IS_DEFAULT"]:
         os.makedirs(root, exist_ok=True)
-    FilesystemStorage(root=root).ensure_layout()
+    ContentRoot(root).ensure_layout()
     dp = db.session.scalars(select(DistributionPoint).where(DistributionPoint.kind == "central")).first()
     if dp is None:
         dp = DistributionPoint(name="Central", kind="central",
@@ -201,7 +201,8 @@ def health(dp: DistributionPoint) -> tuple[str, str | None]:
     if not dp.is_central:
         return dp.status, dp.status_reason
     try:
-        storage_for(dp).check()
+        with open_storage(dp) as backend:
+            backend.check()
     except DepotError as exc:
         return "offline", exc.message
     return "online", None

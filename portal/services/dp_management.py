@@ -5,16 +5,14 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from portal.core.errors import Conflict, DepotError, NeedsAuth
+from portal.core.names import clean_name
 from portal.extensions import db
 from portal.models import DeviceGroup, DistributionPoint, utcnow
-from portal.services import Conflict, DepotError
 from portal.services import audit, jobs, notifications, secrets
 from portal.services.actors import Actor
-from portal.services.names import clean_name
+from portal.services.backends import open_storage, probe_storage
 from portal.services.permissions import require
-from portal.storage import storage_for
-from portal.storage.base import NeedsAuth
-from portal.storage.dpnode import DpNodeStorage
 
 MIN_KEY_LENGTH = 16
 log = logging.getLogger(__name__)
@@ -69,7 +67,9 @@ def clean_bandwidth(value) -> int | None:
 
 def test_connection(url, key, name: str | None = None) -> dict:
     """Ask the node at `url` for its health with `key`; its answer, or an error saying why not."""
-    return DpNodeStorage(url=clean_url(url), key=clean_key(key), name=name).check()
+    with probe_storage("local", None, url=clean_url(url), secret=clean_key(key),
+                       name=name) as backend:
+        return backend.check()
 
 
 def add_local(actor: Actor, name, url, key, site=None) -> DistributionPoint:
@@ -162,11 +162,11 @@ def check_health() -> dict[int, str]:
     for dp in db.session.scalars(select(DistributionPoint).where(
             DistributionPoint.kind != "central", DistributionPoint.disabled.is_(False))).all():
         try:
-            if dp.kind == "local":
-                health = DpNodeStorage(dp).check(timeout=HEALTH_TIMEOUT)
-                dp.free_bytes, dp.total_bytes = health.get("free_bytes"), health.get("total_bytes")
-            else:
-                with storage_for(dp) as backend:
+            with open_storage(dp) as backend:
+                if dp.kind == "local":
+                    health = backend.check(timeout=HEALTH_TIMEOUT)
+                    dp.free_bytes, dp.total_bytes = health.get("free_bytes"), health.get("total_bytes")
+                else:
                     backend.ping()
             status, reason = "online", None
         except NeedsAuth as exc:

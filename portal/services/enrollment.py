@@ -10,13 +10,14 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
+from portal.core.errors import DepotError, NotFound
+from portal.core.names import clean_name
 from portal.extensions import db
 from portal.models import DeviceGroup, EnrollmentToken, utcnow
-from portal.services import DepotError, NotFound, audit
+from portal.services import audit
 from portal.services import secrets as vault
 from portal.services.actors import Actor
 from portal.services.devices import MAX_ID
-from portal.services.names import clean_name
 from portal.services.permissions import require
 
 MAX_DAYS = 365

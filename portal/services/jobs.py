@@ -19,13 +19,12 @@ from rq.job import Job as RQJob
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from portal.core.errors import Conflict, DepotError, JobCancelled, NeedsAuth, NotFound
 from portal.extensions import db, get_queue, get_redis
 from portal.models import DistributionPoint, Job, utcnow
 from portal.models.jobs import ACTIVE_STATES, FINISHED_STATES
-from portal.services import Conflict, DepotError, NotFound
-from portal.services.actors import Actor
 from portal.services import audit, notifications
-from portal.storage.base import NeedsAuth
+from portal.services.actors import Actor
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +38,6 @@ JOB_FUNCS = {
 JOB_TIMEOUT = 24 * 3600  # liveness comes from our heartbeat, not from RQ's timeout
 RQ_WAITING = {"queued", "deferred", "scheduled"}
 MAX_WARNINGS = 200
-
-
-class JobCancelled(Exception):
-    """Raised inside a running job when someone cancelled it."""
 
 
 class RetryLater(Exception):

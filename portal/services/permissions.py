@@ -1,5 +1,5 @@
 """Who may do what: one table shared by the console and the API."""
-from portal.services import PermissionDenied
+from portal.core.errors import PermissionDenied
 
 ROLE_ACTIONS = {
     "admin": {

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
-from portal.services import DepotError
+from portal.core.errors import DepotError
 
 
 def _derive(material: str) -> Fernet:

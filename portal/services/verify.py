@@ -9,14 +9,16 @@ import json
 from flask import current_app
 from sqlalchemy import select, update
 
+from portal.core.errors import PermissionDenied
+from portal.core.hashing import Hashed, Reader, hash_files
 from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Job
-from portal.services import PermissionDenied, notifications
+from portal.services import notifications
 from portal.services.actors import SYSTEM, Actor
-from portal.services.inventory import Hashed, Reader, hash_files, rebuild_assets, refresh_statuses
+from portal.services.backends import open_storage
+from portal.services.inventory import rebuild_assets, refresh_statuses
 from portal.services.jobs import Progress, dp_of, start_job
 from portal.services.permissions import can_see_dp, require
-from portal.storage import storage_for
 
 MAX_NOTIFIED = 20
 
@@ -81,8 +83,12 @@ def _compare_provider_hashes(entries, known: dict) -> tuple[list, list[Hashed]]:
 def verify_dp(job: Job, progress: Progress) -> str:
     """Hash everything the DP holds again and flag what no longer matches its recorded SHA-256."""
     dp = dp_of(job)
-    backend = storage_for(dp)
-    backend.cancelled = progress.cancelled
+    with open_storage(dp) as backend:
+        backend.cancelled = progress.cancelled
+        return _verify(job, dp, backend, progress)
+
+
+def _verify(job: Job, dp: DistributionPoint, backend, progress: Progress) -> str:
     known = {row.path: row for row in db.session.execute(
         select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
                InventoryFile.sha256, InventoryFile.hashes, InventoryFile.error)

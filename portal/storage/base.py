@@ -15,42 +15,13 @@ How a backend learns each file's SHA-256 (`hashing`):
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
-from portal.services import DepotError
+from portal.core.errors import DepotError
+from portal.core.files import FileEntry
 
-# The provider hashes central can compute beside the SHA-256 (see portal.storage.hashes).
+# The provider hashes central can compute beside the SHA-256 (see portal.core.hashes).
 PROVIDER_HASHES = ("quickxor", "md5", "dropbox")
-
-
-class StorageUnavailable(DepotError):
-    """The DP did not answer (down, network, throttled, a 5xx): worth trying again later;
-    `retry_after`: the seconds the DP asked to wait (a throttling provider's Retry-After)."""
-
-    code, status = "dp_unreachable", 502
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
-        super().__init__(message, **kw)
-        self.retry_after = retry_after
-
-
-class StorageRefused(DepotError):
-    """The DP answered with a refusal that trying again will not change (with the reason)."""
-
-    code, status = "dp_error", 502
-
-
-class DamagedInTransit(StorageRefused):
-    """The DP's own check of size or hash failed at the end of an upload: send the file again."""
-
-    code = "digest_mismatch"
-
-
-class NeedsAuth(StorageRefused):
-    """The DP's authorisation is gone (a revoked or expired refresh token): a person must
-    reconnect it. The job that meets it turns the DP `needs-auth` with a notification."""
-
-    code, status = "dp_needs_auth", 409
 
 
 def json_object(response, *, empty_ok: bool = False) -> dict | None:
@@ -63,21 +34,6 @@ def json_object(response, *, empty_ok: bool = False) -> dict | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
-
-
-@dataclass
-class FileEntry:
-    """A regular file under a library folder: escaped relative path, size, mtime, backend handle;
-    `sha256` (or `error`) when the backend knows it without the caller reading the file, and the
-    provider's own hashes (`{"quickxor": ...}`) where it has them."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    handle: Any = field(default=None, compare=False)
-    sha256: str | None = None
-    error: str | None = None
-    hashes: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -143,13 +99,38 @@ class Upload(ABC):
         """Drop the partial upload at the DP (best effort; absent is fine)."""
 
 
+@dataclass(frozen=True)
+class StorageEnv:
+    """What a backend needs of the server it works for, handed down as values by the service that
+    opens it: a backend never reads Flask's config, the request, the session or the database.
+
+    `settings`: the server's DEPOT_* settings a backend reads (part sizes, provider URLs, the app
+    registrations); `link_secret`: what signs the links central serves itself (SECRET_KEY);
+    `public_url`: where endpoints reach central (DEPOT_PUBLIC_URL, else the address the request
+    asking for a link came to)."""
+
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    link_secret: str | None = None
+    public_url: str | None = None
+
+    def setting(self, name: str, default=None):
+        value = self.settings.get(name)
+        return default if value is None else value
+
+
 class StorageBackend(ABC):
-    """What rescans, copies, verifies and deployments may ask of a DP's content."""
+    """What rescans, copies, verifies and deployments may ask of a DP's content.
+
+    A backend for a saved DP is built from its row (`dp`), its credentials decrypted by the
+    service that opens it (`secret`: a DP node's key, an S3 key pair or OAuth token as JSON) and
+    the server's `env`; one for settings not saved yet (a connection test) from explicit values.
+    Use it as a context manager: its connections close at the end."""
 
     hashing = "reads"  # see the module's docstring
 
-    def __init__(self, dp):
+    def __init__(self, dp=None, *, env: StorageEnv | None = None):
         self.dp = dp
+        self.env = env or StorageEnv()
         self.cancelled: threading.Event | None = None  # set by a job: stop long calls early
 
     @property

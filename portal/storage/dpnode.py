@@ -4,11 +4,10 @@ from typing import Iterator
 
 import requests
 
-from portal.dpnode import signing
-from portal.services.jobs import JobCancelled
-from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageBackend,
-                                 StorageRefused, StorageUnavailable, Upload, UploadState,
-                                 json_object)
+from portal.core import signing
+from portal.core.errors import DamagedInTransit, JobCancelled, StorageRefused, StorageUnavailable
+from portal.core.files import FileEntry
+from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState, json_object
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 120  # a finish hashes the whole file on the node before it answers
@@ -33,13 +32,12 @@ class DpNodeStorage(StorageBackend):
 
     hashing = "self"
 
-    def __init__(self, dp=None, *, url: str | None = None, key: str | None = None,
-                 name: str | None = None):
-        super().__init__(dp)
+    def __init__(self, dp=None, *, secret: str | None = None, env: StorageEnv | None = None,
+                 url: str | None = None, name: str | None = None):
+        super().__init__(dp, env=env)
+        key = secret
         if dp is not None:
-            from portal.services import secrets
-
-            url, key, name = dp.url, secrets.decrypt(dp.secret), dp.name
+            url, name = dp.url, dp.name
         self.url, self.key, self.name = url.rstrip("/"), key, name or "the DP node"
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {key}"
@@ -157,7 +155,7 @@ class DpNodeStorage(StorageBackend):
                 raise
 
     def download_link(self, path: str, ttl_seconds: int) -> str:
-        return signing.sign(self.url, self.key, path, ttl_seconds)
+        return signing.sign(signing.DP_NODE, self.url, self.key, path, ttl_seconds)
 
 
 class _NodeUpload(Upload):

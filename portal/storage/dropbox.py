@@ -25,14 +25,14 @@ from typing import BinaryIO, Iterator
 
 import requests
 
-from portal.services.jobs import JobCancelled
-from portal.services.libraries import LIBRARIES, is_ignored_entry
-from portal.services.names import escape_component, unescape_component
-from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageRefused,
-                                 StorageUnavailable, Upload, UploadState)
-from portal.storage.hashes import DropboxContentHash
+from portal.core.errors import DamagedInTransit, JobCancelled, StorageRefused, StorageUnavailable
+from portal.core.files import FileEntry
+from portal.core.hashes import DropboxContentHash
+from portal.core.libraries import LIBRARIES, is_ignored_entry
+from portal.core.names import escape_component, unescape_component
+from portal.core.paths import library_parts
+from portal.storage.base import Source, Upload, UploadState
 from portal.storage.oauth import PROVIDERS, READ_TIMEOUT, OAuthStorage
-from portal.storage.paths import library_parts
 
 MiB = 1024 * 1024
 MAX_REQUEST = 150 * MiB  # Dropbox: "The request payload must be at most 150 MB"

@@ -32,20 +32,18 @@ through), so nothing the endpoint holds is a Google credential, and the link die
 cost: those bytes pass through the central server.
 """
 import hashlib
-import hmac
-import time
 from datetime import datetime
 from typing import BinaryIO, Iterator
-from urllib.parse import urlencode
 
-from flask import has_request_context, request as flask_request
-
-from portal.services.libraries import LIBRARIES, is_ignored_entry
-from portal.services.names import escape_component, unescape_component
-from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageRefused,
-                                 StorageUnavailable, Upload, UploadState, json_object)
+from portal.core import signing
+from portal.core.errors import DamagedInTransit, StorageRefused, StorageUnavailable
+from portal.core.files import FileEntry
+from portal.core.libraries import LIBRARIES, is_ignored_entry
+from portal.core.names import escape_component, unescape_component
+from portal.core.paths import library_parts
+from portal.core.signing import MAX_LINK_SECONDS
+from portal.storage.base import Source, Upload, UploadState, json_object
 from portal.storage.oauth import PROVIDERS, OAuthStorage
-from portal.storage.paths import library_parts
 
 FOLDER = "application/vnd.google-apps.folder"
 GRANULE = 256 * 1024  # Drive's chunk unit: every chunk but the last is a multiple of it
@@ -347,47 +345,19 @@ class GoogleDriveStorage(OAuthStorage):
         the module's docstring for why not a Google URL)."""
         if self._dp_id is None:
             raise StorageRefused("a download link needs a saved DP")
-        base = self.config.get("DEPOT_PUBLIC_URL") or (
-            flask_request.host_url if has_request_context() else None)
-        if not base:
+        if not self.env.public_url or not self.env.link_secret:
             raise StorageRefused("set DEPOT_PUBLIC_URL (the address endpoints reach the central "
                                  "server at) to give Google Drive download links")
         if not 1 <= ttl_seconds <= MAX_LINK_SECONDS:
             raise StorageRefused(f"a Google Drive download link lives from 1 s to "
                                  f"{MAX_LINK_SECONDS} s")
         library_parts(path)
-        expires = int(time.time() + ttl_seconds)
-        query = urlencode({"path": path, "expires": expires,
-                           "sig": link_signature(self.config["SECRET_KEY"], self._dp_id, path,
-                                                 expires)})
-        return f"{base.rstrip('/')}/cloud-links/v1/{self._dp_id}/download?{query}"
+        return signing.sign(signing.CLOUD_RELAY, self.env.public_url, self.env.link_secret, path,
+                            ttl_seconds, scope=self._dp_id)
 
     def sweep_uploads(self, max_age_seconds: int, keep=frozenset()) -> int:
         """Drive cannot list open upload sessions; they expire by themselves after a week."""
         return 0
-
-
-MAX_LINK_SECONDS = 7 * 86400  # as long as an S3 presigned link may live, no longer
-
-
-def link_signature(secret_key: str, dp_id: int, path: str, expires: int) -> str:
-    """HMAC of (DP, path, expiry) with a key derived from SECRET_KEY for these links only."""
-    key = hmac.new(secret_key.encode(), b"depot cloud download link", hashlib.sha256).digest()
-    return hmac.new(key, f"{dp_id}\n{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
-
-
-def check_link(secret_key: str, dp_id: int, path: str, expires, sig) -> str | None:
-    """None when the link is good, else why not."""
-    try:
-        expires = int(expires)
-    except (TypeError, ValueError):
-        return "the download link is malformed"
-    if not isinstance(sig, str) or not sig.isascii() or not hmac.compare_digest(
-            link_signature(secret_key, dp_id, path, expires), sig):
-        return "the download link's signature is not valid"
-    if expires < time.time():
-        return "the download link has expired; ask the server for a new one"
-    return None
 
 
 class _DriveUpload(Upload):
@@ -634,4 +604,4 @@ def _mtime_ns(item: dict) -> int:
     return int(when.timestamp()) * 10 ** 9 + when.microsecond * 1000
 
 
-__all__ = ["GoogleDriveStorage", "check_link", "link_signature"]
+__all__ = ["GoogleDriveStorage"]

@@ -1,10 +1,12 @@
-"""What the OAuth providers (OneDrive, Google Drive, Dropbox) share: the consent round trip through
-Authlib's Flask client, tokens encrypted in the DP's row, and API calls that refresh the access
-token by themselves.
+"""What the OAuth providers (OneDrive, Google Drive, Dropbox) share: the consent round trip (the
+authorisation code grant with PKCE S256, through Authlib's requests client), and API calls that
+refresh the access token by themselves.
 
-A refresh happens once at a time per DP, under a Redis lock: Microsoft rotates the refresh token on
-every use, so two workers refreshing at once would leave one of them with a dead token. The winner
-writes the new token to the database; a worker that waited on the lock finds it there and uses it.
+A refresh happens once at a time per DP, under the lock of the DP's `TokenStore` (the service
+that opens the backend hands one down: a Redis lock, the token encrypted in the DP's row).
+Microsoft rotates the refresh token on every use, so two workers refreshing at once would leave
+one of them with a dead token. The winner stores the new token; a worker that waited on the lock
+finds it there and uses it.
 A refresh the provider refuses (revoked consent, an expired refresh token) raises NeedsAuth: the job
 turns the DP `needs-auth`, and "Reconnect" runs the consent again for the same DP.
 """
@@ -12,16 +14,15 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, ContextManager, Protocol
 
 import requests
+from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
-from flask import current_app
-from sqlalchemy import select, update
 
-from portal.services import DepotError
-from portal.storage.base import NeedsAuth, StorageBackend, StorageRefused, StorageUnavailable
+from portal.core.errors import DepotError, NeedsAuth, StorageRefused, StorageUnavailable
+from portal.storage.base import StorageBackend, StorageEnv
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 120
@@ -30,9 +31,18 @@ REFRESH_TIMEOUT = 30  # seconds the token endpoint has to answer
 LOCK_SECONDS = CONNECT_TIMEOUT + REFRESH_TIMEOUT + 60  # a renewal, its storing, and margin
 
 
-def refresh_lock(dp_id: int) -> str:
-    """The Redis lock under which a DP's tokens are renewed or replaced (Reconnect)."""
-    return f"depot:oauth-refresh:{dp_id}"
+class TokenStore(Protocol):
+    """Where a saved OAuth DP's tokens live between calls, handed down by the service that opens
+    the backend. A renewal happens under `lock()` (one at a time per DP, across workers: raises
+    StorageUnavailable if another holds it too long); `load()` gives the stored token and a
+    version of it; `save()` stores a renewed token only over that version, and says False when
+    the stored one changed meanwhile (a Reconnect)."""
+
+    def lock(self) -> ContextManager[None]: ...
+
+    def load(self) -> tuple[dict | None, Any]: ...
+
+    def save(self, token: dict, version: Any) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -57,23 +67,29 @@ class OAuthProvider:
                              "(see README, Cloud DPs)", code="provider_not_configured")
         return client_id, client_secret
 
-    def client(self):
-        """Authlib's Flask client for the consent round trip (state and PKCE S256 kept in the
-        signed session cookie)."""
-        from portal.extensions import oauth_registry
-
-        registry = oauth_registry()
-        existing = registry.create_client(self.name)
-        if existing is not None:
-            return existing
-        config = current_app.config
+    def _session(self, config, redirect_uri: str) -> OAuth2Session:
         client_id, client_secret = self.credentials(config)
-        return registry.register(
-            self.name, client_id=client_id, client_secret=client_secret,
-            authorize_url=self.authorize_url(config), access_token_url=self.token_url(config),
-            client_kwargs={"scope": self.scope, "code_challenge_method": "S256",
-                           "token_endpoint_auth_method": "client_secret_post",
-                           "timeout": (CONNECT_TIMEOUT, READ_TIMEOUT)})
+        return OAuth2Session(client_id, client_secret, scope=self.scope, redirect_uri=redirect_uri,
+                             token_endpoint_auth_method="client_secret_post",
+                             code_challenge_method="S256")
+
+    def consent_url(self, config, redirect_uri: str) -> tuple[str, str, str]:
+        """The start of the consent round trip: (the provider's consent page URL, its `state`, the
+        PKCE verifier (S256) to keep, with the redirect URI, until the provider's answer)."""
+        verifier = generate_token(48)
+        with self._session(config, redirect_uri) as session:
+            url, state = session.create_authorization_url(
+                self.authorize_url(config), state=generate_token(24), code_verifier=verifier,
+                **self.authorize_params)
+        return url, state, verifier
+
+    def exchange_code(self, config, code: str, redirect_uri: str, verifier: str) -> dict:
+        """The end of the round trip: the token for the code the provider answered with (OAuthError
+        when the provider refuses it)."""
+        with self._session(config, redirect_uri) as session:
+            return dict(session.fetch_token(self.token_url(config), code=code,
+                                            code_verifier=verifier,
+                                            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)))
 
 
 def retry_after(response: requests.Response) -> float | None:
@@ -98,21 +114,17 @@ class OAuthStorage(StorageBackend):
     provider: OAuthProvider
     hashing = "reports"
 
-    def __init__(self, dp=None, *, token: dict | None = None, settings: dict | None = None,
-                 name: str | None = None):
-        super().__init__(dp)
-        from portal.extensions import db, get_redis
-        from portal.services import secrets
-
+    def __init__(self, dp=None, *, secret: str | None = None, env: StorageEnv | None = None,
+                 tokens: "TokenStore | None" = None, token: dict | None = None,
+                 settings: dict | None = None, name: str | None = None):
+        super().__init__(dp, env=env)
         if dp is not None:
-            token, settings, name = json.loads(secrets.decrypt(dp.secret)), dp.settings, dp.name
+            token, settings, name = json.loads(secret), dp.settings, dp.name
         self.token = token_record(token)
         self.settings = dict(settings or {})
         self.name = name or f"the {self.provider.title} account"
-        self.config = current_app.config
-        self._app = current_app._get_current_object()
-        self._engine = db.engine if dp is not None else None  # threads write through the engine
-        self._redis = get_redis() if dp is not None else None
+        self.config = self.env.settings
+        self.tokens = tokens  # None: a DP not saved yet, whose renewed token lives only here
         self._dp_id = dp.id if dp is not None else None
         self._refreshing = threading.Lock()
         self.http = requests.Session()
@@ -186,30 +198,18 @@ class OAuthStorage(StorageBackend):
         with self._refreshing:
             if self.token["access_token"] != stale_access_token and not self._expiring():
                 return  # another thread of this run renewed it meanwhile
-            if self._dp_id is None:
+            if self.tokens is None:
                 self._refresh_now()
                 return
-            # The lock outlives the slowest renewal (connect + read timeouts), so a second worker
-            # never renews with the same, by then spent, refresh token.
-            lock = self._redis.lock(refresh_lock(self._dp_id), timeout=LOCK_SECONDS,
-                                    blocking_timeout=LOCK_SECONDS + 30)
-            if not lock.acquire():
-                raise StorageUnavailable(f"another worker is renewing {self.name}'s access and "
-                                         "did not finish")
-            try:
-                stored, cipher = self._stored_token()
+            with self.tokens.lock():
+                stored, version = self.tokens.load()
                 if stored and stored["access_token"] != stale_access_token:
-                    self.token = stored  # renewed by another worker, or reconnected: use it
+                    self.token = token_record(stored)  # renewed by another worker, or reconnected
                     if not self._expiring():
                         return
                 self._refresh_now()
-                if not self._store_token(cipher):  # reconnected meanwhile: the new consent wins
-                    self.token = self._stored_token()[0] or self.token
-            finally:
-                try:
-                    lock.release()
-                except Exception:  # noqa: BLE001 - the lock expired; the token is stored anyway
-                    pass
+                if not self.tokens.save(self.token, version):  # reconnected: the new consent wins
+                    self.token = token_record(self.tokens.load()[0] or self.token)
 
     def _refresh_now(self) -> None:
         refresh_token = self.token.get("refresh_token")
@@ -241,41 +241,6 @@ class OAuthStorage(StorageBackend):
         if not record["refresh_token"]:  # Google keeps the refresh token it gave first
             record["refresh_token"] = refresh_token
         self.token = record
-
-    def _stored_token(self) -> tuple[dict | None, str | None]:
-        """The token stored for the DP now, and its ciphertext as stored."""
-        from portal.models import DistributionPoint
-        from portal.services import secrets
-
-        with self._app.app_context(), self._engine.connect() as conn:
-            stored = conn.scalar(select(DistributionPoint.secret).where(
-                DistributionPoint.id == self._dp_id))
-            return (token_record(json.loads(secrets.decrypt(stored))) if stored else None), stored
-
-    def _store_token(self, expected: str | None) -> bool:
-        """Store the renewed token unless the stored one changed since it was read (a Reconnect);
-        a busy database is waited for: a rotated refresh token must not be lost. False when the
-        stored token changed."""
-        from sqlalchemy.exc import OperationalError
-
-        from portal.models import DistributionPoint
-        from portal.services import secrets
-
-        for attempt in range(1, 6):
-            try:
-                with self._app.app_context(), self._engine.begin() as conn:
-                    done = conn.execute(
-                        update(DistributionPoint)
-                        .where(DistributionPoint.id == self._dp_id,
-                               DistributionPoint.secret == expected)
-                        .values(secret=secrets.encrypt(json.dumps(self.token))))
-                    return done.rowcount == 1
-            except OperationalError:
-                if attempt == 5:
-                    raise StorageUnavailable(f"the renewed access of {self.name} could not be "
-                                             "stored: the database is busy") from None
-                time.sleep(attempt)
-        return False
 
     # --- what each provider gives ----------------------------------------------------------
 

@@ -25,13 +25,13 @@ from urllib.parse import quote
 import quickxorhash
 import requests
 
-from portal.services.jobs import JobCancelled
-from portal.services.libraries import LIBRARIES, is_ignored_entry
-from portal.services.names import escape_component, unescape_component
-from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageRefused,
-                                 StorageUnavailable, Upload, UploadState, json_object)
+from portal.core.errors import DamagedInTransit, JobCancelled, StorageRefused, StorageUnavailable
+from portal.core.files import FileEntry
+from portal.core.libraries import LIBRARIES, is_ignored_entry
+from portal.core.names import escape_component, unescape_component
+from portal.core.paths import library_parts
+from portal.storage.base import Source, Upload, UploadState, json_object
 from portal.storage.oauth import PROVIDERS, OAuthStorage
-from portal.storage.paths import library_parts
 
 FRAGMENT_UNIT = 320 * 1024  # every fragment but the last is a multiple of this
 MAX_REQUEST = 60 * 1024 * 1024  # each fragment must be smaller than this

@@ -23,15 +23,20 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from flask import current_app, has_app_context
 
-from portal.services import DepotError
-from portal.services.jobs import JobCancelled
-from portal.services.libraries import LIBRARIES, is_ignored_entry
-from portal.services.names import escape_component
-from portal.storage.base import (DamagedInTransit, FileEntry, Source, StorageBackend,
-                                 StorageRefused, StorageUnavailable, Upload, UploadState)
-from portal.storage.paths import BadPath, library_parts
+from portal.core.errors import (
+    BadPath,
+    DamagedInTransit,
+    DepotError,
+    JobCancelled,
+    StorageRefused,
+    StorageUnavailable,
+)
+from portal.core.files import FileEntry
+from portal.core.libraries import LIBRARIES, is_ignored_entry
+from portal.core.names import escape_component
+from portal.core.paths import library_parts
+from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState
 
 try:  # botocore needs awscrt for CRC64NVME too; without it, uploads go without a checksum
     from awscrt.checksums import combine_crc64nvme, crc64nvme
@@ -55,10 +60,6 @@ NO_CHECKSUM_SUPPORT = {"InvalidRequest", "InvalidArgument", "NotImplemented",
 # upload is dropped and the file sent again.
 BAD_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "BadDigest", "InvalidDigest",
              "InvalidRequest", "NoSuchUpload"}
-
-
-def _setting(name: str, default):
-    return current_app.config.get(name, default) if has_app_context() else default
 
 
 def _mtime_ns(when: datetime) -> int:
@@ -100,15 +101,14 @@ class S3Storage(StorageBackend):
 
     hashing = "reports"
 
-    def __init__(self, dp=None, *, settings: dict | None = None, credentials: dict | None = None,
+    def __init__(self, dp=None, *, secret: str | None = None, env: StorageEnv | None = None,
+                 settings: dict | None = None, credentials: dict | None = None,
                  name: str | None = None):
-        super().__init__(dp)
+        super().__init__(dp, env=env)
         if dp is not None:
-            from portal.services import secrets
-
             settings, name = dp.settings, dp.name
             try:
-                credentials = json.loads(secrets.decrypt(dp.secret or ""))
+                credentials = json.loads(secret or "")
             except ValueError:
                 raise StorageRefused(f"{dp.name}'s stored keys are unreadable: enter them again") \
                     from None
@@ -129,9 +129,9 @@ class S3Storage(StorageBackend):
         if self.endpoint_url and urlsplit(self.endpoint_url).scheme not in ("http", "https"):
             raise StorageRefused(f"{self.name}: the endpoint URL must start with https:// "
                                  "(or http://)")
-        self.part_size = max(MIN_PART, int(_setting("DEPOT_S3_PART_SIZE", 64 * MiB)))
-        self.parallel = max(1, int(_setting("DEPOT_S3_PARALLEL", 4)))
-        self.checksum = bool(_setting("DEPOT_S3_CHECKSUM", 1)) and crc64nvme is not None
+        self.part_size = max(MIN_PART, int(self.env.setting("DEPOT_S3_PART_SIZE", 64 * MiB)))
+        self.parallel = max(1, int(self.env.setting("DEPOT_S3_PARALLEL", 4)))
+        self.checksum = bool(self.env.setting("DEPOT_S3_CHECKSUM", 1)) and crc64nvme is not None
         self.client = self._client(key_id.strip(), secret, attempts=5, connect=10, read=120)
         # The connection test answers quickly: one retry, shorter waits.
         self.probe_client = self._client(key_id.strip(), secret, attempts=2, connect=5, read=30)

@@ -13,8 +13,7 @@ from portal.extensions import db
 from portal.models import Deployment, Device
 from portal.services import enrollment
 from portal.services.deployments import pin_assets
-from tests.cloud.s3_fixtures import (  # noqa: F401
-    make_s3_dp, moto_server, s3, s3_client, s3_dp, s3_settings)
+from tests.cloud.s3_fixtures import make_s3_dp, moto_server, s3, s3_client, s3_dp, s3_settings  # noqa: F401
 from tests.e2e.conftest import live_server  # noqa: F401
 from tests.servers import LoopbackServer
 

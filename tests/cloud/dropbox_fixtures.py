@@ -8,6 +8,7 @@ import pytest
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
+from portal.services.backends import open_storage, probe_storage
 from portal.storage.dropbox import DropboxStorage
 from tests.fakes.dropbox import FakeDropbox
 from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET, consent_token
@@ -57,7 +58,7 @@ def dropbox_dp(app, dropbox_fake, worker_env):
 
     def _make(name: str, user_id: str = "alice", folder: str = "Depot") -> DistributionPoint:
         token = dropbox_consent(dropbox_fake, app, user_id)
-        with DropboxStorage(token=token, settings={"folder": folder}, name=name) as fresh:
+        with probe_storage("cloud", "dropbox", token=token, settings={"folder": folder}, name=name) as fresh:
             account = fresh.account()
             fresh.ensure_layout()
         dp = DistributionPoint(name=name, kind="cloud", provider="dropbox", site="Cloud",
@@ -72,7 +73,7 @@ def dropbox_dp(app, dropbox_fake, worker_env):
 def dropbox_backend(dp) -> DropboxStorage:
     """The backend of a DP as jobs build it (a context manager that closes its connections)."""
     db.session.refresh(dp)
-    return DropboxStorage(dp)
+    return open_storage(dp)
 
 
 __all__ = ["dropbox_fake", "dropbox_config", "dropbox_dp", "dropbox_settings", "dropbox_consent",

@@ -8,6 +8,7 @@ import pytest
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
+from portal.services.backends import probe_storage
 from tests.fakes.gdrive import FakeDrive
 from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET, consent_token
 
@@ -53,11 +54,10 @@ def consent(fake: FakeDrive, user_id: str) -> dict:
 @pytest.fixture
 def gdrive_dp(app, gdrive):
     """gdrive_dp(name, user, folder) -> a connected Google Drive DP, its folders made."""
-    from portal.storage.gdrive import GoogleDriveStorage
 
     def _make(name="Home Drive", user="alice", folder="Depot"):
         token = consent(gdrive, user)
-        backend = GoogleDriveStorage(token=token, settings={"folder": folder}, name=name)
+        backend = probe_storage("cloud", "gdrive", token=token, settings={"folder": folder}, name=name)
         try:
             account = backend.account()
             backend.ensure_layout()

@@ -8,6 +8,7 @@ import pytest
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
+from portal.services.backends import open_storage, probe_storage
 from portal.storage.onedrive import OneDriveStorage
 from tests.fakes.graph import FakeGraph
 from tests.fakes.oauth_server import CLIENT_ID, CLIENT_SECRET, consent_token
@@ -54,7 +55,7 @@ def onedrive_dp(app, graph_fake, worker_env):
 
     def _make(name: str, user_id: str = "alice", folder: str = "Depot") -> DistributionPoint:
         token = onedrive_consent(graph_fake, app, user_id)
-        fresh = OneDriveStorage(token=token, settings={"folder": folder}, name=name)
+        fresh = probe_storage("cloud", "onedrive", token=token, settings={"folder": folder}, name=name)
         try:
             account = fresh.account()
             fresh.ensure_layout()
@@ -72,7 +73,7 @@ def onedrive_dp(app, graph_fake, worker_env):
 def onedrive_backend(dp) -> OneDriveStorage:
     """The backend of a DP as jobs build it (close its `http` when done)."""
     db.session.refresh(dp)
-    return OneDriveStorage(dp)
+    return open_storage(dp)
 
 
 __all__ = ["graph_fake", "onedrive_config", "onedrive_dp", "onedrive_settings",

@@ -10,16 +10,18 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from portal.core.errors import DepotError, NeedsAuth, StorageRefused
+from portal.core.files import FileEntry
+from portal.core.hashes import DropboxContentHash
 from portal.extensions import db
-from portal.services import DepotError
 from portal.models import InventoryFile, UploadSession
 from portal.services import copies, secrets
 from portal.services import distribution_points as dps
-from portal.storage.base import FileEntry, NeedsAuth, Source, StorageRefused, UploadState
+from portal.storage.base import Source, UploadState
 from portal.storage.dropbox import MAX_REQUEST
-from portal.storage.hashes import DropboxContentHash
 from tests.cloud.dropbox_fixtures import DROPBOX_CHUNK, dropbox_backend
-from tests.conftest import copy_one as copy, fresh, status_at
+from tests.conftest import copy_one as copy
+from tests.conftest import fresh, status_at
 from tests.factories import write_file
 from tests.fakes.dropbox import content_hash
 

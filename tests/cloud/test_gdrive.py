@@ -7,13 +7,14 @@ from contextlib import contextmanager
 
 import pytest
 
+from portal.core.errors import StorageRefused
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import copies
-from portal.storage import storage_for
-from portal.storage.base import StorageRefused
+from portal.services.backends import open_storage
 from tests.cloud.gdrive_fixtures import GDRIVE_CHUNK, gdrive_settings
-from tests.conftest import copy_one as copy, fresh, status_at, wait_for
+from tests.conftest import copy_one as copy
+from tests.conftest import fresh, status_at, wait_for
 from tests.factories import write_file
 
 MB = 1024 * 1024
@@ -92,7 +93,7 @@ def test_a_revoked_consent_fails_the_copy_and_asks_for_a_reconnect(gdrive, gdriv
     db.session.expire_all()
     assert db.session.get(DistributionPoint, dp.id).status == "needs-auth"
     for secret in (token["access_token"], token["refresh_token"]):
-        assert secret not in job.error and secret not in repr(storage_for(dp))
+        assert secret not in job.error and secret not in repr(open_storage(dp))
 
 
 def test_an_interrupted_upload_resumes_its_session_and_sends_only_the_rest(
@@ -161,11 +162,12 @@ def test_a_chunk_size_drive_would_refuse_is_never_sent(gdrive, gdrive_dp, image,
 
 def test_a_piece_drive_would_refuse_is_never_sent(gdrive, gdrive_dp, app):
     """Does the upload refuse, before sending, a piece that breaks Drive's 256 KiB rule?"""
-    from portal.storage.base import Source, StorageRefused, UploadState
+    from portal.core.errors import StorageRefused
+    from portal.storage.base import Source, UploadState
 
     dp = gdrive_dp()
     data = os.urandom(MB)
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     upload = backend.upload(Source("Images/x.wim", len(data), hashlib.sha256(data).hexdigest(), {},
                                    lambda o, n: data[o:o + n]), UploadState())
     with pytest.raises(StorageRefused, match="not a multiple of 256 KiB"):
@@ -213,7 +215,7 @@ def test_content_already_in_the_account_is_found_by_the_first_rescan(gdrive, gdr
     gdrive.add_file("alice", "Depot/Images/.hidden", b"not content")
     gdrive.add_file("alice", "Depot/Other/notes.txt", b"not a library")
 
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     problems = []
     entries = {e.path: e for e in backend.walk(problems)}
     assert sorted(entries) == ["Images/Changed.wim", "Images/Foreign.wim", "Images/Recorded.wim"]
@@ -246,7 +248,7 @@ def test_walk_follows_pages_and_reports_duplicate_names(gdrive, gdrive_dp):
                     mime_type="application/vnd.google-apps.spreadsheet")
     calls = len(gdrive.log)
     problems = []
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     entries = {e.path: e for e in backend.walk(problems)}
     backend.http.close()
     assert sorted(p for p in entries if p.startswith("Reference")) == [
@@ -283,7 +285,7 @@ def test_delete_removes_a_file_or_a_folder_asset(gdrive, gdrive_dp):
     gdrive.add_file("alice", "Depot/Platform Packs/Dell/drivers/x.inf", b"x")
     gdrive.add_file("alice", "Depot/Platform Packs/Dell/y.cat", b"y")
     gdrive.add_file("alice", "Depot/Platform Packs/HP/z.inf", b"z")
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     backend.delete("Images/a.wim")
     backend.delete("Platform Packs/Dell")
     backend.delete("Images/never-there.wim")
@@ -298,7 +300,7 @@ def test_reading_a_file_streams_it_and_stat_sees_changes(gdrive, gdrive_dp):
     dp = gdrive_dp()
     data = os.urandom(3 * MB + 11)
     gdrive.add_file("alice", "Depot/Images/r.wim", data)
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     [entry] = backend.walk([])
     got, buf = bytearray(), bytearray(MB)
     with backend.open_read(entry) as fh:
@@ -316,11 +318,11 @@ def test_reading_a_file_streams_it_and_stat_sees_changes(gdrive, gdrive_dp):
 def test_account_space_and_a_missing_folder(gdrive, gdrive_dp):
     """Does the backend name the account, report the quota, and say clearly when its folder is
     gone?"""
-    from portal.storage.base import StorageRefused
+    from portal.core.errors import StorageRefused
 
     dp = gdrive_dp()
     gdrive.add_file("alice", "Depot/Images/s.wim", b"s" * 1000)
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     assert backend.account() == {"id": "perm-alice", "name": "alice@example.com"}
     assert backend.space() == (gdrive.quota_limit - 1000, gdrive.quota_limit)
     backend.check()
@@ -329,7 +331,7 @@ def test_account_space_and_a_missing_folder(gdrive, gdrive_dp):
     dp = db.session.get(DistributionPoint, dp.id)
     dp.settings = {**dp.settings, "folder": "Elsewhere"}
     db.session.commit()
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     with pytest.raises(StorageRefused, match="'Elsewhere' is not in alice@example.com's Google "
                                              "Drive"):
         backend.check()
@@ -366,7 +368,7 @@ def test_a_download_link_gives_the_file_to_plain_http_and_expires(gdrive, gdrive
     dp = gdrive_dp()
     data = os.urandom(2 * MB + 3)
     gdrive.add_file("alice", "Depot/Images/Win 11.wim", data)
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     link = backend.download_link("Images/Win 11.wim", 60)
     token = json.loads(secrets.decrypt(dp.secret))
     assert link.startswith(served + "/cloud-links/v1/") and "Win+11" in link
@@ -421,7 +423,7 @@ def test_an_upload_of_a_version_already_there_sends_nothing(gdrive, gdrive_dp):
     sha = hashlib.sha256(data).hexdigest()
     gdrive.add_file("alice", "Depot/Images/done.wim", data, {
         "depot_sha256": sha, "depot_md5": hashlib.md5(data).hexdigest(), "depot_size": "1000"})
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     upload = backend.upload(Source("Images/done.wim", 1000, sha, {}, lambda o, n: data[o:o + n]),
                             UploadState())
     assert upload.done["sha256"] == sha and upload.done["hashes"] == {
@@ -433,7 +435,7 @@ def test_an_upload_of_a_version_already_there_sends_nothing(gdrive, gdrive_dp):
 @contextmanager
 def freeze_link_clock(offset: float):
     """Links made inside are made as if `offset` seconds from now."""
-    import portal.storage.gdrive as module
+    import portal.core.signing as module
 
     real = time.time
     module.time = type("Clock", (), {"time": staticmethod(lambda: real() + offset)})

@@ -5,11 +5,11 @@ import threading
 
 import pytest
 
+from portal.core.errors import NeedsAuth
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
-from portal.storage.base import NeedsAuth
-from portal.storage.onedrive import OneDriveStorage
+from portal.services.backends import open_storage
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_two_workers_renew_an_expired_token_once(onedrive_dp, graph_fake):
     (Microsoft rotates the refresh token, so a second renewal would fail) and both go on?"""
     dp = onedrive_dp("Remote workers")
     first = stored_token(dp.id)
-    with OneDriveStorage(dp) as one, OneDriveStorage(dp) as two:
+    with open_storage(dp) as one, open_storage(dp) as two:
         graph_fake.expire_access_tokens()
         before = graph_fake.refreshes
         results = at_once(one.account, two.account)
@@ -55,7 +55,7 @@ def test_two_workers_renew_an_expired_token_once(onedrive_dp, graph_fake):
     renewed = stored_token(dp.id)
     assert renewed["refresh_token"] != first["refresh_token"]  # rotated, and kept
     assert first["refresh_token"] not in graph_fake.refresh_tokens  # the old one is dead
-    with OneDriveStorage(db.session.get(DistributionPoint, dp.id)) as later:
+    with open_storage(db.session.get(DistributionPoint, dp.id)) as later:
         assert later.account()["id"] == "alice"  # a later worker uses what was stored
     assert graph_fake.refreshes - before == 1
 
@@ -63,7 +63,7 @@ def test_two_workers_renew_an_expired_token_once(onedrive_dp, graph_fake):
 def test_a_refused_renewal_is_needs_auth_for_every_worker(onedrive_dp, graph_fake):
     """Does a revoked consent give each waiting worker NeedsAuth with advice, and no token?"""
     dp = onedrive_dp("Remote workers")
-    with OneDriveStorage(dp) as one, OneDriveStorage(dp) as two:
+    with open_storage(dp) as one, open_storage(dp) as two:
         graph_fake.revoke("alice")
         results = at_once(one.account, two.account)
     for result in results:

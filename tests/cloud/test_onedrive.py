@@ -11,11 +11,12 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from portal.core.errors import StorageRefused
 from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Notification, UploadSession
 from portal.services import copies, jobs, secrets, verify
 from portal.services import distribution_points as dps
-from portal.storage.base import Source, StorageRefused, UploadState
+from portal.storage.base import Source, UploadState
 from tests.cloud.onedrive_fixtures import ONEDRIVE_CHUNK, onedrive_backend
 from tests.conftest import fresh, status_at, wait_for
 from tests.factories import write_file

@@ -2,12 +2,9 @@
 library folder, no '..' or '/' even when written as escapes, never a whole library deleted."""
 import pytest
 
-from portal.services import DepotError
-from portal.storage.dropbox import DropboxStorage
-from portal.storage.gdrive import GoogleDriveStorage
-from portal.storage.onedrive import OneDriveStorage
-from portal.storage.paths import BadPath, library_parts
-from portal.storage.s3 import S3Storage
+from portal.core.errors import BadPath, DepotError
+from portal.core.paths import library_parts
+from portal.services.backends import probe_storage
 
 TOKEN = {"access_token": "a", "refresh_token": "r", "expires_in": 3600}
 BAD = ["Images", "Images/\\x2e\\x2e", "Images/a\\x2fb", "Images/../x", "/Images/a", "Other/a",
@@ -29,15 +26,16 @@ def test_library_parts_unescapes_what_is_inside():
 @pytest.fixture(params=["s3", "onedrive", "gdrive", "dropbox"])
 def backend(request, app):
     if request.param == "s3":
-        made = S3Storage(settings={"endpoint_url": "http://127.0.0.1:9", "region": "us-east-1",
-                                   "bucket": "b", "prefix": "p"},
-                         credentials={"access_key_id": "k", "secret_access_key": "s"}, name="S3")
+        made = probe_storage("cloud", "s3", settings={"endpoint_url": "http://127.0.0.1:9",
+                                                      "region": "us-east-1", "bucket": "b",
+                                                      "prefix": "p"},
+                             credentials={"access_key_id": "k", "secret_access_key": "s"},
+                             name="S3")
     else:
-        cls = {"onedrive": OneDriveStorage, "gdrive": GoogleDriveStorage,
-               "dropbox": DropboxStorage}[request.param]
         app.config.update({f"DEPOT_{request.param.upper()}_{k}": "x"
                            for k in ("CLIENT_ID", "CLIENT_SECRET")})
-        made = cls(token=TOKEN, settings={"folder": "Depot"}, name=request.param)
+        made = probe_storage("cloud", request.param, token=TOKEN, settings={"folder": "Depot"},
+                             name=request.param)
     yield made
     made.close()
 

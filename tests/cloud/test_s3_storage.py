@@ -12,12 +12,11 @@ import pytest
 import requests
 from awscrt.checksums import crc64nvme
 
+from portal.core.errors import DamagedInTransit, StorageRefused, StorageUnavailable
+from portal.core.hashing import Reader, hash_entry
 from portal.models import DistributionPoint
-from portal.services.inventory import Reader, hash_entry
-from portal.storage import storage_for
-from portal.storage.base import (DamagedInTransit, Source, StorageRefused, StorageUnavailable,
-                                 UploadState)
-from portal.storage.s3 import S3Storage
+from portal.services.backends import open_storage, probe_storage
+from portal.storage.base import Source, UploadState
 from tests.cloud.s3_fixtures import BUCKET, CREDENTIALS
 from tests.node_fixtures import free_port
 
@@ -34,12 +33,13 @@ def config_overrides():
 
 @pytest.fixture
 def storage(s3_dp):
-    return storage_for(s3_dp)
+    return open_storage(s3_dp)
 
 
 def fresh_storage(s3_settings, credentials=CREDENTIALS, **settings):
     """A backend for the connection test, before any DP exists."""
-    return S3Storage(settings={**s3_settings, **settings}, credentials=credentials, name="New S3")
+    return probe_storage("cloud", "s3", settings={**s3_settings, **settings},
+                         credentials=credentials, name="New S3")
 
 
 def objects(s3_client, prefix=""):
@@ -152,7 +152,7 @@ def test_the_secret_never_shows_in_repr_messages_or_logs(app, s3_settings, s3_dp
         def emit(self, record):
             records.append(self.format(record))
 
-    backend = storage_for(s3_dp)
+    backend = open_storage(s3_dp)
     upload = backend.upload(source("Images/a.wim", b"abc"), UploadState())
     send_parts(upload, b"abc", [1])
     upload.finish()
@@ -163,7 +163,7 @@ def test_the_secret_never_shows_in_repr_messages_or_logs(app, s3_settings, s3_dp
     root.setLevel(logging.DEBUG)
     messages = []
     try:
-        backend = storage_for(s3_dp)
+        backend = open_storage(s3_dp)
         messages.append(backend.download_link("Images/a.wim", 60))
         for credentials in ({**good, "secret_access_key": SECRET}, good):
             with pytest.raises(StorageRefused) as raised:
@@ -356,7 +356,7 @@ def test_an_upload_resumes_in_another_process_sending_only_missing_parts(app, s3
     saved state alone list the parts, send only 2 and 4, and end with the right object?"""
     data = os.urandom(3 * PART + 1234)
     src, state = source("Images/big.wim", data), UploadState()
-    first = storage_for(s3_dp).upload(src, state)
+    first = open_storage(s3_dp).upload(src, state)
     assert state.data["upload_id"] and state.data["part_size"] == PART  # saved at once
     assert first.missing() == [(0, len(data))] and first.parallel == 3
     send_parts(first, data, [1, 3])
@@ -365,7 +365,7 @@ def test_an_upload_resumes_in_another_process_sending_only_missing_parts(app, s3
     saved = dict(state.data)
     del first  # the worker dies here; a new one has only the database row
 
-    second = storage_for(db_dp(s3_dp)).upload(src, UploadState(saved))
+    second = open_storage(db_dp(s3_dp)).upload(src, UploadState(saved))
     assert second.missing() == [(PART, 2 * PART), (3 * PART, len(data))]
     send_parts(second, data, [2, 4])
     result = second.finish()

@@ -3,10 +3,10 @@ from datetime import timedelta
 
 import pytest
 
+from portal.core.errors import Conflict, DepotError, NotFound, PermissionDenied
 from portal.extensions import db
 from portal.models import AuditEvent, Boundary, Deployment, Device, DeviceGroup, utcnow
-from portal.services import (Conflict, DepotError, NotFound, PermissionDenied, boundaries, devices,
-                             enrollment)
+from portal.services import boundaries, devices, enrollment
 from portal.services.actors import Actor
 from tests import factories
 from tests.computers.conftest import add_device

@@ -5,10 +5,10 @@ import os
 import pytest
 from sqlalchemy import select
 
+from portal.core.libraries import LIBRARIES, ManifestEntry, manifest_digest
 from portal.extensions import db
 from portal.models import Asset, InventoryFile, Job
 from portal.services import distribution_points as dps
-from portal.services.libraries import LIBRARIES, ManifestEntry, manifest_digest
 from portal.storage.central import FilesystemStorage
 from tests.factories import write_file
 

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
+from portal.core.errors import Conflict, DepotError, NotFound, PermissionDenied
 from portal.extensions import db
 from portal.models import DistributionPoint, Job
-from portal.services import Conflict, DepotError, NotFound, PermissionDenied
 from portal.services import copies, dp_management, secrets
 from portal.services import distribution_points as dps
 from portal.services.actors import Actor

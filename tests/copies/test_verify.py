@@ -3,11 +3,11 @@ import os
 
 import pytest
 
-from portal.models import Notification
+from portal.core.errors import PermissionDenied
 from portal.extensions import db
+from portal.models import Notification
 from portal.services import copies, verify
 from portal.services import distribution_points as dps
-from portal.services import PermissionDenied
 from portal.services.actors import Actor
 from tests.conftest import fresh, status_at
 from tests.factories import make_user, write_file

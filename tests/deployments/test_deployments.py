@@ -2,9 +2,9 @@
 import pytest
 from sqlalchemy import select
 
+from portal.core.errors import Conflict, DepotError, NotFound, PermissionDenied
 from portal.extensions import db
 from portal.models import Asset, AuditEvent, Deployment
-from portal.services import Conflict, DepotError, NotFound, PermissionDenied
 from portal.services import deployments as svc
 from portal.services.actors import Actor
 from portal.services.deployments import DpNotEligible

@@ -6,9 +6,9 @@ import time
 import pytest
 import requests
 
-from portal.dpnode import signing
-from tests.node_fixtures import KEY
+from portal.core import signing
 from tests.factories import write_file
+from tests.node_fixtures import KEY
 
 TRAVERSALS = [
     ("../outside.wim", "'..'"),
@@ -135,7 +135,7 @@ def image(node):
 
 
 def link(node, path="Images/Win11.wim", ttl=300, key=KEY):
-    return signing.sign(node.url, key, path, ttl)
+    return signing.sign(signing.DP_NODE, node.url, key, path, ttl)
 
 
 def test_signed_link_downloads_with_strong_etag(node, image):
@@ -165,7 +165,7 @@ def test_range_and_conditional_requests(node, image):
 
 def test_expired_forged_and_redirected_links_are_refused(node, image):
     """Are an expired link, a wrong signature, and a link re-pointed at another file refused?"""
-    expired = signing.sign(node.url, KEY, "Images/Win11.wim", -5)
+    expired = signing.sign(signing.DP_NODE, node.url, KEY, "Images/Win11.wim", -5)
     response = requests.get(expired, timeout=30)
     assert response.status_code == 403 and "expired" in response.json()["error"]["message"]
     forged = requests.get(link(node, key="another-key-0123456789"), timeout=30)
@@ -192,7 +192,7 @@ def test_hand_copied_file_downloads_without_an_etag_until_scanned(node):
 
 
 def test_link_expiry_is_checked_against_now(node, image):
-    soon = signing.sign(node.url, KEY, "Images/Win11.wim", 1, now=time.time() - 5)
+    soon = signing.sign(signing.DP_NODE, node.url, KEY, "Images/Win11.wim", 1, now=time.time() - 5)
     assert requests.get(soon, timeout=30).status_code == 403
 
 
@@ -208,7 +208,7 @@ def test_behind_nginx_the_node_only_says_which_file(behind_nginx, node, image):
     assert response.status_code == 200 and response.content == b""
     assert response.headers["X-Accel-Redirect"] == "/depot-files/Images/Win11.wim"
     assert response.headers["ETag"] == f'"{hashlib.sha256(image).hexdigest()}"'
-    assert requests.get(signing.sign(node.url, KEY, "Images/Win11.wim", -5), timeout=30).status_code == 403
+    assert requests.get(signing.sign(signing.DP_NODE, node.url, KEY, "Images/Win11.wim", -5), timeout=30).status_code == 403
 
 
 def test_a_link_with_a_non_ascii_signature_is_refused(node, image):
@@ -239,9 +239,10 @@ def not_a_node():
     thread.join(timeout=10)
 
 
-def test_a_url_that_is_not_a_node_gets_a_clear_message(not_a_node):
+def test_a_url_that_is_not_a_node_gets_a_clear_message(app, not_a_node):
     """Does a web page or a redirect where a DP node should be give a message, not a crash?"""
-    from portal.services import DepotError, dp_management
+    from portal.core.errors import DepotError
+    from portal.services import dp_management
 
     with pytest.raises(DepotError, match="did not answer like a DP node"):
         dp_management.test_connection(not_a_node, KEY, "Seattle")

@@ -1,8 +1,11 @@
-"""`flask --app wsgi dp-node run`: the documented command, as a real gunicorn process."""
+"""The DP node as its own process: `python -m portal.dpnode run` and `flask --app wsgi dp-node run`
+(real gunicorn processes on ports they pick themselves), and what a node process loads."""
 import hashlib
+import importlib.metadata
+import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,47 +19,53 @@ from tests.node_fixtures import KEY, Node
 
 pytestmark = pytest.mark.slow
 FLASK = os.path.join(os.path.dirname(sys.executable), "flask")
+PYTHON_M_NODE = [sys.executable, "-m", "portal.dpnode"]
+LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_node(root, port, key=KEY, log_path=None):
-    """The node command in its own process group; output to `log_path`, else to a pipe."""
+def start_node(root, log_path, key=KEY, command=None):
+    """The node command on a port of its own choosing (bind :0), in its own process group."""
     env = dict(os.environ, DEPOT_DP_KEY=key, DEPOT_DP_RESERVE_BYTES="0")
-    argv = [FLASK, "--app", "wsgi", "dp-node", "run", "--root", str(root),
-            "--bind", f"127.0.0.1:{port}"]
-    if log_path is None:
-        return subprocess.Popen(argv, env=env, cwd=str(BASE_DIR), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    argv = [*(command or [FLASK, "--app", "wsgi", "dp-node"]), "run", "--root", str(root),
+            "--bind", "127.0.0.1:0"]
     with open(log_path, "wb") as log:
         return subprocess.Popen(argv, env=env, cwd=str(BASE_DIR), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_up(node: Node, proc, timeout=30):
+def wait_up(proc, log_path, root, timeout=90) -> Node:
+    """The node once it answers /dp/v1/health: its port read from gunicorn's log, then health
+    asked until it answers. Any failure to answer (refused, reset, slow) is waited out until the
+    deadline; a node that exits fails at once, with its log."""
     deadline = time.monotonic() + timeout
+    node = None
     while time.monotonic() < deadline:
-        try:
-            if node.call("GET", "/health", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        assert proc.poll() is None, "the node exited while starting"
-        time.sleep(0.2)
-    raise AssertionError("the node did not start")
+        assert proc.poll() is None, f"the node exited while starting:\n{_log(log_path)[-3000:]}"
+        if node is None and (found := LISTENING.search(_log(log_path).encode())):
+            node = Node(f"http://127.0.0.1:{int(found.group(1))}", str(root))
+        if node is not None:
+            try:
+                if node.call("GET", "/health", timeout=10).status_code == 200:
+                    return node
+            except requests.RequestException:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"the node did not answer within {timeout} s:\n{_log(log_path)[-3000:]}")
+
+
+def _log(path) -> str:
+    with open(path, "rb") as fh:
+        return fh.read().decode(errors="replace")
 
 
 def kill_hard(proc):
+    """SIGKILL the node and its gunicorn workers at once, as `kill -9` of its process group."""
     for pid in [proc.pid, *descendants(proc.pid)]:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    proc.wait(timeout=10)
+    proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize("key, make_root, message", [
@@ -64,27 +73,26 @@ def kill_hard(proc):
     ("short", True, "set DEPOT_DP_KEY to a secret of at least 16 characters"),
     (KEY, False, "does not exist or is not a folder"),
 ])
-def test_node_refuses_to_start_without_key_or_root(tmp_path, key, make_root, message):
-    """Does the node command stop at once with a clear message when its key or root is unusable?"""
+@pytest.mark.parametrize("command", [None, PYTHON_M_NODE], ids=["flask", "python-m"])
+def test_node_refuses_to_start_without_key_or_root(tmp_path, key, make_root, message, command):
+    """Does either node command stop at once with a clear message when its key or root is
+    unusable?"""
     root = tmp_path / "root"
     if make_root:
         root.mkdir()
-    proc = start_node(root, free_port(), key=key)
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    assert message in output.decode()
+    proc = start_node(root, tmp_path / "node.log", key=key, command=command)
+    assert proc.wait(timeout=60) != 0
+    assert message in _log(tmp_path / "node.log")
 
 
 def test_partial_upload_survives_a_killed_node(tmp_path):
     """If the node is killed with SIGKILL mid-upload, does it resume from its offset after restart?"""
     root = tmp_path / "root"
     root.mkdir()
-    port = free_port()
-    node = Node(f"http://127.0.0.1:{port}", str(root))
     data = os.urandom(3 * 1024 * 1024)
-    proc = start_node(root, port, log_path=tmp_path / "node-1.log")
+    proc = start_node(root, tmp_path / "node-1.log")
     try:
-        wait_up(node, proc)
+        node = wait_up(proc, tmp_path / "node-1.log", root)
         uid = node.call("POST", "/uploads", json={
             "path": "Images/Win11.wim", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
         }).json()["id"]
@@ -93,12 +101,76 @@ def test_partial_upload_survives_a_killed_node(tmp_path):
         kill_hard(proc)
     assert not os.path.exists(root / "Images" / "Win11.wim")
 
-    proc = start_node(root, port, log_path=tmp_path / "node-2.log")
+    proc = start_node(root, tmp_path / "node-2.log")
     try:
-        wait_up(node, proc)
+        node = wait_up(proc, tmp_path / "node-2.log", root)  # another port: the state is on disk
         assert node.call("GET", f"/uploads/{uid}").json()["offset"] == 2 * 1024 * 1024
         assert node.upload("Images/Win11.wim", data)["size"] == len(data)
         assert (root / "Images" / "Win11.wim").read_bytes() == data
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
+
+
+def test_python_m_node_serves_without_the_console(tmp_path):
+    """Does `python -m portal.dpnode run` serve a root (health, inventory) as the documented way to
+    start a node on a branch server, and stop on SIGTERM?"""
+    root = tmp_path / "root"
+    (root / "Images").mkdir(parents=True)
+    (root / "Images" / "a.wim").write_bytes(b"wim")
+    proc = start_node(root, tmp_path / "node.log", command=PYTHON_M_NODE)
+    try:
+        node = wait_up(proc, tmp_path / "node.log", root)
+        files = [r for r in node.inventory() if r["type"] == "file"]
+        assert [(f["path"], f["sha256"]) for f in files] == [
+            ("Images/a.wim", hashlib.sha256(b"wim").hexdigest())]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+
+
+LEAN_PROBE = """
+import importlib.metadata, json, os, sys, time
+at_start = set(sys.modules)  # what the interpreter itself loaded (site, .pth hooks)
+started = time.perf_counter()
+from portal.dpnode import create_node_app
+from portal.dpnode.config import NodeConfig
+app = create_node_app(type("C", (NodeConfig,), {"DEPOT_DP_ROOT": sys.argv[1],
+                                                 "DEPOT_DP_KEY": "k" * 20}))
+built = time.perf_counter() - started
+dists = importlib.metadata.packages_distributions()
+third_party = sorted({d for name in set(sys.modules) - at_start if "." not in name
+                      for d in dists.get(name, ())})
+print(json.dumps({"modules": sorted(sys.modules), "dists": third_party, "seconds": built}))
+"""
+
+
+def test_a_node_process_loads_no_console_stack(tmp_path):
+    """Does a fresh interpreter that builds the node app load none of SQLAlchemy, RQ, Redis,
+    Authlib, Alembic, boto3 or requests, and only packages that requirements-dpnode.txt names?"""
+    out = subprocess.run([sys.executable, "-c", LEAN_PROBE, str(tmp_path)], cwd=str(BASE_DIR),
+                         capture_output=True, check=True, timeout=120).stdout
+    probe = json.loads(out.splitlines()[-1])
+    heavy = {"sqlalchemy", "flask_sqlalchemy", "rq", "redis", "authlib", "alembic", "boto3",
+             "botocore", "requests", "flask_wtf", "flask_login", "quickxorhash"}
+    assert heavy.isdisjoint(probe["modules"])
+    wanted = _requirements(BASE_DIR / "requirements-dpnode.txt")
+    assert {d.lower() for d in probe["dists"]} <= wanted, "requirements-dpnode.txt lacks a package"
+    print(f"node app built in {probe['seconds']:.3f} s")  # docs/architecture.md quotes it
+
+
+def _requirements(path) -> set[str]:
+    """The distributions a requirements file pins, with the ones those pull in (Flask's own)."""
+    names = set()
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.split(r"[=<>\[ ;]", line)[0].lower())
+    pulled = set()
+    for name in names:
+        for req in importlib.metadata.requires(name) or ():
+            if "extra ==" not in req:
+                pulled.add(re.split(r"[=<>!~\[ ;(]", req)[0].lower())
+    return names | pulled

@@ -5,7 +5,8 @@ import os
 import pytest
 from playwright.sync_api import expect
 
-from portal.services import dp_management, distribution_points as dps
+from portal.services import distribution_points as dps
+from portal.services import dp_management
 from portal.services.actors import Actor
 from tests import factories
 from tests.conftest import run_worker

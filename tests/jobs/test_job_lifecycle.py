@@ -4,12 +4,12 @@ import os
 import pytest
 from rq.job import Job as RQJob
 
+from portal.core.errors import Conflict
 from portal.extensions import db, get_redis
+from portal.jobs.rescan import rescan as rescan_entry
 from portal.models import Job
-from portal.services import Conflict
 from portal.services import distribution_points as dps
 from portal.services import jobs
-from portal.jobs.rescan import rescan as rescan_entry
 from tests.conftest import wait_for
 from tests.factories import write_file
 

@@ -1,7 +1,11 @@
 import hashlib
 
-from portal.services.libraries import (
-    ManifestEntry, library_for_slug, manifest_digest, manifest_text, split_inventory_path,
+from portal.core.libraries import (
+    ManifestEntry,
+    library_for_slug,
+    manifest_digest,
+    manifest_text,
+    split_inventory_path,
 )
 
 

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from portal.services.names import clean_name, escape_component, unescape_component
+from portal.core.names import clean_name, escape_component, unescape_component
 
 
 @pytest.mark.parametrize("raw", [b"Win11.wim", b"bad\xffname", b"bell\x07", b"back\\slash",

@@ -3,7 +3,7 @@ import hashlib
 import os
 import random
 
-from portal.storage.hashes import DROPBOX_BLOCK, Hasher, provider_hashes
+from portal.core.hashes import DROPBOX_BLOCK, Hasher, provider_hashes
 
 
 def quickxor_reference(data: bytes) -> str:

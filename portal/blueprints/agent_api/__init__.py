@@ -8,8 +8,8 @@ from flask import Blueprint, current_app, g, request
 
 from portal.auth import client_ip
 from portal.blueprints.agent_api.limits import check_rate
+from portal.core.errors import Unauthorized
 from portal.extensions import csrf
-from portal.services import DepotError
 from portal.services.agents import device_for_token
 
 bp = Blueprint("agent_api", __name__, url_prefix="/agent/v1")
@@ -17,10 +17,6 @@ csrf.exempt(bp)  # device tokens in a header, never cookies: nothing for a forge
 
 # Enrollment has its own limit per address; download links carry their own signature.
 UNAUTHENTICATED = {"agent_api.enroll", "agent_api.download"}
-
-
-class Unauthorized(DepotError):
-    code, status = "unauthorized", 401
 
 
 @bp.before_request

@@ -4,19 +4,11 @@ import time
 
 from redis.exceptions import RedisError
 
+from portal.core.errors import RateLimited
 from portal.extensions import get_redis
-from portal.services import DepotError
 
 log = logging.getLogger(__name__)
 WINDOW = 60
-
-
-class RateLimited(DepotError):
-    code, status = "rate_limited", 429
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def check_rate(who: str, per_minute: int) -> None:

@@ -6,14 +6,11 @@ from flask import current_app, g, jsonify, request, send_file
 from portal.blueprints.agent_api import bp, remote_ip
 from portal.blueprints.agent_api.limits import check_rate
 from portal.blueprints.api import json_body
-from portal.services import DepotError, NotFound, agents
+from portal.core import signing
+from portal.core.errors import NotFound
+from portal.core.paths import confine, inside_root
+from portal.services import agents
 from portal.services.inventory import central_dp
-from portal.storage.central import check_link
-from portal.storage.paths import confine, inside_root
-
-
-class LinkRefused(DepotError):
-    code, status = "link_refused", 403
 
 
 @bp.post("/enroll")
@@ -42,7 +39,7 @@ def work():
 @bp.get("/deployments/<int:deployment_id>")
 def manifest(deployment_id: int):
     """What to download for one deployment, with fresh links from its DP."""
-    return agents.manifest(g.device, deployment_id)
+    return agents.manifest(g.device, deployment_id, request.host_url)
 
 
 @bp.post("/deployments/<int:deployment_id>/progress")
@@ -55,10 +52,8 @@ def progress(deployment_id: int):
 def download():
     """A file of the central DP through a signed link (no login; HTTP Range and If-Range work)."""
     path = request.args.get("path", "")
-    refused = check_link(current_app.config["SECRET_KEY"], path, request.args.get("expires"),
-                         request.args.get("sig"))
-    if refused:
-        raise LinkRefused(refused)
+    signing.check(signing.CENTRAL, current_app.config["SECRET_KEY"], path,
+                  request.args.get("expires"), request.args.get("sig"))
     root = central_dp().root
     full = confine(root, path)
     if not os.path.isfile(full) or not inside_root(root, full):

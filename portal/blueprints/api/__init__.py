@@ -1,18 +1,14 @@
 """The JSON API under /api/v1/, authenticated with personal bearer tokens."""
 from flask import Blueprint, g, request
 
+from portal.core.errors import DepotError, Unauthorized
 from portal.extensions import csrf
-from portal.services import DepotError
 from portal.services.accounts import user_for_token
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # bearer tokens, never cookies: nothing for a forged cross-site request to ride on
 
 PUBLIC_ENDPOINTS = {"api.create_token"}
-
-
-class Unauthorized(DepotError):
-    code, status = "unauthorized", 401
 
 
 @bp.before_request
@@ -62,5 +58,4 @@ def paginated(items: list, total: int, page: int, per_page: int) -> dict:
             "next_page": page + 1 if page * per_page < total else None}
 
 
-from portal.blueprints.api import (  # noqa: E402,F401
-    accounts, content, copies, deployments, devices, events, jobs)
+from portal.blueprints.api import accounts, content, copies, deployments, devices, events, jobs  # noqa: E402,F401

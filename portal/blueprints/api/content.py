@@ -3,7 +3,8 @@ from flask import g, request
 
 from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body
-from portal.services import DepotError, cloud_dps, dp_management
+from portal.core.errors import DepotError
+from portal.services import cloud_dps, dp_management
 from portal.services import distribution_points as dps
 from portal.services.permissions import require
 

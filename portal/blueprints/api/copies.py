@@ -4,8 +4,8 @@ from flask import g, request
 from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body
 from portal.services import copies
-from portal.services import verify as verify_service
 from portal.services import distribution_points as dps
+from portal.services import verify as verify_service
 
 
 @bp.post("/copies")

@@ -3,7 +3,7 @@ from flask import g, request
 
 from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body, paginated, pagination
-from portal.services import DepotError
+from portal.core.errors import DepotError
 from portal.services import deployments
 from portal.services.devices import MAX_ID
 from portal.services.permissions import require

@@ -3,7 +3,8 @@ from flask import g, request
 
 from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body, paginated, pagination
-from portal.services import DepotError, boundaries, devices, enrollment
+from portal.core.errors import DepotError
+from portal.services import boundaries, devices, enrollment
 from portal.services.permissions import require
 
 GROUP_CREATE_FIELDS = {"name", "description", "preferred_dp_id", "fallback_dp_ids"}

@@ -4,13 +4,13 @@ from sqlalchemy import func, select
 
 from portal.auth import api_actor
 from portal.blueprints.api import bp, paginated, pagination
+from portal.core.errors import DepotError, NotFound
 from portal.extensions import db
 from portal.models import Job
-from portal.services import DepotError, NotFound
+from portal.models.jobs import ACTIVE_STATES, FINISHED_STATES
 from portal.services import distribution_points as dps
 from portal.services import jobs
 from portal.services.permissions import can_see_dp, require
-from portal.models.jobs import ACTIVE_STATES, FINISHED_STATES
 
 
 def _visible(job_id: str) -> Job:

@@ -4,12 +4,12 @@ import logging
 from flask import Response, current_app, jsonify, request
 
 from portal.blueprints.cloud_links import bp
+from portal.core import signing
+from portal.core.errors import LinkRefused, NeedsAuth, StorageRefused, StorageUnavailable
+from portal.core.libraries import split_inventory_path
 from portal.extensions import db
 from portal.models import DistributionPoint
-from portal.services.libraries import split_inventory_path
-from portal.storage import storage_for
-from portal.storage.base import NeedsAuth, StorageRefused, StorageUnavailable
-from portal.storage.gdrive import check_link
+from portal.services.backends import open_storage
 
 PIECE = 1024 * 1024
 log = logging.getLogger(__name__)
@@ -26,14 +26,15 @@ def _error(status: int, code: str, message: str):
 def download(dp_id: int):
     """Stream one file of a cloud DP to whoever holds a valid link (HTTP Range passed on)."""
     path = request.args.get("path", "")
-    refused = check_link(current_app.config["SECRET_KEY"], dp_id, path,
-                         request.args.get("expires"), request.args.get("sig"))
-    if refused:
-        return _error(403, "link_refused", refused)
+    try:
+        signing.check(signing.CLOUD_RELAY, current_app.config["SECRET_KEY"], path,
+                      request.args.get("expires"), request.args.get("sig"), scope=dp_id)
+    except LinkRefused as exc:
+        return _error(exc.status, exc.code, exc.message)
     dp = db.session.get(DistributionPoint, dp_id)
     if dp is None or dp.kind != "cloud" or split_inventory_path(path) is None:
         return _error(404, "not_found", "no such file")
-    backend = storage_for(dp)
+    backend = open_storage(dp)
     if not hasattr(backend, "open_media"):
         return _error(404, "not_found", "this DP gives its own download links")
     try:

@@ -3,12 +3,13 @@ from flask import make_response, redirect, request, url_for
 from flask_login import current_user, login_required
 
 from portal.auth import console_actor
+from portal.blueprints.api import MAX_PAGE
 from portal.blueprints.computers import bp
 from portal.blueprints.render import page_or_fragment, require_role_action
-from portal.services import DepotError, devices
+from portal.core.errors import DepotError
 from portal.services import boundaries as subnets  # `boundaries` is the page's view
+from portal.services import devices
 from portal.services import distribution_points as dps
-from portal.blueprints.api import MAX_PAGE
 
 PER_PAGE = 50
 FALLBACK_SLOTS = 3

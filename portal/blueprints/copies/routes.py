@@ -5,7 +5,8 @@ from flask_login import current_user, login_required
 from portal.auth import console_actor
 from portal.blueprints.copies import bp
 from portal.blueprints.render import page_or_fragment
-from portal.services import DepotError, copies, verify
+from portal.core.errors import DepotError
+from portal.services import copies, verify
 from portal.services import distribution_points as dps
 
 

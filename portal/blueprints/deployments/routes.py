@@ -4,12 +4,12 @@ from flask import make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from portal.auth import console_actor
+from portal.blueprints.api import MAX_PAGE
 from portal.blueprints.deployments import bp
 from portal.blueprints.render import page_or_fragment, require_role_action
+from portal.core.errors import DepotError, PermissionDenied
 from portal.models.deployments import DEPLOYMENT_STATES
-from portal.services import DepotError, PermissionDenied
 from portal.services import deployments
-from portal.blueprints.api import MAX_PAGE
 
 PER_PAGE = 50
 

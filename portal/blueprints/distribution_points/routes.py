@@ -1,15 +1,20 @@
-from flask import make_response, redirect, request, url_for
+from flask import make_response, redirect, request, session, url_for
 from flask_login import current_user, login_required
 
 from portal.auth import console_actor
 from portal.blueprints.distribution_points import bp
-from portal.blueprints.distribution_points.forms import (EditLocalDpForm, LocalDpForm, OAuthDpForm,
-                                                        S3DpForm)
+from portal.blueprints.distribution_points.forms import (
+    EditLocalDpForm,
+    LocalDpForm,
+    OAuthDpForm,
+    S3DpForm,
+)
 from portal.blueprints.render import page_or_fragment, require_role_action
+from portal.core.errors import DepotError, NotFound
+from portal.services import cloud_dps, dp_management
 from portal.services import distribution_points as dps
-from portal.services import DepotError, NotFound, cloud_dps, dp_management
-from portal.storage import CLOUD_PROVIDERS
 from portal.services.jobs import active_job
+from portal.storage import CLOUD_PROVIDERS
 
 
 def _rows():
@@ -222,6 +227,30 @@ def _callback_url(provider: str) -> str:
     return url_for(".oauth_callback", provider=provider, _external=True)
 
 
+PENDING_KEY = "depot_consent"
+MAX_PENDING = 5  # consents started and not finished, per browser session
+
+
+def _consent(started: tuple[str, str, dict]) -> str:
+    """Keep a started consent in the signed session under its state (the oldest of those never
+    finished go, so the cookie stays small); the provider's consent page to go to."""
+    url, state, pending = started
+    waiting = dict(session.get(PENDING_KEY) or {})
+    while len(waiting) >= MAX_PENDING:
+        waiting.pop(next(iter(waiting)))
+    waiting[state] = pending
+    session[PENDING_KEY] = waiting
+    return url
+
+
+def _take_consent(state) -> dict | None:
+    """The consent started under `state` in this session, forgotten as it is taken."""
+    waiting = dict(session.get(PENDING_KEY) or {})
+    pending = waiting.pop(state or "", None)
+    session[PENDING_KEY] = waiting
+    return pending
+
+
 @bp.post("/new-cloud/<provider>/connect")
 @login_required
 def connect(provider: str):
@@ -229,9 +258,10 @@ def connect(provider: str):
     require_role_action("manage_dps")
     form = OAuthDpForm()
     try:
-        target = cloud_dps.start_consent(console_actor(), _provider(provider),
-                                         {"name": form.name.data, "site": form.site.data,
-                                          "folder": form.folder.data}, _callback_url(provider))
+        target = _consent(cloud_dps.start_consent(
+            console_actor(), _provider(provider),
+            {"name": form.name.data, "site": form.site.data, "folder": form.folder.data},
+            _callback_url(provider)))
     except DepotError as exc:
         return _new_cloud_page(provider, form, exc.message, exc.status)
     return redirect(target, code=303)
@@ -259,8 +289,8 @@ def reconnect(dp_id: int):
     dp = dps.get_dp(dp_id, current_user)
     if dp.kind != "cloud" or dp.provider == "s3":
         raise DepotError(f"{dp.name} is not connected through a consent page")
-    return redirect(cloud_dps.start_consent(console_actor(), dp.provider, {},
-                                            _callback_url(dp.provider), dp=dp), code=303)
+    return redirect(_consent(cloud_dps.start_consent(console_actor(), dp.provider, {},
+                                                     _callback_url(dp.provider), dp=dp)), code=303)
 
 
 @bp.get("/oauth/<provider>/callback")
@@ -269,5 +299,6 @@ def oauth_callback(provider: str):
     """The provider sends the browser back here: the DP is created (or reconnected) and its
     rescan starts; then the list, which says so."""
     require_role_action("manage_dps")
-    dp, _ = cloud_dps.finish_consent(console_actor(), _provider(provider), request.args)
+    pending = _take_consent(request.args.get("state"))
+    dp, _ = cloud_dps.finish_consent(console_actor(), _provider(provider), pending, request.args)
     return redirect(url_for(".index", connected=dp.id), code=303)

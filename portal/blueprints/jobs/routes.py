@@ -5,9 +5,9 @@ from sqlalchemy import select
 from portal.auth import console_actor
 from portal.blueprints.jobs import bp
 from portal.blueprints.render import page_or_fragment
+from portal.core.errors import NotFound
 from portal.extensions import db
 from portal.models import Job
-from portal.services import NotFound
 from portal.services import distribution_points as dps
 from portal.services import jobs
 from portal.services.permissions import can_see_dp, require

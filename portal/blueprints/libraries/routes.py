@@ -4,12 +4,12 @@ from sqlalchemy import select
 
 from portal.blueprints.libraries import bp
 from portal.blueprints.render import page_or_fragment
+from portal.core.libraries import library_for_slug
 from portal.extensions import db
 from portal.models import Job
 from portal.models.jobs import ACTIVE_STATES
 from portal.services import distribution_points as dps
 from portal.services.jobs import active_job
-from portal.services.libraries import library_for_slug
 
 
 @bp.get("/<slug>")

@@ -4,13 +4,14 @@ from flask import redirect, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from portal.auth import console_actor
+from portal.blueprints.api import MAX_PAGE
 from portal.blueprints.render import page_or_fragment
 from portal.blueprints.settings import bp
 from portal.blueprints.settings.forms import TokenForm, UserForm
-from portal.services import DepotError, accounts, audit, devices
+from portal.core.errors import DepotError
+from portal.services import accounts, audit, devices
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
-from portal.blueprints.api import MAX_PAGE
 
 
 @bp.get("/")

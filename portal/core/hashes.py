@@ -10,8 +10,6 @@ console, or by hand) from other content without downloading anything:
 import base64
 import hashlib
 
-import quickxorhash
-
 DROPBOX_BLOCK = 4 * 1024 * 1024
 # The hash each provider computes on its side (S3 has none central can compute: its ETag depends
 # on the part size the writer chose).
@@ -48,6 +46,8 @@ class QuickXorHash:
     """OneDrive's QuickXorHash, base64 as Graph gives it."""
 
     def __init__(self):
+        import quickxorhash  # only central computes it: a DP node installs without it
+
         self._hash = quickxorhash.quickxorhash()
 
     def update(self, data) -> None:

@@ -2,13 +2,9 @@
 of a cloud DP's folder)."""
 import os
 
-from portal.services import DepotError
-from portal.services.libraries import LIBRARIES
-from portal.services.names import unescape_component
-
-
-class BadPath(DepotError):
-    code, status = "bad_path", 400
+from portal.core.errors import BadPath
+from portal.core.libraries import LIBRARIES
+from portal.core.names import unescape_component
 
 
 def library_parts(rel, *, inside: bool = True, asset: bool = False) -> list[bytes]:

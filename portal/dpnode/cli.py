@@ -1,0 +1,43 @@
+"""`python -m portal.dpnode run --root DIR --bind HOST:PORT`: start a DP node, without the console.
+
+`flask --app wsgi dp-node run` (portal/cli.py) calls the same `serve`.
+"""
+import argparse
+import os
+import sys
+
+from portal.dpnode import NodeMisconfigured, check_settings
+from portal.dpnode.config import BASE_DIR
+
+DEFAULT_BIND = "0.0.0.0:8081"
+
+
+def serve(root: str, bind: str, workers: int = 2) -> None:
+    """Replace this process with gunicorn serving `root` as a DP node on `bind` (key from
+    DEPOT_DP_KEY); NodeMisconfigured, before anything starts, if the root or key will not do."""
+    root = os.path.abspath(root)
+    check_settings(root, os.environ.get("DEPOT_DP_KEY"))
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    # gthread workers: a long download keeps its thread without tripping the worker timeout.
+    argv = [gunicorn, "--bind", bind, "--worker-class", "gthread", "--workers", str(workers),
+            "--threads", "16", "--chdir", str(BASE_DIR), "--access-logfile", "-",
+            "--no-control-socket", "portal.dpnode:create_node_app()"]
+    print(f"DP node serving {root} on {bind}", flush=True)
+    os.execve(gunicorn, argv, dict(os.environ, DEPOT_DP_ROOT=root))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m portal.dpnode",
+                                     description="Run this machine as a Depot DP node.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve a content root (key from DEPOT_DP_KEY)")
+    run.add_argument("--root", required=True, help="the content root this node serves")
+    run.add_argument("--bind", default=DEFAULT_BIND, help=f"HOST:PORT (default {DEFAULT_BIND})")
+    run.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
+    args = parser.parse_args(argv)
+    try:
+        serve(args.root, args.bind, args.workers)
+    except NodeMisconfigured as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,26 @@
+"""A DP node's settings: the environment first, defaults that need nothing installed second."""
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+class NodeConfig:
+    """A DP node (`python -m portal.dpnode run`): its content root, key and limits."""
+
+    DEPOT_DP_ROOT = os.environ.get("DEPOT_DP_ROOT", str(BASE_DIR / "data" / "dp-node"))
+    DEPOT_DP_KEY = os.environ.get("DEPOT_DP_KEY")
+    # Uploads are refused up front (507) unless they leave this much free on the disk.
+    DEPOT_DP_RESERVE_BYTES = _env_int("DEPOT_DP_RESERVE_BYTES", 1024 ** 3)
+    # Partial uploads nobody touched for this long are removed.
+    DEPOT_DP_UPLOAD_MAX_AGE = _env_int("DEPOT_DP_UPLOAD_MAX_AGE", 7 * 86400)
+    DEPOT_DP_MAX_CHUNK = _env_int("DEPOT_DP_MAX_CHUNK", 64 * 1024 ** 2)
+    # Set (e.g. "/depot-files/") when nginx serves downloads: see README, "DP nodes behind nginx".
+    DEPOT_DP_X_ACCEL_PREFIX = os.environ.get("DEPOT_DP_X_ACCEL_PREFIX")
+    DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))
+    MAX_CONTENT_LENGTH = DEPOT_DP_MAX_CHUNK + 64 * 1024
