@@ -9,7 +9,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt | $(BIN)/python
+$(VENV)/.installed: requirements.txt requirements-dpnode.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
@@ -24,8 +24,10 @@ install-dev: $(VENV)/.installed-dev
 run: $(VENV)/.installed
 	$(BIN)/python -m portal.launcher
 
-## test: the whole suite (SQLite + embedded Redis unless DEPOT_TEST_* point elsewhere)
+## test: the import contract (.importlinter), then the whole suite (SQLite + embedded Redis
+## unless DEPOT_TEST_* point elsewhere)
 test: $(VENV)/.installed-dev
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 ## bench: performance against well-known tools, printed as ratios
