@@ -17,8 +17,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
-from portal.core.errors import DepotError
+from portal.core import signing
+from portal.core.errors import DepotError, JobCancelled, NotFound, StorageRefused
 from portal.core.files import FileEntry
+from portal.core.paths import library_parts
 
 # The provider hashes central can compute beside the SHA-256 (see portal.core.hashes).
 PROVIDER_HASHES = ("quickxor", "md5", "dropbox")
@@ -99,6 +101,19 @@ class Upload(ABC):
         """Drop the partial upload at the DP (best effort; absent is fine)."""
 
 
+@dataclass
+class Media:
+    """A file's bytes on their way to an endpoint through the central server's link relay: the
+    HTTP status to answer with (200, 206 for a Range, 416 for a Range past the end), the headers
+    that describe the bytes (Content-Length, Content-Range, Accept-Ranges), the body in pieces,
+    and `close()`, which lets go of the provider's connection."""
+
+    status: int
+    headers: dict[str, str]
+    body: Iterator[bytes]
+    close: Callable[[], None]
+
+
 @dataclass(frozen=True)
 class StorageEnv:
     """What a backend needs of the server it works for, handed down as values by the service that
@@ -116,6 +131,21 @@ class StorageEnv:
     def setting(self, name: str, default=None):
         value = self.settings.get(name)
         return default if value is None else value
+
+    def signed_link(self, kind: signing.LinkKind, path: str, ttl_seconds: int, what: str,
+                    scope=None) -> str:
+        """A link to a file that this server serves itself (`kind`: central's files, the cloud
+        relay), signed with `link_secret`; StorageRefused, naming `what` links ("central"), when
+        the lifetime is out of bounds or DEPOT_PUBLIC_URL is not known."""
+        if not 1 <= ttl_seconds <= signing.MAX_LINK_SECONDS:
+            raise StorageRefused(f"a {what} download link lives from 1 s to "
+                                 f"{signing.MAX_LINK_SECONDS} s")
+        library_parts(path)
+        if not self.public_url or not self.link_secret:
+            raise StorageRefused("set DEPOT_PUBLIC_URL (the address endpoints reach the central "
+                                 f"server at) to give {what} download links")
+        return signing.sign(kind, self.public_url, self.link_secret, path, ttl_seconds,
+                            scope=scope)
 
 
 class StorageBackend(ABC):
@@ -137,6 +167,11 @@ class StorageBackend(ABC):
     def hashes_itself(self) -> bool:
         """True when a rescan never reads files to hash them."""
         return self.hashing != "reads"
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelled once the job this backend works for was cancelled."""
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise JobCancelled()
 
     @abstractmethod
     def check(self) -> None:
@@ -181,8 +216,16 @@ class StorageBackend(ABC):
         """Delete a file or a folder (an asset) at the DP; absent is fine."""
 
     def download_link(self, path: str, ttl_seconds: int) -> str:
-        """A link an endpoint can GET the file from for `ttl_seconds`, with no lasting credential."""
+        """A link an endpoint can GET the file from for `ttl_seconds`, with no lasting
+        credential."""
         raise DepotError(f"{self.dp.name if self.dp else 'this DP'} gives no download links")
+
+    def open_media(self, path: str, range_header: str | None = None) -> Media:
+        """The file's bytes for the central server's link relay (`/cloud-links`), with the HTTP
+        `Range` an endpoint asked for; FileNotFoundError when it is not there. Only a DP whose
+        `download_link` points at the relay has them (Google Drive, which has no links of its
+        own): every other DP gives its own links, and says so (NotFound)."""
+        raise NotFound("this DP gives its own download links")
 
     def close(self) -> None:
         """Close connections the backend holds (`http`, where it has one)."""

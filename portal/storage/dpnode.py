@@ -5,7 +5,7 @@ from typing import Iterator
 import requests
 
 from portal.core import signing
-from portal.core.errors import DamagedInTransit, JobCancelled, StorageRefused, StorageUnavailable
+from portal.core.errors import DamagedInTransit, StorageRefused, StorageUnavailable
 from portal.core.files import FileEntry
 from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState, json_object
 
@@ -94,8 +94,7 @@ class DpNodeStorage(StorageBackend):
         ended = False
         try:
             for line in response.iter_lines():
-                if self.cancelled is not None and self.cancelled.is_set():
-                    raise JobCancelled()
+                self.check_cancelled()
                 if not line:
                     continue
                 record = json.loads(line)

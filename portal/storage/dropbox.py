@@ -16,31 +16,25 @@ longer knows (they last 7 days) means starting again. Dropbox has no call to can
 upload sessions: `abort` forgets it and `sweep_uploads` has nothing to do (they expire by
 themselves).
 """
-import io
 import json
-import time
-from calendar import timegm
-from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Iterator
 
 import requests
 
-from portal.core.errors import DamagedInTransit, JobCancelled, StorageRefused, StorageUnavailable
+from portal.core.errors import DamagedInTransit, StorageRefused, StorageUnavailable
 from portal.core.files import FileEntry
 from portal.core.hashes import DropboxContentHash
 from portal.core.libraries import LIBRARIES, is_ignored_entry
 from portal.core.names import escape_component, unescape_component
 from portal.core.paths import library_parts
 from portal.storage.base import Source, Upload, UploadState
+from portal.storage.kit import MANIFEST, InOrderUpload, ManifestRecords, mtime_ns, response_stream
 from portal.storage.oauth import PROVIDERS, READ_TIMEOUT, OAuthStorage
 
 MiB = 1024 * 1024
 MAX_REQUEST = 150 * MiB  # Dropbox: "The request payload must be at most 150 MB"
-BLOCK = 4 * MiB  # content_hash block size
-MANIFEST = ".depot/manifest"
 PAGE_SIZE = 2000  # list_folder's largest `limit`
 KIND = "dropbox"  # the hash kind key (central's provider hashes, FileEntry.hashes)
-RECORD_READERS = 4  # manifest records read at once by fill_hashes
 
 
 class DropboxConflict(StorageRefused):
@@ -59,9 +53,9 @@ def _arg_header(arg: dict) -> str:
     return json.dumps(arg, ensure_ascii=True).replace("\x7f", "\\u007f")
 
 
-def _mtime_ns(metadata: dict) -> int:
-    stamp = metadata.get("server_modified") or metadata.get("client_modified")
-    return timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) * 1_000_000_000
+def _modified(metadata: dict) -> int | None:
+    """A file's server_modified (else client_modified) in nanoseconds, None when unreadable."""
+    return mtime_ns(metadata.get("server_modified") or metadata.get("client_modified"))
 
 
 def _name(part: str, path: str) -> str:
@@ -78,10 +72,11 @@ def _name(part: str, path: str) -> str:
     return name
 
 
-class DropboxStorage(OAuthStorage):
+class DropboxStorage(ManifestRecords, OAuthStorage):
     """Dropbox API v2 as a storage backend; see the module's docstring."""
 
     provider = PROVIDERS["dropbox"]
+    hash_kind = KIND
 
     # --- calls -----------------------------------------------------------------------------
 
@@ -226,8 +221,7 @@ class DropboxStorage(OAuthStorage):
                     continue  # a library nobody created yet holds nothing
                 raise
             while True:
-                if self.cancelled is not None and self.cancelled.is_set():
-                    raise JobCancelled()
+                self.check_cancelled()
                 for item in page.get("entries", []):
                     entry = self._entry(item, library, prefix, problems)
                     if entry is not None:
@@ -250,37 +244,13 @@ class DropboxStorage(OAuthStorage):
         if not parts or is_ignored_entry(escape_component(parts[0].encode("utf-8"))):
             return None
         path = "/".join([library, *(escape_component(p.encode("utf-8")) for p in parts)])
-        try:
-            mtime_ns = _mtime_ns(item)
-        except (TypeError, ValueError):
+        modified = _modified(item)
+        if modified is None:
             problems.append(f"{path}: Dropbox gave no readable modification time, skipped")
             return None
         hashes = {KIND: item["content_hash"]} if item.get("content_hash") else {}
-        return FileEntry(path, int(item.get("size", 0)), mtime_ns, handle=item.get("id"),
+        return FileEntry(path, int(item.get("size", 0)), modified, handle=item.get("id"),
                          hashes=hashes)
-
-    def fill_hashes(self, entries: list[FileEntry]) -> None:
-        """The SHA-256 Depot recorded for each file, where the record is of this very version
-        (same size and content_hash); nothing is downloaded but the small records, a few at a
-        time."""
-        def fill(entry: FileEntry) -> None:
-            if self.cancelled is not None and self.cancelled.is_set():
-                raise JobCancelled()
-            record = self.read_record(entry.path)
-            if record and record.get("size") == entry.size \
-                    and record.get(KIND) == entry.hashes[KIND] and record.get("sha256"):
-                entry.sha256 = record["sha256"]
-
-        with ThreadPoolExecutor(max_workers=RECORD_READERS,
-                                thread_name_prefix="dropbox-records") as pool:
-            futures = [pool.submit(fill, e) for e in entries if e.hashes.get(KIND)]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
 
     def read_record(self, path: str) -> dict | None:
         """The manifest record of one file, None when there is none (or it is not readable)."""
@@ -300,6 +270,7 @@ class DropboxStorage(OAuthStorage):
         return record if isinstance(record, dict) else None
 
     def write_record(self, path: str, record: dict) -> None:
+        """Write a file's manifest record (a simple upload: records are small)."""
         self._result(self.content("files/upload", {
             "path": self.manifest_path(path), "mode": "overwrite", "autorename": False,
             "mute": True}, json.dumps(record, sort_keys=True).encode(),
@@ -315,13 +286,13 @@ class DropboxStorage(OAuthStorage):
             if exc.means("path/not_found"):
                 raise FileNotFoundError(entry.path) from None
             raise
-        return _Download(response)
+        return response_stream(response, "Dropbox")
 
     def stat(self, entry: FileEntry) -> tuple[int, int] | None:
         found = self.metadata(entry.handle or self.dbx_path(entry.path))
         if found is None or found.get(".tag") != "file":
             return None
-        return int(found["size"]), _mtime_ns(found)
+        return int(found["size"]), _modified(found) or 0
 
     def space(self) -> tuple[int | None, int | None]:
         """(free, total) of the account (a team's shared allocation where it has one)."""
@@ -352,10 +323,6 @@ class DropboxStorage(OAuthStorage):
                 raise StorageRefused(f"{path} is not at {self.name}") from None
             raise
 
-    def sweep_uploads(self, max_age_seconds: int, keep=frozenset()) -> int:
-        """Dropbox cannot list upload sessions; they expire by themselves after 7 days."""
-        return 0
-
     # --- uploads ---------------------------------------------------------------------------
 
     def chunk_size(self) -> int:
@@ -372,40 +339,12 @@ class DropboxStorage(OAuthStorage):
         return _DropboxUpload(self, source, state, self.chunk_size())
 
 
-class _Download(io.RawIOBase):
-    """A download's body as a binary stream (readinto), closing the response with it."""
-
-    def __init__(self, response: requests.Response):
-        self._response = response
-        self._raw = response.raw
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        try:
-            data = self._raw.read(len(buf), decode_content=True)
-        except Exception as exc:  # noqa: BLE001 - urllib3's protocol and timeout errors
-            raise OSError(f"the download from Dropbox was cut off ({type(exc).__name__})") \
-                from None
-        n = len(data)
-        buf[:n] = data
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            self._response.close()
-        super().close()
-
-
-class _DropboxUpload(Upload):
+class _DropboxUpload(InOrderUpload):
     """One file's upload session: pieces in order (`parallel` 1), at most 150 MiB each."""
-
-    parallel = 1
 
     def __init__(self, backend: DropboxStorage, source: Source, state: UploadState, chunk: int):
         self.backend, self.source, self.state = backend, source, state
-        self.chunk_size = chunk
+        self.chunk_size, self.size = chunk, source.size
         self.target = backend.dbx_path(source.path)
         self.session_id: str | None = None
         self.offset = self.saved_offset = 0
@@ -418,22 +357,16 @@ class _DropboxUpload(Upload):
             if self.offset is not None:
                 self.session_id = saved["session_id"]
                 if self.offset != saved.get("offset"):
-                    self._save()
+                    self.save()
         if self.session_id is None:
             started = self.backend._result(self.backend.content(
                 "files/upload_session/start", {"close": False}, what="starting an upload"))
             self.session_id, self.offset = started["session_id"], 0
-            self._save()
+            self.save()
         self.hasher = None
         if KIND not in source.hashes:  # central gave no content_hash: compute it while sending
             self.hasher = DropboxContentHash()
-            position = 0  # what an earlier run sent is read again from central's disk
-            while position < self.offset:
-                data = source.read(position, min(BLOCK, self.offset - position))
-                if not data:
-                    raise StorageRefused(f"{source.path} got shorter at central while copying")
-                self.hasher.update(data)
-                position += len(data)
+            self.catch_up(self.hasher, self.offset)  # what an earlier run sent
 
     def __repr__(self) -> str:
         return f"<_DropboxUpload {self.source.path!r} at {self.offset}>"  # not the session id
@@ -448,15 +381,12 @@ class _DropboxUpload(Upload):
         if found is None or found.get(".tag") != "file" or found.get("size") != self.source.size:
             return None
         content_hash = found.get("content_hash")
-        record = self.backend.read_record(self.source.path)
-        recorded = (record is not None and record.get("sha256") == self.source.sha256
-                    and record.get("size") == self.source.size and record.get(KIND) == content_hash)
-        if not recorded:
+        if self.backend.recorded_sha256(self.source.path, self.size, content_hash) \
+                != self.source.sha256:
             if not content_hash or self.source.hashes.get(KIND) != content_hash:
                 return None
-            self.backend.write_record(self.source.path, {
-                "size": self.source.size, "sha256": self.source.sha256, KIND: content_hash})
-        return self._result(found["size"], _mtime_ns(found), content_hash)
+            self.backend.record(self.source.path, self.size, self.source.sha256, content_hash)
+        return self._result(found["size"], _modified(found) or 0, content_hash)
 
     def _probe(self, session_id: str, offset: int) -> int | None:
         """How far the session got: an empty append at the saved offset is either right or
@@ -473,13 +403,11 @@ class _DropboxUpload(Upload):
                 return None
             raise
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """The session id and how far it got, in the copy's UploadState."""
         self.state.save({"session_id": self.session_id, "offset": self.offset,
                          "chunk": self.chunk_size})
         self.saved_offset = self.offset
-
-    def missing(self) -> list[tuple[int, int]]:
-        return [(self.offset, self.source.size)] if self.offset < self.source.size else []
 
     def send(self, offset: int, data: bytes) -> None:
         """Append one piece at the session's offset (checked here before it goes out)."""
@@ -507,10 +435,6 @@ class _DropboxUpload(Upload):
             self.hasher.update(data)
         self.offset += len(data)
 
-    def checkpoint(self) -> None:
-        if self.offset != self.saved_offset:
-            self._save()
-
     def finish(self) -> dict:
         """Commit the session to the file's path, then compare size and content_hash."""
         if self.offset != self.source.size:
@@ -537,9 +461,8 @@ class _DropboxUpload(Upload):
                 f"{self.source.path} arrived damaged at {self.backend.name}: Dropbox has "
                 f"{size} bytes with content_hash {content_hash}, expected {self.source.size} "
                 f"bytes with {expected}")
-        self.backend.write_record(self.source.path, {
-            "size": size, "sha256": self.source.sha256, KIND: content_hash})
-        return self._result(size, _mtime_ns(found), content_hash)
+        self.backend.record(self.source.path, size, self.source.sha256, content_hash)
+        return self._result(size, _modified(found) or 0, content_hash)
 
     def _discard(self) -> None:
         try:

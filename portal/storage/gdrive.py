@@ -32,7 +32,6 @@ through), so nothing the endpoint holds is a Google credential, and the link die
 cost: those bytes pass through the central server.
 """
 import hashlib
-from datetime import datetime
 from typing import BinaryIO, Iterator
 
 from portal.core import signing
@@ -41,8 +40,8 @@ from portal.core.files import FileEntry
 from portal.core.libraries import LIBRARIES, is_ignored_entry
 from portal.core.names import escape_component, unescape_component
 from portal.core.paths import library_parts
-from portal.core.signing import MAX_LINK_SECONDS
-from portal.storage.base import Source, Upload, UploadState, json_object
+from portal.storage.base import Media, Source, Upload, UploadState, json_object
+from portal.storage.kit import InOrderUpload, media_of, mtime_ns, response_stream
 from portal.storage.oauth import PROVIDERS, OAuthStorage
 
 FOLDER = "application/vnd.google-apps.folder"
@@ -235,7 +234,7 @@ class GoogleDriveStorage(OAuthStorage):
             else:
                 props = item.get("appProperties") or {}
                 self._props[path] = props
-                yield FileEntry(path, int(item.get("size") or 0), _mtime_ns(item),
+                yield FileEntry(path, int(item.get("size") or 0), _modified(item),
                                 handle=item["id"],
                                 hashes={"md5": item["md5Checksum"]} if item.get("md5Checksum")
                                 else {})
@@ -285,14 +284,14 @@ class GoogleDriveStorage(OAuthStorage):
         return self._call("GET", f"/drive/v3/files/{file_id}", expect=(200, 206, 404, 416),
                           params={"alt": "media"}, headers=headers, stream=True)
 
-    def open_media(self, path: str, range_header: str | None = None):
-        """The streamed download (200, 206 or 416) of the file at a path, for the central
+    def open_media(self, path: str, range_header: str | None = None) -> Media:
+        """The file's bytes (200, 206 or 416, as Drive answers the Range) for the central
         server's link relay; FileNotFoundError when it is not there."""
         response = self.media(self._file_id(FileEntry(path, 0, 0)), range_header)
         if response.status_code == 404:
             response.close()
             raise FileNotFoundError(path)
-        return response
+        return media_of(response)
 
     def open_read(self, entry: FileEntry) -> BinaryIO:
         """The file's content as a stream (FileNotFoundError when Drive no longer has it)."""
@@ -300,7 +299,7 @@ class GoogleDriveStorage(OAuthStorage):
         if response.status_code != 200:
             response.close()
             raise FileNotFoundError(entry.path)
-        return _Stream(response)
+        return response_stream(response, "Google Drive")
 
     def stat(self, entry: FileEntry) -> tuple[int, int] | None:
         try:
@@ -309,7 +308,7 @@ class GoogleDriveStorage(OAuthStorage):
             return None
         if item is None:
             return None
-        return int(item.get("size") or 0), _mtime_ns(item)
+        return int(item.get("size") or 0), _modified(item)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -345,26 +344,13 @@ class GoogleDriveStorage(OAuthStorage):
         the module's docstring for why not a Google URL)."""
         if self._dp_id is None:
             raise StorageRefused("a download link needs a saved DP")
-        if not self.env.public_url or not self.env.link_secret:
-            raise StorageRefused("set DEPOT_PUBLIC_URL (the address endpoints reach the central "
-                                 "server at) to give Google Drive download links")
-        if not 1 <= ttl_seconds <= MAX_LINK_SECONDS:
-            raise StorageRefused(f"a Google Drive download link lives from 1 s to "
-                                 f"{MAX_LINK_SECONDS} s")
-        library_parts(path)
-        return signing.sign(signing.CLOUD_RELAY, self.env.public_url, self.env.link_secret, path,
-                            ttl_seconds, scope=self._dp_id)
-
-    def sweep_uploads(self, max_age_seconds: int, keep=frozenset()) -> int:
-        """Drive cannot list open upload sessions; they expire by themselves after a week."""
-        return 0
+        return self.env.signed_link(signing.CLOUD_RELAY, path, ttl_seconds, "Google Drive",
+                                    scope=self._dp_id)
 
 
-class _DriveUpload(Upload):
+class _DriveUpload(InOrderUpload):
     """One Drive resumable upload session: chunks in order, each a multiple of 256 KiB but the
     last; Drive says after each how much it kept (308 + Range), which may be less than sent."""
-
-    parallel = 1
 
     def __init__(self, backend: GoogleDriveStorage, source: Source, state: UploadState,
                  chunk: int):
@@ -381,9 +367,11 @@ class _DriveUpload(Upload):
             offset = self._status(saved["url"])
             if offset is not None:
                 self.url, self.offset, self.saved_offset = saved["url"], offset, offset
-                self._catch_up_md5(offset)
+                if self.md5 is not None:  # what Drive kept, hashed from central's copy
+                    self.catch_up(self.md5, offset)
+                    self.hashed = offset
                 return
-        self.url = self.offset = self.saved_offset = None
+        self.url, self.offset, self.saved_offset = None, 0, 0
         existing = self._existing()
         if self.done is not None:
             return
@@ -430,8 +418,7 @@ class _DriveUpload(Upload):
         if not url:
             raise StorageUnavailable(f"Google Drive gave {backend.name} no upload session")
         self.url, self.offset = url, 0
-        self.state.save({"url": url, "chunk": self.chunk_size, "offset": 0})
-        self.saved_offset = 0
+        self.save()  # at once: a crash from here on leaves it resumable
 
     def _status(self, url: str) -> int | None:
         """How much of the session Drive kept; None when the session is gone (start over)."""
@@ -446,25 +433,12 @@ class _DriveUpload(Upload):
             return self.size
         return _kept(response)
 
-    def _catch_up_md5(self, offset: int) -> None:
-        """A resumed session: hash what Drive already has from central's copy (no download)."""
-        if self.md5 is None:
-            return
-        position = 0
-        while position < offset:
-            data = self.source.read(position, min(self.chunk_size, offset - position))
-            if not data:
-                raise StorageRefused(f"{self.source.path} got shorter at central")
-            self.md5.update(data)
-            position += len(data)
-        self.hashed = offset
+    def save(self) -> None:
+        """The session URI and how far Drive confirmed it, in the copy's UploadState."""
+        self.state.save({"url": self.url, "chunk": self.chunk_size, "offset": self.offset})
+        self.saved_offset = self.offset
 
     # --- the interface ----------------------------------------------------------------------
-
-    def missing(self) -> list[tuple[int, int]]:
-        if self.file is not None or self.offset >= self.size:
-            return []
-        return [(self.offset, self.size)]
 
     def send(self, offset: int, data: bytes) -> None:
         """PUT one chunk at the offset Drive expects; if Drive kept less of it, send the rest."""
@@ -498,11 +472,6 @@ class _DriveUpload(Upload):
             data, offset = data[kept - offset:], kept  # Drive kept part of it: the rest again
         raise StorageUnavailable(f"Google Drive keeps taking only part of {self.source.path}")
 
-    def checkpoint(self) -> None:
-        if self.offset != self.saved_offset and self.url:
-            self.state.save({"url": self.url, "chunk": self.chunk_size, "offset": self.offset})
-            self.saved_offset = self.offset
-
     def finish(self) -> dict:
         """Complete the session, then check size and MD5 (central's, else ours); a damaged
         file is deleted. Our SHA-256 is then on the file's appProperties."""
@@ -528,7 +497,7 @@ class _DriveUpload(Upload):
         return self._result(file)
 
     def _result(self, file: dict) -> dict:
-        return {"size": int(file.get("size") or 0), "mtime_ns": _mtime_ns(file),
+        return {"size": int(file.get("size") or 0), "mtime_ns": _modified(file),
                 "sha256": self.source.sha256, "hashes": {"md5": file.get("md5Checksum")}}
 
     def abort(self) -> None:
@@ -538,28 +507,6 @@ class _DriveUpload(Upload):
     def _cancel(self, url: str | None) -> None:
         if url:
             self.backend.request("DELETE", url, expect=(499, 200, 204, 404, 410))
-
-
-class _Stream:
-    """A Drive download as a binary file-like (readinto, read, close, with)."""
-
-    def __init__(self, response):
-        self.response, self.raw = response, response.raw
-
-    def readinto(self, buf) -> int:
-        return self.raw.readinto(buf)
-
-    def read(self, n: int = -1) -> bytes:
-        return self.raw.read(None if n is None or n < 0 else n)
-
-    def close(self) -> None:
-        self.response.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _kept(response) -> int:
@@ -596,12 +543,9 @@ def _drive_name(component: str) -> str:
                              "name") from None
 
 
-def _mtime_ns(item: dict) -> int:
-    stamp = item.get("modifiedTime")
-    if not stamp:
-        return 0
-    when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return int(when.timestamp()) * 10 ** 9 + when.microsecond * 1000
+def _modified(item: dict) -> int:
+    """A file's modifiedTime in nanoseconds (0 when it has none)."""
+    return mtime_ns(item.get("modifiedTime")) or 0
 
 
 __all__ = ["GoogleDriveStorage"]

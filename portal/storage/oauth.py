@@ -214,7 +214,8 @@ class OAuthStorage(StorageBackend):
     def _refresh_now(self) -> None:
         refresh_token = self.token.get("refresh_token")
         if not refresh_token:
-            raise NeedsAuth(f"{self.provider.title} gave {self.name} no refresh token: reconnect it")
+            raise NeedsAuth(f"{self.provider.title} gave {self.name} no refresh token: "
+                            "reconnect it")
         client_id, client_secret = self.provider.credentials(self.config)
         session = OAuth2Session(client_id, client_secret,
                                 token_endpoint_auth_method="client_secret_post")
@@ -227,9 +228,10 @@ class OAuthStorage(StorageBackend):
                 raise NeedsAuth(f"{self.provider.title} refused to renew {self.name}'s access "
                                 f"({exc.error}): reconnect it") from None
             if exc.error in ("invalid_client", "unauthorized_client"):
-                raise StorageRefused(f"{self.provider.title} does not accept Depot's app "
-                                     f"registration ({exc.error}): check "
-                                     f"{self.provider.setting}_CLIENT_ID and _CLIENT_SECRET") from None
+                raise StorageRefused(
+                    f"{self.provider.title} does not accept Depot's app registration "
+                    f"({exc.error}): check {self.provider.setting}_CLIENT_ID and _CLIENT_SECRET"
+                ) from None
             raise StorageUnavailable(f"{self.provider.title} did not renew {self.name}'s access "
                                      f"now ({exc.error})") from None
         except (requests.RequestException, ValueError) as exc:

@@ -10,71 +10,50 @@ Uploads use Graph upload sessions: fragments in multiples of 320 KiB (the last m
 each request under 60 MiB, sent in order, to a pre-authenticated session URL that gets no bearer
 token. The session URL is kept (encrypted) by the copy service, so a copy that starts again asks
 OneDrive how far the session got and sends only the rest. Graph cannot list upload sessions; an
-abandoned one expires by itself at Microsoft (see `sweep_uploads`).
+abandoned one expires by itself at Microsoft (its expirationDateTime, days after its last
+fragment), so `sweep_uploads` has nothing to do.
 """
-import base64
-import calendar
-import io
 import json
-import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Iterator
 from urllib.parse import quote
 
-import quickxorhash
 import requests
 
-from portal.core.errors import DamagedInTransit, JobCancelled, StorageRefused, StorageUnavailable
+from portal.core.errors import DamagedInTransit, StorageRefused, StorageUnavailable
 from portal.core.files import FileEntry
+from portal.core.hashes import QuickXorHash
 from portal.core.libraries import LIBRARIES, is_ignored_entry
 from portal.core.names import escape_component, unescape_component
 from portal.core.paths import library_parts
 from portal.storage.base import Source, Upload, UploadState, json_object
+from portal.storage.kit import MANIFEST, InOrderUpload, ManifestRecords, mtime_ns, response_stream
 from portal.storage.oauth import PROVIDERS, OAuthStorage
 
 FRAGMENT_UNIT = 320 * 1024  # every fragment but the last is a multiple of this
 MAX_REQUEST = 60 * 1024 * 1024  # each fragment must be smaller than this
 PAGE_SIZE = 200  # children a listing page ($top)
-MANIFEST = ".depot/manifest"
 HASH = "quickxor"
-MANIFEST_THREADS = 8  # manifest records read at once by fill_hashes
 # Characters OneDrive does not take in names (control characters neither).
 _FORBIDDEN = set('"*:<>?/\\|')
-_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$")
-
-
-def quick_xor(data_chunks) -> str:
-    """OneDrive's QuickXorHash (base64, as Graph gives it) of some bytes."""
-    hasher = quickxorhash.quickxorhash()
-    for chunk in data_chunks:
-        hasher.update(chunk)
-    return base64.b64encode(hasher.digest()).decode()
-
-
-def _mtime_ns(stamp: str | None) -> int:
-    """Nanoseconds since the epoch of a Graph timestamp ("2024-05-01T10:00:00.123Z")."""
-    match = _TIME.match(stamp or "")
-    if not match:
-        return 0
-    seconds = calendar.timegm(tuple(int(x) for x in re.split(r"[-T:]", match.group(1))) + (0, 0, 0))
-    fraction = int((match.group(2) or "0")[:9].ljust(9, "0"))
-    offset = match.group(3)
-    if offset and offset != "Z":
-        sign = 1 if offset[0] == "+" else -1
-        digits = offset[1:].replace(":", "")
-        seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return seconds * 1_000_000_000 + fraction
 
 
 def _quick_xor_of(item: dict) -> str | None:
     return ((item.get("file") or {}).get("hashes") or {}).get("quickXorHash")
 
 
-class OneDriveStorage(OAuthStorage):
-    """A folder in a OneDrive account (personal or work/school) as a DP, through Microsoft Graph."""
+def _modified(item: dict) -> int:
+    """A driveItem's lastModifiedDateTime in nanoseconds (0 when it has none)."""
+    return mtime_ns(item.get("lastModifiedDateTime")) or 0
+
+
+class OneDriveStorage(ManifestRecords, OAuthStorage):
+    """A folder in a OneDrive account (personal or work/school) as a DP, through Microsoft Graph;
+    the SHA-256 of what Depot wrote is kept in manifest records (portal.storage.kit)."""
 
     provider = PROVIDERS["onedrive"]
+    hash_kind = HASH
+    record_readers = 8
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
@@ -150,7 +129,7 @@ class OneDriveStorage(OAuthStorage):
         """Every child of a folder, page by page; a missing folder has none."""
         params = {"$top": str(PAGE_SIZE)}
         while url:
-            self._check_cancelled()
+            self.check_cancelled()
             status, page = self._json("GET", url, expect=(200, 404), params=params)
             if status == 404:
                 return
@@ -159,10 +138,6 @@ class OneDriveStorage(OAuthStorage):
             if url and not url.startswith(self.api + "/"):  # our token goes to Graph only
                 raise StorageRefused(f"OneDrive gave {self.name} a next page outside "
                                      "DEPOT_ONEDRIVE_API_URL; listing stopped")
-
-    def _check_cancelled(self) -> None:
-        if self.cancelled is not None and self.cancelled.is_set():
-            raise JobCancelled()
 
     def _ensure_folder(self, drive_path: str) -> None:
         """Create a folder and its parents where missing (Graph's upload sessions want the parent
@@ -246,34 +221,13 @@ class OneDriveStorage(OAuthStorage):
                         pending.append((self._item_url(item["id"], "children"), path, False))
                     elif "file" in item:
                         qx = _quick_xor_of(item)
-                        yield FileEntry(path, int(item.get("size") or 0),
-                                        _mtime_ns(item.get("lastModifiedDateTime")),
+                        yield FileEntry(path, int(item.get("size") or 0), _modified(item),
                                         handle=item["id"], hashes={HASH: qx} if qx else {})
                     else:
                         problems.append(f"{path}: not a plain file or folder in OneDrive "
                                         "(a notebook or a shortcut?); skipped")
 
-    def fill_hashes(self, entries: list[FileEntry]) -> None:
-        """The SHA-256 recorded in each file's manifest record, where the record is still about
-        this version of the file (same size and QuickXorHash)."""
-        def fill(entry: FileEntry) -> None:
-            self._check_cancelled()
-            current = entry.hashes.get(HASH)
-            if not current:
-                return
-            record = self._read_record(entry.path)
-            if record and record.get("size") == entry.size and record.get(HASH) == current \
-                    and isinstance(record.get("sha256"), str):
-                entry.sha256 = record["sha256"]
-
-        if not entries:
-            return
-        with ThreadPoolExecutor(max_workers=min(MANIFEST_THREADS, len(entries)),
-                                thread_name_prefix="onedrive-manifest") as pool:
-            for _ in pool.map(fill, entries):
-                pass
-
-    def _read_record(self, path: str) -> dict | None:
+    def read_record(self, path: str) -> dict | None:
         """A file's manifest record, or None when there is none (or it is not readable JSON)."""
         try:
             drive_path = self._manifest_path(path)
@@ -293,7 +247,8 @@ class OneDriveStorage(OAuthStorage):
             return None
         return record if isinstance(record, dict) else None
 
-    def _write_record(self, path: str, record: dict) -> None:
+    def write_record(self, path: str, record: dict) -> None:
+        """Write a file's manifest record (a simple upload: records are small)."""
         self._put_small(self._manifest_path(path), json.dumps(record, sort_keys=True).encode(),
                         "application/json")
 
@@ -314,7 +269,7 @@ class OneDriveStorage(OAuthStorage):
         if response.status_code == 404:
             response.close()
             raise FileNotFoundError(entry.path)
-        return _Download(response)
+        return response_stream(response, "OneDrive")
 
     def stat(self, entry: FileEntry) -> tuple[int, int] | None:
         """(size, mtime_ns) of the item now, or None when it is gone."""
@@ -322,7 +277,7 @@ class OneDriveStorage(OAuthStorage):
             if entry.handle is not None else (404, {})
         if status == 404:
             return None
-        return int(item.get("size") or 0), _mtime_ns(item.get("lastModifiedDateTime"))
+        return int(item.get("size") or 0), _modified(item)
 
     def space(self) -> tuple[int | None, int | None]:
         """(remaining, total) of the drive's quota."""
@@ -371,53 +326,21 @@ class OneDriveStorage(OAuthStorage):
             raise StorageRefused(f"OneDrive gave no download URL for {path} in {self.name}")
         return url
 
-    def sweep_uploads(self, max_age_seconds: int, keep=frozenset()) -> int:
-        """Graph cannot list upload sessions; an unfinished one expires by itself at Microsoft
-        (its expirationDateTime, days after its last fragment), so there is nothing to sweep."""
-        return 0
 
-
-class _Download(io.RawIOBase):
-    """A streamed download as a binary file: readinto, close (which ends the connection)."""
-
-    def __init__(self, response: requests.Response):
-        self._response = response
-
-    def readable(self) -> bool:
-        """Always: a download is read only."""
-        return True
-
-    def readinto(self, buffer) -> int:
-        try:
-            return self._response.raw.readinto(buffer)
-        except Exception as exc:  # urllib3's protocol errors are not OSErrors
-            if isinstance(exc, OSError):
-                raise
-            raise OSError(f"the download broke off: {type(exc).__name__}") from None
-
-    def close(self) -> None:
-        if not self.closed:
-            self._response.close()
-        super().close()
-
-
-class _GraphUpload(Upload):
+class _GraphUpload(InOrderUpload):
     """One file through a Graph upload session: fragments in order, each a multiple of 320 KiB
     (but the last) and under 60 MiB, to the session URL, which is itself the credential."""
-
-    parallel = 1
 
     def __init__(self, backend: OneDriveStorage, source: Source, state: UploadState,
                  drive_path: str, chunk: int):
         self.backend, self.source, self.state = backend, source, state
         self.drive_path, self.chunk_size, self.size = drive_path, chunk, source.size
         self.url: str | None = None
-        self.offset = 0
+        self.offset = self.saved_offset = 0
         self.item: dict | None = None  # the driveItem the last fragment made
-        self._saved_offset = None
         # Central may not have computed the QuickXorHash: then it is computed here as pieces go.
         self.expected = source.hashes.get(HASH)
-        self._hasher = None if self.expected else quickxorhash.quickxorhash()
+        self._hasher = None if self.expected else QuickXorHash()
 
     def __repr__(self) -> str:
         return f"<_GraphUpload {self.source.path!r} at {self.offset}>"  # never the session URL
@@ -441,7 +364,7 @@ class _GraphUpload(Upload):
         if not self.url:
             raise StorageRefused(f"OneDrive gave {self.backend.name} no upload URL")
         self.offset = 0
-        self._save(session.get("expirationDateTime"))
+        self.save(session.get("expirationDateTime"))
 
     def _resume(self, url: str) -> bool:
         """Continue a saved session where OneDrive says it got; False if it is gone."""
@@ -458,9 +381,8 @@ class _GraphUpload(Upload):
             return False
         self.url, self.offset = url, offset
         if self._hasher is not None:  # the hash of what the session already holds
-            for start in range(0, offset, 8 * 1024 * 1024):
-                self._hasher.update(self.source.read(start, min(8 * 1024 * 1024, offset - start)))
-        self._saved_offset = offset
+            self.catch_up(self._hasher, offset)
+        self.saved_offset = offset
         return True
 
     def _already_there(self) -> bool:
@@ -472,28 +394,26 @@ class _GraphUpload(Upload):
         current = _quick_xor_of(item)
         if not current:
             return False
-        record = self.backend._read_record(self.source.path)
-        if not (record and record.get("sha256") == self.source.sha256
-                and record.get("size") == self.size and record.get(HASH) == current):
-            expected = self.expected or quick_xor(
-                self.source.read(start, min(8 * 1024 * 1024, self.size - start))
-                for start in range(0, self.size, 8 * 1024 * 1024))
+        if self.backend.recorded_sha256(self.source.path, self.size, current) \
+                != self.source.sha256:
+            expected = self.expected
+            if not expected:
+                hasher = QuickXorHash()
+                self.catch_up(hasher, self.size)
+                expected = hasher.hexdigest()
             if current != expected:
                 return False
             self._record(current)
         self.done = self._result(item, current)
         return True
 
-    def _save(self, expires: str | None = None) -> None:
+    def save(self, expires: str | None = None) -> None:
+        """The session URL and how far it got, in the copy's UploadState."""
         self.state.save({"url": self.url, "offset": self.offset, "chunk": self.chunk_size,
                          **({"expires": expires} if expires else {})})
-        self._saved_offset = self.offset
+        self.saved_offset = self.offset
 
     # --- the Upload interface --------------------------------------------------------------
-
-    def missing(self) -> list[tuple[int, int]]:
-        """From where OneDrive expects the next byte to the end."""
-        return [(self.offset, self.size)] if self.offset < self.size else []
 
     def send(self, offset: int, data: bytes) -> None:
         """PUT one fragment to the session URL (no Authorization header: the URL is the
@@ -537,11 +457,6 @@ class _GraphUpload(Upload):
                 raise StorageUnavailable(f"OneDrive expects other bytes of {path} than Depot "
                                          "sent; the next try continues from where OneDrive got")
 
-    def checkpoint(self) -> None:
-        """Keep how far the session got (the copy's own thread)."""
-        if self.url and self.offset != self._saved_offset:
-            self._save()
-
     def finish(self) -> dict:
         """Check the file OneDrive made (size, QuickXorHash), record its SHA-256 beside it."""
         path = self.source.path
@@ -560,14 +475,14 @@ class _GraphUpload(Upload):
             time.sleep(wait)
             self.item = self.backend._item(self.drive_path) or self.item
             actual = _quick_xor_of(self.item)
-        expected = self.expected or base64.b64encode(self._hasher.digest()).decode()
+        expected = self.expected or self._hasher.hexdigest()
         size = int(self.item.get("size") or 0)
         if actual is None and size == self.size:
             # No hash to check against yet: the bytes are kept (the size matches), recorded
             # without a provider hash; a verify downloads and hashes this file.
             self.url = None
-            return {"size": self.size, "mtime_ns": _mtime_ns(self.item.get("lastModifiedDateTime")),
-                    "sha256": None, "hashes": {}}
+            return {"size": self.size, "mtime_ns": _modified(self.item), "sha256": None,
+                    "hashes": {}}
         if size != self.size or actual != expected:
             self.backend.request("DELETE", self.backend._item_url(self.item["id"]),
                                  expect=(204, 404))
@@ -588,9 +503,8 @@ class _GraphUpload(Upload):
     # --- helpers ---------------------------------------------------------------------------
 
     def _record(self, quick: str) -> None:
-        self.backend._write_record(self.source.path, {"size": self.size,
-                                                      "sha256": self.source.sha256, HASH: quick})
+        self.backend.record(self.source.path, self.size, self.source.sha256, quick)
 
     def _result(self, item: dict, quick: str) -> dict:
-        return {"size": self.size, "mtime_ns": _mtime_ns(item.get("lastModifiedDateTime")),
-                "sha256": self.source.sha256, "hashes": {HASH: quick}}
+        return {"size": self.size, "mtime_ns": _modified(item), "sha256": self.source.sha256,
+                "hashes": {HASH: quick}}

@@ -9,13 +9,11 @@ which a rescan reads with a HEAD instead of downloading; a full-object CRC64NVME
 transit where the server supports it. Nothing here ever puts the secret key into a message or log.
 """
 import base64
-import io
 import json
 import logging
 import re
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import BinaryIO, Iterator
 from urllib.parse import urlsplit
@@ -28,7 +26,6 @@ from portal.core.errors import (
     BadPath,
     DamagedInTransit,
     DepotError,
-    JobCancelled,
     StorageRefused,
     StorageUnavailable,
 )
@@ -37,6 +34,7 @@ from portal.core.libraries import LIBRARIES, is_ignored_entry
 from portal.core.names import escape_component
 from portal.core.paths import library_parts
 from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState
+from portal.storage.kit import BodyStream, at_once, mtime_ns
 
 try:  # botocore needs awscrt for CRC64NVME too; without it, uploads go without a checksum
     from awscrt.checksums import combine_crc64nvme, crc64nvme
@@ -64,7 +62,7 @@ BAD_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "BadDigest", "
 
 def _mtime_ns(when: datetime) -> int:
     """Whole seconds: a listing has milliseconds, a HEAD only seconds; both must agree."""
-    return int(when.timestamp()) * 1_000_000_000
+    return mtime_ns(when, whole_seconds=True)
 
 
 def _b64(crc: int) -> str:
@@ -300,8 +298,7 @@ class S3Storage(StorageBackend):
             files: set[str] = set()
             for page in self._pages("list_objects_v2", "list the bucket",
                                     Prefix=f"{self.base}{library}/"):
-                if self.cancelled is not None and self.cancelled.is_set():
-                    raise JobCancelled()
+                self.check_cancelled()
                 for obj in page.get("Contents", []):
                     key = obj["Key"]
                     if key.endswith("/"):
@@ -344,8 +341,7 @@ class S3Storage(StorageBackend):
     def fill_hashes(self, entries: list[FileEntry]) -> None:
         """HEAD each object (a few at once) for the SHA-256 Depot recorded in its metadata."""
         def fill(entry: FileEntry) -> None:
-            if self.cancelled is not None and self.cancelled.is_set():
-                return
+            self.check_cancelled()
             head = self.head(entry.handle or self.key(entry.path))
             if head is None:
                 entry.error = "vanished during the scan"
@@ -357,10 +353,7 @@ class S3Storage(StorageBackend):
             entry.sha256, hashes = self.recorded(head)
             entry.hashes.update(hashes)
 
-        with ThreadPoolExecutor(max_workers=HEAD_THREADS, thread_name_prefix="s3-head") as pool:
-            list(pool.map(fill, entries))
-        if self.cancelled is not None and self.cancelled.is_set():
-            raise JobCancelled()
+        at_once(fill, entries, HEAD_THREADS, "s3-head")
 
     def open_read(self, entry: FileEntry) -> BinaryIO:
         """The object's content as a stream (GetObject); FileNotFoundError when it is gone."""
@@ -373,7 +366,8 @@ class S3Storage(StorageBackend):
             raise self.failure(exc, "read objects") from None
         except BotoCoreError as exc:
             raise self.failure(exc, "read objects") from None
-        return _ObjectReader(response["Body"])
+        body = response["Body"]
+        return BodyStream(body.read, body.close, self.name)
 
     def stat(self, entry: FileEntry) -> tuple[int, int] | None:
         head = self.head(entry.handle or self.key(entry.path))
@@ -447,30 +441,6 @@ class S3Storage(StorageBackend):
                             raise
                     aborted += 1
         return aborted
-
-
-class _ObjectReader(io.RawIOBase):
-    """GetObject's streaming body with `readinto`; its failures are OSErrors, as a file's are."""
-
-    def __init__(self, body):
-        super().__init__()
-        self.body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        try:
-            data = self.body.read(len(buffer))
-        except (BotoCoreError, OSError) as exc:
-            raise OSError(f"reading from S3 failed ({type(exc).__name__})") from None
-        memoryview(buffer).cast("B")[:len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.body.close()
-        super().close()
 
 
 class _S3Upload(Upload):

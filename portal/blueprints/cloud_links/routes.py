@@ -1,19 +1,24 @@
 """GET /cloud-links/v1/<dp id>/download?path&expires&sig: no login, the signature is the grant."""
 import logging
+from contextlib import ExitStack
 
 from flask import Response, current_app, jsonify, request
 
 from portal.blueprints.cloud_links import bp
 from portal.core import signing
-from portal.core.errors import LinkRefused, NeedsAuth, StorageRefused, StorageUnavailable
+from portal.core.errors import (
+    LinkRefused,
+    NeedsAuth,
+    NotFound,
+    StorageRefused,
+    StorageUnavailable,
+)
 from portal.core.libraries import split_inventory_path
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services.backends import open_storage
 
-PIECE = 1024 * 1024
 log = logging.getLogger(__name__)
-PASSED_ON = ("Content-Length", "Content-Range", "Accept-Ranges")
 
 
 def _error(status: int, code: str, message: str):
@@ -34,29 +39,23 @@ def download(dp_id: int):
     dp = db.session.get(DistributionPoint, dp_id)
     if dp is None or dp.kind != "cloud" or split_inventory_path(path) is None:
         return _error(404, "not_found", "no such file")
-    backend = open_storage(dp)
-    if not hasattr(backend, "open_media"):
-        return _error(404, "not_found", "this DP gives its own download links")
-    try:
-        upstream = backend.open_media(path, request.headers.get("Range"))
-    except FileNotFoundError:
-        backend.http.close()
-        return _error(404, "not_found", "no such file")
-    except NeedsAuth:
-        backend.http.close()
-        return _error(503, "dp_needs_auth", "the DP must be reconnected by an admin")
-    except (StorageUnavailable, StorageRefused) as exc:
-        backend.http.close()
-        log.warning("a Drive download link of %s failed: %s", dp.name, exc.message)
-        return _error(502, exc.code, "the file cannot be fetched now; try again later")
-    headers = {k: upstream.headers[k] for k in PASSED_ON if k in upstream.headers}
-    response = Response(upstream.iter_content(PIECE), status=upstream.status_code,
-                        headers=headers, mimetype="application/octet-stream",
-                        direct_passthrough=True)
-
-    @response.call_on_close  # also when the endpoint hangs up before the first byte
-    def _close():
-        upstream.close()
-        backend.http.close()
-
-    return response
+    with ExitStack() as open_until_sent:
+        backend = open_until_sent.enter_context(open_storage(dp))
+        try:
+            media = backend.open_media(path, request.headers.get("Range"))
+        except NotFound as exc:  # a DP with links of its own
+            return _error(404, exc.code, exc.message)
+        except FileNotFoundError:
+            return _error(404, "not_found", "no such file")
+        except NeedsAuth:
+            return _error(503, "dp_needs_auth", "the DP must be reconnected by an admin")
+        except (StorageUnavailable, StorageRefused) as exc:
+            log.warning("a download link of %s failed: %s", dp.name, exc.message)
+            return _error(502, exc.code, "the file cannot be fetched now; try again later")
+        open_until_sent.callback(media.close)
+        response = Response(media.body, status=media.status, headers=media.headers,
+                            mimetype="application/octet-stream", direct_passthrough=True)
+        # The body streams after this view has returned: the provider's answer and the backend
+        # are closed when the response is, also when the endpoint hangs up before the first byte.
+        response.call_on_close(open_until_sent.pop_all().close)
+        return response
