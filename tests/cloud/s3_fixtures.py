@@ -3,20 +3,25 @@
 The server is moto's own WSGI app and request handler (what `ThreadedMotoServer` runs), served
 here by werkzeug so that a test can stop it (the port then refuses connections) and start it again
 on the same port with its buckets intact, and so that the test sees the requests it gets. In front
-of moto sits one rule of real S3 that moto lacks: a request signed with a clock more than 15 minutes
-away from the server's is refused with 403 RequestTimeTooSkewed (`server.clock_offset`).
+of moto sit three rules of real S3 that moto lacks: a request signed with a clock more than 15
+minutes away from the server's is refused with 403 RequestTimeTooSkewed (`server.clock_offset`); a
+presigned URL past its X-Amz-Expires is refused with 403 AccessDenied; a body whose CRC64NVME is
+not the one its x-amz-checksum-crc64nvme header names is refused with 400 BadDigest.
 """
+import base64
+import io
 import json
 import logging
 import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import boto3
 import pytest
 import requests
+from awscrt.checksums import crc64nvme
 from botocore.config import Config
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
@@ -32,6 +37,10 @@ SKEW_LIMIT = 15 * 60
 SKEWED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeTooSkewed</Code>'
           b"<Message>The difference between the request time and the current time is too large."
           b"</Message><MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>")
+EXPIRED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+           b"<Message>Request has expired</Message></Error>")
+BAD_DIGEST = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code><Message>The '
+              b"CRC64NVME you specified did not match the calculated checksum.</Message></Error>")
 
 
 class _QuietHandler(MotoRequestHandler):
@@ -41,17 +50,23 @@ class _QuietHandler(MotoRequestHandler):
 
 class MotoS3:
     """moto's S3 on 127.0.0.1: `url`, `stop()`/`start()`, `reset()`, and what it was asked:
-    `calls[(method, operation)]` (operation: object, list, uploads, upload, part) and `parts`
-    (the part numbers of every UploadPart, in order)."""
+    `calls[(method, operation)]` (operation: object, list, uploads, upload, part), `parts`
+    (the part numbers of every UploadPart, in order) and `downloaded` (the key of every GetObject).
+    Test controls: `page_size` (listings give
+    at most this many keys a page, whatever the client asks) and `damage_next_upload()` (the next
+    PutObject or UploadPart arrives with one byte changed, as a damaged network would give it)."""
 
     def __init__(self):
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.calls: Counter = Counter()
         self.parts: list[int] = []
+        self.downloaded: list[str] = []
         self.clock_offset: float | None = None  # seconds the server's clock is ahead
         # How CreateMultipartUpload takes a checksum algorithm: "take" (as moto does), "refuse"
         # (400 InvalidRequest) or "ignore" (not echoed), as older S3-compatible servers do.
         self.checksums = "take"
+        self.page_size: int | None = None
+        self._damage_next = False
         self.lock = threading.Lock()
         self._served = LoopbackServer(self._app, "moto-s3", request_handler=_QuietHandler)
         self.url = ""
@@ -67,14 +82,34 @@ class MotoS3:
             self.calls[(method, operation)] += 1
             if operation == "part" and method == "PUT":
                 self.parts.append(int(query["partNumber"][0]))
+            if operation == "object" and method == "GET":
+                self.downloaded.append(environ.get("PATH_INFO", "").split("/", 2)[-1])
+            damage = self._damage_next and method == "PUT" and operation in ("part", "object")
+            if damage:
+                self._damage_next = False
+        if operation == "list" and self.page_size:
+            query["max-keys"] = [str(self.page_size)]
+            environ["QUERY_STRING"] = urlencode(query, doseq=True)
+        if damage:
+            body = bytearray(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+            if body:
+                body[len(body) // 2] ^= 0xFF
+            environ["wsgi.input"] = io.BytesIO(bytes(body))
         signed = environ.get("HTTP_X_AMZ_DATE") or (query.get("X-Amz-Date") or [None])[0]
-        if self.clock_offset is not None and signed:
-            when = datetime.strptime(signed, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-            if abs(time.time() + self.clock_offset - when.timestamp()) > SKEW_LIMIT:
-                environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-                start_response("403 Forbidden", [("Content-Type", "application/xml"),
-                                                 ("Content-Length", str(len(SKEWED)))])
-                return [SKEWED]
+        now = time.time() + (self.clock_offset or 0)
+        when = datetime.strptime(signed, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc) \
+            .timestamp() if signed else None
+        if self.clock_offset is not None and when and abs(now - when) > SKEW_LIMIT:
+            return self._refuse(environ, start_response, "403 Forbidden", SKEWED)
+        lifetime = (query.get("X-Amz-Expires") or [None])[0]
+        if when and lifetime and now > when + int(lifetime):
+            return self._refuse(environ, start_response, "403 Forbidden", EXPIRED)
+        claimed = environ.get("HTTP_X_AMZ_CHECKSUM_CRC64NVME")
+        if claimed and method == "PUT" and operation in ("part", "object"):
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            if base64.b64encode(crc64nvme(body).to_bytes(8, "big")).decode() != claimed:
+                return self._refuse(environ, start_response, "400 Bad Request", BAD_DIGEST)
         if operation == "uploads" and method == "POST" and self.checksums != "take" \
                 and "HTTP_X_AMZ_CHECKSUM_ALGORITHM" in environ:
             if self.checksums == "refuse":
@@ -86,6 +121,13 @@ class MotoS3:
             environ.pop("HTTP_X_AMZ_CHECKSUM_ALGORITHM")
             environ.pop("HTTP_X_AMZ_CHECKSUM_TYPE", None)
         return self.moto(environ, start_response)
+
+    @staticmethod
+    def _refuse(environ, start_response, status: str, body: bytes):
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response(status, [("Content-Type", "application/xml"),
+                                ("Content-Length", str(len(body)))])
+        return [body]
 
     @property
     def running(self) -> bool:
@@ -105,12 +147,18 @@ class MotoS3:
             http.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
             http.post(f"{self.url}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
         self.forget_requests()
-        self.clock_offset, self.checksums = None, "take"
+        self.clock_offset, self.checksums, self.page_size = None, "take", None
+        self._damage_next = False
+
+    def damage_next_upload(self) -> None:
+        with self.lock:
+            self._damage_next = True
 
     def forget_requests(self) -> None:
         with self.lock:
             self.calls.clear()
             self.parts.clear()
+            self.downloaded.clear()
 
     def client(self, service: str = "s3", credentials: dict = CREDENTIALS):
         """A boto3 client of the test's own, to look at (or arrange) what the server holds."""

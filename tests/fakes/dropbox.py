@@ -13,6 +13,7 @@ Dropbox refuses (`malformed_path`); small list_folder pages, so clients must fol
 """
 import hashlib
 import json
+import re
 import secrets
 import socket
 import time
@@ -72,10 +73,11 @@ class Session:
 
 
 class FakeDropbox(FakeOAuthProvider):
-    """See the module's docstring. Test controls: `put_file`, `file`, `corrupt`, `fail_next`,
-    `expire_access_tokens` / `revoke` (from the base), `expire_sessions`, `expire_links`,
-    `after_upload_requests`, and the logs `log` (every API call) and `uploads` (upload calls
-    with their offsets and sizes)."""
+    """See the module's docstring. Test controls: `put_file`, `file`, `remove`, `corrupt`,
+    `damage_next_upload`, `fail_next`, `expire_access_tokens` / `revoke` (from the base),
+    `expire_sessions`, `expire_links`, `after_upload_requests`, and the logs `log` (every API
+    call), `uploads` (upload calls with their offsets and sizes) and `downloaded` (the path of
+    every file whose content was read, through the API or a temporary link)."""
 
     max_request = 150 * MiB
     page_size = 3  # list_folder answers at most this many entries a page
@@ -91,6 +93,8 @@ class FakeDropbox(FakeOAuthProvider):
         self._failures: list[str] = []
         self._after: tuple[int, callable] | None = None
         self.retry_after = 0  # seconds a "429" failure asks the client to wait
+        self.downloaded: list[str] = []
+        self._damage_next = False
         super().__init__()
 
     # --- test controls ---------------------------------------------------------------------
@@ -116,6 +120,20 @@ class FakeDropbox(FakeOAuthProvider):
         with self.lock:
             return sorted(n.path_display for n in self.users[user_id].files.values()
                           if n.tag == "file")
+
+    def remove(self, user_id: str, path: str) -> None:
+        """Delete a file or a folder (with what is in it) directly, as a person would."""
+        with self.lock:
+            files = self.users[user_id].files
+            base = path.lower()
+            for key in [k for k in files if k == base or k.startswith(base + "/")]:
+                del files[key]
+
+    def damage_next_upload(self) -> None:
+        """The next upload session that finishes stores one byte changed (its content_hash is
+        of what is stored, as at Dropbox)."""
+        with self.lock:
+            self._damage_next = True
 
     def corrupt(self, user_id: str, path: str) -> None:
         """Flip a byte of a stored file in place, as damage at rest would: its content_hash
@@ -458,7 +476,15 @@ class FakeDropbox(FakeOAuthProvider):
             node = self.users[user_id].files.get(path)
             if node is None:
                 return "Not Found", 404
-            return Response(node.data, 200, content_type="application/octet-stream")
+            self.downloaded.append(node.path_display)
+            data = node.data
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("Range", ""))
+        if match and int(match[1]) < len(data):  # temporary links take Range requests
+            start = int(match[1])
+            end = min(int(match[2]) if match[2] else len(data) - 1, len(data) - 1)
+            return Response(data[start:end + 1], 206, content_type="application/octet-stream",
+                            headers={"Content-Range": f"bytes {start}-{end}/{len(data)}"})
+        return Response(data, 200, content_type="application/octet-stream")
 
     # content ---------------------------------------------------------------------------------
 
@@ -468,6 +494,7 @@ class FakeDropbox(FakeOAuthProvider):
             self.error(409, "path/not_found")
         if node.tag != "file":
             self.error(409, "path/not_file")
+        self.downloaded.append(node.path_display)
         return Response(node.data, 200, content_type="application/octet-stream",
                         headers={"Dropbox-API-Result": json.dumps(node.metadata())})
 
@@ -510,7 +537,11 @@ class FakeDropbox(FakeOAuthProvider):
                 self.lookup(user, path) is not None:
             self.error(409, "path/conflict/file")
         session.data += data
-        node = self._write(user, path, bytes(session.data))
+        stored = bytes(session.data)
+        if self._damage_next and stored:
+            self._damage_next = False
+            stored = bytes([stored[0] ^ 0xFF]) + stored[1:]
+        node = self._write(user, path, stored)
         del self.sessions[args["cursor"]["session_id"]]
         return node.metadata()
 

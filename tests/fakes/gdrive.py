@@ -8,9 +8,10 @@ the end; `bytes */total` status queries; DELETE -> 499; sessions that expire -> 
 
 Every API call needs a valid bearer token; an upload session URI works without one (its upload_id
 is the credential) but a token sent with it must be valid. Pages are small (`max_page`) so a client
-must follow nextPageToken. Test controls: `add_file`, `read`, `find`, `paths`, `corrupt`,
-`fail_uploads`, `damage_next_upload`, `expire_upload_sessions`, `chunks` (every upload PUT with its
-range and size), plus the base's `expire_access_tokens` and `revoke`.
+must follow nextPageToken. Test controls: `add_file`, `replace`, `remove`, `read`, `find`,
+`paths`, `corrupt`, `fail_uploads`, `damage_next_upload`, `expire_upload_sessions`, `chunks` (every
+upload PUT with its range and size), `downloaded` (the path of every file whose content was read),
+plus the base's `expire_access_tokens` and `revoke`.
 """
 import hashlib
 import re
@@ -79,6 +80,7 @@ class FakeDrive(FakeOAuthProvider):
         # after_chunk(n): called (under the lock) once the n-th upload chunk was stored
         self.after_chunk = None
         self.stored_chunks = 0
+        self.downloaded: list[str] = []
         super().__init__()
 
     # --- test controls ---------------------------------------------------------------------
@@ -103,6 +105,20 @@ class FakeDrive(FakeOAuthProvider):
             self._set_content(item, data)
             item["appProperties"] = dict(app_properties or {})
             return item
+
+    def replace(self, user_id: str, path: str, data: bytes) -> dict:
+        """New content for the file at a path, as another app saving a new revision does (same
+        id, its appProperties kept, a new md5Checksum and modifiedTime)."""
+        item = self.find(user_id, path)
+        with self.lock:
+            self._set_content(item, data)
+            return item
+
+    def remove(self, user_id: str, path: str) -> None:
+        """Delete the (oldest) file or folder at a path, with what is in it, as a person would."""
+        item = self.find(user_id, path)
+        with self.lock:
+            self._delete(self.users[user_id], item)
 
     def find(self, user_id: str, path: str) -> dict | None:
         """The oldest item at a path under My Drive."""
@@ -130,11 +146,14 @@ class FakeDrive(FakeOAuthProvider):
             return sorted(out)
 
     def corrupt(self, user_id: str, path: str) -> None:
-        """Flip a byte of a stored file behind Drive's back (its md5Checksum stays as it was)."""
+        """Flip a byte of a stored file in place, as damage at rest would: its md5Checksum follows
+        the bytes (as Drive's does), its size and modifiedTime stay."""
         item = self.find(user_id, path)
-        content = bytearray(item["content"])
-        content[len(content) // 2] ^= 0xFF
-        item["content"] = bytes(content)
+        with self.lock:
+            content = bytearray(item["content"])
+            content[len(content) // 2] ^= 0xFF
+            item["content"] = bytes(content)
+            item["md5Checksum"] = hashlib.md5(item["content"]).hexdigest()
 
     def fail_uploads(self, count: int = 1, how: str = "drop") -> None:
         """The next `count` upload chunks fail: "drop" keeps part of the chunk (whole 256 KiB
@@ -376,6 +395,7 @@ class FakeDrive(FakeOAuthProvider):
                 self.error(403, "fileNotDownloadable", "Only files with binary content can be "
                                                        "downloaded.")
             content = item["content"]
+            self.downloaded.append(self._path(user, item))
         return self._media(content)
 
     def _media(self, content: bytes):

@@ -89,6 +89,7 @@ class FakeGraph(FakeOAuthProvider):
         self.corrupt_next = 0
         self.after_put = None  # callable(number of PUTs so far), run after each upload PUT
         self.session_tokens: list[str] = []  # every upload session's secret, for leak checks
+        self.downloaded: list[str] = []  # the path of every file whose content was downloaded
         # The next this-many file answers come without hashes, as OneDrive for Business gives
         # them while it is still computing them.
         self.hashless_answers = 0
@@ -123,6 +124,12 @@ class FakeGraph(FakeOAuthProvider):
         with self.lock:
             user = self.users[user_id]
             return sorted(self._path(user, item) for item in user.files.values() if not item.folder)
+
+    def remove(self, user_id: str, path: str) -> None:
+        """Delete a file or a folder (with what is in it) directly, as a person would."""
+        with self.lock:
+            user = self.users[user_id]
+            self._remove(user, self._find(user, [p for p in path.split("/") if p]))
 
     def corrupt(self, user_id: str, path: str) -> None:
         """Flip a byte of a stored file (OneDrive's hash follows the bytes, as at Microsoft)."""
@@ -482,6 +489,7 @@ class FakeGraph(FakeOAuthProvider):
             item = self.users[user_id].files.get(item_id)
             if item is None:
                 self.error(404, "itemNotFound", "The item is gone.")
+            self.downloaded.append(self._path(self.users[user_id], item))
             data = item.data
         match = re.match(r"bytes=(\d+)-(\d*)$", request.headers.get("Range", ""))
         if match:

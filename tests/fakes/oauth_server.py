@@ -131,7 +131,8 @@ class FakeOAuthProvider:
         if self.interactive and request.method == "GET":
             return (f"<!doctype html><title>Fake {type(self).__name__} consent</title>"
                     f"<h1>Let Depot use your files?</h1><p>Signed in as {self.next_user}</p>"
-                    f"<form method=post action='{self.authorize_path}?{request.query_string.decode()}'>"
+                    f"<form method=post action='{self.authorize_path}?"
+                    f"{request.query_string.decode()}'>"
                     "<button>Allow</button></form>")
         code = secrets.token_urlsafe(24)
         with self.lock:
