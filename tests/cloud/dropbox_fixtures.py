@@ -58,7 +58,8 @@ def dropbox_dp(app, dropbox_fake, worker_env):
 
     def _make(name: str, user_id: str = "alice", folder: str = "Depot") -> DistributionPoint:
         token = dropbox_consent(dropbox_fake, app, user_id)
-        with probe_storage("cloud", "dropbox", token=token, settings={"folder": folder}, name=name) as fresh:
+        with probe_storage("cloud", "dropbox", token=token, settings={"folder": folder},
+                           name=name) as fresh:
             account = fresh.account()
             fresh.ensure_layout()
         dp = DistributionPoint(name=name, kind="cloud", provider="dropbox", site="Cloud",

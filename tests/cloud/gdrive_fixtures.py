@@ -57,12 +57,10 @@ def gdrive_dp(app, gdrive):
 
     def _make(name="Home Drive", user="alice", folder="Depot"):
         token = consent(gdrive, user)
-        backend = probe_storage("cloud", "gdrive", token=token, settings={"folder": folder}, name=name)
-        try:
+        with probe_storage("cloud", "gdrive", token=token, settings={"folder": folder},
+                           name=name) as backend:
             account = backend.account()
             backend.ensure_layout()
-        finally:
-            backend.http.close()
         dp = DistributionPoint(name=name, kind="cloud", provider="gdrive", site="",
                                settings={"folder": folder, "account": account["name"],
                                          "account_id": account["id"]},

@@ -55,12 +55,10 @@ def onedrive_dp(app, graph_fake, worker_env):
 
     def _make(name: str, user_id: str = "alice", folder: str = "Depot") -> DistributionPoint:
         token = onedrive_consent(graph_fake, app, user_id)
-        fresh = probe_storage("cloud", "onedrive", token=token, settings={"folder": folder}, name=name)
-        try:
+        with probe_storage("cloud", "onedrive", token=token, settings={"folder": folder},
+                           name=name) as fresh:
             account = fresh.account()
             fresh.ensure_layout()
-        finally:
-            fresh.http.close()
         dp = DistributionPoint(name=name, kind="cloud", provider="onedrive", site="Cloud",
                                secret=secrets.encrypt(json.dumps(token)), status="online")
         dp.settings = {"folder": folder, "account": account["name"], "account_id": account["id"]}

@@ -51,7 +51,8 @@ class _QuietHandler(MotoRequestHandler):
 class MotoS3:
     """moto's S3 on 127.0.0.1: `url`, `stop()`/`start()`, `reset()`, and what it was asked:
     `calls[(method, operation)]` (operation: object, list, uploads, upload, part), `parts`
-    (the part numbers of every UploadPart, in order) and `downloaded` (the key of every GetObject).
+    (the part numbers of every UploadPart, in order), `received` (bytes of every PutObject and
+    UploadPart) and `downloaded` (the key of every GetObject).
     Test controls: `page_size` (listings give
     at most this many keys a page, whatever the client asks) and `damage_next_upload()` (the next
     PutObject or UploadPart arrives with one byte changed, as a damaged network would give it)."""
@@ -61,6 +62,7 @@ class MotoS3:
         self.calls: Counter = Counter()
         self.parts: list[int] = []
         self.downloaded: list[str] = []
+        self.received = 0
         self.clock_offset: float | None = None  # seconds the server's clock is ahead
         # How CreateMultipartUpload takes a checksum algorithm: "take" (as moto does), "refuse"
         # (400 InvalidRequest) or "ignore" (not echoed), as older S3-compatible servers do.
@@ -84,6 +86,8 @@ class MotoS3:
                 self.parts.append(int(query["partNumber"][0]))
             if operation == "object" and method == "GET":
                 self.downloaded.append(environ.get("PATH_INFO", "").split("/", 2)[-1])
+            if operation in ("object", "part") and method == "PUT":
+                self.received += int(environ.get("CONTENT_LENGTH") or 0)
             damage = self._damage_next and method == "PUT" and operation in ("part", "object")
             if damage:
                 self._damage_next = False
@@ -159,6 +163,7 @@ class MotoS3:
             self.calls.clear()
             self.parts.clear()
             self.downloaded.clear()
+            self.received = 0
 
     def client(self, service: str = "s3", credentials: dict = CREDENTIALS):
         """A boto3 client of the test's own, to look at (or arrange) what the server holds."""

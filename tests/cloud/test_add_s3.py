@@ -73,9 +73,11 @@ def test_api_unreachable_endpoint_and_other_providers(api_as, s3_settings, iam_u
     assert down.status_code == 502 and "does not answer" in down.get_data(as_text=True) \
         or "unreachable" in down.get_data(as_text=True)
     onedrive = api.post(DPS, json={"name": "x", "kind": "cloud", "provider": "onedrive"})
-    assert onedrive.status_code == 400 and "connected in the console" in onedrive.get_json()["error"]["message"]
+    assert onedrive.status_code == 400
+    assert "connected in the console" in onedrive.get_json()["error"]["message"]
     unknown = api.post(DPS, json={"name": "x", "kind": "cloud", "provider": "ftp"})
-    assert unknown.status_code == 400 and "unknown provider 'ftp'" in unknown.get_json()["error"]["message"]
+    assert unknown.status_code == 400
+    assert "unknown provider 'ftp'" in unknown.get_json()["error"]["message"]
     assert api_as("technician").post(DPS, json=body(s3_settings, keys)).status_code == 403
     assert cloud_dps() == []
 
@@ -109,7 +111,8 @@ def test_console_tests_then_adds_an_s3_dp(login_as, s3_settings, iam_user):
     form = dict(body(s3_settings, keys), csrf_token=token)
     tested = console.client.post("/distribution-points/new-cloud/s3/test", data=form,
                                  headers={"HX-Request": "true"})
-    assert "listed, wrote and deleted a probe object in depot-test/depot/hq" in tested.get_data(as_text=True)
+    assert "listed, wrote and deleted a probe object in depot-test/depot/hq" \
+        in tested.get_data(as_text=True)
     assert cloud_dps() == []
     wrong = console.client.post("/distribution-points/new-cloud/s3",
                                 data=dict(form, secret_access_key="wrong-secret-0123456789"))

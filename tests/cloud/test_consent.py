@@ -62,9 +62,11 @@ def test_consent_round_trip_adds_the_dp_and_starts_its_rescan(login_as, graph_fa
     back = console.get(consent(sent.headers["Location"]))
     [dp] = cloud_dps()
     assert back.status_code == 303 and back.headers["Location"].endswith(f"/?connected={dp.id}")
-    assert (dp.name, dp.provider, dp.site, dp.status) == ("Remote workers", "onedrive", "Remote", "online")
+    assert (dp.name, dp.provider, dp.site, dp.status) == ("Remote workers", "onedrive", "Remote",
+                                                          "online")
     assert dp.settings == {"folder": "Depot", "account": "alice@example.com", "account_id": "alice"}
-    assert "access_token" not in dp.secret and json.loads(secrets.decrypt(dp.secret))["refresh_token"]
+    assert "access_token" not in dp.secret
+    assert json.loads(secrets.decrypt(dp.secret))["refresh_token"]
     assert graph_fake.item("alice", "Depot/Images") is not None  # the library folders exist
     [job] = db.session.query(Job).filter_by(kind="rescan", dp_id=dp.id).all()
     listed = console.get(back.headers["Location"]).get_data(as_text=True)
@@ -157,7 +159,8 @@ def test_reconnect_after_a_revoked_token_keeps_the_dp(login_as, graph_fake, cent
     graph_fake.next_user = "bob"
     sent = console.post(f"/distribution-points/{dp.id}/reconnect")
     wrong = console.get(consent(sent.headers["Location"]))
-    assert wrong.status_code == 409 and "sign in as alice@example.com" in wrong.get_data(as_text=True)
+    assert wrong.status_code == 409
+    assert "sign in as alice@example.com" in wrong.get_data(as_text=True)
     assert cloud_dps()[0].status == "needs-auth"
 
     graph_fake.next_user = "alice"

@@ -15,7 +15,8 @@ def config_overrides(onedrive_config):
 
 def statuses():
     db.session.expire_all()
-    return {dp.name: dp.status for dp in db.session.query(DistributionPoint).filter_by(kind="cloud")}
+    return {dp.name: dp.status
+            for dp in db.session.query(DistributionPoint).filter_by(kind="cloud")}
 
 
 def test_cloud_dps_are_checked_without_writing(app, admin, s3, s3_dp, onedrive_dp, graph_fake,

@@ -1,5 +1,7 @@
-"""Jobs against an S3 DP on moto's server, run by real RQ workers: copies (clean, killed and
-resumed, the server dropping away), rescans that read our metadata, and deletes."""
+"""Jobs against an S3 DP on moto's server, run by real RQ workers, in what is S3's own: parts and
+PutObjects, the server dropping away mid-copy, rescans and verifies that read our metadata and
+ETags instead of the objects, and an S3 DP added as the console does. Copies, deletes and killed
+workers as every DP has them are in tests/storage/test_copy_contract.py."""
 import hashlib
 import os
 
@@ -8,7 +10,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import InventoryFile, UploadSession
-from portal.services import cloud_dps, copies, jobs, verify
+from portal.services import cloud_dps, copies, verify
 from tests.cloud.s3_fixtures import BUCKET, CREDENTIALS
 from tests.conftest import fresh, status_at, wait_for
 from tests.factories import write_file
@@ -86,44 +88,6 @@ def test_copy_to_s3_makes_file_and_folder_assets_current(central, admin, rescan,
 
 
 @pytest.mark.slow
-def test_copy_whose_worker_is_killed_resumes_with_only_the_missing_parts(
-        central, admin, rescan, s3, s3_dp, s3_client, start_worker):
-    """After SIGKILL mid-upload, does the recovered copy list the parts S3 holds and send only the
-    others, ending with the right object and nothing partial visible before?"""
-    image = os.urandom(8 * PART)
-    write_file(central.root, "Images/Win11.wim", image)
-    rescan(central)
-    s3_dp.bandwidth_limit = 6 * MiB  # a part takes almost a second: time to kill it half way
-    db.session.commit()
-    [job] = copies.request_copies(admin, ["Images/Win11.wim"], [s3_dp.id])
-    worker = start_worker()
-    wait_for(lambda: (fresh(job.id).bytes_done or 0) >= 3 * PART, timeout=60,
-             message="three parts to arrive")
-    worker.kill()
-    assert keys(s3_client) == []  # never a partial object under its name
-    [upload] = s3_client.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
-    held = {p["PartNumber"] for p in s3_client.list_parts(
-        Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"]).get("Parts", [])}
-    assert 3 <= len(held) < 8
-    sent_before = len(s3.parts)
-
-    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
-             message="recovery to notice the dead worker")
-    start_worker()
-    wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=90,
-             message="the resumed copy to finish")
-    done = fresh(job.id)
-    assert done.state == "succeeded", done.error
-    resent = s3.parts[sent_before:]
-    assert sorted(resent) == sorted(set(range(1, 9)) - held)  # each missing part once, no other
-    assert body(s3_client, "Images/Win11.wim") == image
-    assert head(s3_client, "Images/Win11.wim")["Metadata"] == {
-        "sha256": hashlib.sha256(image).hexdigest()}
-    assert status_at(s3_dp, "Images/Win11.wim") == "current"
-    assert s3_client.list_multipart_uploads(Bucket=BUCKET).get("Uploads") is None
-
-
-@pytest.mark.slow
 def test_s3_dropping_mid_copy_is_retried_and_the_upload_resumes(
         central, admin, rescan, s3, s3_dp, s3_client, start_worker):
     """When the endpoint stops answering half way and comes back, does the copy retry, resume
@@ -178,27 +142,6 @@ def test_rescan_of_an_s3_dp_takes_hashes_from_metadata_without_downloading(
     s3.forget_requests()
     rescan(s3_dp)  # only the object nobody recorded is looked at again
     assert s3.calls[("HEAD", "object")] == 1 and s3.calls[("GET", "object")] == 0
-
-
-def test_delete_jobs_remove_a_file_asset_and_a_folder_asset(central, admin, rescan, s3_dp,
-                                                           s3_client, work):
-    write_file(central.root, "Images/Win11.wim", b"image")
-    write_file(central.root, "Platform Packs/Dell/a.inf", b"a")
-    write_file(central.root, "Platform Packs/Dell/sub/b.inf", b"b")
-    write_file(central.root, "Platform Packs/Dell2/c.inf", b"c")
-    rescan(central)
-    copies.request_copies(admin, ["Images/Win11.wim", "Platform Packs/Dell",
-                                  "Platform Packs/Dell2"], [s3_dp.id])
-    work()
-    assert len(keys(s3_client)) == 4
-    for key in ("Images/Win11.wim", "Platform Packs/Dell"):
-        job = copies.request_delete(admin, s3_dp, key)
-        work()
-        assert fresh(job.id).state == "succeeded", fresh(job.id).error
-    assert keys(s3_client) == ["Platform Packs/Dell2/c.inf"]
-    assert sorted(inventory(s3_dp)) == ["Platform Packs/Dell2/c.inf"]
-    assert status_at(s3_dp, "Images/Win11.wim") == "missing"
-    assert status_at(s3_dp, "Platform Packs/Dell") == "missing"
 
 
 def test_content_put_there_by_others_matches_central_by_its_md5_etag(central, admin, rescan, s3,

@@ -1,5 +1,8 @@
-"""The S3 backend against moto's server over HTTP: connection test, layout, listing, hashes from
-metadata, reads, deletes, links, uploads that resume in another process, and the sweep."""
+"""What is S3's own, against moto's server over HTTP: the connection test and what its failures
+say, object keys under a prefix, listings without folder markers, our SHA-256 in the metadata,
+deletes in batches, presigned links, multipart uploads (parts in parallel, resumed through
+ListParts, CRC64NVME where the server keeps it) and the sweep of old ones. What every DP does
+alike is in tests/storage/ (the storage contract and copies)."""
 import base64
 import hashlib
 import logging
@@ -9,11 +12,9 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 from awscrt.checksums import crc64nvme
 
 from portal.core.errors import DamagedInTransit, StorageRefused, StorageUnavailable
-from portal.core.hashing import Reader, hash_entry
 from portal.models import DistributionPoint
 from portal.services.backends import open_storage, probe_storage
 from portal.storage.base import Source, UploadState
@@ -195,14 +196,14 @@ def test_keys_follow_the_prefix_and_refuse_what_s3_cannot_name(app, storage):
             storage.key(outside)
 
 
-def test_walk_lists_only_library_files_under_the_prefix(app, storage, s3_client):
-    """Are objects outside the libraries, outside the prefix, hidden or temporary at the top of a
-    library, and folder markers left out; odd names escaped as central escapes them?"""
+def test_walk_lists_only_keys_under_the_prefix_and_no_folder_markers(app, storage, s3_client):
+    """Are keys outside the prefix (a sibling prefix too), the probe the connection test leaves at
+    its top, and the "folder" markers some consoles create left out; names escaped as central
+    escapes them; the ETag of a single PUT taken as its MD5, and times in whole seconds?"""
     before = int(time.time()) * 10**9
-    for key, data in [("Images/Win11.wim", b"w" * 10), ("Images/.DS_Store", b""),
-                      ("Images/copy.tmp", b""), ("Images/tab\tname.wim", b"t"),
+    for key, data in [("Images/Win11.wim", b"w" * 10), ("Images/tab\tname.wim", b"t"),
                       ("Platform Packs/Dell/drivers/a.inf", b"inf"), ("Media/", b""),
-                      ("Media/Sub/", b""), ("Other/file.txt", b"o"), (".depot-probe-1", b"")]:
+                      ("Media/Sub/", b""), (".depot-probe-1", b"")]:
         put(s3_client, PREFIX + key, data)
     put(s3_client, "elsewhere/Images/not-ours.wim")
     put(s3_client, "depot/hq2/Images/not-ours.wim")
@@ -255,55 +256,25 @@ def test_fill_hashes_notes_objects_gone_or_replaced_since_the_listing(app, stora
     assert "changed while being scanned" in entries["Images/replaced.wim"].error
 
 
-def test_the_verify_hasher_reads_objects_through_open_read(app, storage, s3_client):
-    """Does the rescan/verify hasher get an object's SHA-256 by streaming it with readinto, and
-    is an object deleted meanwhile reported vanished?"""
-    data = os.urandom(3 * MiB + 5)
-    put(s3_client, PREFIX + "Images/foreign.wim", data)
-    put(s3_client, PREFIX + "Images/gone.wim", b"x")
-    entries = {e.path: e for e in storage.walk([])}
-    reader = Reader(0, __import__("threading").Event())
-    hashed = hash_entry(storage, entries["Images/foreign.wim"], reader, bytearray(64 * 1024))
-    assert (hashed.sha256, hashed.error) == (hashlib.sha256(data).hexdigest(), None)
-    assert reader.bytes_read == len(data)
-    s3_client.delete_object(Bucket=BUCKET, Key=PREFIX + "Images/gone.wim")
-    assert hash_entry(storage, entries["Images/gone.wim"], reader).vanished
-    with storage.open_read(entries["Images/foreign.wim"]) as fh:
-        assert fh.read(10) == data[:10]
-
-
-def test_space_is_unknown(app, storage):
-    assert storage.space() == (None, None)
-
-
 # --- deletes and links ---------------------------------------------------------------------------
 
-def test_delete_removes_a_file_or_a_whole_folder_and_nothing_beside(app, storage, s3_client):
-    put(s3_client, PREFIX + "Images/Win11.wim")
-    put(s3_client, PREFIX + "Images/Win11.wim.bak")
+def test_delete_of_a_folder_of_many_objects_goes_in_batches(app, storage, s3_client):
+    """Is a folder asset of more objects than one DeleteObjects call takes (1,000) deleted
+    whole, and a folder of a name that only starts like it left alone?"""
     keys = [f"{PREFIX}Platform Packs/Dell/drivers/{n:04}.inf" for n in range(1003)]
-    for key in keys:  # more than one DeleteObjects batch (1,000 keys)
+    for key in keys:
         put(s3_client, key)
     put(s3_client, PREFIX + "Platform Packs/Dell2/keep.inf")
-    storage.delete("Images/Win11.wim")
     storage.delete("Platform Packs/Dell")
-    storage.delete("Images/never-there.wim")  # absent is fine
-    assert sorted(objects(s3_client)) == [PREFIX + "Images/Win11.wim.bak",
-                                          PREFIX + "Platform Packs/Dell2/keep.inf"]
-    with pytest.raises(StorageRefused):
-        storage.delete("Images")  # never a whole library
+    assert sorted(objects(s3_client)) == [PREFIX + "Platform Packs/Dell2/keep.inf"]
 
 
-def test_download_link_serves_the_bytes_for_its_time(app, storage, s3_client):
-    """Does the presigned link give the bytes to a plain HTTP client, expire as asked, and carry
-    no secret?"""
-    data = os.urandom(100_000)
-    put(s3_client, PREFIX + "Images/Win11.wim", data)
+def test_a_presigned_link_lives_as_asked_up_to_a_week(app, storage, s3_client):
+    """Does the presigned link say the lifetime asked for, and is one of no time or over a week
+    (SigV4's limit) refused?"""
+    put(s3_client, PREFIX + "Images/Win11.wim", b"w")
     link = storage.download_link("Images/Win11.wim", 300)
-    assert SECRET not in link
     assert parse_qs(urlsplit(link).query)["X-Amz-Expires"] == ["300"]
-    with requests.get(link, timeout=10) as response:
-        assert response.status_code == 200 and response.content == data
     for ttl in (0, 8 * 86400):
         with pytest.raises(Exception, match="link lives from 1 s"):
             storage.download_link("Images/Win11.wim", ttl)
@@ -342,13 +313,6 @@ def test_a_small_file_is_one_put_with_its_sha256_and_checksum(app, s3, storage, 
     assert s3.calls[("POST", "uploads")] == 0 and s3.calls[("PUT", "object")] == 1
     head = s3_client.head_object(Bucket=BUCKET, Key=PREFIX + "Images/small.wim")
     assert head["Metadata"] == {"sha256": src.sha256}
-
-
-def test_an_empty_file_is_uploaded_at_finish(app, storage, s3_client):
-    upload = storage.upload(source("Answer Files/empty.xml", b""), UploadState())
-    assert upload.missing() == []
-    assert upload.finish()["sha256"] == hashlib.sha256(b"").hexdigest()
-    assert objects(s3_client) == {PREFIX + "Answer Files/empty.xml": 0}
 
 
 def test_an_upload_resumes_in_another_process_sending_only_missing_parts(app, s3, s3_dp, s3_client):
@@ -412,15 +376,6 @@ def test_an_upload_aborted_at_the_server_starts_again(app, s3, storage, s3_clien
     assert state.data["upload_id"] != old and again.missing() == [(0, len(data))]
     send_parts(again, data, [1, 2])
     assert again.finish()["sha256"] == src.sha256
-
-
-def test_the_upload_of_an_older_version_is_aborted(app, storage, s3_client):
-    old_data, new_data = os.urandom(PART + 1), os.urandom(PART + 2)
-    old_state = UploadState()
-    storage.upload(source("Images/a.wim", old_data), old_state)
-    storage.upload(source("Images/a.wim", new_data), UploadState(None, stale=old_state.data))
-    [left] = s3_client.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
-    assert left["UploadId"] != old_state.data["upload_id"]
 
 
 def test_a_version_already_there_is_done_without_sending(app, s3, storage):
@@ -492,11 +447,3 @@ def test_a_part_that_is_not_whole_is_refused_before_sending(app, s3, storage):
         upload.send(0, data[:1000])
     assert s3.parts == []
 
-
-def test_aborting_drops_the_upload_and_is_fine_twice(app, storage, s3_client):
-    data = os.urandom(PART + 10)
-    upload = storage.upload(source("Images/a.wim", data), UploadState())
-    send_parts(upload, data, [1])
-    upload.abort()
-    upload.abort()
-    assert s3_client.list_multipart_uploads(Bucket=BUCKET).get("Uploads") is None

@@ -16,7 +16,8 @@ def test_sweep_aborts_old_s3_uploads_and_forgets_old_records(app, s3_dp, s3_clie
     s3_client.create_multipart_upload(Bucket=BUCKET, Key="depot/hq/Images/old.wim")
     busy = s3_client.create_multipart_upload(Bucket=BUCKET, Key="depot/hq/Images/new.wim")
     now = utcnow()
-    for path, age in (("Images/old.wim", timedelta(days=8)), ("Images/new.wim", timedelta(hours=1))):
+    for path, age in (("Images/old.wim", timedelta(days=8)),
+                      ("Images/new.wim", timedelta(hours=1))):
         record = json.dumps({"upload_id": busy["UploadId"]} if path == "Images/new.wim" else {})
         db.session.add(UploadSession(dp_id=s3_dp.id, path=path, size=1, sha256="0" * 64,
                                      data=secrets.encrypt(record), created_at=now - age,

@@ -5,6 +5,8 @@ S3 on moto's server, OneDrive, Google Drive and Dropbox on their protocol server
 
 Paths given to a place are relative to the DP's folder ("Images/a.wim", "Other/notes.txt"),
 plain names only. What a place cannot tell or do says so with None (or False).
+The cloud places are in tests/storage/cloud_places.py; the fixtures that make them, in
+tests/storage/conftest.py.
 """
 import hashlib
 import io
@@ -21,19 +23,11 @@ from portal.services import secrets
 from portal.services.backends import open_storage
 from portal.services.distribution_points import central_dp
 from portal.storage.base import Source, StorageBackend, UploadState
-from tests.cloud.dropbox_fixtures import dropbox_settings
-from tests.cloud.gdrive_fixtures import gdrive_settings
-from tests.cloud.onedrive_fixtures import onedrive_settings
-from tests.cloud.s3_fixtures import BUCKET
 from tests.node_fixtures import KEY
 from tests.servers import LoopbackServer
 
 MiB = 1024 * 1024
 PIECE = 256 * 1024  # the piece size of a backend that leaves it to the copy (a DP node)
-S3_PART = 5 * MiB  # S3's smallest part: a file just over it is a two-part upload
-S3_PREFIX = "depot/hq/"  # what s3_settings' "/depot//hq/" comes to
-KINDS = ("central", "node", "s3", "onedrive", "gdrive", "dropbox")
-UPLOADING = KINDS[1:]  # every kind but central, whose files arrive by other means
 
 
 # --- uploads as the copy engine drives them -------------------------------------------------------
@@ -112,9 +106,11 @@ class Place:
 
     def secrets(self) -> list[str]:
         """The credentials of the DP, which nothing a person or an endpoint sees may hold."""
-        if not self.dp.secret:
+        db.session.expire_all()
+        stored = db.session.get(DistributionPoint, self.dp.id).secret
+        if not stored:
             return []
-        stored = secrets.decrypt(self.dp.secret)
+        stored = secrets.decrypt(stored)
         try:
             values = json.loads(stored)
         except ValueError:
@@ -146,6 +142,11 @@ class Place:
     def break_dp(self) -> None:
         """Make the DP unusable: its server down, or its folder gone."""
         raise NotImplementedError
+
+    def put_beside(self, path: str, data: bytes) -> bool:
+        """Write a file outside the DP's folder, in a sibling whose name starts like it ("Depot2",
+        "depot/hq2/"); False where nothing is beside the DP (a content root)."""
+        return False
 
     def drop_library(self, library: str) -> bool:
         """Remove a library folder by hand; False where the backend makes no folders."""
@@ -298,280 +299,3 @@ class NodePlace(FolderPlace):
 
     def damage_next_upload(self) -> None:
         self._damage_next = True
-
-
-class S3Place(Place):
-    """A prefix of a bucket on moto's S3 server (tests/cloud/s3_fixtures.py)."""
-
-    kind, damage = "s3", "refused"
-
-    def __init__(self, server, client, dp):
-        super().__init__(dp)
-        self.server, self.client = server, client
-
-    def put(self, path: str, data: bytes) -> None:
-        self.client.put_object(Bucket=BUCKET, Key=S3_PREFIX + path, Body=data)
-
-    def read(self, path: str) -> bytes | None:
-        try:
-            body = self.client.get_object(Bucket=BUCKET, Key=S3_PREFIX + path)["Body"]
-        except self.client.exceptions.NoSuchKey:
-            return None
-        with body:
-            return body.read()
-
-    def _keys(self, prefix: str = S3_PREFIX) -> list[str]:
-        keys = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET,
-                                                                          Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", [])]
-        return keys
-
-    def files(self) -> list[str]:
-        return sorted(key[len(S3_PREFIX):] for key in self._keys())
-
-    def remove(self, path: str) -> None:
-        for key in [S3_PREFIX + path, *self._keys(S3_PREFIX + path + "/")]:
-            self.client.delete_object(Bucket=BUCKET, Key=key)
-
-    def corrupt(self, path: str) -> bool:
-        return False  # an object cannot change in place: it is replaced, a rescan's business
-
-    def break_dp(self) -> None:
-        self.server.stop()  # the `s3` fixture starts it again
-
-    def partial_uploads(self) -> int:
-        return len(self.client.list_multipart_uploads(Bucket=BUCKET, Prefix=S3_PREFIX)
-                   .get("Uploads", []))
-
-    def small_pages(self) -> bool:
-        self.server.page_size = 2
-        return True
-
-    def expected_space(self):
-        return None, None  # a bucket has no size
-
-    def listings(self) -> int:
-        return self.server.calls[("GET", "list")]
-
-    def downloads(self) -> list[str]:
-        return [key[len(S3_PREFIX):] for key in self.server.downloaded]
-
-    def damage_next_upload(self) -> None:
-        self.server.damage_next_upload()
-
-    def expired_link(self, backend, path):
-        link = backend.download_link(path, 1)
-        self.server.clock_offset = 5  # the server's clock says the link's second went by
-        return link
-
-
-class OAuthPlace(Place):
-    """A folder in an account of a provider's protocol server (tests/fakes/)."""
-
-    folder = "Depot"
-    user = "alice"
-
-    def __init__(self, fake, dp):
-        super().__init__(dp)
-        self.fake = fake
-
-    def downloads(self) -> list[str]:
-        return [p for p in self.fake.downloaded if "/.depot/" not in p]
-
-
-class OneDrivePlace(OAuthPlace):
-    kind, damage = "onedrive", "finish"
-
-    def _at(self, path: str) -> str:
-        return f"{self.folder}/{path}"
-
-    def secrets(self) -> list[str]:
-        return super().secrets() + list(self.fake.session_tokens)
-
-    def put(self, path, data):
-        self.fake.add_file(self.user, self._at(path), data)
-
-    def read(self, path):
-        return self.fake.file(self.user, self._at(path))
-
-    def files(self):
-        return [p[len(self.folder) + 1:] for p in self.fake.paths(self.user)
-                if p.startswith(self.folder + "/")]
-
-    def remove(self, path):
-        self.fake.remove(self.user, self._at(path))
-
-    def corrupt(self, path):
-        self.fake.corrupt(self.user, self._at(path))
-        return True
-
-    def break_dp(self):
-        self.fake.remove(self.user, self.folder)
-
-    def drop_library(self, library):
-        self.fake.remove(self.user, self._at(library))
-        return True
-
-    def libraries(self):
-        return {name for name in LIBRARIES if self.fake.item(self.user, self._at(name))}
-
-    def partial_uploads(self):
-        return len(self.fake.sessions)
-
-    def _used(self) -> int:
-        return sum(len(self.read(path) or b"") for path in self.files())
-
-    def expected_space(self):
-        return self.fake.quota_total - self._used(), self.fake.quota_total
-
-    def small_pages(self):
-        self.fake.page_size = 2
-        return True
-
-    def listings(self):
-        return sum(path.endswith("/children") for _, path, _ in self.fake.log)
-
-    def damage_next_upload(self):
-        self.fake.corrupt_next = 1
-
-    def expired_link(self, backend, path):
-        link = backend.download_link(path, 600)
-        self.fake.expire_download_links()  # Microsoft fixes their lifetime itself
-        return link
-
-
-class DrivePlace(OneDrivePlace):
-    kind = "gdrive"
-
-    def secrets(self):
-        return Place.secrets(self) + [c["upload_id"] for c in self.fake.chunks]
-
-    def put(self, path, data):
-        if self.fake.find(self.user, self._at(path)) is not None:
-            self.fake.replace(self.user, self._at(path), data)  # a new revision, as Drive keeps
-        else:
-            self.fake.add_file(self.user, self._at(path), data)
-
-    def read(self, path):
-        return self.fake.read(self.user, self._at(path))
-
-    def libraries(self):
-        return {name for name in LIBRARIES if self.fake.find(self.user, self._at(name))}
-
-    def small_pages(self):
-        self.fake.max_page = 2
-        return True
-
-    def expired_link(self, backend, path):
-        return Place.expired_link(self, backend, path)
-
-    def expected_space(self):
-        return self.fake.quota_limit - self._used(), self.fake.quota_limit
-
-    def partial_uploads(self):
-        return sum(session["done"] is None for session in self.fake.sessions.values())
-
-    def listings(self):
-        return sum(path == "/drive/v3/files" and method == "GET"
-                   for method, path, _ in self.fake.log)
-
-    def damage_next_upload(self):
-        self.fake.damage_next_upload()
-
-
-class DropboxPlace(OAuthPlace):
-    kind, damage = "dropbox", "finish"
-    drops_stale_uploads = False  # Dropbox has no call to cancel a session: it expires
-
-    def _at(self, path: str) -> str:
-        return f"/{self.folder}/{path}"
-
-    def secrets(self):
-        return super().secrets() + [u["session_id"] for u in self._sessions()]
-
-    def _sessions(self):
-        return [{"session_id": s} for s in list(self.fake.sessions)]
-
-    def put(self, path, data):
-        self.fake.put_file(self.user, self._at(path), data)
-
-    def read(self, path):
-        return self.fake.file(self.user, self._at(path))
-
-    def files(self):
-        return [p[len(self.folder) + 2:] for p in self.fake.paths(self.user)
-                if p.startswith(f"/{self.folder}/")]
-
-    def remove(self, path):
-        self.fake.remove(self.user, self._at(path))
-
-    def corrupt(self, path):
-        self.fake.corrupt(self.user, self._at(path))
-        return True
-
-    def break_dp(self):
-        self.fake.remove(self.user, f"/{self.folder}")
-
-    def drop_library(self, library):
-        self.fake.remove(self.user, self._at(library))
-        return True
-
-    def libraries(self):
-        files = self.fake.users[self.user].files
-        return {name for name in LIBRARIES
-                if getattr(files.get(self._at(name).lower()), "tag", None) == "folder"}
-
-    def small_pages(self):
-        self.fake.page_size = 2
-        return True
-
-    def listings(self):
-        return sum("files/list_folder" in path for _, path, _ in self.fake.log)
-
-    def damage_next_upload(self):
-        self.fake.damage_next_upload()
-
-    def expired_link(self, backend, path):
-        link = backend.download_link(path, 600)
-        self.fake.expire_links()  # Dropbox fixes their lifetime (four hours) itself
-        return link
-
-    def expected_space(self):
-        used = sum(len(self.read(path) or b"") for path in self.files())
-        return self.fake.quota - used, self.fake.quota
-
-
-def make_place(kind: str, request) -> Place:
-    """The place of a DP of `kind`, its servers started through the suite's fixtures."""
-    app = request.getfixturevalue("app")
-    if kind == "central":
-        place = CentralPlace(app)
-        request.addfinalizer(place.stop)
-        return place
-    if kind == "node":
-        return NodePlace(request.getfixturevalue("node"))
-    if kind == "s3":
-        app.config.update(DEPOT_S3_PART_SIZE=S3_PART, DEPOT_S3_PARALLEL=3)
-        return S3Place(request.getfixturevalue("s3"), request.getfixturevalue("s3_client"),
-                       request.getfixturevalue("s3_dp"))
-    if kind == "onedrive":
-        fake = request.getfixturevalue("graph_fake")
-        app.config.update(onedrive_settings(fake))
-        return OneDrivePlace(fake, request.getfixturevalue("onedrive_dp")("OneDrive HQ"))
-    if kind == "gdrive":
-        fake = request.getfixturevalue("gdrive")
-        app.config.update(gdrive_settings(fake))
-        place = DrivePlace(fake, request.getfixturevalue("gdrive_dp")("Home Drive"))
-        central = CentralPlace(app)  # Drive's links lead to central's relay
-        request.addfinalizer(central.stop)
-        return place
-    if kind == "dropbox":
-        fake = request.getfixturevalue("dropbox_fake")
-        app.config.update(dropbox_settings(fake))
-        return DropboxPlace(fake, request.getfixturevalue("dropbox_dp")("Dropbox HQ"))
-    raise LookupError(kind)
-
-
-__all__ = ["KINDS", "UPLOADING", "MiB", "Place", "make_place", "read_all", "send",
-           "source_of", "upload_file"]

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from portal.core.errors import DamagedInTransit, DepotError, NotFound, StorageRefused
+from portal.core.files import FileEntry
 from portal.core.hashes import MAKERS, Hasher
 from portal.core.hashing import Reader, hash_entry
 from portal.core.libraries import LIBRARIES
@@ -80,10 +81,11 @@ def test_space_is_free_and_total_where_the_dp_knows_them(place, backend):
 
 def test_walk_lists_every_library_file_and_nothing_else(place, backend):
     """Does the walk list the files under the library folders, at any depth and with names beyond
-    ASCII, and leave out hidden and temporary files and anything outside the libraries, without a
-    problem to report?"""
+    ASCII, and leave out hidden and temporary files, anything outside the libraries and anything
+    outside the DP's folder (a sibling named like it too), without a problem to report?"""
     for path, data in {**CONTENT, **NOT_CONTENT}.items():
         place.put(path, data)
+    place.put_beside("Images/not-ours.wim", b"another DP's")
     problems = []
     entries = {entry.path: entry for entry in backend.walk(problems)}
     assert problems == []
@@ -155,6 +157,9 @@ def test_open_read_streams_a_file_and_stat_follows_it(place, backend):
     with pytest.raises(FileNotFoundError):
         backend.open_read(entry)
     assert hash_entry(backend, entry, Reader(0, threading.Event())).vanished
+    if backend.hashing == "reports":  # a cloud DP finds a file by its path too
+        with pytest.raises(FileNotFoundError):
+            backend.open_read(FileEntry("Images/r.wim", 1, 1))
 
 
 # --- uploads -------------------------------------------------------------------------------------
@@ -208,6 +213,22 @@ def test_an_upload_resumes_from_its_saved_state_in_another_backend(uploading, re
     assert uploading.read(path) == data
 
 
+def test_a_recorded_sha256_counts_only_for_the_version_it_was_recorded_for(uploading, receiver):
+    """Once the bytes of a file Depot wrote changed there by other means (in place, same size, or
+    replaced where files cannot change in place), is the SHA-256 recorded for it no longer taken
+    for the file, and does a DP that hashes itself find the new one?"""
+    data, path = os.urandom(100_000), "Images/Changed.wim"
+    upload_file(receiver, path, data)
+    if not uploading.corrupt(path):  # an S3 object is replaced, never changed
+        uploading.put(path, os.urandom(len(data)))
+    [entry] = receiver.walk([], verify=True)
+    found = known_sha256(receiver, entry)
+    if receiver.hashing == "reports":
+        assert found is None
+    else:
+        assert found not in (None, sha256(data)) and found == sha256(uploading.read(path))
+
+
 def test_a_version_already_there_is_done_without_sending(uploading, receiver):
     """Asked to upload the very version Depot already put there (an earlier run's answer was
     lost), does the backend say it is done, as finish said, and open no upload?"""
@@ -217,6 +238,7 @@ def test_a_version_already_there_is_done_without_sending(uploading, receiver):
     assert again.done is not None
     assert {k: again.done[k] for k in ("size", "sha256", "mtime_ns")} == \
         {k: first[k] for k in ("size", "sha256", "mtime_ns")}
+    assert again.done.get("hashes") == first.get("hashes")
     assert uploading.partial_uploads() in (0, None)
 
 

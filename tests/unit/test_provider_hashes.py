@@ -3,6 +3,8 @@ import hashlib
 import os
 import random
 
+import pytest
+
 from portal.core.hashes import DROPBOX_BLOCK, Hasher, provider_hashes
 
 
@@ -33,13 +35,16 @@ def test_quickxor_matches_the_published_algorithm():
         assert provider_hashes(data, ("quickxor",))["quickxor"] == quickxor_reference(data), length
 
 
-def test_dropbox_content_hash_over_block_boundaries():
-    """Is Dropbox's content_hash right for empty, exact-block and odd sizes, fed in any pieces?"""
-    for length in (0, 5, DROPBOX_BLOCK, DROPBOX_BLOCK + 1, 2 * DROPBOX_BLOCK + 12345):
+@pytest.mark.parametrize("piece", [1_000_003, 3 * 1024 * 1024 + 5])
+def test_dropbox_content_hash_over_block_boundaries(piece):
+    """Is Dropbox's content_hash right for empty, one-byte, exact-block and odd sizes, fed in
+    pieces that straddle its 4 MiB blocks?"""
+    for length in (0, 1, 5, DROPBOX_BLOCK - 1, DROPBOX_BLOCK, DROPBOX_BLOCK + 1,
+                   2 * DROPBOX_BLOCK + 12345):
         data = os.urandom(length)
         hasher = Hasher(("dropbox",))
-        for start in range(0, length, 1_000_003):
-            hasher.update(memoryview(data)[start:start + 1_000_003])
+        for start in range(0, length, piece):
+            hasher.update(memoryview(data)[start:start + piece])
         assert hasher.hashes()["dropbox"] == dropbox_reference(data), length
 
 
