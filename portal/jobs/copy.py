@@ -1,7 +1,7 @@
 """RQ entry points for copies and deletes (queue `copies`)."""
 from portal.jobs import app_context
 from portal.services import copies
-from portal.services.jobs import run_job
+from portal.services.job_runs import run_job
 
 
 def copy(job_id: str) -> str:

@@ -37,7 +37,8 @@ from portal.services import secrets
 from portal.services.actors import Actor
 from portal.services.backends import open_storage
 from portal.services.inventory import central_dp, rebuild_assets, refresh_statuses
-from portal.services.jobs import Progress, RetryLater, dp_of
+from portal.services.job_runs import Progress, RetryLater
+from portal.services.jobs import dp_of
 from portal.services.permissions import can_see_dp, require
 from portal.storage.base import Source, Upload, UploadState
 

@@ -18,7 +18,8 @@ from portal.extensions import db
 from portal.models import Asset, DistributionPoint, InventoryFile, Job, utcnow
 from portal.services import notifications
 from portal.services.backends import open_storage
-from portal.services.jobs import Progress, dp_of
+from portal.services.job_runs import Progress
+from portal.services.jobs import dp_of
 
 BATCH = 500
 BATCH_SECONDS = 2.0

@@ -186,7 +186,7 @@ def test_a_copy_whose_worker_is_killed_resumes_the_saved_session(
         dropbox_fake, dropbox_dp, central, rescan, admin, start_worker):
     """After SIGKILL of the worker half-way, does the recovered copy (another process) resume the
     session kept in the database instead of starting again?"""
-    from portal.services import jobs
+    from portal.services import job_recovery
     from tests.conftest import wait_for
 
     data = os.urandom(4 * MiB)
@@ -205,7 +205,7 @@ def test_a_copy_whose_worker_is_killed_resumes_the_saved_session(
     assert session_id not in saved.data  # encrypted at rest
     sent_before = sum(u["size"] for u in dropbox_fake.uploads)
     assert dropbox_fake.file("alice", "/Depot/Images/Win11.wim") is None  # never a partial
-    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
+    wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
              message="recovery to notice the dead worker")
     start_worker()
     wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=60,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from portal.core.errors import StorageRefused
 from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Notification, UploadSession
-from portal.services import copies, jobs, secrets, verify
+from portal.services import copies, job_recovery, secrets, verify
 from portal.services import distribution_points as dps
 from portal.storage.base import Source, UploadState
 from tests.cloud.onedrive_fixtures import ONEDRIVE_CHUNK, onedrive_backend
@@ -552,7 +552,7 @@ def test_a_killed_worker_resumes_the_saved_session_in_another_process(central, r
     worker.kill()
     assert graph_fake.file("alice", "Depot/Images/Win11.wim") is None  # never a partial file
     assert db.session.scalars(select(UploadSession).where(UploadSession.dp_id == dp.id)).all()
-    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
+    wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
              message="recovery to notice the dead worker")
     stored_before = sum(p["length"] for p in graph_fake.upload_puts() if p["status"] == 202)
     puts_before = len(graph_fake.upload_puts())

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import InventoryFile, UploadSession
-from portal.services import cloud_dps, copies, jobs, verify
+from portal.services import cloud_dps, copies, job_recovery, verify
 from tests.cloud.s3_fixtures import BUCKET, CREDENTIALS
 from tests.conftest import fresh, status_at, wait_for
 from tests.factories import write_file
@@ -107,7 +107,7 @@ def test_copy_whose_worker_is_killed_resumes_with_only_the_missing_parts(
     assert 3 <= len(held) < 8
     sent_before = len(s3.parts)
 
-    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
+    wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
              message="recovery to notice the dead worker")
     start_worker()
     wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=90,
