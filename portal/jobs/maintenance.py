@@ -5,7 +5,7 @@ from redis.exceptions import LockError
 
 from portal.extensions import get_redis
 from portal.jobs import app_context
-from portal.services import agents, copies, dp_management, job_recovery, verify
+from portal.services import agents, dp_management, job_recovery, transfer, verify
 
 log = logging.getLogger(__name__)
 # A node that does not answer costs a check up to the node client's connect and read timeouts.
@@ -51,7 +51,7 @@ def verify_everything() -> list[str]:
 def sweep_abandoned_uploads() -> dict:
     """Abort partial cloud uploads nobody continued for a week (daily: DEPOT_SWEEP_CRON)."""
     with app_context():
-        return copies.sweep_abandoned_uploads()
+        return transfer.sweep_abandoned_uploads()
 
 
 def fail_silent_deployments() -> dict:

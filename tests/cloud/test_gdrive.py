@@ -133,14 +133,14 @@ def test_an_interrupted_upload_resumes_its_session_and_sends_only_the_rest(
 
 def test_an_expired_session_starts_the_upload_again(gdrive, gdrive_dp, image, admin, work):
     """When Drive has forgotten the saved session, does the next try start a new one and finish?"""
-    from portal.services import job_runs
+    from portal.services import copy_job, job_runs
 
     dp = gdrive_dp()
     gdrive.after_chunk = lambda n: n == 2 and gdrive.fail_uploads(1, "500")
     job = copy(admin, work, "Images/Win11.wim", dp)
     assert job.state == "queued" and job.retries == 1  # a passing failure: tried again later
     gdrive.expire_upload_sessions()
-    job_runs.run_job(job.id, copies.copy_asset)
+    job_runs.run_job(job.id, copy_job.copy_asset)
     done = fresh(job.id)
     assert done.state == "succeeded", done.error
     assert gdrive.read("alice", "Depot/Images/Win11.wim") == image
@@ -397,13 +397,13 @@ def test_a_resumed_upload_without_centrals_md5_still_checks_drives(gdrive, gdriv
                                                                    admin, work):
     """When central gave no MD5 and a later run resumes the session, is the MD5 of what Drive
     already kept rebuilt from central's file (no download), so the end check still holds?"""
-    from portal.services import job_runs
+    from portal.services import copy_job, job_runs
 
     dp = gdrive_dp()  # after central's scan: central has no MD5 for the image
     gdrive.after_chunk = lambda n: n == 2 and gdrive.fail_uploads(1, "drop")
     job = copy(admin, work, "Images/Win11.wim", dp)
     assert job.state == "queued"
-    job_runs.run_job(job.id, copies.copy_asset)
+    job_runs.run_job(job.id, copy_job.copy_asset)
     done = fresh(job.id)
     assert done.state == "succeeded", done.error
     assert len({c["upload_id"] for c in gdrive.chunks}) == 1
