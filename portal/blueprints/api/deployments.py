@@ -5,7 +5,7 @@ from portal.auth import api_actor
 from portal.blueprints.api import bp, json_body, paginated, pagination
 from portal.core.errors import DepotError
 from portal.services import deployments
-from portal.services.devices import MAX_ID
+from portal.services.computers import MAX_ID
 from portal.services.permissions import require
 
 

@@ -8,7 +8,7 @@ from portal.blueprints.computers import bp
 from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.core.errors import DepotError
 from portal.services import boundaries as subnets  # `boundaries` is the page's view
-from portal.services import devices
+from portal.services import device_groups, devices
 from portal.services import distribution_points as dps
 
 PER_PAGE = 50
@@ -37,7 +37,7 @@ def _filters(source) -> dict:
 def _devices_page(filters: dict, error=None, moved=None, status=200):
     items, total = devices.list_devices(filters["q"], filters["group_id"],
                                         filters["status"] or None, filters["page"], PER_PAGE)
-    groups = devices.list_groups()
+    groups = device_groups.list_groups()
     chosen = devices.group_filter(filters["group_id"])
     return page_or_fragment(
         "computers/index.html", "computers/_devices.html", devices=items, total=total,
@@ -84,7 +84,7 @@ def deploy():
 def _device_page(device, error=None, status=200):
     return page_or_fragment(
         "computers/device.html", "computers/_device.html", device=device,
-        device_status=devices.device_status(device), groups=devices.list_groups(),
+        device_status=devices.device_status(device), groups=device_groups.list_groups(),
         history=devices.device_history(device.id, user=current_user), error=error), status
 
 
@@ -133,8 +133,8 @@ def _group_values(form) -> dict:
 
 def _groups_page(error=None, form=None, status=200):
     return page_or_fragment(
-        "computers/groups.html", "computers/_groups.html", groups=devices.list_groups(),
-        counts=devices.device_counts(), dps=dps.visible_dps(current_user),
+        "computers/groups.html", "computers/_groups.html", groups=device_groups.list_groups(),
+        counts=device_groups.device_counts(), dps=dps.visible_dps(current_user),
         dp_names={dp.id: dp.name for dp in dps.visible_dps(current_user)},
         slots=FALLBACK_SLOTS, error=error, form=form or {}), status
 
@@ -153,7 +153,7 @@ def create_group():
     require_role_action("manage_devices")
     values = _group_values(request.form)
     try:
-        devices.create_group(console_actor(), **values)
+        device_groups.create_group(console_actor(), **values)
     except DepotError as exc:
         return _groups_page(exc.message, values, exc.status)
     if request.htmx:
@@ -176,7 +176,7 @@ def _group_form(group, values=None, error=None, status=200):
 def edit_group(group_id: int):
     """The form to change a group's name, description, preferred DP and fallbacks (admins)."""
     require_role_action("manage_devices")
-    return _group_form(devices.get_group(group_id))
+    return _group_form(device_groups.get_group(group_id))
 
 
 @bp.post("/groups/<int:group_id>")
@@ -184,10 +184,10 @@ def edit_group(group_id: int):
 def update_group(group_id: int):
     """Save a group's changes; errors: the form again, with why."""
     require_role_action("manage_devices")
-    group = devices.get_group(group_id)
+    group = device_groups.get_group(group_id)
     values = _group_values(request.form)
     try:
-        devices.update_group(console_actor(), group, values)
+        device_groups.update_group(console_actor(), group, values)
     except DepotError as exc:
         return _group_form(group, values, exc.message, exc.status)
     return _go(".groups")
@@ -198,7 +198,7 @@ def update_group(group_id: int):
 def delete_group(group_id: int):
     """Delete a group; its devices stay, in no group."""
     require_role_action("manage_devices")
-    devices.delete_group(console_actor(), devices.get_group(group_id))
+    device_groups.delete_group(console_actor(), device_groups.get_group(group_id))
     if request.htmx:
         return _groups_page()
     return redirect(url_for(".groups"), code=303)

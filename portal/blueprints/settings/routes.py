@@ -9,7 +9,7 @@ from portal.blueprints.render import page_or_fragment
 from portal.blueprints.settings import bp
 from portal.blueprints.settings.forms import TokenForm, UserForm
 from portal.core.errors import DepotError
-from portal.services import accounts, audit, devices
+from portal.services import accounts, audit, device_groups
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
 
@@ -119,7 +119,7 @@ def _enrollment_page(error=None, form=None, created=None, status=200):
                "module_command": enroll.module_command(server, secret)}
     return page_or_fragment(
         "settings/enrollment.html", "settings/_enrollment.html",
-        tokens=enroll.list_enrollment_tokens(), groups=devices.list_groups(), server=server,
+        tokens=enroll.list_enrollment_tokens(), groups=device_groups.list_groups(), server=server,
         command=enroll.agent_command(), new=new, error=error, form=form or {"days": 7}), status
 
 
