@@ -11,7 +11,7 @@ from portal.core.libraries import LIBRARIES
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, Job
 from portal.services.actors import Actor
-from portal.services.inventory import central_dp
+from portal.services.assets import central_dp
 from portal.services.jobs import start_job
 from portal.services.permissions import can_see_dp, require
 

@@ -14,8 +14,8 @@ from sqlalchemy import delete, or_, select
 from portal.core.errors import DepotError, StorageUnavailable
 from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Job, utcnow
+from portal.services.assets import central_dp, rebuild_assets, refresh_statuses
 from portal.services.backends import open_storage
-from portal.services.inventory import central_dp, rebuild_assets, refresh_statuses
 from portal.services.job_runs import Progress, RetryLater
 from portal.services.jobs import dp_of
 from portal.services.transfer import Transfer

@@ -18,8 +18,8 @@ from portal.models import (
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES, DEPLOYMENT_STATES
 from portal.services import audit
 from portal.services.actors import Actor
+from portal.services.assets import central_dp
 from portal.services.computers import MAX_ID
-from portal.services.inventory import central_dp
 from portal.services.permissions import can_see_dp, require
 from portal.services.selection import Snapshot
 

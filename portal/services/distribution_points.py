@@ -11,8 +11,8 @@ from portal.extensions import db
 from portal.models import Asset, DistributionPoint, Job, User
 from portal.services import jobs
 from portal.services.actors import Actor
+from portal.services.assets import central_dp
 from portal.services.backends import open_storage
-from portal.services.inventory import central_dp
 from portal.services.permissions import can_see_dp, require
 
 

@@ -10,7 +10,7 @@ from portal.core import signing
 from portal.core.errors import NotFound
 from portal.core.paths import confine, inside_root
 from portal.services import agents
-from portal.services.inventory import central_dp
+from portal.services.assets import central_dp
 
 
 @bp.post("/enroll")
