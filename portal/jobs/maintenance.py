@@ -5,7 +5,7 @@ from redis.exceptions import LockError
 
 from portal.extensions import get_redis
 from portal.jobs import app_context
-from portal.services import agents, dp_management, job_recovery, transfer, verify
+from portal.services import agent_deployments, dp_management, job_recovery, transfer, verify
 
 log = logging.getLogger(__name__)
 # A node that does not answer costs a check up to the node client's connect and read timeouts.
@@ -57,7 +57,7 @@ def sweep_abandoned_uploads() -> dict:
 def fail_silent_deployments() -> dict:
     """Fail deployments whose agent said nothing for DEPOT_DEPLOYMENT_SILENT_AFTER seconds."""
     with app_context():
-        outcome = agents.fail_silent_deployments()
+        outcome = agent_deployments.fail_silent_deployments()
         if outcome["failed"] or outcome["cancelled"]:
             log.warning("deployments whose agent went silent: %s", outcome)
         return outcome
