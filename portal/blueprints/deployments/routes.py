@@ -9,7 +9,7 @@ from portal.blueprints.deployments import bp
 from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.core.errors import DepotError, PermissionDenied
 from portal.models.deployments import DEPLOYMENT_STATES
-from portal.services import deployments
+from portal.services import deployment_preview, deployments
 
 PER_PAGE = 50
 
@@ -42,8 +42,8 @@ def _form(chosen: dict, error: DepotError | None = None, status: int = 200):
     args["device_ids"] = args["device_ids"] or None
     response = page_or_fragment(
         "deployments/new.html", "deployments/_preview.html", chosen=chosen, error=error,
-        options=deployments.form_options(current_user),
-        preview=deployments.preview(current_user, **args))
+        options=deployment_preview.form_options(current_user),
+        preview=deployment_preview.preview(current_user, **args))
     response.status_code = status
     return response
 
