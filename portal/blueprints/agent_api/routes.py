@@ -5,12 +5,12 @@ from flask import current_app, g, jsonify, request, send_file
 
 from portal.blueprints.agent_api import bp, remote_ip
 from portal.blueprints.agent_api.limits import check_rate
-from portal.blueprints.api import json_body
 from portal.core import signing
 from portal.core.errors import NotFound
 from portal.core.paths import confine, inside_root
 from portal.services import agent_deployments, agents
 from portal.services.assets import central_dp
+from portal.web.views import json_body
 
 
 @bp.post("/enroll")

@@ -1,12 +1,13 @@
 """Deployments: create (the DP chosen by the rules, or 409 with the reasons), get, list, cancel."""
 from flask import g, request
 
-from portal.auth import api_actor
-from portal.blueprints.api import bp, json_body, paginated, pagination
+from portal.blueprints.api import bp
 from portal.core.errors import DepotError
 from portal.services import deployment_preview, deployments
 from portal.services.computers import MAX_ID
 from portal.services.permissions import require
+from portal.web.auth import api_actor
+from portal.web.views import json_body, paginated, pagination
 
 
 def _int_arg(name: str) -> int | None:

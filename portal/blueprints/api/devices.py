@@ -1,11 +1,12 @@
 """Computer Management and enrollment: devices, groups, boundaries, enrollment tokens."""
 from flask import g, request
 
-from portal.auth import api_actor
-from portal.blueprints.api import bp, json_body, paginated, pagination
+from portal.blueprints.api import bp
 from portal.core.errors import DepotError
 from portal.services import boundaries, device_groups, devices, enrollment
 from portal.services.permissions import require
+from portal.web.auth import api_actor
+from portal.web.views import json_body, paginated, pagination
 
 GROUP_CREATE_FIELDS = {"name", "description", "preferred_dp_id", "fallback_dp_ids"}
 BOUNDARY_CREATE_FIELDS = {"name", "cidr", "dp_id"}
@@ -147,7 +148,8 @@ def get_boundary(boundary_id: int):
 def update_boundary(boundary_id: int):
     """Change a boundary's name, subnet or DP (admins only)."""
     require(g.api_user, "manage_devices")
-    boundary = boundaries.update_boundary(api_actor(), boundaries.get_boundary(boundary_id), json_body())
+    boundary = boundaries.update_boundary(api_actor(), boundaries.get_boundary(boundary_id),
+                                          json_body())
     return boundary.to_dict()
 
 

@@ -2,8 +2,7 @@
 from flask import g, request
 from sqlalchemy import func, select
 
-from portal.auth import api_actor
-from portal.blueprints.api import bp, paginated, pagination
+from portal.blueprints.api import bp
 from portal.core.errors import DepotError, NotFound
 from portal.extensions import db
 from portal.models import Job
@@ -11,6 +10,8 @@ from portal.models.jobs import ACTIVE_STATES, FINISHED_STATES
 from portal.services import distribution_points as dps
 from portal.services import jobs
 from portal.services.permissions import can_see_dp, require
+from portal.web.auth import api_actor
+from portal.web.views import paginated, pagination
 
 
 def _visible(job_id: str) -> Job:

@@ -5,7 +5,13 @@ from flask import Response, current_app, jsonify, request
 
 from portal.blueprints.cloud_links import bp
 from portal.core import signing
-from portal.core.errors import LinkRefused, NeedsAuth, StorageRefused, StorageUnavailable
+from portal.core.errors import (
+    LinkRefused,
+    NeedsAuth,
+    StorageRefused,
+    StorageUnavailable,
+    error_body,
+)
 from portal.core.libraries import split_inventory_path
 from portal.extensions import db
 from portal.models import DistributionPoint
@@ -17,7 +23,9 @@ PASSED_ON = ("Content-Length", "Content-Range", "Accept-Ranges")
 
 
 def _error(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
+    """The one JSON error shape (this route is outside the API's prefixes, whose errors the app's
+    handlers already answer as JSON)."""
+    response = jsonify(error_body(code, message))
     response.status_code = status
     return response
 

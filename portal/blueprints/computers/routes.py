@@ -2,14 +2,13 @@
 from flask import make_response, redirect, request, url_for
 from flask_login import current_user, login_required
 
-from portal.auth import console_actor
-from portal.blueprints.api import MAX_PAGE
 from portal.blueprints.computers import bp
-from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.core.errors import DepotError
 from portal.services import boundaries as subnets  # `boundaries` is the page's view
 from portal.services import device_groups, devices
 from portal.services import distribution_points as dps
+from portal.web.auth import console_actor
+from portal.web.views import page_number, page_or_fragment, require_role_action
 
 PER_PAGE = 50
 FALLBACK_SLOTS = 3
@@ -29,9 +28,9 @@ def _go(endpoint: str, **values):
 
 def _filters(source) -> dict:
     """The device list's search and filters, from the query string (or a form re-rendering it)."""
-    page = source.get("page", "1")
     return {"q": source.get("q", "").strip(), "group_id": source.get("group_id", ""),
-            "status": source.get("status", ""), "page": min(int(page), MAX_PAGE) if page.isdecimal() and int(page) > 0 else 1}
+            "status": source.get("status", ""),
+            "page": page_number() if source is request.args else 1}
 
 
 def _devices_page(filters: dict, error=None, moved=None, status=200):

@@ -2,12 +2,12 @@
 from flask import redirect, request, url_for
 from flask_login import current_user, login_required
 
-from portal.auth import console_actor
 from portal.blueprints.copies import bp
-from portal.blueprints.render import page_or_fragment
 from portal.core.errors import DepotError
 from portal.services import copies, verify
 from portal.services import distribution_points as dps
+from portal.web.auth import console_actor
+from portal.web.views import page_or_fragment
 
 
 def _started(jobs: list, note: str):

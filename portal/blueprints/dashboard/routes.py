@@ -2,10 +2,10 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from portal.blueprints.dashboard import bp
-from portal.blueprints.render import page_or_fragment
 from portal.extensions import db
 from portal.models import Job
 from portal.services import distribution_points as dps
+from portal.web.views import page_or_fragment
 
 
 @bp.get("/")

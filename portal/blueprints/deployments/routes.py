@@ -3,13 +3,12 @@ cancel."""
 from flask import make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from portal.auth import console_actor
-from portal.blueprints.api import MAX_PAGE
 from portal.blueprints.deployments import bp
-from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.core.errors import DepotError, PermissionDenied
 from portal.models.deployments import DEPLOYMENT_STATES
 from portal.services import deployment_preview, deployments
+from portal.web.auth import console_actor
+from portal.web.views import page_number, page_or_fragment, require_role_action
 
 PER_PAGE = 50
 
@@ -54,7 +53,7 @@ def index():
     """Deployments newest first, filtered by state or batch; progress refreshes while any runs."""
     state = request.args.get("state") if request.args.get("state") in DEPLOYMENT_STATES else None
     batch = request.args.get("batch") or None
-    page = min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
+    page = page_number()
     items, total = deployments.list_deployments(current_user, state=state, batch_id=batch,
                                                 page=page, per_page=PER_PAGE)
     return page_or_fragment("deployments/index.html", "deployments/_list.html", items=items,

@@ -1,7 +1,6 @@
 from flask import make_response, redirect, request, session, url_for
 from flask_login import current_user, login_required
 
-from portal.auth import console_actor
 from portal.blueprints.distribution_points import bp
 from portal.blueprints.distribution_points.forms import (
     EditLocalDpForm,
@@ -9,12 +8,13 @@ from portal.blueprints.distribution_points.forms import (
     OAuthDpForm,
     S3DpForm,
 )
-from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.core.errors import DepotError, NotFound
 from portal.services import cloud_dps, dp_management
 from portal.services import distribution_points as dps
 from portal.services.jobs import active_job
 from portal.storage import CLOUD_PROVIDERS
+from portal.web.auth import console_actor
+from portal.web.views import form_errors, page_or_fragment, require_role_action
 
 
 def _rows():
@@ -153,9 +153,7 @@ def update_local(dp_id: int):
     dp = _local_dp(dp_id)
     form = EditLocalDpForm()
     if not form.validate():
-        errors = "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
-                           for k, v in form.errors.items())
-        return _edit_page(dp, form, errors, 400)
+        return _edit_page(dp, form, form_errors(form), 400)
     try:
         dp_management.update_dp(console_actor(), dp, form.changes(dp))
     except DepotError as exc:

@@ -2,15 +2,15 @@ from flask import request
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from portal.auth import console_actor
 from portal.blueprints.jobs import bp
-from portal.blueprints.render import page_or_fragment
 from portal.core.errors import NotFound
 from portal.extensions import db
 from portal.models import Job
 from portal.services import distribution_points as dps
 from portal.services import jobs
 from portal.services.permissions import can_see_dp, require
+from portal.web.auth import console_actor
+from portal.web.views import page_or_fragment
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 

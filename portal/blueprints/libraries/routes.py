@@ -3,13 +3,13 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from portal.blueprints.libraries import bp
-from portal.blueprints.render import page_or_fragment
 from portal.core.libraries import library_for_slug
 from portal.extensions import db
 from portal.models import Job
 from portal.models.jobs import ACTIVE_STATES
 from portal.services import distribution_points as dps
 from portal.services.jobs import active_job
+from portal.web.views import page_or_fragment
 
 
 @bp.get("/<slug>")

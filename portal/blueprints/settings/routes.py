@@ -3,15 +3,14 @@ import io
 from flask import redirect, request, send_file, url_for
 from flask_login import current_user, login_required
 
-from portal.auth import console_actor
-from portal.blueprints.api import MAX_PAGE
-from portal.blueprints.render import page_or_fragment
 from portal.blueprints.settings import bp
 from portal.blueprints.settings.forms import TokenForm, UserForm
 from portal.core.errors import DepotError
 from portal.services import accounts, audit, device_groups
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
+from portal.web.auth import console_actor
+from portal.web.views import form_errors, page_number, page_or_fragment
 
 
 @bp.get("/")
@@ -41,8 +40,7 @@ def create_user():
     require(current_user, "manage_users")
     form = UserForm()
     if not form.validate_on_submit():
-        errors = "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}" for k, v in form.errors.items())
-        return _users_page(form, errors, 400)
+        return _users_page(form, form_errors(form), 400)
     sites = [s for s in (form.sites.data or "").split(",") if s.strip()]
     try:
         accounts.create_user(console_actor(), form.email.data, form.password.data, form.role.data, sites)
@@ -101,7 +99,7 @@ def revoke_token(token_id: int):
 def audit_log():
     """Who changed what, when and from where; filter by person and action."""
     require(current_user, "view_audit")
-    page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
+    page = page_number()
     actor, action = request.args.get("actor", ""), request.args.get("action", "")
     events, total = audit.search(actor=actor or None, action=action or None, page=page)
     return page_or_fragment("settings/audit.html", "settings/_audit.html", events=events,

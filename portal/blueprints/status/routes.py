@@ -2,11 +2,11 @@
 from flask import request
 from flask_login import current_user, login_required
 
-from portal.blueprints.render import page_or_fragment
 from portal.blueprints.status import bp
 from portal.core.libraries import LIBRARIES
 from portal.models.content import ASSET_STATUSES
 from portal.services import distribution_points as dps
+from portal.web.views import page_or_fragment
 
 
 @bp.get("/")

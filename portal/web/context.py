@@ -8,10 +8,9 @@ from portal.services import notifications
 from portal.services.permissions import can
 from portal.storage import CLOUD_PROVIDERS
 
-NAV_AFTER_LIBRARIES = ("Computer Management", "Deployments")
-
 
 def init_app(app) -> None:
+    """The layout's context for signed-in pages, and the `bytes` and `when` filters."""
     @app.context_processor
     def _layout():
         if not current_user.is_authenticated:
