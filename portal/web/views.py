@@ -1,7 +1,7 @@
 """What every view uses: reading the request and answering it, each in one way.
 
 Page numbers come in two strictnesses on purpose: a console link never fails (`page_number`: a
-bad or huge ?page= shows the first or the last page), while the API tells a program what is wrong
+bad ?page= shows page 1, a huge one page MAX_PAGE), while the API tells a program what is wrong
 with what it sent (`pagination`: 400). Both stop at MAX_PAGE.
 """
 from flask import make_response, redirect, render_template, request, url_for
@@ -17,8 +17,8 @@ MAX_PER_PAGE = 200
 # --- reading the request ---------------------------------------------------------------------
 
 def page_number() -> int:
-    """A console page's ?page=: anything but a whole number from 1 is page 1; beyond MAX_PAGE,
-    MAX_PAGE (a hand-edited link shows a page, never an error)."""
+    """A console page's ?page=: anything but a whole number from 1 is page 1, and past MAX_PAGE
+    it is MAX_PAGE (a hand-edited link shows a page, never an error)."""
     try:
         page = int(request.args.get("page", 1))
     except ValueError:

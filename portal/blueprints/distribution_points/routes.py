@@ -9,22 +9,11 @@ from portal.blueprints.distribution_points.forms import (
     S3DpForm,
 )
 from portal.core.errors import DepotError, NotFound
-from portal.services import cloud_dps, dp_management
+from portal.services import cloud_dps, dp_management, overviews
 from portal.services import distribution_points as dps
-from portal.services.jobs import active_job
 from portal.storage import CLOUD_PROVIDERS
 from portal.web.auth import console_actor
 from portal.web.views import form_errors, page_or_fragment, require_role_action
-
-
-def _rows():
-    visible = dps.visible_dps(current_user)
-    return {
-        "dps": visible,
-        "counts": dps.status_counts([dp.id for dp in visible]),
-        "health": {dp.id: dps.health(dp) for dp in visible},
-        "scans": {dp.id: active_job(f"rescan:{dp.id}") for dp in visible},
-    }
 
 
 @bp.get("/")
@@ -38,7 +27,7 @@ def index():
         except NotFound:
             pass
     return page_or_fragment("distribution_points/index.html", "distribution_points/_list.html",
-                            connected=connected, **_rows())
+                            connected=connected, rows=overviews.dp_list(current_user))
 
 
 @bp.post("/<int:dp_id>/rescan")
@@ -285,7 +274,7 @@ def reconnect(dp_id: int):
     """The consent again for a DP whose access was withdrawn; the DP and its inventory stay."""
     require_role_action("manage_dps")
     dp = dps.get_dp(dp_id, current_user)
-    if dp.kind != "cloud" or dp.provider == "s3":
+    if not dps.by_consent(dp):
         raise DepotError(f"{dp.name} is not connected through a consent page")
     return redirect(_consent(cloud_dps.start_consent(console_actor(), dp.provider, {},
                                                      _callback_url(dp.provider), dp=dp)), code=303)
