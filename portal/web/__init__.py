@@ -4,7 +4,8 @@
   form errors) and answering it (the page or its fragment, where to go after a change);
 - `auth`: who is asking (the signed-in person, a token's owner) as services want it;
 - `errors`: every error as JSON for programs, a page or a flash for people;
-- `context`: what every console page's layout needs, and the template filters.
+- `context`: what every console page's layout needs, the lists of statuses, the filters;
+- `fields`: form fields the console's forms share (repeated inputs, ids, numbered slots).
 
 The errors themselves are the one family in `portal.core.errors`.
 """

@@ -5,7 +5,8 @@ import portal
 from portal.web.context import STATUSES
 
 # The CSS family each kind of badge uses (portal/templates/_macros.html).
-FAMILY = {"content": "status", "job": "state", "deployment": "state", "dp": "dp", "device": "device"}
+FAMILY = {"content": "status", "job": "state", "deployment": "state", "dp": "dp",
+          "device": "device"}
 
 
 def test_every_status_a_badge_can_show_has_its_colour():
