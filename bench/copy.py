@@ -70,7 +70,7 @@ from portal.dpnode.uploads import upload_id  # noqa: E402
 from portal.extensions import QUEUE_NAMES, db  # noqa: E402
 from portal.launcher import descendants  # noqa: E402
 from portal.models import DistributionPoint, InventoryFile, Job, utcnow  # noqa: E402
-from portal.services import copies, dp_management, jobs  # noqa: E402
+from portal.services import copies, dp_management, job_recovery  # noqa: E402
 from portal.services import distribution_points as dps  # noqa: E402
 
 NODE_KEY = "bench-node-key-0123456789"
@@ -413,8 +413,8 @@ def part_resume(depot: Depot, node: NodeProcess, dp_id: int, size: int,
         kept = node.call("GET", f"/uploads/{uid}").json()["offset"]
 
         def requeued():
-            return jobs.recover_lost_jobs().get(job.id) == "requeued"
-        jobs_log = logging.getLogger("portal.services.jobs")
+            return job_recovery.recover_lost_jobs().get(job.id) == "requeued"
+        jobs_log = logging.getLogger("portal.services.job_recovery")
         level = jobs_log.level
         jobs_log.setLevel(logging.ERROR)  # its warning "requeued job ..." is expected here
         try:

@@ -30,16 +30,14 @@ def create_app(config_class=None):
     csrf.init_app(app)
     htmx.init_app(app)
 
-    from portal import auth, cli, errors, views_context
+    from portal import cli, web
     from portal.blueprints import register_blueprints
 
-    auth.init_app(app)
+    web.init_app(app)
     # Before the blueprints' rules are bound: an <int:id> past what the database's integer
     # columns hold is no route (404), not a driver overflow (500).
     app.url_map.converters["int"] = database_int()
     register_blueprints(app)
-    errors.init_app(app)
-    views_context.init_app(app)
     cli.init_app(app)
     return app
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from portal.core.errors import DepotError
 from portal.extensions import db
 from portal.models import User
-from portal.services import accounts, demo, jobs
+from portal.services import accounts, demo, job_recovery, jobs
 from portal.services import distribution_points as dps
 from portal.services.actors import Actor
 
@@ -120,7 +120,7 @@ def jobs_cli():
 @jobs_cli.command("recover")
 def recover():
     """Requeue jobs that the database says are queued or running but no live worker holds."""
-    outcome = jobs.recover_lost_jobs()
+    outcome = job_recovery.recover_lost_jobs()
     for job_id, what in outcome.items():
         click.echo(f"{job_id}: {what}")
     click.echo(f"{len(outcome)} job(s) recovered")

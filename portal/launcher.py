@@ -50,7 +50,7 @@ def prepare():
     from portal.cli import initialise
     from portal.config import BASE_DIR
     from portal.extensions import redis_url
-    from portal.services.jobs import recover_lost_jobs
+    from portal.services.job_recovery import recover_lost_jobs
 
     app = create_app()
     with app.app_context():

@@ -1,143 +1,27 @@
 """One deployment, start to end: manifest, downloads (resumed, verified), staging, apply, and the
-progress reports the server sees every report_interval (whose answer may say: stop, cancelled)."""
+progress reports the server sees every report_interval (whose answer may say: stop, cancelled).
+
+The reports are sent by `reports.Reporter`; where files are staged is in `staging`.
+"""
 import logging
 import os
 import shutil
 import subprocess
-import threading
 import time
 
 from .api import ServerError
+from .reports import FINISHED, Reporter, deliver_saved_final
+from .staging import BadPath, already_staged, confined, is_hex_digest, size_or_zero
 from .transfer import HashMismatch, LinkRefused, Stopped, TransferError, fetch
 
 log = logging.getLogger("depot.agent")
-FINISHED = ("succeeded", "failed", "cancelled")
 # Waits between tries of a file that makes no progress: about 5 minutes of patience with a DP
 # that restarts or a link that drops, then the deployment fails with the last error.
 BACKOFF = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60)
-FINAL_TRIES = (1, 2, 4, 8)
-
-
-class BadPath(Exception):
-    pass
-
-
-def confined(root: str, path) -> str:
-    """`path` (a library path like Images/Win11.wim) under `root`; BadPath for absolute paths,
-    '..', empty parts or NUL, or a symlink leading out."""
-    if not isinstance(path, str) or not path or "\0" in path or os.path.isabs(path) \
-            or path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
-        raise BadPath(f"refused path {path!r}: it must be relative")
-    parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise BadPath(f"refused path {path!r}: empty, '.' or '..' parts")
-    full = os.path.join(root, *parts)
-    real_root = os.path.realpath(root)
-    if not os.path.realpath(full).startswith(real_root + os.sep):
-        raise BadPath(f"refused path {path!r}: it leads out of {root}")
-    return full
 
 
 class Failed(Exception):
     """The deployment fails with this message."""
-
-
-class Reporter:
-    """Progress reports in a thread, every `interval` seconds; `cancel` is set when the server
-    says stop (a cancel, or the deployment already ended there)."""
-
-    def __init__(self, agent, deployment_id: int, state: str):
-        self.agent, self.id = agent, deployment_id
-        self.state, self.bytes_done, self.phase = state, 0, None
-        self.cancel = threading.Event()
-        self.ended_as: str | None = None
-        self._quit = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="reporter", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._quit.wait(self.agent.report_interval):
-            self.send_quietly()
-
-    def stop(self) -> None:
-        self._quit.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=60)
-
-    def _report(self, state: str, error: str | None = None) -> dict:
-        with self._lock:  # the number is saved before it is sent: never reused after a restart
-            saved = self.agent.state.deployment(self.id)
-            seq = int(saved.get("seq", 0)) + 1
-            saved["seq"] = seq
-            self.agent.state.save_deployment(self.id, saved)
-        return {"seq": seq, "state": state, "bytes_done": self.bytes_done, "phase": self.phase,
-                "error": error}
-
-    def send(self, report: dict) -> dict:
-        answer = self.agent.api.progress(self.id, report)
-        if answer.get("cancel"):
-            self.cancel.set()
-        if answer.get("state") in FINISHED and report["state"] not in FINISHED:
-            self.ended_as = answer["state"]
-            self.cancel.set()
-        return answer
-
-    def send_quietly(self) -> None:
-        try:
-            self.send(self._report(self.state))
-        except ServerError as exc:
-            log.warning("progress report of deployment %s not delivered: %s", self.id, exc)
-            if exc.status == 401:  # the device was forgotten, its deployments cancelled: stop
-                self.ended_as = "the device token was refused"
-                self.cancel.set()
-
-    def now(self) -> None:
-        """Report at once (a change of state the console should show without waiting)."""
-        self.send_quietly()
-
-    def final(self, state: str, error: str | None = None) -> bool:
-        """The last report, tried a few times; kept in the state folder if never delivered."""
-        report = self._report(state, error)
-        for wait in (*FINAL_TRIES, None):
-            try:
-                answer = self.send(report)
-                self.agent.state.forget_deployment(self.id)
-                log.info("deployment %s: server says %s", self.id, answer.get("state"))
-                return True
-            except ServerError as exc:
-                if exc.status in (400, 404, 409):
-                    log.warning("deployment %s: final report refused: %s", self.id, exc)
-                    self.agent.state.forget_deployment(self.id)
-                    return False
-                log.warning("deployment %s: final report not delivered: %s", self.id, exc)
-                if wait is None or self.agent.stopping.wait(wait):
-                    break
-        saved = self.agent.state.deployment(self.id)
-        saved["final"] = report
-        self.agent.state.save_deployment(self.id, saved)
-        log.warning("deployment %s: the final report is kept and sent at the next start", self.id)
-        return False
-
-
-def deliver_saved_final(agent, deployment_id: int) -> bool:
-    """Send a final report an earlier run could not deliver; True when one was pending."""
-    saved = agent.state.deployment(deployment_id)
-    if not saved.get("final"):
-        return False
-    try:
-        agent.api.progress(deployment_id, saved["final"])
-        agent.state.forget_deployment(deployment_id)
-        log.info("deployment %s: delivered the final report kept from the last run", deployment_id)
-    except ServerError as exc:
-        if exc.status in (400, 404, 409):
-            agent.state.forget_deployment(deployment_id)
-        else:
-            log.warning("deployment %s: kept final report still not delivered: %s",
-                        deployment_id, exc)
-    return True
 
 
 class Runner:
@@ -234,9 +118,9 @@ class Runner:
         need = 0
         for index, meta in enumerate(manifest["files"]):
             # What a resumed download holds already (partial, or staged whole) needs no space.
-            held = _size_or_zero(self._partial(index, meta["sha256"]))
+            held = size_or_zero(self._partial(index, meta["sha256"]))
             try:
-                if _size_or_zero(confined(self.staged_dir, meta["path"])) == meta["size"]:
+                if size_or_zero(confined(self.staged_dir, meta["path"])) == meta["size"]:
                     held = meta["size"]
             except BadPath:
                 pass  # refused when the download starts
@@ -267,7 +151,7 @@ class Runner:
             path, size, sha = meta["path"], meta["size"], meta["sha256"]
             self.reporter.phase = path
             final = staged[path]
-            if _already(final, size, sha):
+            if already_staged(final, size, sha):
                 log.info("%s: already staged", path)
                 done += size
                 self.reporter.bytes_done = done
@@ -289,7 +173,7 @@ class Runner:
 
     def _partial(self, index: int, sha256: str) -> str:
         """Where file `index` of the manifest is downloaded to before it is verified."""
-        return os.path.join(self.partial_dir, sha256 if _hexname(sha256) else f"file-{index}")
+        return os.path.join(self.partial_dir, sha256 if is_hex_digest(sha256) else f"file-{index}")
 
     def _fetch_with_retries(self, meta: dict, partial: str, dp: str, on_bytes) -> None:
         path = meta["path"]
@@ -398,30 +282,3 @@ class Runner:
                     pass
         if staged:
             shutil.rmtree(self.staged_dir, ignore_errors=True)
-
-
-def _size_or_zero(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def _hexname(value) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
-
-
-def _already(path: str, size: int, sha256: str) -> bool:
-    """A staged file that is already this one (an earlier run staged it before it stopped)."""
-    import hashlib
-
-    try:
-        if os.path.getsize(path) != size:
-            return False
-        hasher = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while block := fh.read(1024 * 1024):
-                hasher.update(block)
-        return hasher.hexdigest() == sha256
-    except OSError:
-        return False

@@ -5,7 +5,7 @@ from redis.exceptions import LockError
 
 from portal.extensions import get_redis
 from portal.jobs import app_context
-from portal.services import agents, copies, dp_management, jobs, verify
+from portal.services import agent_deployments, dp_management, job_recovery, transfer, verify
 
 log = logging.getLogger(__name__)
 # A node that does not answer costs a check up to the node client's connect and read timeouts.
@@ -15,7 +15,7 @@ HEALTH_JOB_TIMEOUT = 600
 def recover_lost_jobs() -> dict:
     """Requeue jobs the database says are queued or running but that no live worker holds."""
     with app_context():
-        outcome = jobs.recover_lost_jobs()
+        outcome = job_recovery.recover_lost_jobs()
         if outcome:
             log.warning("recovered jobs: %s", outcome)
         return outcome
@@ -51,13 +51,13 @@ def verify_everything() -> list[str]:
 def sweep_abandoned_uploads() -> dict:
     """Abort partial cloud uploads nobody continued for a week (daily: DEPOT_SWEEP_CRON)."""
     with app_context():
-        return copies.sweep_abandoned_uploads()
+        return transfer.sweep_abandoned_uploads()
 
 
 def fail_silent_deployments() -> dict:
     """Fail deployments whose agent said nothing for DEPOT_DEPLOYMENT_SILENT_AFTER seconds."""
     with app_context():
-        outcome = agents.fail_silent_deployments()
+        outcome = agent_deployments.fail_silent_deployments()
         if outcome["failed"] or outcome["cancelled"]:
             log.warning("deployments whose agent went silent: %s", outcome)
         return outcome

@@ -1,7 +1,7 @@
 """RQ entry point for rescans (queue `rescans`)."""
 from portal.jobs import app_context
 from portal.services import inventory
-from portal.services.jobs import run_job
+from portal.services.job_runs import run_job
 
 
 def rescan(job_id: str) -> str:

@@ -1,7 +1,7 @@
 """RQ entry point for verifies (queue `rescans`)."""
 from portal.jobs import app_context
 from portal.services import verify as verify_service
-from portal.services.jobs import run_job
+from portal.services.job_runs import run_job
 
 
 def verify(job_id: str) -> str:

@@ -8,7 +8,7 @@ from portal.extensions import db
 from portal.models import Boundary
 from portal.services import audit
 from portal.services.actors import Actor
-from portal.services.devices import clean_text, existing_dp_id, may_manage, refuse_unknown
+from portal.services.computers import clean_text, existing_dp_id, may_manage, refuse_unknown
 
 BOUNDARY_FIELDS = {"name", "cidr", "dp_id"}
 

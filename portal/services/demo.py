@@ -67,7 +67,7 @@ def seed_groups(actor) -> list:
 
     from portal.extensions import db
     from portal.models import DeviceGroup, DistributionPoint
-    from portal.services import devices
+    from portal.services import device_groups
 
     existing = set(db.session.scalars(select(DeviceGroup.name)))
     dps = db.session.scalars(select(DistributionPoint).order_by(DistributionPoint.id)).all()
@@ -82,5 +82,5 @@ def seed_groups(actor) -> list:
         if name in existing:
             continue
         preferred, fallbacks = choices[name]
-        created.append(devices.create_group(actor, name, description, preferred.id, fallbacks))
+        created.append(device_groups.create_group(actor, name, description, preferred.id, fallbacks))
     return created

@@ -11,9 +11,12 @@ from portal.extensions import db
 from portal.models import Asset, DistributionPoint, Job, User
 from portal.services import jobs
 from portal.services.actors import Actor
+from portal.services.assets import central_dp
 from portal.services.backends import open_storage
-from portal.services.inventory import central_dp
 from portal.services.permissions import can_see_dp, require
+
+# What health() answers of a DP: the status a health check stored, or `disabled` for maintenance.
+HEALTH = ("online", "offline", "needs-auth", "disabled")
 
 
 def ensure_central() -> DistributionPoint:
@@ -192,6 +195,25 @@ def selected_dp(user: User) -> DistributionPoint:
     if not visible:
         raise NotFound("no distribution point is visible to you")
     return visible[0]
+
+
+def location(dp: DistributionPoint) -> str | None:
+    """Where a DP keeps its files, as the DP list shows it under the name."""
+    if dp.is_central:
+        return dp.root
+    if dp.kind == "local":
+        return dp.url
+    settings = dp.settings
+    if dp.provider == "s3":
+        prefix = settings.get("prefix")
+        return settings.get("bucket", "") + (f"/{prefix}" if prefix else "")
+    return f"{settings.get('account', '')} · {settings.get('folder', '')}"
+
+
+def by_consent(dp: DistributionPoint) -> bool:
+    """Is the DP connected through a provider's consent page (OneDrive, Drive, Dropbox), so that
+    Reconnect can give it access again?"""
+    return dp.kind == "cloud" and dp.provider != "s3"
 
 
 def health(dp: DistributionPoint) -> tuple[str, str | None]:

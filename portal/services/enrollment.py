@@ -17,7 +17,7 @@ from portal.models import DeviceGroup, EnrollmentToken, utcnow
 from portal.services import audit
 from portal.services import secrets as vault
 from portal.services.actors import Actor
-from portal.services.devices import MAX_ID
+from portal.services.computers import MAX_ID
 from portal.services.permissions import require
 
 MAX_DAYS = 365

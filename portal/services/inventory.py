@@ -1,4 +1,8 @@
-"""Rescans: what a DP holds, file by file, hashing only what changed, and the assets it makes up."""
+"""Rescans: what a DP holds, file by file, hashing only what changed, and the assets it makes up.
+
+The assets and their statuses against central are built by `assets` once the inventory is
+written; a cloud DP's content that Depot did not record is matched to central's here.
+"""
 import json
 import os
 import time
@@ -12,13 +16,14 @@ from portal.core.errors import DepotError, NeedsAuth
 from portal.core.files import ContentRoot, FileEntry
 from portal.core.hashes import MAKERS, PROVIDER_HASH
 from portal.core.hashing import Hashed, Reader, hash_entry, hash_files
-from portal.core.libraries import ManifestEntry, manifest_digest, split_inventory_path
 from portal.core.names import unescape_component
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, InventoryFile, Job, utcnow
 from portal.services import notifications
+from portal.services.assets import central_dp, rebuild_assets, refresh_statuses
 from portal.services.backends import open_storage
-from portal.services.jobs import Progress, dp_of
+from portal.services.job_runs import Progress
+from portal.services.jobs import dp_of
 
 BATCH = 500
 BATCH_SECONDS = 2.0
@@ -225,79 +230,3 @@ def _collect(result: Hashed, dp_id, known, inserts, updates, counts) -> None:
         inserts.append({"dp_id": dp_id, "path": entry.path, **values})
     else:
         updates.append({"id": row.id, **values})
-
-
-def rebuild_assets(dp_id: int) -> None:
-    """Group a DP's inventory into assets (top-level library entries) with their digests."""
-    groups: dict[tuple[str, str], dict] = {}
-    for row in db.session.execute(
-        select(InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
-               InventoryFile.sha256, InventoryFile.error).where(InventoryFile.dp_id == dp_id)
-    ):
-        split = split_inventory_path(row.path)
-        if split is None:
-            continue
-        library, name, inner = split
-        group = groups.setdefault((library, name), {
-            "kind": "file" if inner == name and row.path.count("/") == 1 else "folder",
-            "entries": [], "size": 0, "mtime_ns": 0, "unhashed": 0, "error": None,
-        })
-        group["size"] += row.size
-        group["mtime_ns"] = max(group["mtime_ns"], row.mtime_ns)
-        if row.sha256:
-            group["entries"].append(ManifestEntry(inner, row.size, row.sha256))
-        else:
-            group["unhashed"] += 1
-            group["error"] = group["error"] or (f"{row.path}: {row.error}" if row.error else None)
-
-    existing = {a.key: a for a in db.session.scalars(select(Asset).where(Asset.dp_id == dp_id))}
-    now = utcnow()
-    for (library, name), group in groups.items():
-        key = f"{library}/{name}"
-        asset = existing.pop(key, None) or Asset(dp_id=dp_id, key=key, library=library, name=name)
-        asset.kind, asset.size, asset.mtime_ns = group["kind"], group["size"], group["mtime_ns"]
-        asset.file_count = len(group["entries"]) + group["unhashed"]
-        if group["unhashed"]:
-            asset.digest = None
-            asset.status_reason = group["error"] or f"{group['unhashed']} file(s) not hashed yet"
-        else:
-            asset.digest = manifest_digest(group["entries"])
-            asset.status_reason = None
-        asset.updated_at = now
-        db.session.add(asset)
-    for asset in existing.values():
-        db.session.delete(asset)
-    db.session.flush()
-
-
-def central_dp() -> DistributionPoint:
-    """The central DP (there is always exactly one)."""
-    return db.session.scalars(select(DistributionPoint).where(DistributionPoint.kind == "central")).one()
-
-
-def refresh_statuses(dp_id: int | None = None) -> None:
-    """Recompute each asset's status against central, for one DP or for all of them."""
-    central = central_dp()
-    central_digests = dict(db.session.execute(
-        select(Asset.key, Asset.digest).where(Asset.dp_id == central.id)).all())
-    query = select(Asset)
-    if dp_id is not None:
-        query = query.where(Asset.dp_id == dp_id)
-    for asset in db.session.scalars(query):
-        asset.status = asset_status(asset, central.id, central_digests)
-    db.session.flush()
-
-
-def asset_status(asset: Asset, central_id: int, central_digests: dict) -> str:
-    """current / outdated / only-here / unverified / failed for an asset present at a DP."""
-    if asset.digest is None:  # not all hashed: not yet, or a verify found a file changed
-        return "failed" if asset.status_reason and "hash mismatch" in asset.status_reason \
-            else "unverified"
-    if asset.dp_id == central_id:
-        return "current"
-    if asset.key not in central_digests:
-        return "only-here"
-    central = central_digests[asset.key]
-    if central is None:
-        return "unverified"
-    return "current" if central == asset.digest else "outdated"

@@ -20,7 +20,7 @@ from portal.extensions import db
 from portal.models import Asset, Boundary, DeviceGroup, DistributionPoint, Job
 from portal.models.jobs import ACTIVE_STATES
 from portal.services import distribution_points as dps
-from portal.services.inventory import central_dp
+from portal.services.assets import central_dp
 
 
 @dataclass

@@ -15,9 +15,10 @@ from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Job
 from portal.services import notifications
 from portal.services.actors import SYSTEM, Actor
+from portal.services.assets import rebuild_assets, refresh_statuses
 from portal.services.backends import open_storage
-from portal.services.inventory import rebuild_assets, refresh_statuses
-from portal.services.jobs import Progress, dp_of, start_job
+from portal.services.job_runs import Progress
+from portal.services.jobs import dp_of, start_job
 from portal.services.permissions import can_see_dp, require
 
 MAX_NOTIFIED = 20

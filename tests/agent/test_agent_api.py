@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import AuditEvent, Deployment, Device, EnrollmentToken, Notification, utcnow
-from portal.services import agents, enrollment
+from portal.services import agent_deployments, enrollment
 from tests.agent.conftest import FACTS
 from tests.factories import write_file
 
@@ -402,13 +402,13 @@ def test_silent_deployments_fail(agent_calls, enroll_secret, central, image, dep
         row.state, row.reported_at, row.cancel_requested = state, reported, cancel
         row.created_at = old
     db.session.commit()
-    outcome = agents.fail_silent_deployments()
+    outcome = agent_deployments.fail_silent_deployments()
     assert outcome == {"failed": [ids[0]], "cancelled": [ids[1]]}
     db.session.expire_all()
     states = [db.session.get(Deployment, i).state for i in ids]
     assert states == ["failed", "cancelled", "downloading", "pending"]
     assert "went silent" in db.session.get(Deployment, ids[0]).error
-    assert agents.fail_silent_deployments() == {"failed": [], "cancelled": []}
+    assert agent_deployments.fail_silent_deployments() == {"failed": [], "cancelled": []}
 
 
 def test_unchanged_heartbeat_writes_only_last_seen(agent_calls, enroll_secret, app):

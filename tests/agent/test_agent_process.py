@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Deployment, Device
-from portal.services import agents, deployments, devices
+from portal.services import agent_deployments, deployments, devices
 from tests.conftest import copy_one, wait_for
 from tests.factories import write_file
 
@@ -499,7 +499,7 @@ def test_a_deployment_ended_by_the_silent_sweep_leaves_no_partial(central, resca
     fails it; does its next start, finding no work, remove the partial download left behind?"""
     image, deployment, partial, agent = stopped_mid_download(central, rescan, start_agent,
                                                              deploy, tmp_path)
-    agents.fail_silent_deployments(silent_after=0)
+    agent_deployments.fail_silent_deployments(silent_after=0)
     assert fresh(deployment.id).state == "failed"
     again = start_agent("--once")
     assert again.wait(60) == 0, again.log

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from portal.agent.runner import BadPath, confined
+from portal.agent.staging import BadPath, confined
 from portal.agent.state import State
 from portal.agent.transfer import HashMismatch, LinkRefused, RateCap, TransferError, fetch
 

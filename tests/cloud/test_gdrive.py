@@ -198,13 +198,13 @@ def test_a_resumed_upload_without_centrals_md5_still_checks_drives(gdrive, gdriv
                                                                    admin, work):
     """When central gave no MD5 and a later run resumes the session, is the MD5 of what Drive
     already kept rebuilt from central's file (no download), so the end check still holds?"""
-    from portal.services import jobs as jobs_service
+    from portal.services import copy_job, job_runs
 
     dp = gdrive_dp()  # after central's scan: central has no MD5 for the image
     gdrive.after_chunk = lambda n: n == 2 and gdrive.fail_uploads(1, "drop")
     job = copy(admin, work, "Images/Win11.wim", dp)
     assert job.state == "queued"
-    jobs_service.run_job(job.id, copies.copy_asset)
+    job_runs.run_job(job.id, copy_job.copy_asset)
     done = fresh(job.id)
     assert done.state == "succeeded", done.error
     assert len({c["upload_id"] for c in gdrive.chunks}) == 1

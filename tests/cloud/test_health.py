@@ -48,7 +48,7 @@ def test_cloud_dps_are_checked_without_writing(app, admin, s3, s3_dp, onedrive_d
 def test_the_daily_sweep_passes_over_every_kind_of_cloud_dp(app, s3_dp, onedrive_dp):
     """Does the sweep run over an S3 and a OneDrive DP alike (OneDrive keeps no list of its
     sessions: nothing to abort there)?"""
-    from portal.services import copies
+    from portal.services import transfer
 
     onedrive = onedrive_dp("Remote workers")
-    assert copies.sweep_abandoned_uploads() == {s3_dp.name: 0, onedrive.name: 0, "records": 0}
+    assert transfer.sweep_abandoned_uploads() == {s3_dp.name: 0, onedrive.name: 0, "records": 0}

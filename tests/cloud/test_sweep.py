@@ -5,7 +5,7 @@ from datetime import timedelta
 from portal.extensions import db
 from portal.jobs import cron  # noqa: F401 - the schedule imports and registers cleanly
 from portal.models import UploadSession, utcnow
-from portal.services import copies, secrets
+from portal.services import secrets, transfer
 from tests.cloud.s3_fixtures import BUCKET
 
 
@@ -23,7 +23,7 @@ def test_sweep_aborts_old_s3_uploads_and_forgets_old_records(app, s3_dp, s3_clie
                                      data=secrets.encrypt(record), created_at=now - age,
                                      updated_at=now - age))
     db.session.commit()
-    outcome = copies.sweep_abandoned_uploads()
+    outcome = transfer.sweep_abandoned_uploads()
     assert outcome == {s3_dp.name: 1, "records": 1}
     left = s3_client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
     assert [u["UploadId"] for u in left] == [busy["UploadId"]]
@@ -34,6 +34,6 @@ def test_a_dp_that_fails_the_sweep_does_not_stop_it(app, s3_dp, make_s3_dp, s3_c
     """Does one DP whose provider does not answer leave the others' sweep and the records alone?"""
     make_s3_dp("Unreachable", endpoint_url="http://127.0.0.1:9")
     s3_client.create_multipart_upload(Bucket=BUCKET, Key="depot/hq/Images/old.wim")
-    outcome = copies.sweep_abandoned_uploads()
+    outcome = transfer.sweep_abandoned_uploads()
     assert outcome == {s3_dp.name: 1, "records": 0}
     assert "Unreachable" not in outcome

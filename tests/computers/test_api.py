@@ -3,7 +3,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent, Boundary, Device, DeviceGroup, EnrollmentToken
-from portal.services import boundaries, devices
+from portal.services import boundaries, device_groups
 from portal.services.actors import Actor
 from tests.computers.conftest import add_device
 
@@ -15,7 +15,7 @@ def error_of(response):
 def test_devices_list_search_filter_and_pages(api_as):
     """Does GET /devices search, filter by group (or none) and status, and paginate?"""
     api = api_as("viewer")
-    group = devices.create_group(Actor(None), "Seattle office")
+    group = device_groups.create_group(Actor(None), "Seattle office")
     sea = add_device("SEA-1", group=group, seen_ago=5, ips=["10.2.0.7"])
     add_device("SLC-1", seen_ago=None)
     add_device("SLC-2", seen_ago=99999)
@@ -36,7 +36,7 @@ def test_devices_list_search_filter_and_pages(api_as):
 def test_device_get_patch_delete(api_as):
     """Can an admin read, rename, move and forget a device, each change audited?"""
     api = api_as("admin")
-    group = devices.create_group(Actor(None), "Remote workers")
+    group = device_groups.create_group(Actor(None), "Remote workers")
     device_id = add_device("LT-1").id
     body = api.get(f"/api/v1/devices/{device_id}").get_json()
     assert body["name"] == "LT-1" and body["deployments"] == [] and body["status"] == "never"
@@ -72,7 +72,7 @@ def test_device_patch_bad_input(api_as, body, code, message):
 def test_bulk_move(api_as):
     """Does POST /devices/move move all, or none with the unknown ids named?"""
     api = api_as("admin")
-    group = devices.create_group(Actor(None), "SLC office")
+    group = device_groups.create_group(Actor(None), "SLC office")
     a, b = add_device("A"), add_device("B")
     response = api.post("/api/v1/devices/move", json={"device_ids": [a.id, 777], "group_id": group.id})
     assert response.status_code == 400
@@ -119,7 +119,7 @@ def test_groups_crud(api_as, dps):
 def test_group_bad_input(api_as, dps, body, status, message):
     """Are duplicate names, unknown DPs and unknown fields refused with a clear message?"""
     api = api_as("admin")
-    devices.create_group(Actor(None), "Seattle office")
+    device_groups.create_group(Actor(None), "Seattle office")
     response = api.post("/api/v1/groups", json=body)
     assert response.status_code == status and message in error_of(response)["message"]
     assert db.session.query(DeviceGroup).count() == 1
@@ -152,7 +152,7 @@ def test_boundaries(api_as, dps):
 def test_enrollment_tokens(api_as):
     """Does POST /enrollment-tokens give the token once (201), the list never, and revoke work?"""
     api = api_as("admin")
-    group = devices.create_group(Actor(None), "Remote workers")
+    group = device_groups.create_group(Actor(None), "Remote workers")
     created = api.post("/api/v1/enrollment-tokens", json={"name": "Remote", "days": 3,
                                                           "group_id": group.id})
     assert created.status_code == 201
@@ -176,7 +176,7 @@ def test_enrollment_tokens(api_as):
 def test_only_admins_write(api_as, dps, role):
     """May technicians and viewers read Computer Management but change nothing (403)?"""
     api = api_as(role)
-    group = devices.create_group(Actor(None), "G")
+    group = device_groups.create_group(Actor(None), "G")
     boundary = boundaries.create_boundary(Actor(None), "LAN", "10.9.0.0/16", dps["central"].id)
     device = add_device("D")
     assert api.get("/api/v1/devices").status_code == 200

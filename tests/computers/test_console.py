@@ -4,7 +4,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import Boundary, Deployment, Device, DeviceGroup
-from portal.services import boundaries, devices
+from portal.services import boundaries, device_groups
 from portal.services.actors import Actor
 from tests.computers.conftest import add_device
 
@@ -17,7 +17,7 @@ def html_of(response) -> str:
 
 def test_devices_page_and_fragment(login_as):
     """Is /computers/ a full page with the columns, and only the table for htmx (Vary: HX-Request)?"""
-    group = devices.create_group(SYSTEM, "Seattle office")
+    group = device_groups.create_group(SYSTEM, "Seattle office")
     add_device("SEA-LT-1", serial="5CG1", macs=["3c:52:82:aa:bb:cc"], ips=["10.2.0.5"],
                group=group, seen_ago=10, os_name="Windows 11 Pro", agent_version="1.2.3")
     console = login_as("viewer")
@@ -40,7 +40,7 @@ def test_devices_page_and_fragment(login_as):
 @pytest.mark.parametrize("hx", [False, True])
 def test_search_and_filters_as_plain_get_and_htmx(login_as, hx):
     """Do search, group and status filters work both as a plain GET and as an htmx request?"""
-    group = devices.create_group(SYSTEM, "SLC office")
+    group = device_groups.create_group(SYSTEM, "SLC office")
     add_device("SLC-1", group=group, seen_ago=5, serial="AAA111")
     add_device("SLC-2", group=group, seen_ago=None)
     add_device("HOME-1", seen_ago=99999, macs=["de:ad:be:ef:00:01"])
@@ -58,7 +58,7 @@ def test_search_and_filters_as_plain_get_and_htmx(login_as, hx):
 
 def test_bulk_move_as_htmx_and_plain_form(login_as):
     """Can an admin move ticked devices to a group in bulk (htmx: the table again; a plain form: 303)?"""
-    group = devices.create_group(SYSTEM, "Remote workers")
+    group = device_groups.create_group(SYSTEM, "Remote workers")
     a, b, c = add_device("A-1"), add_device("B-1"), add_device("C-1")
     console = login_as("admin")
     html = html_of(console.get("/computers/"))
@@ -80,7 +80,7 @@ def test_bulk_move_as_htmx_and_plain_form(login_as):
 
 def test_bulk_move_with_an_unknown_device_moves_none(login_as):
     """Does a bulk move naming a device that is gone say so and move nothing?"""
-    group = devices.create_group(SYSTEM, "G")
+    group = device_groups.create_group(SYSTEM, "G")
     a = add_device("A-1")
     console = login_as("admin")
     response = console.post("/computers/move", {"device_id": [a.id, 4040], "to_group_id": group.id}, hx=True)
@@ -94,7 +94,7 @@ def test_bulk_move_with_an_unknown_device_moves_none(login_as):
 
 def test_deploy_goes_to_the_deployment_form(login_as):
     """Does Deploy send the ticked devices on to the deployment form, and a group's Deploy its group?"""
-    group = devices.create_group(SYSTEM, "SLC office")
+    group = device_groups.create_group(SYSTEM, "SLC office")
     a, b = add_device("A-1", group=group), add_device("B-1")
     console = login_as("technician")
     html = html_of(console.get(f"/computers/?group_id={group.id}"))
@@ -111,7 +111,7 @@ def test_deploy_goes_to_the_deployment_form(login_as):
 @pytest.mark.parametrize("role", ["technician", "viewer"])
 def test_others_may_look_but_not_change(login_as, dps, role):
     """Do technicians and viewers see the pages without any write form, and get 403 on every write?"""
-    group = devices.create_group(SYSTEM, "G")
+    group = device_groups.create_group(SYSTEM, "G")
     device = add_device("D-1")
     boundary = boundaries.create_boundary(SYSTEM, "LAN", "10.0.0.0/8", dps["central"].id)
     console = login_as(role)
@@ -142,7 +142,7 @@ def test_others_may_look_but_not_change(login_as, dps, role):
 
 def test_writes_need_the_csrf_token(login_as):
     """Is a bulk move without the CSRF token refused and nothing moved?"""
-    group = devices.create_group(SYSTEM, "G")
+    group = device_groups.create_group(SYSTEM, "G")
     device = add_device("D-1")
     console = login_as("admin")
     response = console.client.post("/computers/move", data={"device_id": device.id, "to_group_id": group.id})
@@ -154,7 +154,7 @@ def test_writes_need_the_csrf_token(login_as):
 def test_device_page_history_move_and_forget(login_as):
     """Does a device's page show its facts and history linking to each deployment, and let an admin
     rename, move and forget it?"""
-    group = devices.create_group(SYSTEM, "Seattle office")
+    group = device_groups.create_group(SYSTEM, "Seattle office")
     device = add_device("LT-9", serial="SER9", ips=["10.2.0.9"], seen_ago=None)
     device_id = device.id
     dep = Deployment(batch_id="b", device_id=device.id, device_name="LT-9", dp_name="Central",

@@ -10,7 +10,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent, Device, EnrollmentToken
-from portal.services import devices, enrollment
+from portal.services import device_groups, devices, enrollment
 from portal.services.actors import Actor
 from tests.e2e.conftest import live_server  # noqa: F401  (a fixture: gunicorn on a loopback port)
 
@@ -38,7 +38,7 @@ def test_enrollment_page_and_fragment(login_as):
 
 def test_create_list_and_revoke(login_as):
     """Can an admin create a token (shown with its installer link), see it listed, and revoke it?"""
-    group = devices.create_group(Actor(None), "Remote workers")
+    group = device_groups.create_group(Actor(None), "Remote workers")
     console = login_as("admin")
     created = console.post(PAGE, {"name": "Laptops", "days": "30", "group_id": group.id})
     token = db.session.query(EnrollmentToken).one()
@@ -146,7 +146,7 @@ def test_installed_agent_runs_help(login_as, admin, tmp_path):
 def test_installed_agent_enrolls_with_its_config(login_as, admin, live_server, tmp_path):  # noqa: F811
     """Does the one command of the README enroll the endpoint with a real server, into the token's
     group, and exit when there is no work (--once)?"""
-    group = devices.create_group(admin, "Remote workers")
+    group = device_groups.create_group(admin, "Remote workers")
     token, _ = enrollment.create_enrollment_token(admin, "Remote", 7, group.id)
     folder = _unpack(login_as("admin"), token.id, tmp_path / "installer")
     config = json.loads((folder / "depot-agent.json").read_text())
@@ -165,7 +165,7 @@ def test_installed_agent_enrolls_with_its_config(login_as, admin, live_server, t
 
 def test_cli_creates_a_token_and_prints_the_command(app, runner):
     """Does `flask enrollment-token create` print the token and the agent command, into a group?"""
-    group = devices.create_group(Actor(None), "SLC office")
+    group = device_groups.create_group(Actor(None), "SLC office")
     result = runner.invoke(args=["enrollment-token", "create", "--name", "SLC", "--days", "3",
                                  "--group", "slc office"])
     assert result.exit_code == 0, result.output

@@ -6,7 +6,7 @@ import pytest
 from portal.core.errors import Conflict, DepotError, NotFound, PermissionDenied
 from portal.extensions import db
 from portal.models import AuditEvent, Boundary, Deployment, Device, DeviceGroup, utcnow
-from portal.services import boundaries, devices, enrollment
+from portal.services import boundaries, device_groups, devices, enrollment
 from portal.services.actors import Actor
 from tests import factories
 from tests.computers.conftest import add_device
@@ -48,7 +48,7 @@ def test_search_by_name_serial_mac_and_ip(app):
 
 def test_filters_by_group_no_group_and_status_with_pages(app):
     """Do the group ('none' too) and status filters combine, and pages split the list?"""
-    seattle = devices.create_group(Actor(None), "Seattle office")
+    seattle = device_groups.create_group(Actor(None), "Seattle office")
     in_group = [add_device(f"SEA-{i}", group=seattle, seen_ago=10) for i in range(3)]
     loose = add_device("LOOSE-1", seen_ago=None)
     old = add_device("OLD-1", group=seattle, seen_ago=86400)
@@ -69,7 +69,7 @@ def test_filters_by_group_no_group_and_status_with_pages(app):
 
 def test_update_device_renames_and_moves_and_refuses_unknown_fields(admin):
     """Can a device be renamed and moved (and back to no group), with unknown fields refused?"""
-    group = devices.create_group(admin, "Remote workers")
+    group = device_groups.create_group(admin, "Remote workers")
     device = add_device("OLD-NAME")
     devices.update_device(admin, device, {"name": "  NEW-NAME ", "group_id": group.id})
     assert device.name == "NEW-NAME" and device.group_id == group.id
@@ -87,7 +87,7 @@ def test_update_device_renames_and_moves_and_refuses_unknown_fields(admin):
 
 def test_move_devices_is_all_or_nothing(admin):
     """Does a bulk move with an unknown id name it and move nothing; a good one move them all?"""
-    group = devices.create_group(admin, "SLC office")
+    group = device_groups.create_group(admin, "SLC office")
     a, b = add_device("A"), add_device("B")
     with pytest.raises(devices.UnknownDevices, match="no devices 998, 999; nothing was moved"):
         devices.move_devices(admin, [a.id, 999, b.id, 998], group.id)
@@ -129,62 +129,62 @@ def test_device_history_newest_first(admin):
 def test_group_dps_are_checked(admin, dps):
     """Are unknown DPs, repeated fallbacks and the preferred DP among the fallbacks refused?"""
     sea, slc, central = dps["seattle"], dps["slc"], dps["central"]
-    group = devices.create_group(admin, "Seattle office", "Floor 3", sea.id, [slc.id, central.id])
+    group = device_groups.create_group(admin, "Seattle office", "Floor 3", sea.id, [slc.id, central.id])
     assert group.preferred_dp_id == sea.id and group.fallback_dp_ids == [slc.id, central.id]
-    assert devices.group_dps(group) == (sea, [slc, central])
+    assert device_groups.group_dps(group) == (sea, [slc, central])
     with pytest.raises(DepotError, match="no distribution point 999"):
-        devices.create_group(admin, "X", preferred_dp_id=999)
+        device_groups.create_group(admin, "X", preferred_dp_id=999)
     with pytest.raises(DepotError, match="no distribution point 998"):
-        devices.create_group(admin, "X", fallback_dp_ids=[slc.id, 998])
+        device_groups.create_group(admin, "X", fallback_dp_ids=[slc.id, 998])
     with pytest.raises(DepotError, match="only once.*SLC is repeated"):
-        devices.create_group(admin, "X", fallback_dp_ids=[slc.id, slc.id])
+        device_groups.create_group(admin, "X", fallback_dp_ids=[slc.id, slc.id])
     with pytest.raises(DepotError, match="Seattle is the preferred DP"):
-        devices.create_group(admin, "X", preferred_dp_id=sea.id, fallback_dp_ids=[sea.id])
+        device_groups.create_group(admin, "X", preferred_dp_id=sea.id, fallback_dp_ids=[sea.id])
     with pytest.raises(DepotError, match="must be a list"):
-        devices.create_group(admin, "X", fallback_dp_ids=str(slc.id))
+        device_groups.create_group(admin, "X", fallback_dp_ids=str(slc.id))
     assert db.session.query(DeviceGroup).count() == 1
 
 
 def test_group_names_unique_and_clean(admin):
     """Are empty, control-character and duplicate (any case) group names refused?"""
-    devices.create_group(admin, "SLC office")
+    device_groups.create_group(admin, "SLC office")
     with pytest.raises(Conflict, match="a group named SLC office already exists"):
-        devices.create_group(admin, "slc OFFICE ")
+        device_groups.create_group(admin, "slc OFFICE ")
     with pytest.raises(DepotError, match="must not be empty"):
-        devices.create_group(admin, "   ")
+        device_groups.create_group(admin, "   ")
     with pytest.raises(DepotError, match="control characters"):
-        devices.create_group(admin, "a\tb")
-    other = devices.create_group(admin, "Seattle office")
+        device_groups.create_group(admin, "a\tb")
+    other = device_groups.create_group(admin, "Seattle office")
     with pytest.raises(Conflict):
-        devices.update_group(admin, other, {"name": "SLC Office"})
-    devices.update_group(admin, other, {"name": "seattle office"})  # its own name, new case
+        device_groups.update_group(admin, other, {"name": "SLC Office"})
+    device_groups.update_group(admin, other, {"name": "seattle office"})  # its own name, new case
     assert other.name == "seattle office"
 
 
 def test_update_group_dps_checked_together(admin, dps):
     """Does changing only the preferred DP check it against the fallbacks already stored?"""
     sea, slc = dps["seattle"], dps["slc"]
-    group = devices.create_group(admin, "G", preferred_dp_id=sea.id, fallback_dp_ids=[slc.id])
+    group = device_groups.create_group(admin, "G", preferred_dp_id=sea.id, fallback_dp_ids=[slc.id])
     with pytest.raises(DepotError, match="SLC is the preferred DP"):
-        devices.update_group(admin, group, {"preferred_dp_id": slc.id})
-    devices.update_group(admin, group, {"preferred_dp_id": slc.id, "fallback_dp_ids": [sea.id]})
+        device_groups.update_group(admin, group, {"preferred_dp_id": slc.id})
+    device_groups.update_group(admin, group, {"preferred_dp_id": slc.id, "fallback_dp_ids": [sea.id]})
     assert (group.preferred_dp_id, group.fallback_dp_ids) == (slc.id, [sea.id])
     with pytest.raises(DepotError, match="unknown field.*colour"):
-        devices.update_group(admin, group, {"colour": "red"})
+        device_groups.update_group(admin, group, {"colour": "red"})
 
 
 def test_delete_group_leaves_devices_ungrouped(admin):
     """Does deleting a group keep its devices, in no group, and untie its enrollment tokens?"""
-    group = devices.create_group(admin, "Temp")
+    group = device_groups.create_group(admin, "Temp")
     device = add_device(group=group)
     token, _ = enrollment.create_enrollment_token(admin, "t", 7, group.id)
-    assert devices.device_counts() == {group.id: 1}
-    assert devices.delete_group(admin, group) == 1
+    assert device_groups.device_counts() == {group.id: 1}
+    assert device_groups.delete_group(admin, group) == 1
     db.session.expire_all()
     assert device.group_id is None and token.group_id is None
-    assert devices.device_counts() == {None: 1}
+    assert device_groups.device_counts() == {None: 1}
     with pytest.raises(NotFound):
-        devices.get_group(group.id)
+        device_groups.get_group(group.id)
 
 
 @pytest.mark.parametrize("given, normal", [
@@ -234,7 +234,7 @@ def test_only_admins_change_computer_management(role, dps):
     actor = Actor(factories.make_user(role), via="api")
     device = add_device()
     with pytest.raises(PermissionDenied):
-        devices.create_group(actor, "G")
+        device_groups.create_group(actor, "G")
     with pytest.raises(PermissionDenied):
         devices.move_devices(actor, [device.id], None)
     with pytest.raises(PermissionDenied):

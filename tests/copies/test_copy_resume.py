@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from portal.services import copies, dp_management, jobs
+from portal.services import copies, dp_management, job_recovery, jobs
 from portal.services import distribution_points as dps
 from tests.conftest import fresh, wait_for
 from tests.factories import write_file
@@ -41,7 +41,7 @@ def test_copy_whose_worker_is_killed_resumes_and_ends_identical(slow_copy, admin
     assert not os.path.exists(node.file("Images/Win11.wim"))  # never a partial under its name
     assert len(os.listdir(os.path.join(node.root, ".depot", "uploads"))) == 2  # .part + .json
 
-    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
+    wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
              message="recovery to notice the dead worker")
     start_worker()
     wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=60,

@@ -7,6 +7,7 @@ from portal.extensions import db
 from portal.models import Asset, AuditEvent, Deployment
 from portal.services import deployments as svc
 from portal.services.actors import Actor
+from portal.services.deployment_preview import preview
 from portal.services.deployments import DpNotEligible
 from tests.deployments.conftest import IMAGE, PACK, make_device, make_group
 from tests.factories import make_user
@@ -181,11 +182,11 @@ def test_preview_says_which_dp_and_why(admin, central, seattle_image):
     """Does the preview give each device's DP and reason, and each DP's eligibility?"""
     group = make_group("Seattle office", preferred=seattle_image)
     make_device("pc-1", group=group)
-    result = svc.preview(admin.user, group_id=group.id, image=IMAGE, platform_pack=PACK)
+    result = preview(admin.user, group_id=group.id, image=IMAGE, platform_pack=PACK)
     [entry] = result["devices"]
     assert (entry["dp"].name, entry["reason"]) == ("Central", "central: Seattle lacks Platform Packs/Dell")
     by_name = {row["dp"].name: row for row in result["dps"]}
     assert by_name["Central"]["eligible"] and not by_name["Seattle"]["eligible"]
     assert by_name["Seattle"]["copyable"] == [PACK]
-    assert svc.preview(admin.user, image=None)["error"].startswith("choose an image")
-    assert svc.preview(admin.user, group_id=999, image=IMAGE)["error"] == "no group 999"
+    assert preview(admin.user, image=None)["error"].startswith("choose an image")
+    assert preview(admin.user, group_id=999, image=IMAGE)["error"] == "no group 999"

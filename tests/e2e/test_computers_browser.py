@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 
 from portal.extensions import db
 from portal.models import Device, DeviceGroup
-from portal.services import devices
+from portal.services import device_groups
 from portal.services.actors import Actor
 from tests import factories
 from tests.computers.conftest import add_device, add_dp
@@ -19,8 +19,8 @@ def test_move_two_devices_in_bulk_and_set_the_groups_preferred_dp(app, central, 
     """Can an admin move two devices to a group in bulk and set that group's preferred DP?"""
     factories.make_user(role="admin", email="admin@example.com")
     slc = add_dp("SLC")
-    group = devices.create_group(Actor(None), "SLC office", "Salt Lake City, 2nd floor")
-    devices.create_group(Actor(None), "Remote workers")
+    group = device_groups.create_group(Actor(None), "SLC office", "Salt Lake City, 2nd floor")
+    device_groups.create_group(Actor(None), "Remote workers")
     for name, ip in (("SLC-LT-0001", "10.1.0.11"), ("SLC-LT-0002", "10.1.0.12"),
                      ("SEA-LT-0003", "10.2.0.13")):
         add_device(name, ips=[ip], seen_ago=20)

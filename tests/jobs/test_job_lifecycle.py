@@ -9,7 +9,7 @@ from portal.extensions import db, get_redis
 from portal.jobs.rescan import rescan as rescan_entry
 from portal.models import Job
 from portal.services import distribution_points as dps
-from portal.services import jobs
+from portal.services import job_recovery, job_runs, jobs
 from tests.conftest import wait_for
 from tests.factories import write_file
 
@@ -87,8 +87,9 @@ def test_killed_worker_job_is_recovered_and_finishes(big_tree, admin, start_work
     wait_for(lambda: fresh(job.id).bytes_done > 0, message="the scan to start hashing")
     worker.kill()
     assert fresh(job.id).state == "running"
-    assert jobs.recover_lost_jobs() == {}  # the heartbeat is still fresh: not yet presumed dead
-    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued",
+    # The heartbeat is still fresh: not yet presumed dead.
+    assert job_recovery.recover_lost_jobs() == {}
+    wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued",
              timeout=app.config["DEPOT_JOB_STALE_SECONDS"] * 4, message="the job to be presumed lost")
     requeued = fresh(job.id)
     assert (requeued.state, requeued.attempts, requeued.rq_job_id) == ("queued", 2, f"{job.id}-2")
@@ -106,7 +107,7 @@ def test_job_lost_by_an_emptied_redis_is_requeued(central, admin, work):
     db.session.query(Job).filter_by(id=job.id).update(
         {"queued_at": fresh(job.id).queued_at.replace(year=2000)})
     db.session.commit()
-    assert jobs.recover_lost_jobs() == {job.id: "requeued"}
+    assert job_recovery.recover_lost_jobs() == {job.id: "requeued"}
     assert RQJob.fetch(f"{job.id}-2", connection=get_redis()) is not None
     work()
     assert fresh(job.id).state == "succeeded"
@@ -118,7 +119,7 @@ def test_recovery_leaves_waiting_jobs_alone(central, admin):
     db.session.query(Job).filter_by(id=job.id).update(
         {"queued_at": fresh(job.id).queued_at.replace(year=2000)})
     db.session.commit()
-    assert jobs.recover_lost_jobs() == {}
+    assert job_recovery.recover_lost_jobs() == {}
     assert fresh(job.id).attempts == 1
 
 
@@ -129,7 +130,7 @@ def test_a_job_that_keeps_dying_fails_with_the_reason(central, admin, app):
     row.state, row.attempts = "running", app.config["DEPOT_JOB_MAX_ATTEMPTS"]
     row.heartbeat_at = row.queued_at.replace(year=2000)
     db.session.commit()
-    assert jobs.recover_lost_jobs() == {job.id: "failed"}
+    assert job_recovery.recover_lost_jobs() == {job.id: "failed"}
     failed = fresh(job.id)
     assert failed.state == "failed"
     assert failed.error == f"gave up after {failed.attempts} attempts: its worker stopped answering"
@@ -145,7 +146,7 @@ def test_recovery_does_not_undo_a_claim_made_while_it_requeues(central, admin, m
     db.session.query(Job).filter_by(id=job.id).update(
         {"state": state, "queued_at": long_ago, "heartbeat_at": long_ago})
     db.session.commit()
-    real_enqueue = jobs._enqueue
+    real_enqueue = job_recovery.enqueue
 
     def enqueue_while_a_worker_claims(job_row, rq_job_id=None):
         with db.engine.begin() as conn:  # another process's claim, on a connection of its own
@@ -153,8 +154,8 @@ def test_recovery_does_not_undo_a_claim_made_while_it_requeues(central, admin, m
                 state="running", heartbeat_at=jobs.utcnow()))
         return real_enqueue(job_row, rq_job_id)
 
-    monkeypatch.setattr(jobs, "_enqueue", enqueue_while_a_worker_claims)
-    assert jobs.recover_lost_jobs() == {job.id: "taken by a worker"}
+    monkeypatch.setattr(job_recovery, "enqueue", enqueue_while_a_worker_claims)
+    assert job_recovery.recover_lost_jobs() == {job.id: "taken by a worker"}
     row = fresh(job.id)
     assert (row.state, row.attempts, row.rq_job_id) == ("running", 1, f"{job.id}-1")
     work()  # the extra attempt finds the row claimed and does nothing
@@ -166,7 +167,7 @@ def test_recovery_runs_in_one_place_at_a_time(central, admin):
     lock = get_redis().lock("depot:recover-lost-jobs", timeout=30)
     assert lock.acquire(blocking=False)
     try:
-        assert jobs.recover_lost_jobs() == {}
+        assert job_recovery.recover_lost_jobs() == {}
     finally:
         lock.release()
 
@@ -218,7 +219,7 @@ def test_a_run_whose_job_was_taken_over_writes_nothing_more(central, admin, monk
         return real(job_row, progress)
 
     monkeypatch.setattr(inventory, "rescan", stalled_then_taken_over)
-    assert jobs.run_job(job.id, inventory.rescan) == "superseded"
+    assert job_runs.run_job(job.id, inventory.rescan) == "superseded"
     row = fresh(job.id)
     assert (row.state, row.error, row.finished_at) == left
     if "run_id" in taken_over:
@@ -235,28 +236,28 @@ def copy_job(central, admin):
 def test_retries_count_up_and_start_again_after_progress(copy_job, app):
     """Does each passing failure count a try, and a run that got somewhere start the count again?"""
     def flaky(job, progress):
-        raise jobs.RetryLater("the DP does not answer")
+        raise job_runs.RetryLater("the DP does not answer")
 
     def flaky_after_progress(job, progress):
-        raise jobs.RetryLater("the line dropped", progressed=True)
+        raise job_runs.RetryLater("the line dropped", progressed=True)
 
-    assert jobs.run_job(copy_job.id, flaky) == "retrying"
-    assert jobs.run_job(copy_job.id, flaky) == "retrying"
+    assert job_runs.run_job(copy_job.id, flaky) == "retrying"
+    assert job_runs.run_job(copy_job.id, flaky) == "retrying"
     row = fresh(copy_job.id)
     assert (row.state, row.retries) == ("queued", 2) and row.retry_at is not None
     assert row.warnings[-1].startswith("try 3 in ")
-    assert jobs.run_job(copy_job.id, flaky_after_progress) == "retrying"
+    assert job_runs.run_job(copy_job.id, flaky_after_progress) == "retrying"
     assert fresh(copy_job.id).retries == 1
     app.config["DEPOT_JOB_RETRIES"] = 1
-    assert jobs.run_job(copy_job.id, flaky) == "failed"
+    assert job_runs.run_job(copy_job.id, flaky) == "failed"
     assert fresh(copy_job.id).error == "gave up after 2 tries: the DP does not answer"
 
 
 def test_waiting_for_allowed_hours_is_not_a_try(copy_job):
     def outside_hours(job, progress):
-        raise jobs.RetryLater("copies only 22-06 h", delay=3600, counts=False)
+        raise job_runs.RetryLater("copies only 22-06 h", delay=3600, counts=False)
 
-    assert jobs.run_job(copy_job.id, outside_hours) == "retrying"
+    assert job_runs.run_job(copy_job.id, outside_hours) == "retrying"
     row = fresh(copy_job.id)
     assert (row.state, row.retries) == ("queued", 0)
     assert row.warnings[-1] == "waiting 3600 s: copies only 22-06 h"

@@ -20,8 +20,8 @@ from portal.core.libraries import LIBRARIES
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
+from portal.services.assets import central_dp
 from portal.services.backends import open_storage
-from portal.services.distribution_points import central_dp
 from portal.storage.base import Source, StorageBackend, UploadState
 from tests.node_fixtures import KEY
 from tests.servers import LoopbackServer

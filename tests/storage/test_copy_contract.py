@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import InventoryFile, UploadSession
-from portal.services import copies, jobs, verify
+from portal.services import copies, job_recovery, verify
 from portal.services import distribution_points as dps
 from tests.conftest import copy_one, fresh, status_at, wait_for
 from tests.factories import write_file
@@ -179,7 +179,7 @@ def test_a_copy_whose_worker_is_killed_resumes_its_upload_in_another_process(
         UploadSession.dp_id == cloud.dp.id)).all()
     assert saved, "the upload to take up again is kept in the database"
     assert not any(secret in row.data for row in saved for secret in cloud.secrets())
-    wait_for(lambda: jobs.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
+    wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
              message="recovery to notice the dead worker")
     sent_before = cloud.sent_bytes()
     start_worker()

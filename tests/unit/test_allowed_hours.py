@@ -2,7 +2,7 @@ from datetime import datetime
 
 import pytest
 
-from portal.services.copies import in_allowed_hours
+from portal.services.copy_job import in_allowed_hours
 
 
 @pytest.mark.parametrize("hours, now, wait", [

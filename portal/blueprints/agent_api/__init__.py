@@ -6,11 +6,12 @@ DEPOT_ENROLL_RATE_LIMIT enrollments a minute (429 with Retry-After beyond that).
 """
 from flask import Blueprint, current_app, g, request
 
-from portal.auth import client_ip
 from portal.blueprints.agent_api.limits import check_rate
 from portal.core.errors import Unauthorized
 from portal.extensions import csrf
 from portal.services.agents import device_for_token
+from portal.web.auth import client_ip
+from portal.web.views import bearer_token
 
 bp = Blueprint("agent_api", __name__, url_prefix="/agent/v1")
 csrf.exempt(bp)  # device tokens in a header, never cookies: nothing for a forged request to ride on
@@ -23,8 +24,8 @@ UNAUTHENTICATED = {"agent_api.enroll", "agent_api.download"}
 def _authenticate():
     if request.endpoint in UNAUTHENTICATED:
         return None
-    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    secret = bearer_token()
+    if secret is None:
         raise Unauthorized("send the device token: Authorization: Bearer <device token>")
     device = device_for_token(secret)
     if device is None:

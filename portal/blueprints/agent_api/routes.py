@@ -5,12 +5,12 @@ from flask import current_app, g, jsonify, request, send_file
 
 from portal.blueprints.agent_api import bp, remote_ip
 from portal.blueprints.agent_api.limits import check_rate
-from portal.blueprints.api import json_body
 from portal.core import signing
 from portal.core.errors import NotFound
 from portal.core.paths import confine, inside_root
-from portal.services import agents
-from portal.services.inventory import central_dp
+from portal.services import agent_deployments, agents
+from portal.services.assets import central_dp
+from portal.web.views import json_body
 
 
 @bp.post("/enroll")
@@ -32,20 +32,20 @@ def heartbeat():
 def work():
     """The device's unfinished deployments."""
     items = [{"id": d.id, "state": d.state, "cancel_requested": d.cancel_requested}
-             for d in agents.work(g.device)]
+             for d in agent_deployments.work(g.device)]
     return {"deployments": items, "interval": current_app.config["DEPOT_AGENT_INTERVAL"]}
 
 
 @bp.get("/deployments/<int:deployment_id>")
 def manifest(deployment_id: int):
     """What to download for one deployment, with fresh links from its DP."""
-    return agents.manifest(g.device, deployment_id, request.host_url)
+    return agent_deployments.manifest(g.device, deployment_id, request.host_url)
 
 
 @bp.post("/deployments/<int:deployment_id>/progress")
 def progress(deployment_id: int):
     """One progress report (idempotent by seq): the deployment's state and whether to stop."""
-    return agents.report_progress(g.device, deployment_id, json_body())
+    return agent_deployments.report_progress(g.device, deployment_id, json_body())
 
 
 @bp.get("/download")

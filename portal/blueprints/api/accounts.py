@@ -1,11 +1,12 @@
 """Tokens and users."""
 from flask import g
 
-from portal.auth import api_actor, client_ip
-from portal.blueprints.api import bp, json_body
+from portal.blueprints.api import bp
 from portal.services import accounts
 from portal.services.actors import Actor
 from portal.services.permissions import require
+from portal.web.auth import api_actor, client_ip
+from portal.web.views import json_body
 
 
 @bp.post("/tokens")

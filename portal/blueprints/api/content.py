@@ -1,12 +1,13 @@
 """Distribution points, their content, and central's assets with per-DP status."""
 from flask import g, request
 
-from portal.auth import api_actor
-from portal.blueprints.api import bp, json_body
+from portal.blueprints.api import bp
 from portal.core.errors import DepotError
 from portal.services import cloud_dps, dp_management
 from portal.services import distribution_points as dps
 from portal.services.permissions import require
+from portal.web.auth import api_actor
+from portal.web.views import json_body
 
 
 def _dp_json(dp, counts: dict | None = None) -> dict:
@@ -70,7 +71,8 @@ def get_dp(dp_id: int):
 @bp.patch("/distribution-points/<int:dp_id>")
 def update_dp(dp_id: int):
     """Change name, site, url, key, disabled, bandwidth_limit or allowed_hours."""
-    return _dp_json(dp_management.update_dp(api_actor(), dps.get_dp(dp_id, g.api_user), json_body()))
+    dp = dps.get_dp(dp_id, g.api_user)
+    return _dp_json(dp_management.update_dp(api_actor(), dp, json_body()))
 
 
 @bp.delete("/distribution-points/<int:dp_id>")

@@ -1,11 +1,12 @@
 """Copies of central's assets to DPs, and verifies of what DPs hold."""
 from flask import g, request
 
-from portal.auth import api_actor
-from portal.blueprints.api import bp, json_body
+from portal.blueprints.api import bp
 from portal.services import copies
 from portal.services import distribution_points as dps
 from portal.services import verify as verify_service
+from portal.web.auth import api_actor
+from portal.web.views import json_body
 
 
 @bp.post("/copies")
@@ -13,8 +14,8 @@ def create_copies():
     """Copy {asset_keys} (or a whole {library}) to {dp_ids}: 202 {jobs}, one per asset and DP,
     deduplicated."""
     body = json_body()
-    keys = copies.library_assets(body["library"]) if "library" in body and "asset_keys" not in body \
-        else body.get("asset_keys")
+    whole_library = "library" in body and "asset_keys" not in body
+    keys = copies.library_assets(body["library"]) if whole_library else body.get("asset_keys")
     jobs = copies.request_copies(api_actor(), keys, body.get("dp_ids"))
     return {"jobs": [job.to_dict() for job in jobs]}, 202
 
@@ -26,7 +27,8 @@ def copy_missing(dp_id: int):
     keys = copies.missing_or_outdated(dp)
     if not keys:
         return {"jobs": []}, 202
-    return {"jobs": [job.to_dict() for job in copies.request_copies(api_actor(), keys, [dp.id])]}, 202
+    jobs = copies.request_copies(api_actor(), keys, [dp.id])
+    return {"jobs": [job.to_dict() for job in jobs]}, 202
 
 
 @bp.post("/distribution-points/<int:dp_id>/verify")

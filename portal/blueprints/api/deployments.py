@@ -1,12 +1,13 @@
 """Deployments: create (the DP chosen by the rules, or 409 with the reasons), get, list, cancel."""
 from flask import g, request
 
-from portal.auth import api_actor
-from portal.blueprints.api import bp, json_body, paginated, pagination
+from portal.blueprints.api import bp
 from portal.core.errors import DepotError
-from portal.services import deployments
-from portal.services.devices import MAX_ID
+from portal.services import deployment_preview, deployments
+from portal.services.computers import MAX_ID
 from portal.services.permissions import require
+from portal.web.auth import api_actor
+from portal.web.views import json_body, paginated, pagination
 
 
 def _int_arg(name: str) -> int | None:
@@ -59,12 +60,12 @@ def preview_deployment():
         device_ids = [int(v) for v in request.args.getlist("device_id")]
     except ValueError:
         raise DepotError("device_id must be a whole number") from None
-    result = deployments.preview(
+    result = deployment_preview.preview(
         g.api_user, device_ids=device_ids or None, group_id=_int_arg("group_id"),
         image=request.args.get("image"), platform_pack=request.args.get("platform_pack"),
         application_packs=request.args.getlist("application_pack"),
         answer_file=request.args.get("answer_file"), dp_id=_int_arg("dp_id"))
-    return deployments.preview_json(result)
+    return deployment_preview.preview_json(result)
 
 
 @bp.get("/deployments/<int:deployment_id>")

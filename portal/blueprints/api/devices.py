@@ -1,11 +1,12 @@
 """Computer Management and enrollment: devices, groups, boundaries, enrollment tokens."""
 from flask import g, request
 
-from portal.auth import api_actor
-from portal.blueprints.api import bp, json_body, paginated, pagination
+from portal.blueprints.api import bp
 from portal.core.errors import DepotError
-from portal.services import boundaries, devices, enrollment
+from portal.services import boundaries, device_groups, devices, enrollment
 from portal.services.permissions import require
+from portal.web.auth import api_actor
+from portal.web.views import json_body, paginated, pagination
 
 GROUP_CREATE_FIELDS = {"name", "description", "preferred_dp_id", "fallback_dp_ids"}
 BOUNDARY_CREATE_FIELDS = {"name", "cidr", "dp_id"}
@@ -82,8 +83,8 @@ def move_devices():
 @bp.get("/groups")
 def list_groups():
     """Every group with its preferred DP, ordered fallbacks and device count."""
-    counts = devices.device_counts()
-    return {"items": [_group_dict(grp, counts) for grp in devices.list_groups()],
+    counts = device_groups.device_counts()
+    return {"items": [_group_dict(grp, counts) for grp in device_groups.list_groups()],
             "ungrouped": counts.get(None, 0)}
 
 
@@ -92,30 +93,30 @@ def create_group():
     """Add a group {name, description, preferred_dp_id, fallback_dp_ids} (admins only)."""
     require(g.api_user, "manage_devices")
     body = _only(json_body(), GROUP_CREATE_FIELDS)
-    group = devices.create_group(api_actor(), body.get("name"), body.get("description"),
+    group = device_groups.create_group(api_actor(), body.get("name"), body.get("description"),
                                  body.get("preferred_dp_id"), body.get("fallback_dp_ids"))
-    return _group_dict(group, devices.device_counts()), 201
+    return _group_dict(group, device_groups.device_counts()), 201
 
 
 @bp.get("/groups/<int:group_id>")
 def get_group(group_id: int):
     """One group with its device count."""
-    return _group_dict(devices.get_group(group_id), devices.device_counts())
+    return _group_dict(device_groups.get_group(group_id), device_groups.device_counts())
 
 
 @bp.patch("/groups/<int:group_id>")
 def update_group(group_id: int):
     """Change a group's name, description, preferred DP or fallbacks (admins only)."""
     require(g.api_user, "manage_devices")
-    group = devices.update_group(api_actor(), devices.get_group(group_id), json_body())
-    return _group_dict(group, devices.device_counts())
+    group = device_groups.update_group(api_actor(), device_groups.get_group(group_id), json_body())
+    return _group_dict(group, device_groups.device_counts())
 
 
 @bp.delete("/groups/<int:group_id>")
 def delete_group(group_id: int):
     """Delete a group; its devices stay, in no group (admins only)."""
     require(g.api_user, "manage_devices")
-    devices.delete_group(api_actor(), devices.get_group(group_id))
+    device_groups.delete_group(api_actor(), device_groups.get_group(group_id))
     return "", 204
 
 
@@ -147,7 +148,8 @@ def get_boundary(boundary_id: int):
 def update_boundary(boundary_id: int):
     """Change a boundary's name, subnet or DP (admins only)."""
     require(g.api_user, "manage_devices")
-    boundary = boundaries.update_boundary(api_actor(), boundaries.get_boundary(boundary_id), json_body())
+    boundary = boundaries.update_boundary(api_actor(), boundaries.get_boundary(boundary_id),
+                                          json_body())
     return boundary.to_dict()
 
 

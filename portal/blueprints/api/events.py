@@ -1,9 +1,10 @@
 """Notifications and the audit log."""
 from flask import g, request
 
-from portal.blueprints.api import bp, paginated, pagination
+from portal.blueprints.api import bp
 from portal.services import audit, notifications
 from portal.services.permissions import require
+from portal.web.views import paginated, pagination
 
 
 @bp.get("/notifications")

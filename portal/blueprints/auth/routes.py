@@ -1,3 +1,4 @@
+"""Routes of sign-in and sign-out."""
 from urllib.parse import urlsplit
 
 from flask import redirect, render_template, request, url_for
@@ -5,7 +6,9 @@ from flask_login import login_required, login_user, logout_user
 
 from portal.blueprints.auth import bp
 from portal.blueprints.auth.forms import LoginForm
+from portal.core.errors import DepotError
 from portal.services import accounts
+from portal.web.views import see_other
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -16,7 +19,7 @@ def login():
     if form.validate_on_submit():
         try:
             user = accounts.authenticate(form.email.data, form.password.data)
-        except accounts.DepotError as exc:
+        except DepotError as exc:
             error, status = exc.message, exc.status
         else:
             login_user(user)
@@ -34,4 +37,4 @@ def login():
 def logout():
     """Sign out."""
     logout_user()
-    return redirect(url_for("auth.login"), code=303)
+    return see_other("auth.login")

@@ -3,8 +3,8 @@ from flask import request
 from flask_login import current_user, login_required
 
 from portal.blueprints.branch import bp
-from portal.blueprints.render import page_or_fragment
 from portal.services import branch
+from portal.web.views import page_or_fragment
 
 
 @bp.get("/")

@@ -12,6 +12,7 @@ from portal.core.errors import (
     NotFound,
     StorageRefused,
     StorageUnavailable,
+    error_body,
 )
 from portal.core.libraries import split_inventory_path
 from portal.extensions import db
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def _error(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
+    """The one JSON error shape (this route is outside the API's prefixes, whose errors the app's
+    handlers already answer as JSON)."""
+    response = jsonify(error_body(code, message))
     response.status_code = status
     return response
 

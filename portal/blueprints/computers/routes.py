@@ -1,47 +1,42 @@
 """Routes of /computers/: devices, groups and boundaries (everyone looks; admins change)."""
-from flask import make_response, redirect, request, url_for
+from flask import request
 from flask_login import current_user, login_required
 
-from portal.auth import console_actor
-from portal.blueprints.api import MAX_PAGE
 from portal.blueprints.computers import bp
-from portal.blueprints.render import page_or_fragment, require_role_action
+from portal.blueprints.computers.forms import (
+    BoundaryForm,
+    DeviceFilterForm,
+    DeviceForm,
+    DevicesForm,
+    GroupForm,
+)
 from portal.core.errors import DepotError
 from portal.services import boundaries as subnets  # `boundaries` is the page's view
-from portal.services import devices
+from portal.services import device_groups, devices
 from portal.services import distribution_points as dps
+from portal.web.auth import console_actor
+from portal.web.views import (
+    load_page,
+    page_number,
+    page_or_fragment,
+    require_role_action,
+    see_other,
+)
 
 PER_PAGE = 50
 FALLBACK_SLOTS = 3
 
 
-def _go(endpoint: str, **values):
-    """After a change that leaves this fragment: htmx loads the page, a plain form gets a 303."""
-    url = url_for(endpoint, **values)
-    if request.htmx:
-        response = make_response("", 200)
-        response.headers["HX-Redirect"] = url
-        return response
-    return redirect(url, code=303)
-
-
 # --- devices ---------------------------------------------------------------------------------
-
-def _filters(source) -> dict:
-    """The device list's search and filters, from the query string (or a form re-rendering it)."""
-    page = source.get("page", "1")
-    return {"q": source.get("q", "").strip(), "group_id": source.get("group_id", ""),
-            "status": source.get("status", ""), "page": min(int(page), MAX_PAGE) if page.isdecimal() and int(page) > 0 else 1}
-
 
 def _devices_page(filters: dict, error=None, moved=None, status=200):
     items, total = devices.list_devices(filters["q"], filters["group_id"],
                                         filters["status"] or None, filters["page"], PER_PAGE)
-    groups = devices.list_groups()
+    groups = device_groups.list_groups()
     chosen = devices.group_filter(filters["group_id"])
     return page_or_fragment(
         "computers/index.html", "computers/_devices.html", devices=items, total=total,
-        filters=filters, per_page=PER_PAGE, groups=groups, statuses=devices.STATUSES,
+        filters=filters, per_page=PER_PAGE, groups=groups,
         status_of={d.id: devices.device_status(d) for d in items}, error=error, moved=moved,
         group=next((g for g in groups if g.id == chosen), None)), status
 
@@ -50,7 +45,7 @@ def _devices_page(filters: dict, error=None, moved=None, status=200):
 @login_required
 def index():
     """Devices: search by name, serial, MAC or IP; filter by group and status; bulk actions."""
-    return _devices_page(_filters(request.args))
+    return _devices_page(dict(DeviceFilterForm(request.args).filters(), page=page_number()))
 
 
 @bp.post("/move")
@@ -58,16 +53,16 @@ def index():
 def move():
     """Move the ticked devices to a group (or to none), all of them or none."""
     require_role_action("manage_devices")
-    filters = _filters(request.form)
+    form = DevicesForm()
+    filters = dict(form.filters(), page=1)
     try:
-        moved = devices.move_devices(console_actor(), request.form.getlist("device_id"),
-                                     request.form.get("to_group_id") or None)
+        moved = devices.move_devices(console_actor(), form.device_id.data,
+                                     form.to_group_id.data or None)
     except DepotError as exc:
         return _devices_page(filters, exc.message, status=exc.status)
     if request.htmx:
         return _devices_page(filters, moved=moved)
-    return redirect(url_for(".index", **{k: v for k, v in filters.items() if v and k != "page"}),
-                    code=303)
+    return see_other(".index", **{k: v for k, v in form.filters().items() if v})
 
 
 @bp.post("/deploy")
@@ -75,16 +70,16 @@ def move():
 def deploy():
     """Deploy to the ticked devices: on to the deployment form with them chosen."""
     require_role_action("deploy")
-    ids = [i for i in request.form.getlist("device_id") if i.isdecimal()]
+    ids = [i for i in DevicesForm().device_id.data if i.isdecimal()]
     if not ids:
         raise DepotError("tick the devices to deploy to first")
-    return redirect(url_for("deployments.new", device_id=ids), code=303)
+    return see_other("deployments.new", device_id=ids)
 
 
 def _device_page(device, error=None, status=200):
     return page_or_fragment(
         "computers/device.html", "computers/_device.html", device=device,
-        device_status=devices.device_status(device), groups=devices.list_groups(),
+        device_status=devices.device_status(device), groups=device_groups.list_groups(),
         history=devices.device_history(device.id, user=current_user), error=error), status
 
 
@@ -102,13 +97,12 @@ def update_device(device_id: int):
     require_role_action("manage_devices")
     device = devices.get_device(device_id)
     try:
-        devices.update_device(console_actor(), device, {
-            "name": request.form.get("name", ""), "group_id": request.form.get("group_id") or None})
+        devices.update_device(console_actor(), device, DeviceForm().changes())
     except DepotError as exc:
         return _device_page(device, exc.message, exc.status)
     if request.htmx:
         return _device_page(device)
-    return redirect(url_for(".show_device", device_id=device.id), code=303)
+    return see_other(".show_device", device_id=device.id)
 
 
 @bp.post("/<int:device_id>/forget")
@@ -117,26 +111,18 @@ def forget_device(device_id: int):
     """Forget a device: its agent must enroll again; its deployments stay in the history."""
     require_role_action("manage_devices")
     devices.forget_device(console_actor(), devices.get_device(device_id))
-    return _go(".index")
+    return load_page(".index")
 
 
 # --- groups ----------------------------------------------------------------------------------
 
-def _group_values(form) -> dict:
-    """A group form's fields as the service takes them; fallbacks in slot order, blanks skipped."""
-    slots = sorted((k for k in form if k.startswith("fallback_") and k[9:].isdigit()),
-                   key=lambda k: int(k[9:]))
-    return {"name": form.get("name", ""), "description": form.get("description", ""),
-            "preferred_dp_id": form.get("preferred_dp_id") or None,
-            "fallback_dp_ids": [form[k] for k in slots if form[k]]}
-
-
-def _groups_page(error=None, form=None, status=200):
+def _groups_page(form=None, error=None, status=200):
+    visible = dps.visible_dps(current_user)
     return page_or_fragment(
-        "computers/groups.html", "computers/_groups.html", groups=devices.list_groups(),
-        counts=devices.device_counts(), dps=dps.visible_dps(current_user),
-        dp_names={dp.id: dp.name for dp in dps.visible_dps(current_user)},
-        slots=FALLBACK_SLOTS, error=error, form=form or {}), status
+        "computers/groups.html", "computers/_groups.html", groups=device_groups.list_groups(),
+        counts=device_groups.device_counts(), dps=visible,
+        dp_names={dp.id: dp.name for dp in visible}, slots=FALLBACK_SLOTS, error=error,
+        form=form or GroupForm(formdata=None)), status
 
 
 @bp.get("/groups")
@@ -151,24 +137,20 @@ def groups():
 def create_group():
     """Add a group."""
     require_role_action("manage_devices")
-    values = _group_values(request.form)
+    form = GroupForm()
     try:
-        devices.create_group(console_actor(), **values)
+        device_groups.create_group(console_actor(), **form.values())
     except DepotError as exc:
-        return _groups_page(exc.message, values, exc.status)
-    if request.htmx:
-        return _groups_page()
-    return redirect(url_for(".groups"), code=303)
+        return _groups_page(form, exc.message, exc.status)
+    return _groups_page() if request.htmx else see_other(".groups")
 
 
-def _group_form(group, values=None, error=None, status=200):
-    values = values or {"name": group.name, "description": group.description,
-                        "preferred_dp_id": group.preferred_dp_id,
-                        "fallback_dp_ids": list(group.fallback_dp_ids or [])}
+def _group_form(group, form=None, error=None, status=200):
+    form = form or GroupForm.for_group(group)
     return page_or_fragment(
-        "computers/group_edit.html", "computers/_group_form.html", group=group, form=values,
+        "computers/group_edit.html", "computers/_group_form.html", group=group, form=form,
         dps=dps.visible_dps(current_user), error=error,
-        slots=max(FALLBACK_SLOTS, len(values["fallback_dp_ids"]))), status
+        slots=max(FALLBACK_SLOTS, len(form.fallback_dp_ids.data))), status
 
 
 @bp.get("/groups/<int:group_id>/edit")
@@ -176,7 +158,7 @@ def _group_form(group, values=None, error=None, status=200):
 def edit_group(group_id: int):
     """The form to change a group's name, description, preferred DP and fallbacks (admins)."""
     require_role_action("manage_devices")
-    return _group_form(devices.get_group(group_id))
+    return _group_form(device_groups.get_group(group_id))
 
 
 @bp.post("/groups/<int:group_id>")
@@ -184,13 +166,13 @@ def edit_group(group_id: int):
 def update_group(group_id: int):
     """Save a group's changes; errors: the form again, with why."""
     require_role_action("manage_devices")
-    group = devices.get_group(group_id)
-    values = _group_values(request.form)
+    group = device_groups.get_group(group_id)
+    form = GroupForm()
     try:
-        devices.update_group(console_actor(), group, values)
+        device_groups.update_group(console_actor(), group, form.values())
     except DepotError as exc:
-        return _group_form(group, values, exc.message, exc.status)
-    return _go(".groups")
+        return _group_form(group, form, exc.message, exc.status)
+    return load_page(".groups")
 
 
 @bp.post("/groups/<int:group_id>/delete")
@@ -198,19 +180,17 @@ def update_group(group_id: int):
 def delete_group(group_id: int):
     """Delete a group; its devices stay, in no group."""
     require_role_action("manage_devices")
-    devices.delete_group(console_actor(), devices.get_group(group_id))
-    if request.htmx:
-        return _groups_page()
-    return redirect(url_for(".groups"), code=303)
+    device_groups.delete_group(console_actor(), device_groups.get_group(group_id))
+    return _groups_page() if request.htmx else see_other(".groups")
 
 
 # --- boundaries ------------------------------------------------------------------------------
 
-def _boundaries_page(error=None, form=None, status=200):
+def _boundaries_page(form=None, error=None, status=200):
     return page_or_fragment(
         "computers/boundaries.html", "computers/_boundaries.html",
         boundaries=subnets.list_boundaries(), dps=dps.visible_dps(current_user), error=error,
-        form=form or {}), status
+        form=form or BoundaryForm(formdata=None)), status
 
 
 @bp.get("/boundaries")
@@ -225,15 +205,12 @@ def boundaries():
 def create_boundary():
     """Add a boundary."""
     require_role_action("manage_devices")
-    values = {k: request.form.get(k, "") for k in ("name", "cidr", "dp_id")}
+    form = BoundaryForm()
     try:
-        subnets.create_boundary(console_actor(), values["name"], values["cidr"],
-                                values["dp_id"] or None)
+        subnets.create_boundary(console_actor(), **form.values())
     except DepotError as exc:
-        return _boundaries_page(exc.message, values, exc.status)
-    if request.htmx:
-        return _boundaries_page()
-    return redirect(url_for(".boundaries"), code=303)
+        return _boundaries_page(form, exc.message, exc.status)
+    return _boundaries_page() if request.htmx else see_other(".boundaries")
 
 
 @bp.post("/boundaries/<int:boundary_id>/delete")
@@ -242,6 +219,4 @@ def delete_boundary(boundary_id: int):
     """Remove a boundary."""
     require_role_action("manage_devices")
     subnets.delete_boundary(console_actor(), subnets.get_boundary(boundary_id))
-    if request.htmx:
-        return _boundaries_page()
-    return redirect(url_for(".boundaries"), code=303)
+    return _boundaries_page() if request.htmx else see_other(".boundaries")

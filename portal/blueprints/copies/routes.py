@@ -1,46 +1,44 @@
 """Content actions from the library pages: copy to DPs, copy what is missing, verify, delete."""
-from flask import redirect, request, url_for
+from flask import request
 from flask_login import current_user, login_required
 
-from portal.auth import console_actor
 from portal.blueprints.copies import bp
-from portal.blueprints.render import page_or_fragment
+from portal.blueprints.copies.forms import CopyForm, DeleteForm
 from portal.core.errors import DepotError
 from portal.services import copies, verify
 from portal.services import distribution_points as dps
+from portal.web.auth import console_actor
+from portal.web.views import page_or_fragment, see_other
 
 
 def _started(jobs: list, note: str):
     """htmx: the started jobs' progress widgets (the tables refresh on jobs-changed); a plain
     form post goes to the Jobs page."""
     if not request.htmx:
-        return redirect(url_for("jobs.index"), code=303)
+        return see_other("jobs.index")
     response = page_or_fragment("copies/started.html", "copies/_started.html", jobs=jobs, note=note)
     response.headers["HX-Trigger"] = "jobs-changed"
     return response
 
 
-def _int_list(field: str) -> list[int]:
-    try:
-        return [int(value) for value in request.form.getlist(field)]
-    except ValueError:
-        raise DepotError(f"{field} must be distribution point ids") from None
+def _queued(jobs: list) -> str:
+    return f"{len(jobs)} cop{'y' if len(jobs) == 1 else 'ies'} queued"
 
 
 @bp.post("/")
 @login_required
 def create():
     """Copy the ticked assets (or the whole library) to the chosen DPs, one job per asset and DP."""
-    keys = request.form.getlist("asset_keys")
-    if request.form.get("whole_library"):
-        keys = copies.library_assets(request.form.get("library"))
+    form = CopyForm()
+    keys = copies.library_assets(form.library.data) if form.whole_library.data \
+        else form.asset_keys.data
     if not keys:
         raise DepotError("tick the assets to copy first")
-    dp_ids = _int_list("dp_ids")
+    dp_ids = form.dp_ids.numbers()
     if not dp_ids:
         raise DepotError("choose at least one distribution point to copy to")
     jobs = copies.request_copies(console_actor(), keys, dp_ids)
-    return _started(jobs, f"{len(jobs)} cop{'y' if len(jobs) == 1 else 'ies'} queued")
+    return _started(jobs, _queued(jobs))
 
 
 @bp.post("/missing/<int:dp_id>")
@@ -50,8 +48,8 @@ def copy_missing(dp_id: int):
     dp = dps.get_dp(dp_id, current_user)
     keys = copies.missing_or_outdated(dp)
     jobs = copies.request_copies(console_actor(), keys, [dp.id]) if keys else []
-    return _started(jobs, f"{len(jobs)} cop{'y' if len(jobs) == 1 else 'ies'} queued for {dp.name}"
-                    if jobs else f"Nothing is missing or outdated at {dp.name}")
+    return _started(jobs, f"{_queued(jobs)} for {dp.name}" if jobs
+                    else f"Nothing is missing or outdated at {dp.name}")
 
 
 @bp.post("/verify/<int:dp_id>")
@@ -67,8 +65,8 @@ def verify_dp(dp_id: int):
 def delete(dp_id: int):
     """Remove one asset from the DP (from central only when confirmed a second time)."""
     dp = dps.get_dp(dp_id, current_user)
+    form = DeleteForm()
     # From central, the page asks twice: a confirm, then a prompt answered with "central".
-    confirmed = "central" in (request.form.get("confirm"), request.headers.get("HX-Prompt"))
-    job = copies.request_delete(console_actor(), dp, request.form.get("key"),
-                                confirm_central=confirmed)
+    confirmed = "central" in (form.confirm.data, request.headers.get("HX-Prompt"))
+    job = copies.request_delete(console_actor(), dp, form.key.data, confirm_central=confirmed)
     return _started([job], f"delete of {job.asset_key} from {dp.name} queued")

@@ -1,8 +1,12 @@
+"""The Distribution Points forms: add or edit a DP node, add an S3 bucket or an OAuth DP, and the
+DP switcher."""
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DecimalField, PasswordField, StringField
 from wtforms.validators import NumberRange, Optional
+
+from portal.web.fields import IdField
 
 # The fields are checked by services.dp_management, so the console and the API say the same thing;
 # the forms carry the CSRF token, render the fields and convert units.
@@ -22,9 +26,9 @@ class EditLocalDpForm(FlaskForm):
     url = StringField("URL of the DP node")
     key = PasswordField("New key (empty: keep the current one)")
     disabled = BooleanField("Disable for maintenance")
-    bandwidth_limit = DecimalField("Bandwidth limit for copies (MB/s, empty: no limit)", places=None,
-                                   validators=[Optional(), NumberRange(min=Decimal("0.1"),
-                                                                       max=Decimal(100_000))])
+    bandwidth_limit = DecimalField(
+        "Bandwidth limit for copies (MB/s, empty: no limit)", places=None,
+        validators=[Optional(), NumberRange(min=Decimal("0.1"), max=Decimal(100_000))])
     allowed_hours = StringField("Copies only during (e.g. 22-6, empty: any time)")
 
     @classmethod
@@ -68,3 +72,9 @@ class OAuthDpForm(FlaskForm):
     name = StringField("Name")
     site = StringField("Site")
     folder = StringField("Folder in the account")
+
+
+class SelectDpForm(FlaskForm):
+    """The DP switcher in the top bar: which DP's content the library pages show."""
+
+    dp_id = IdField("Distribution point", message="choose a distribution point", required=True)

@@ -1,30 +1,29 @@
-from flask import make_response, redirect, request, session, url_for
+"""Routes of /distribution-points/: the list, rescans, the DP switcher, adding and editing DP
+nodes, and cloud DPs (S3 with keys; OneDrive, Drive and Dropbox through their consent page)."""
+from flask import redirect, request, session, url_for
 from flask_login import current_user, login_required
 
-from portal.auth import console_actor
 from portal.blueprints.distribution_points import bp
 from portal.blueprints.distribution_points.forms import (
     EditLocalDpForm,
     LocalDpForm,
     OAuthDpForm,
     S3DpForm,
+    SelectDpForm,
 )
-from portal.blueprints.render import page_or_fragment, require_role_action
 from portal.core.errors import DepotError, NotFound
-from portal.services import cloud_dps, dp_management
+from portal.services import cloud_dps, dp_management, overviews
 from portal.services import distribution_points as dps
-from portal.services.jobs import active_job
 from portal.storage import CLOUD_PROVIDERS
-
-
-def _rows():
-    visible = dps.visible_dps(current_user)
-    return {
-        "dps": visible,
-        "counts": dps.status_counts([dp.id for dp in visible]),
-        "health": {dp.id: dps.health(dp) for dp in visible},
-        "scans": {dp.id: active_job(f"rescan:{dp.id}") for dp in visible},
-    }
+from portal.web.auth import console_actor
+from portal.web.views import (
+    form_errors,
+    hx_redirect,
+    load_page,
+    page_or_fragment,
+    require_role_action,
+    see_other,
+)
 
 
 @bp.get("/")
@@ -38,7 +37,7 @@ def index():
         except NotFound:
             pass
     return page_or_fragment("distribution_points/index.html", "distribution_points/_list.html",
-                            connected=connected, **_rows())
+                            connected=connected, rows=overviews.dp_list(current_user))
 
 
 @bp.post("/<int:dp_id>/rescan")
@@ -49,35 +48,26 @@ def rescan(dp_id: int):
     job, _ = dps.request_rescan(dp, console_actor())
     if request.htmx:
         return page_or_fragment("jobs/show.html", "jobs/_job.html", job=job)
-    return redirect(url_for("jobs.index"), code=303)
+    return see_other("jobs.index")
 
 
 @bp.post("/select")
 @login_required
 def select():
     """The DP switcher: remember which DP's content the library pages show."""
-    try:
-        dp_id = int(request.form.get("dp_id", ""))
-    except ValueError:
-        raise DepotError("choose a distribution point") from None
-    dps.select_dp(current_user, dp_id)
+    dps.select_dp(current_user, SelectDpForm().dp_id.number())
     back = request.referrer if request.referrer and request.referrer.startswith(request.host_url) \
         else url_for("dashboard.index")
+    response = redirect(back, code=303)
     if request.htmx:
-        response = redirect(back, code=303)
         response.headers["HX-Refresh"] = "true"
-        return response
-    return redirect(back, code=303)
+    return response
 
 
 def _to_list():
-    """After a change: a plain form goes to the list (303); htmx loads it as a whole page, since
-    the DP switcher in the top bar lists the DPs too."""
-    if request.htmx:
-        response = make_response("", 200)
-        response.headers["HX-Redirect"] = url_for(".index")
-        return response
-    return redirect(url_for(".index"), code=303)
+    """After a change: the list, as a whole page even for htmx, since the DP switcher in the top
+    bar lists the DPs too."""
+    return load_page(".index")
 
 
 def _new_local_page(form, error=None, status=200):
@@ -110,7 +100,8 @@ def create_local():
 @bp.post("/new-local/test")
 @login_required
 def test_local():
-    """Try the entered URL and key, saving nothing: the node's version and free space, or why not."""
+    """Try the entered URL and key, saving nothing: the node's version and free space, or why
+    not."""
     require_role_action("manage_dps")  # it makes the server connect where it is told
     form = LocalDpForm()
     health, test_error = None, None
@@ -153,9 +144,7 @@ def update_local(dp_id: int):
     dp = _local_dp(dp_id)
     form = EditLocalDpForm()
     if not form.validate():
-        errors = "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
-                           for k, v in form.errors.items())
-        return _edit_page(dp, form, errors, 400)
+        return _edit_page(dp, form, form_errors(form), 400)
     try:
         dp_management.update_dp(console_actor(), dp, form.changes(dp))
     except DepotError as exc:
@@ -276,9 +265,7 @@ def consent_done():
     dp = dps.find_dp_by_name(current_user, (request.args.get("name") or "").strip())
     if dp is None:
         return "", 204
-    response = make_response("", 200)
-    response.headers["HX-Redirect"] = url_for(".index", connected=dp.id)
-    return response
+    return hx_redirect(url_for(".index", connected=dp.id))
 
 
 @bp.post("/<int:dp_id>/reconnect")
@@ -287,7 +274,7 @@ def reconnect(dp_id: int):
     """The consent again for a DP whose access was withdrawn; the DP and its inventory stay."""
     require_role_action("manage_dps")
     dp = dps.get_dp(dp_id, current_user)
-    if dp.kind != "cloud" or dp.provider == "s3":
+    if not dps.by_consent(dp):
         raise DepotError(f"{dp.name} is not connected through a consent page")
     return redirect(_consent(cloud_dps.start_consent(console_actor(), dp.provider, {},
                                                      _callback_url(dp.provider), dp=dp)), code=303)
@@ -301,4 +288,4 @@ def oauth_callback(provider: str):
     require_role_action("manage_dps")
     pending = _take_consent(request.args.get("state"))
     dp, _ = cloud_dps.finish_consent(console_actor(), _provider(provider), pending, request.args)
-    return redirect(url_for(".index", connected=dp.id), code=303)
+    return see_other(".index", connected=dp.id)

@@ -1,39 +1,24 @@
+"""Routes of /jobs/: recent jobs, one job's progress widget, cancel."""
 from flask import request
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
-from portal.auth import console_actor
 from portal.blueprints.jobs import bp
-from portal.blueprints.render import page_or_fragment
-from portal.core.errors import NotFound
-from portal.extensions import db
 from portal.models import Job
-from portal.services import distribution_points as dps
-from portal.services import jobs
-from portal.services.permissions import can_see_dp, require
-
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-
-
-def _visible_job(job_id: str) -> Job:
-    job = jobs.get_job(job_id)
-    if job.dp is not None and not can_see_dp(current_user, job.dp):
-        raise NotFound(f"no job {job_id}")
-    return job
+from portal.services import job_lists, jobs
+from portal.services.job_lists import JOB_STATES
+from portal.services.permissions import require
+from portal.web.auth import console_actor
+from portal.web.views import page_or_fragment
 
 
 @bp.get("/")
 @login_required
 def index():
-    """Recent jobs, running ones first, with live progress."""
+    """Recent jobs, newest first, with live progress."""
     state = request.args.get("state")
-    dp_ids = [dp.id for dp in dps.visible_dps(current_user)]
-    query = select(Job).where((Job.dp_id.in_(dp_ids)) | (Job.dp_id.is_(None)))
-    if state in STATES:
-        query = query.where(Job.state == state)
-    items = db.session.scalars(query.order_by(Job.created_at.desc()).limit(100)).all()
-    return page_or_fragment("jobs/index.html", "jobs/_list.html", jobs=items, state=state,
-                            states=STATES)
+    items, _ = job_lists.list_jobs(current_user, state=state if state in JOB_STATES else None,
+                                   per_page=100)
+    return page_or_fragment("jobs/index.html", "jobs/_list.html", jobs=items, state=state)
 
 
 def _job_response(job: Job):
@@ -48,7 +33,7 @@ def _job_response(job: Job):
 @login_required
 def show(job_id: str):
     """One job; its fragment polls itself while the job runs."""
-    return _job_response(_visible_job(job_id))
+    return _job_response(job_lists.visible_job(current_user, job_id))
 
 
 @bp.post("/<job_id>/cancel")
@@ -56,5 +41,5 @@ def show(job_id: str):
 def cancel(job_id: str):
     """Cancel a queued job, or ask a running one to stop."""
     require(current_user, "cancel_job")
-    job = jobs.cancel_job(_visible_job(job_id).id, console_actor())
+    job = jobs.cancel_job(job_lists.visible_job(current_user, job_id).id, console_actor())
     return _job_response(job)

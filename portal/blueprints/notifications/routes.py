@@ -1,9 +1,10 @@
-from flask import redirect, request, url_for
+"""Routes of /notifications/: the bell, the list, marking read."""
+from flask import request
 from flask_login import current_user, login_required
 
 from portal.blueprints.notifications import bp
-from portal.blueprints.render import page_or_fragment
 from portal.services import notifications
+from portal.web.views import page_or_fragment, see_other
 
 
 def _list_response():
@@ -34,7 +35,7 @@ def bell():
 def read(notification_id: int):
     """Mark one notification read."""
     notifications.mark_read(current_user.id, notification_id)
-    return _list_response() if request.htmx else redirect(url_for(".index"), code=303)
+    return _list_response() if request.htmx else see_other(".index")
 
 
 @bp.post("/read-all")
@@ -42,4 +43,4 @@ def read(notification_id: int):
 def read_all():
     """Mark every notification read."""
     notifications.mark_read(current_user.id)
-    return _list_response() if request.htmx else redirect(url_for(".index"), code=303)
+    return _list_response() if request.htmx else see_other(".index")

@@ -1,3 +1,4 @@
+"""The Settings forms: add a user, create an API token, create an enrollment token."""
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -5,13 +6,36 @@ from wtforms.validators import DataRequired, Length
 
 
 class UserForm(FlaskForm):
+    """A person who can sign in: email, first password, role, and the sites a viewer sees."""
+
     email = StringField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=1024)])
     role = SelectField("Role", choices=[SelectChoice("admin", "Admin"),
                                         SelectChoice("technician", "Technician"),
                                         SelectChoice("viewer", "Viewer (read-only)")])
-    sites = StringField("Sites (viewers; comma-separated, empty = all)", validators=[Length(max=500)])
+    sites = StringField("Sites (viewers; comma-separated, empty = all)",
+                        validators=[Length(max=500)])
+
+    def site_list(self) -> list[str]:
+        """The sites entered, blanks dropped."""
+        return [s for s in (self.sites.data or "").split(",") if s.strip()]
 
 
 class TokenForm(FlaskForm):
+    """A personal API token: its name."""
+
     name = StringField("Token name", validators=[DataRequired(), Length(max=100)])
+
+
+class EnrollmentTokenForm(FlaskForm):
+    """An enrollment token: its name, how many days it is valid, the group its devices join.
+    The service checks name and days; a group that is not an id means no group."""
+
+    name = StringField("Name", default="")
+    days = StringField("Valid for (days)", default="")
+    group_id = StringField("Devices join group", default="")
+
+    def values(self) -> dict:
+        group = self.group_id.data or ""
+        return {"name": self.name.data or "", "days": self.days.data or 7,
+                "group_id": int(group) if group.isdecimal() else None}

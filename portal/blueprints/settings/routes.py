@@ -1,24 +1,24 @@
+"""Routes of /settings/: users, API tokens, the audit log, enrollment tokens and installers."""
 import io
 
-from flask import redirect, request, send_file, url_for
+from flask import request, send_file
 from flask_login import current_user, login_required
 
-from portal.auth import console_actor
-from portal.blueprints.api import MAX_PAGE
-from portal.blueprints.render import page_or_fragment
 from portal.blueprints.settings import bp
-from portal.blueprints.settings.forms import TokenForm, UserForm
+from portal.blueprints.settings.forms import EnrollmentTokenForm, TokenForm, UserForm
 from portal.core.errors import DepotError
-from portal.services import accounts, audit, devices
+from portal.services import accounts, audit, device_groups
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
+from portal.web.auth import console_actor
+from portal.web.views import form_errors, page_number, page_or_fragment, see_other
 
 
 @bp.get("/")
 @login_required
 def index():
     """Settings: users for admins, tokens for everyone else."""
-    return redirect(url_for(".users" if can(current_user, "manage_users") else ".tokens"), code=303)
+    return see_other(".users" if can(current_user, "manage_users") else ".tokens")
 
 
 def _users_page(form, error=None, status=200):
@@ -41,16 +41,13 @@ def create_user():
     require(current_user, "manage_users")
     form = UserForm()
     if not form.validate_on_submit():
-        errors = "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}" for k, v in form.errors.items())
-        return _users_page(form, errors, 400)
-    sites = [s for s in (form.sites.data or "").split(",") if s.strip()]
+        return _users_page(form, form_errors(form), 400)
     try:
-        accounts.create_user(console_actor(), form.email.data, form.password.data, form.role.data, sites)
+        accounts.create_user(console_actor(), form.email.data, form.password.data, form.role.data,
+                             form.site_list())
     except DepotError as exc:
         return _users_page(form, exc.message, exc.status)
-    if request.htmx:
-        return _users_page(UserForm(formdata=None))
-    return redirect(url_for(".users"), code=303)
+    return _users_page(UserForm(formdata=None)) if request.htmx else see_other(".users")
 
 
 @bp.post("/users/<int:user_id>/delete")
@@ -58,9 +55,7 @@ def create_user():
 def delete_user(user_id: int):
     """Remove a person."""
     accounts.delete_user(console_actor(), accounts.get_user(user_id))
-    if request.htmx:
-        return _users_page(UserForm(formdata=None))
-    return redirect(url_for(".users"), code=303)
+    return _users_page(UserForm(formdata=None)) if request.htmx else see_other(".users")
 
 
 def _tokens_page(form, new_token=None, status=200):
@@ -83,7 +78,8 @@ def create_token():
     if not form.validate_on_submit():
         raise DepotError("give the token a name of at most 100 characters")
     _, secret = accounts.create_token(console_actor(), current_user, form.name.data)
-    return _tokens_page(TokenForm(formdata=None), new_token=secret, status=201 if not request.htmx else 200)
+    return _tokens_page(TokenForm(formdata=None), new_token=secret,
+                        status=200 if request.htmx else 201)
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
@@ -91,9 +87,7 @@ def create_token():
 def revoke_token(token_id: int):
     """Revoke a token at once."""
     accounts.revoke_token(console_actor(), token_id)
-    if request.htmx:
-        return _tokens_page(TokenForm(formdata=None))
-    return redirect(url_for(".tokens"), code=303)
+    return _tokens_page(TokenForm(formdata=None)) if request.htmx else see_other(".tokens")
 
 
 @bp.get("/audit")
@@ -101,7 +95,7 @@ def revoke_token(token_id: int):
 def audit_log():
     """Who changed what, when and from where; filter by person and action."""
     require(current_user, "view_audit")
-    page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
+    page = page_number()
     actor, action = request.args.get("actor", ""), request.args.get("action", "")
     events, total = audit.search(actor=actor or None, action=action or None, page=page)
     return page_or_fragment("settings/audit.html", "settings/_audit.html", events=events,
@@ -119,8 +113,9 @@ def _enrollment_page(error=None, form=None, created=None, status=200):
                "module_command": enroll.module_command(server, secret)}
     return page_or_fragment(
         "settings/enrollment.html", "settings/_enrollment.html",
-        tokens=enroll.list_enrollment_tokens(), groups=devices.list_groups(), server=server,
-        command=enroll.agent_command(), new=new, error=error, form=form or {"days": 7}), status
+        tokens=enroll.list_enrollment_tokens(), groups=device_groups.list_groups(), server=server,
+        command=enroll.agent_command(), new=new, error=error,
+        form=form or EnrollmentTokenForm(formdata=None, days="7")), status
 
 
 @bp.get("/enrollment")
@@ -143,16 +138,14 @@ def enrollment():
 def create_enrollment_token():
     """Create an enrollment token (name, validity in days, optional group)."""
     require(current_user, "manage_settings")
-    form = {k: request.form.get(k, "") for k in ("name", "days", "group_id")}
-    group_id = int(form["group_id"]) if form["group_id"].isdecimal() else None
+    form = EnrollmentTokenForm()
     try:
-        token, _ = enroll.create_enrollment_token(console_actor(), form["name"],
-                                                  form["days"] or 7, group_id)
+        token, _ = enroll.create_enrollment_token(console_actor(), **form.values())
     except DepotError as exc:
         return _enrollment_page(exc.message, form, status=exc.status)
     if request.htmx:
         return _enrollment_page(created=token)
-    return redirect(url_for(".enrollment", created=token.id), code=303)
+    return see_other(".enrollment", created=token.id)
 
 
 @bp.post("/enrollment/<int:token_id>/revoke")
@@ -161,9 +154,7 @@ def revoke_enrollment_token(token_id: int):
     """Revoke an enrollment token: no further device enrolls with it."""
     require(current_user, "manage_settings")
     enroll.revoke_enrollment_token(console_actor(), token_id)
-    if request.htmx:
-        return _enrollment_page()
-    return redirect(url_for(".enrollment"), code=303)
+    return _enrollment_page() if request.htmx else see_other(".enrollment")
 
 
 @bp.get("/enrollment/<int:token_id>/installer")

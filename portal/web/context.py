@@ -1,17 +1,33 @@
-"""What every console page's layout needs: the left pane, the DP switcher, the bell."""
+"""What every console page's layout needs: the left pane, the DP switcher, the bell; the lists of
+statuses the badges and filters show, and the template filters."""
 from flask_login import current_user
 
 from portal.core.errors import NotFound
 from portal.core.libraries import LIBRARIES, SLUGS
+from portal.models.content import ASSET_STATUSES
+from portal.models.deployments import DEPLOYMENT_STATES
+from portal.services import devices, notifications
 from portal.services import distribution_points as dps
-from portal.services import notifications
+from portal.services.job_lists import JOB_STATES
 from portal.services.permissions import can
 from portal.storage import CLOUD_PROVIDERS
 
-NAV_AFTER_LIBRARIES = ("Computer Management", "Deployments")
+# The one list of each kind of status, as the models and services define them: templates loop
+# over these (filters, counts) instead of writing the values out.
+STATUSES = {
+    "content": ASSET_STATUSES,
+    "job": JOB_STATES,
+    "deployment": DEPLOYMENT_STATES,
+    "dp": dps.HEALTH,
+    "device": devices.STATUSES,
+}
 
 
 def init_app(app) -> None:
+    """STATUSES for every template; the layout's context for signed-in pages; the `bytes` and
+    `when` filters."""
+    app.jinja_env.globals["STATUSES"] = STATUSES
+
     @app.context_processor
     def _layout():
         if not current_user.is_authenticated:

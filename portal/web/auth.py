@@ -1,4 +1,5 @@
-"""Who is asking: console sessions (Flask-Login) and bearer tokens for the API."""
+"""Who is asking, as services want it: the person signed in to the console (Flask-Login), or the
+owner of the API token the request carried (the API blueprint reads it: views.bearer_token)."""
 from flask import g, request
 from flask_login import current_user
 
@@ -8,6 +9,7 @@ from portal.services.actors import Actor
 
 
 def init_app(app) -> None:
+    """Console sign-in: where to send a person who is not signed in, and what to tell them."""
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in."
     login_manager.session_protection = "strong"
@@ -20,7 +22,7 @@ def _load_user(user_id: str):
 
 
 def client_ip() -> str | None:
-    """The caller's address (behind a proxy, configure ProxyFix; we do not trust headers blindly)."""
+    """The caller's address (behind a proxy, configure ProxyFix: headers are not trusted)."""
     return request.remote_addr
 
 

@@ -9,6 +9,7 @@ API_PREFIXES = ("/api/", "/dp/", "/agent/")
 
 
 def wants_json() -> bool:
+    """Programs call these prefixes (the API, a DP node, the agent API): they get JSON."""
     return request.path.startswith(API_PREFIXES)
 
 
@@ -33,6 +34,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 
 def init_app(app) -> None:
+    """One handler per kind of error: Depot's own, CSRF, HTTP, and anything unexpected (logged)."""
     @app.errorhandler(DepotError)
     def _domain_error(exc: DepotError):
         headers = {}

@@ -1,0 +1,20 @@
+"""The web layer under the blueprints, shared by the console, the API and the agent API.
+
+- `views`: what every view uses: reading the request (page numbers, JSON bodies, bearer tokens,
+  form errors) and answering it (the page or its fragment, where to go after a change);
+- `auth`: who is asking (the signed-in person, a token's owner) as services want it;
+- `errors`: every error as JSON for programs, a page or a flash for people;
+- `context`: what every console page's layout needs, the lists of statuses, the filters;
+- `fields`: form fields the console's forms share (repeated inputs, ids, numbered slots).
+
+The errors themselves are the one family in `portal.core.errors`.
+"""
+
+
+def init_app(app) -> None:
+    """Sign-in, the error handlers and the layout's context for the app."""
+    from portal.web import auth, context, errors
+
+    auth.init_app(app)
+    errors.init_app(app)
+    context.init_app(app)
