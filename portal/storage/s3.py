@@ -56,6 +56,9 @@ NO_CHECKSUM_SUPPORT = {"InvalidRequest", "InvalidArgument", "NotImplemented",
                        "XAmzContentChecksumMismatch"}
 # What CompleteMultipartUpload answers when the parts do not make the object we described: the
 # upload is dropped and the file sent again.
+# What PutObject and UploadPart answer when the bytes that arrived are not the ones sent (their
+# checksum differs): a passing failure, the piece is sent again.
+DAMAGED = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"}
 BAD_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "BadDigest", "InvalidDigest",
              "InvalidRequest", "NoSuchUpload"}
 
@@ -581,23 +584,28 @@ class _S3Upload(Upload):
         # The value computed here (awscrt, fast) is sent as is: botocore then computes none.
         extra = {"ChecksumAlgorithm": "CRC64NVME", "ChecksumCRC64NVME": _b64(crc)} \
             if crc is not None else {}
-        if self.single:
-            answer = self.backend.call("write objects", "put_object", Bucket=self.backend.bucket,
-                                       Key=self.key, Body=data,
-                                       Metadata={"sha256": self.source.sha256},
-                                       ContentType="application/octet-stream", **extra)
-        else:
-            try:
+        try:
+            if self.single:
+                answer = self.backend.call(
+                    "write objects", "put_object", Bucket=self.backend.bucket, Key=self.key,
+                    Body=data, Metadata={"sha256": self.source.sha256},
+                    ContentType="application/octet-stream", **extra)
+            else:
                 answer = self.backend.call("upload parts", "upload_part",
                                            Bucket=self.backend.bucket, Key=self.key,
                                            UploadId=self.upload_id, PartNumber=number, Body=data,
                                            **extra)
-            except StorageRefused as exc:
-                if S3Storage.code(exc) == "NoSuchUpload":  # aborted meanwhile: resume will restart
-                    raise StorageUnavailable(f"{self.backend.name}: the upload of "
-                                             f"{self.source.path} was aborted there; it starts "
-                                             "again") from None
-                raise
+        except StorageRefused as exc:
+            code = S3Storage.code(exc)
+            if code == "NoSuchUpload":  # aborted meanwhile: resume will restart
+                raise StorageUnavailable(f"{self.backend.name}: the upload of "
+                                         f"{self.source.path} was aborted there; it starts "
+                                         "again") from None
+            if code in DAMAGED:  # the server's checksum of what arrived differs: send it again
+                raise StorageUnavailable(f"{self.backend.name}: part {number} of "
+                                         f"{self.source.path} arrived damaged ({code}); it is "
+                                         "sent again") from None
+            raise
         with self.lock:
             self.parts[number] = (answer["ETag"], crc)
             self.unsaved = True
