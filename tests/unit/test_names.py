@@ -47,5 +47,6 @@ def test_clean_name_refuses(value, message):
         clean_name(value)
 
 
-def test_clean_name_strips():
+def test_clean_name_strips_surrounding_spaces():
+    """Are spaces around a name dropped, and those inside kept?"""
     assert clean_name("  Seattle office ") == "Seattle office"
