@@ -8,8 +8,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEvent, Deployment, Device, EnrollmentToken, Notification, utcnow
 from portal.services import agents, enrollment
-from tests.agent.conftest import FACTS
-from tests.factories import write_file
+from tests.factories import AGENT_FACTS, write_file
 
 
 def test_enroll_creates_device_with_its_facts(agent_calls, enroll_secret):
@@ -417,7 +416,7 @@ def test_unchanged_heartbeat_writes_only_last_seen(agent_calls, enroll_secret, a
     from sqlalchemy import event
 
     _, token = agent_calls.enrolled(enroll_secret)
-    body = {k: v for k, v in FACTS.items()}
+    body = {k: v for k, v in AGENT_FACTS.items()}
     agent_calls.call("POST", "/heartbeat", token, json=body)  # remote_ip etc. settle
     updates = []
 

@@ -5,7 +5,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Boundary, Device, DeviceGroup, EnrollmentToken
 from portal.services import boundaries, devices
 from portal.services.actors import Actor
-from tests.computers.conftest import add_device
+from tests.factories import add_device
 
 
 def error_of(response):

@@ -6,7 +6,7 @@ from portal.extensions import db
 from portal.models import Boundary, Deployment, Device, DeviceGroup
 from portal.services import boundaries, devices
 from portal.services.actors import Actor
-from tests.computers.conftest import add_device
+from tests.factories import add_device
 
 SYSTEM = Actor(None)
 

@@ -12,7 +12,6 @@ from portal.extensions import db
 from portal.models import AuditEvent, Device, EnrollmentToken
 from portal.services import devices, enrollment
 from portal.services.actors import Actor
-from tests.e2e.conftest import live_server  # noqa: F401  (a fixture: gunicorn on a loopback port)
 
 PAGE = "/settings/enrollment"
 SYSTEM_PYTHON = "/usr/bin/python3"  # no Flask there: proves the agent needs only the stdlib
@@ -133,6 +132,7 @@ def _python():
     return SYSTEM_PYTHON
 
 
+@pytest.mark.slow
 def test_installed_agent_runs_help(login_as, admin, tmp_path):
     """Does `python3 depot-agent.pyz --help` run from the unzipped installer, with no Flask around?"""
     token, _ = enrollment.create_enrollment_token(admin, "t")
@@ -143,7 +143,8 @@ def test_installed_agent_runs_help(login_as, admin, tmp_path):
     assert "--config" in done.stdout and "--target" in done.stdout
 
 
-def test_installed_agent_enrolls_with_its_config(login_as, admin, live_server, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_installed_agent_enrolls_with_its_config(login_as, admin, live_server, tmp_path):
     """Does the one command of the README enroll the endpoint with a real server, into the token's
     group, and exit when there is no work (--once)?"""
     group = devices.create_group(admin, "Remote workers")

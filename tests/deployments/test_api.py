@@ -1,7 +1,8 @@
 """The deployments API: create (201, 409 with reasons), list, get, cancel, preview."""
 from portal.extensions import db
 from portal.models import Deployment
-from tests.deployments.conftest import IMAGE, PACK, make_device, make_group
+from tests.factories import make_device, make_group
+from tests.node_fixtures import IMAGE, PACK
 
 
 def test_create_get_list_and_cancel(api_as, central, seattle_image):

@@ -8,8 +8,8 @@ from portal.models import Asset, AuditEvent, Deployment
 from portal.services import deployments as svc
 from portal.services.actors import Actor
 from portal.services.deployments import DpNotEligible
-from tests.deployments.conftest import IMAGE, PACK, make_device, make_group
-from tests.factories import make_user
+from tests.factories import make_device, make_group, make_user
+from tests.node_fixtures import IMAGE, PACK
 
 
 def test_a_group_deployment_pins_what_the_dp_holds(admin, central, seattle_all):

@@ -17,8 +17,7 @@ from portal.services import copies, dp_management, enrollment
 from portal.services import distribution_points as dps
 from portal.services.actors import Actor
 from tests import factories
-from tests.conftest import run_worker, status_at, wait_for
-from tests.e2e.test_rescan_browser import sign_in
+from tests.helpers import run_worker, sign_in, status_at, wait_for
 from tests.node_fixtures import KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
