@@ -385,7 +385,8 @@ def test_manifest_fails_a_deployment_whose_copy_changed(agent_calls, enroll_secr
         Notification.deployment_id == deployment.id)) >= 1
 
 
-def test_silent_deployments_fail(agent_calls, enroll_secret, central, image, deploy, app):
+def test_the_sweep_ends_deployments_whose_agent_went_silent(agent_calls, enroll_secret, central,
+                                                           image, deploy, app):
     """Does the sweep fail a downloading deployment whose agent went silent, end a silent one
     whose cancel was asked for as cancelled, and leave pending and recent ones alone?"""
     ids = []

@@ -220,7 +220,7 @@ def test_groups_create_edit_delete(login_as, dps):
     assert db.session.query(Device).filter(Device.group_id.is_(None)).count() == 1
 
 
-def test_boundaries_page(login_as, dps):
+def test_boundaries_page_adds_and_deletes_boundaries(login_as, dps):
     """Can an admin add and delete boundaries, with a bad subnet explained in the fragment?"""
     console = login_as("admin")
     page = console.get("/computers/boundaries")

@@ -94,7 +94,7 @@ def _installer(console, token_id):
     return response, zipfile.ZipFile(io.BytesIO(response.get_data()))
 
 
-def test_installer_contents(app, login_as, admin):
+def test_installer_holds_the_config_the_agent_and_a_readme(app, login_as, admin):
     """Does the installer hold depot-agent.json {server, enroll_token}, the agent as a zipapp and a
     README with the one command; is the server DEPOT_PUBLIC_URL when set, and the download audited?"""
     token, secret = enrollment.create_enrollment_token(admin, "Seattle laptops")

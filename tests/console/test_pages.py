@@ -20,7 +20,7 @@ PAGES = [
 
 
 @pytest.mark.parametrize("url, fragment_id", PAGES)
-def test_page_and_fragment(login_as, url, fragment_id):
+def test_each_page_is_only_its_fragment_for_htmx(login_as, url, fragment_id):
     """Is each page a full page normally and only its fragment for htmx, with Vary: HX-Request?"""
     console = login_as("admin")
     page = console.get(url)

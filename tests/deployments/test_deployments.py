@@ -128,7 +128,7 @@ def test_a_viewer_cannot_deploy_or_cancel_and_a_technician_can(app, content):
     assert svc.cancel_deployment(technician, row.id).state == "cancelled"
 
 
-def test_cancel_transitions(admin, content):
+def test_cancel_depends_on_the_deployments_state(admin, content):
     """Is a pending deployment cancelled at once, a running one asked to stop, a finished one 409?"""
     a, b, c = (make_device(n) for n in ("a", "b", "c"))
     pending, running, done = svc.create_deployments(admin, device_ids=[a.id, b.id, c.id],
