@@ -91,23 +91,22 @@ def config_overrides():
 
 
 @pytest.fixture(scope="session")
-def shared_app(database_url, redis_url, session_dir):
-    """The app of every test that overrides no setting: built once (building one takes tens of
-    milliseconds, mostly URL rules), its settings put back after each test."""
-    app = create_app(_config(database_url, redis_url, session_dir))
-    app.test_client_class = IsolatedClient
-    return app
+def built_apps():
+    """Apps built so far, one for each set of overridden settings: building one takes tens of
+    milliseconds (mostly URL rules), and a test puts back the settings it changed."""
+    return {}
 
 
 @pytest.fixture
-def app(request, database_url, redis_url, tmp_path, config_overrides):
+def app(built_apps, database_url, redis_url, session_dir, tmp_path, config_overrides):
     """The console app on a clean database and Redis, with a central content root of the test's
-    own (tmp_path/central); an app of its own when the test overrides settings."""
-    if config_overrides:
-        app = create_app(_config(database_url, redis_url, str(tmp_path), **config_overrides))
-        app.test_client_class = IsolatedClient
-    else:
-        app = request.getfixturevalue("shared_app")
+    own (tmp_path/central)."""
+    key = repr(sorted(config_overrides.items()))
+    if key not in built_apps:
+        built = create_app(_config(database_url, redis_url, session_dir, **config_overrides))
+        built.test_client_class = IsolatedClient
+        built_apps[key] = built
+    app = built_apps[key]
     settings, wsgi_app = dict(app.config), app.wsgi_app
     app.config.update(INSTANCE_DIR=str(tmp_path / "instance"),
                       DEPOT_CENTRAL_ROOT=str(tmp_path / "central"))
