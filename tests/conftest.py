@@ -115,8 +115,7 @@ def app(built_apps, database_url, redis_url, session_dir, tmp_path, config_overr
             _clean(app)
             distribution_points.ensure_central()
             yield app
-            db.session.remove()
-            _clean(app)
+            db.session.remove()  # the next test cleans the tables and Redis before it starts
             db.engine.dispose()
     finally:  # what the test changed (settings, a wrapped wsgi_app) goes with it
         app.config.clear()
