@@ -30,8 +30,8 @@ test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
-## test-quick: the edit loop, under a minute: the tests that start no process and no browser
-## (everything not marked `slow`), on SQLite + embedded Redis as `make test`
+## test-quick: the edit loop: the tests that start no process and no browser (everything not
+## marked `slow`), on SQLite + embedded Redis as `make test`
 test-quick: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow"
 
