@@ -169,7 +169,7 @@ def central(app):
 @pytest.fixture
 def work(app):
     """work(): run the queued jobs on a real RQ worker in this process until the queues drain."""
-    return lambda: run_worker(app)
+    return run_worker
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ class InProcessWorker(SimpleWorker):
         pass
 
 
-def run_worker(app=None, burst=True):
+def run_worker(burst=True):
     """Run a real RQ worker (in this process) on the real Redis until the queues drain."""
     conn = get_redis()
     worker = InProcessWorker([Queue(name, connection=conn) for name in QUEUE_NAMES],

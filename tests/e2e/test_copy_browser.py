@@ -31,7 +31,7 @@ def test_copy_to_a_dp_node_with_progress(app, central, node, live_server, start_
         factories.write_file(central.root, f"Images/{name}.wim", os.urandom(3 * MB))
     dps.request_rescan(central, actor)
     seattle = dp_management.add_local(actor, "Seattle", node.url, KEY, "Seattle office")
-    run_worker(app)
+    run_worker()
     # 2 MiB/s, so the bars are seen moving.
     dp_management.update_dp(actor, seattle, {"bandwidth_limit": 2 * MB})
     start_worker()
