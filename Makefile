@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-pg bench install install-dev clean
+.PHONY: run test test-quick test-pg bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
+
+## test-quick: the edit loop: the tests that start no process and no browser (everything not
+## marked `slow`), on SQLite + embedded Redis as `make test`
+test-quick: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ## bench: performance against well-known tools, printed as ratios
 bench: $(VENV)/.installed-dev

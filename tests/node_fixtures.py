@@ -1,8 +1,8 @@
-"""DP nodes as real HTTP servers on loopback ports: in-process (werkzeug, threaded) for most tests,
-and the documented `flask --app wsgi dp-node run` (gunicorn) where the process itself matters."""
+"""DP nodes as real HTTP servers on loopback ports, served in this process (werkzeug, threaded); the
+node added as the local DP Seattle; content at central and at Seattle for deployments. (The node's
+own process, gunicorn, is tested in tests/dpnode/test_node_process.py.)"""
 import hashlib
 import os
-import socket
 
 import pytest
 import requests
@@ -12,9 +12,13 @@ from portal.dpnode.config import NodeConfig
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import dp_management
+from tests.factories import write_file
+from tests.helpers import copy_one
 from tests.servers import LoopbackServer
 
 KEY = "node-key-0123456789abcdef"
+IMAGE = "Images/Win11.wim"  # what `content` puts at central
+PACK = "Platform Packs/Dell"
 
 
 class Node:
@@ -73,13 +77,6 @@ class ServedNode(Node):
         self.http.close()  # no kept-alive connection to a handler thread that still answers
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def node_settings():
     """Override to change the node's settings for a test."""
@@ -128,3 +125,31 @@ def seattle(app, admin, node, work):
     dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office")
     work()
     return db.session.get(DistributionPoint, dp.id)
+
+
+@pytest.fixture
+def content(central, rescan):
+    """An image (IMAGE) and a Platform Pack folder (PACK) at central, hashed."""
+    write_file(central.root, IMAGE, b"wim image bytes " * 64)
+    write_file(central.root, f"{PACK}/drivers/net.inf", b"[net]")
+    write_file(central.root, f"{PACK}/drivers/net.sys", b"driver" * 100)
+    rescan(central)
+    return central
+
+
+@pytest.fixture
+def seattle_image(content, seattle, admin, work):
+    """Seattle holds the image (current) but not the Platform Pack."""
+    job = copy_one(admin, work, IMAGE, seattle)
+    assert job.state == "succeeded", job.error
+    db.session.expire_all()
+    return seattle
+
+
+@pytest.fixture
+def seattle_all(seattle_image, admin, work):
+    """Seattle holds the image and the Platform Pack, both current."""
+    job = copy_one(admin, work, PACK, seattle_image)
+    assert job.state == "succeeded", job.error
+    db.session.expire_all()
+    return seattle_image

@@ -1,5 +1,16 @@
-"""WSGI apps served on loopback ports for tests: DP nodes, moto's S3, the OAuth providers' fakes."""
+"""Servers for tests, on loopback ports they bind themselves (port 0, never a port picked and
+released first): WSGI apps served in this process (DP nodes, moto's S3, the OAuth providers'
+fakes), gunicorn processes whose port is read from their log, and a port that refuses."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 
 from werkzeug.serving import make_server
 
@@ -39,3 +50,89 @@ class LoopbackServer:
         self._server.server_close()
         self._thread.join(timeout=10)
         self._server = self._thread = None
+
+
+class ClosedPort:
+    """A loopback port held bound but never listening: connections to it are refused (as a machine
+    where nothing runs), and no other process can take the port while the test holds it."""
+
+    def __init__(self):
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+LISTENING = re.compile(r"Listening at: http://[\d.]+:(\d+)")
+
+
+def log_text(path) -> str:
+    with open(path, "rb") as fh:
+        return fh.read().decode(errors="replace")
+
+
+def bound_port(proc: subprocess.Popen, log_path, timeout: float = 90) -> int:
+    """The port a gunicorn started with `--bind HOST:0` listens on, read from its log ("Listening
+    at: http://HOST:PORT"); a process that exits first fails at once, with its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = LISTENING.search(log_text(log_path))
+        if found:
+            return int(found.group(1))
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited while starting:\n{log_text(log_path)[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the server did not listen within {timeout} s:\n"
+                                 f"{log_text(log_path)[-3000:]}")
+        time.sleep(0.05)
+
+
+def wait_answering(url: str, proc: subprocess.Popen, log_path, timeout: float = 90) -> None:
+    """Until GET url answers (any status): refused, reset or slow answers are waited out until
+    the deadline; a process that exits fails at once, with its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=10).close()
+            return
+        except urllib.error.HTTPError:  # an answer, if not a 200
+            return
+        except OSError:  # refused, reset, or a read that timed out while the server starts
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited while starting:\n{log_text(log_path)[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer within {timeout} s:\n"
+                                 f"{log_text(log_path)[-3000:]}")
+        time.sleep(0.05)
+
+
+class Gunicorn:
+    """The console (wsgi:app) served by a real gunicorn on a loopback port it binds itself (port
+    0, read from its log), in its own process group; `url` once it answers."""
+
+    def __init__(self, env: dict, log_path, cwd: str):
+        self.log_path = log_path
+        gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [gunicorn, "--bind", "127.0.0.1:0", "--worker-class", "gthread", "--workers", "1",
+                 "--threads", "4", "--no-control-socket", "wsgi:app"],
+                env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self.url = f"http://127.0.0.1:{bound_port(self.proc, log_path)}"
+            wait_answering(f"{self.url}/login", self.proc, log_path)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """SIGKILL of its process group: at the end of a test nothing is left to check, and a
+        graceful stop waits a second or more for the browser's kept-alive connections.
+        (`make run` stopping cleanly on Ctrl-C is a test of its own, in tests/test_cli.py.)"""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)

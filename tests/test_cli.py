@@ -1,10 +1,9 @@
 """Flask commands: init (central DP, first admin), tokens, demo seed, jobs recover; make run."""
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
+import urllib.request
 
 import pytest
 from sqlalchemy import func, select
@@ -14,8 +13,10 @@ from portal.extensions import db
 from portal.launcher import descendants
 from portal.models import Asset, Job, User
 from portal.services.demo import DEMO_FILES
-from tests.conftest import wait_for
 from tests.factories import make_user
+from tests.helpers import poll
+from tests.processes import is_gone
+from tests.servers import bound_port, wait_answering
 
 
 def test_init_creates_the_first_admin_once_with_a_printed_password(app, runner):
@@ -33,6 +34,8 @@ def test_init_creates_the_first_admin_once_with_a_printed_password(app, runner):
 
 
 def test_init_takes_the_admin_from_the_environment(app, runner):
+    """Does `init` take the first admin's email and password from the environment, never
+    printing the password?"""
     app.config.update(DEPOT_ADMIN_EMAIL="it@example.com", DEPOT_ADMIN_PASSWORD="from the env")
     result = runner.invoke(args=["init"])
     assert "First admin created: it@example.com (password from DEPOT_ADMIN_PASSWORD)" in result.output
@@ -50,6 +53,7 @@ def test_init_refuses_a_configured_root_that_does_not_exist(app, runner, tmp_pat
 
 
 def test_init_refuses_a_root_that_is_a_file(app, runner, tmp_path):
+    """Is a configured content root that is a file a clear error at start-up?"""
     afile = tmp_path / "afile"
     afile.write_text("x")
     app.config.update(DEPOT_CENTRAL_ROOT=str(afile), DEPOT_CENTRAL_ROOT_IS_DEFAULT=False)
@@ -80,6 +84,7 @@ def test_init_refuses_a_root_it_cannot_write(app, runner, tmp_path):
 
 
 def test_tokens_create_prints_a_working_token(app, runner, client):
+    """Does `tokens create` print a token the API takes, and refuse an unknown email?"""
     user = make_user("technician")
     result = runner.invoke(args=["tokens", "create", "--email", user.email, "--name", "ci"])
     token = result.output.strip()
@@ -121,7 +126,8 @@ def test_demo_seed_creates_the_three_groups_once(app, runner, central, seattle):
     assert db.session.scalar(select(db.func.count()).select_from(DeviceGroup)) == 3
 
 
-def test_jobs_recover_command(app, runner, central):
+def test_jobs_recover_requeues_a_job_redis_lost(app, runner, central):
+    """Does `jobs recover` requeue a queued job that Redis no longer holds, and say so?"""
     from portal.extensions import get_redis
     from portal.services import distribution_points as dps
     from portal.services.actors import Actor
@@ -134,41 +140,26 @@ def test_jobs_recover_command(app, runner, central):
     assert f"{job.id}: requeued" in result.output and "1 job(s) recovered" in result.output
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_make_run_serves_and_ctrl_c_stops_everything(app, worker_env, tmp_path):
     """Does the launcher behind `make run` serve the console, run a worker, and stop all on Ctrl-C?"""
-    port = _free_port()
-    env = dict(worker_env, PORT=str(port), DEPOT_ADMIN_EMAIL="boss@example.com",
+    env = dict(worker_env, PORT="0", DEPOT_ADMIN_EMAIL="boss@example.com",
                DEPOT_ADMIN_PASSWORD="launcher password")
     log = open(tmp_path / "launcher.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "portal.launcher"], env=env, cwd=str(BASE_DIR),
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        def serving():
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return True
-            except OSError:
-                return False
-        wait_for(serving, timeout=60, message="the console to listen")
-        import urllib.request
-        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10).read().decode()
+        port = bound_port(proc, tmp_path / "launcher.log")  # gunicorn's, on port 0
+        wait_answering(f"http://127.0.0.1:{port}/login", proc, tmp_path / "launcher.log")
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=30).read().decode()
         assert "Sign in to the console" in page
         assert db.session.scalars(select(User).where(User.email == "boss@example.com")).one()
         children = descendants(proc.pid)
         assert len(children) >= 3  # gunicorn, rq worker, rq cron (and their own children)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=40) == 0
-        time.sleep(0.5)
-        alive = [pid for pid in children if os.path.exists(f"/proc/{pid}")
-                 and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
-        assert alive == []
+        assert proc.wait(timeout=60) == 0
+        poll(lambda: all(is_gone(pid) for pid in children), timeout=30,
+             message="every child of the launcher to exit")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -2,7 +2,6 @@
 over HTTP on a loopback port, DP nodes, and moto's S3."""
 import os
 import shutil
-import subprocess
 import sys
 import uuid
 
@@ -14,7 +13,9 @@ from portal.models import Deployment, Device
 from portal.services import enrollment
 from portal.services.deployments import pin_assets
 from tests.cloud.s3_fixtures import make_s3_dp, moto_server, s3, s3_client, s3_dp, s3_settings  # noqa: F401
-from tests.e2e.conftest import live_server  # noqa: F401
+from tests.factories import AGENT_FACTS
+from tests.helpers import AgentCalls
+from tests.processes import AgentProcess
 from tests.servers import LoopbackServer
 
 
@@ -31,33 +32,9 @@ def enroll_secret(admin):
     return secret
 
 
-FACTS = {"hostname": "pc-01", "serial": "SN-0001", "mac_addresses": ["52:54:00:aa:bb:01"],
-         "ip_addresses": ["10.2.0.11"], "os": "Debian 13", "agent_version": "0.1.0"}
-
-
-class AgentCalls:
-    """The agent API through the test client, as an agent speaks it."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def enroll(self, secret, **facts):
-        return self.client.post("/agent/v1/enroll", json={"enroll_token": secret, **FACTS, **facts})
-
-    def enrolled(self, secret, **facts) -> tuple[int, str]:
-        """(device id, device token) of a new enrollment."""
-        response = self.enroll(secret, **facts)
-        assert response.status_code == 201, response.get_data(as_text=True)
-        return response.json["device_id"], response.json["device_token"]
-
-    def call(self, method, path, token, json=None):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return self.client.open(f"/agent/v1{path}", method=method, json=json, headers=headers)
-
-
 @pytest.fixture
 def agent_calls(client):
-    return AgentCalls(client)
+    return AgentCalls(client, AGENT_FACTS)
 
 
 @pytest.fixture
@@ -103,41 +80,6 @@ def agent_zipapp(session_dir):
     target = os.path.join(session_dir, "depot-agent.pyz")
     zipapp.create_archive(build, target)
     return target
-
-
-class AgentProcess:
-    """An agent in a process of its own (the zipapp, or `python -m portal.agent`); its log in a
-    file."""
-
-    def __init__(self, command, args, log_path, env):
-        self.log_path = log_path
-        self.log_file = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [*command, *args], cwd=str(BASE_DIR), env=env,
-            stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as fh:
-            return fh.read()
-
-    def wait(self, timeout=60) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"the agent did not finish in {timeout}s:\n{self.log}") from None
-
-    def signal(self, signum) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signum)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.log_file.close()
 
 
 @pytest.fixture

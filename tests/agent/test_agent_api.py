@@ -8,8 +8,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEvent, Deployment, Device, EnrollmentToken, Notification, utcnow
 from portal.services import agent_deployments, enrollment
-from tests.agent.conftest import FACTS
-from tests.factories import write_file
+from tests.factories import AGENT_FACTS, write_file
 
 
 def test_enroll_creates_device_with_its_facts(agent_calls, enroll_secret):
@@ -386,7 +385,8 @@ def test_manifest_fails_a_deployment_whose_copy_changed(agent_calls, enroll_secr
         Notification.deployment_id == deployment.id)) >= 1
 
 
-def test_silent_deployments_fail(agent_calls, enroll_secret, central, image, deploy, app):
+def test_the_sweep_ends_deployments_whose_agent_went_silent(agent_calls, enroll_secret, central,
+                                                           image, deploy, app):
     """Does the sweep fail a downloading deployment whose agent went silent, end a silent one
     whose cancel was asked for as cancelled, and leave pending and recent ones alone?"""
     ids = []
@@ -417,7 +417,7 @@ def test_unchanged_heartbeat_writes_only_last_seen(agent_calls, enroll_secret, a
     from sqlalchemy import event
 
     _, token = agent_calls.enrolled(enroll_secret)
-    body = {k: v for k, v in FACTS.items()}
+    body = {k: v for k, v in AGENT_FACTS.items()}
     agent_calls.call("POST", "/heartbeat", token, json=body)  # remote_ip etc. settle
     updates = []
 

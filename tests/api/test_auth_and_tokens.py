@@ -60,7 +60,7 @@ def test_repeated_failures_are_slowed_down(app, client):
     (b"[1, 2]", "must be a JSON object"),
     (b"", "send a JSON object"),
 ])
-def test_malformed_token_requests(app, client, body, message):
+def test_malformed_token_requests_are_a_json_400(app, client, body, message):
     """Is malformed JSON a 400 with a JSON error?"""
     response = client.post("/api/v1/tokens", data=body, content_type="application/json")
     assert response.status_code == 400

@@ -49,6 +49,7 @@ def test_rescan_then_content_and_assets(api_as, central, work):
 
 
 def test_unknown_library_is_a_400(api_as, central):
+    """Is content asked for in a library that does not exist a 400 naming it?"""
     api = api_as("viewer")
     response = api.get(f"/api/v1/distribution-points/{central.id}/content?library=Games")
     assert response.status_code == 400

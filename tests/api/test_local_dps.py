@@ -8,7 +8,7 @@ from portal.models import AuditEvent, DistributionPoint, Job
 from portal.services import distribution_points as dps
 from portal.services import secrets
 from tests.factories import write_file
-from tests.node_fixtures import KEY, free_port
+from tests.node_fixtures import KEY
 
 DPS = "/api/v1/distribution-points"
 
@@ -80,9 +80,9 @@ def test_wrong_key_is_refused_and_nothing_is_saved(api_as, node):
     assert saved_nothing()
 
 
-def test_unreachable_node_is_refused_and_nothing_is_saved(api_as):
+def test_unreachable_node_is_refused_and_nothing_is_saved(api_as, refused_url):
     """Does a URL where nothing listens give a message that the DP does not answer, and save nothing?"""
-    url = f"http://127.0.0.1:{free_port()}"
+    url = refused_url
     response = local_dp(api_as("admin"), None, url=url)
     status, code, message = error_of(response)
     assert (status, code) == (502, "dp_unreachable")
@@ -137,7 +137,7 @@ def test_only_admins_manage_local_dps(api_as, node, role, central):
     assert db.session.get(DistributionPoint, dp_id).disabled is False
 
 
-def test_connection_test_saves_nothing(api_as, node):
+def test_connection_test_saves_nothing(api_as, node, refused_url):
     """Does the test endpoint report the node's version and space, or why not, without saving?"""
     api = api_as("admin")
     ok = api.post(f"{DPS}/test", json={"url": node.url, "key": KEY})
@@ -146,7 +146,7 @@ def test_connection_test_saves_nothing(api_as, node):
     assert body["ok"] is True and body["health"]["version"] and body["health"]["free_bytes"] > 0
     wrong = api.post(f"{DPS}/test", json={"url": node.url, "key": "x" * 20})
     assert error_of(wrong)[:2] == (400, "dp_error") and "refused the key" in error_of(wrong)[2]
-    down = api.post(f"{DPS}/test", json={"url": f"http://127.0.0.1:{free_port()}", "key": KEY})
+    down = api.post(f"{DPS}/test", json={"url": refused_url, "key": KEY})
     assert error_of(down)[:2] == (502, "dp_unreachable") and "does not answer" in error_of(down)[2]
     assert error_of(api.post(f"{DPS}/test", json={"url": "nope", "key": KEY}))[0] == 400
     assert saved_nothing()

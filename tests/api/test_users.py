@@ -69,6 +69,7 @@ def test_bad_user_input_is_refused(api_as, body, message):
 
 
 def test_duplicate_email_is_a_conflict(api_as):
+    """Is a second user with an email already taken a 409?"""
     api = api_as("admin")
     response = api.post("/api/v1/users", json={"email": api.user.email, "password": "long enough",
                                                "role": "viewer"})
@@ -86,6 +87,7 @@ def test_last_admin_cannot_be_removed_or_demoted(api_as):
 
 
 def test_patch_refuses_unknown_fields(api_as):
+    """Is a PATCH with a field users do not have (is_superuser) a 400, not ignored?"""
     api = api_as("admin")
     response = api.patch(f"/api/v1/users/{api.user.id}", json={"is_superuser": True})
     assert response.status_code == 400 and "unknown field" in response.get_json()["error"]["message"]

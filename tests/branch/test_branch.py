@@ -4,7 +4,8 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import Deployment, Job
 from portal.services import deployments as svc
-from tests.deployments.conftest import IMAGE, PACK, make_device, make_group
+from tests.factories import make_device, make_group
+from tests.node_fixtures import IMAGE, PACK
 
 
 def _two_deployments(admin, central, seattle):

@@ -8,7 +8,7 @@ import pytest
 from portal.extensions import db
 from portal.models import AuditEvent, DistributionPoint, Job
 from portal.services import secrets
-from tests.conftest import csrf_from
+from tests.helpers import csrf_from
 
 DPS = "/api/v1/distribution-points"
 

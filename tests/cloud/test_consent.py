@@ -12,8 +12,8 @@ from portal.extensions import db
 from portal.models import DistributionPoint, Job, Notification
 from portal.services import distribution_points as dps
 from portal.services import secrets
-from tests.conftest import csrf_from, fresh
 from tests.factories import write_file
+from tests.helpers import csrf_from, fresh
 
 NEW = "/distribution-points/new-cloud?provider=onedrive"
 CONNECT = "/distribution-points/new-cloud/onedrive/connect"

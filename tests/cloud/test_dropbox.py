@@ -17,10 +17,10 @@ from portal.models import InventoryFile, UploadSession
 from portal.storage.base import Source, UploadState
 from portal.storage.dropbox import MAX_REQUEST
 from tests.cloud.dropbox_fixtures import DROPBOX_CHUNK, dropbox_backend
-from tests.conftest import copy_one as copy
-from tests.conftest import status_at
 from tests.factories import write_file
 from tests.fakes.dropbox import content_hash
+from tests.helpers import copy_one as copy
+from tests.helpers import status_at
 
 MiB = 1024 * 1024
 

@@ -12,9 +12,9 @@ from portal.core.errors import StorageRefused
 from portal.services import copies
 from portal.services.backends import open_storage
 from tests.cloud.gdrive_fixtures import GDRIVE_CHUNK, gdrive_settings
-from tests.conftest import copy_one as copy
-from tests.conftest import fresh, status_at, wait_for
 from tests.factories import write_file
+from tests.helpers import copy_one as copy
+from tests.helpers import fresh, status_at, wait_for
 from tests.storage.places import link_clock
 
 MB = 1024 * 1024

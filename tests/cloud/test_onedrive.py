@@ -13,9 +13,9 @@ from portal.core.errors import StorageRefused
 from portal.services import copies
 from portal.storage.base import Source, UploadState
 from tests.cloud.onedrive_fixtures import ONEDRIVE_CHUNK, onedrive_backend
-from tests.conftest import fresh, status_at
 from tests.factories import write_file
 from tests.fakes.graph import quick_xor
+from tests.helpers import fresh, status_at
 
 KIB = 1024
 MB = 1024 * 1024

@@ -12,8 +12,8 @@ from portal.extensions import db
 from portal.models import InventoryFile, UploadSession
 from portal.services import cloud_dps, copies, verify
 from tests.cloud.s3_fixtures import BUCKET, CREDENTIALS
-from tests.conftest import fresh, status_at, wait_for
 from tests.factories import write_file
+from tests.helpers import fresh, status_at, wait_for
 
 MiB = 1024 * 1024
 PART = 5 * MiB

@@ -19,7 +19,6 @@ from portal.models import DistributionPoint
 from portal.services.backends import open_storage, probe_storage
 from portal.storage.base import Source, UploadState
 from tests.cloud.s3_fixtures import BUCKET, CREDENTIALS
-from tests.node_fixtures import free_port
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -115,9 +114,10 @@ def test_check_names_a_missing_bucket(app, s3_settings):
         fresh_storage(s3_settings, bucket="no-such-bucket").check()
 
 
-def test_check_of_an_endpoint_that_does_not_answer_is_quick_and_unavailable(app, s3_settings):
+def test_check_of_an_endpoint_that_does_not_answer_is_quick_and_unavailable(app, s3_settings,
+                                                                            refused_url):
     """A closed port: StorageUnavailable (worth trying later), said within seconds."""
-    url = f"http://127.0.0.1:{free_port()}"
+    url = refused_url
     start = time.monotonic()
     with pytest.raises(StorageUnavailable, match=f"{url} does not answer"):
         fresh_storage(s3_settings, endpoint_url=url).check()
@@ -144,7 +144,8 @@ def test_unusable_settings_are_refused_before_any_call(app, s3, s3_settings, set
     assert not s3.calls
 
 
-def test_the_secret_never_shows_in_repr_messages_or_logs(app, s3_settings, s3_dp, iam_user):
+def test_the_secret_never_shows_in_repr_messages_or_logs(app, s3_settings, s3_dp, iam_user,
+                                                        refused_url):
     """Across failures and work, with every logger at DEBUG (botocore's too), is the secret key
     absent from reprs, error messages and log lines?"""
     records = []
@@ -171,7 +172,7 @@ def test_the_secret_never_shows_in_repr_messages_or_logs(app, s3_settings, s3_dp
                 fresh_storage(s3_settings, credentials).check()
             messages.append(raised.value.message)
         with pytest.raises(StorageUnavailable) as raised:
-            fresh_storage(s3_settings, endpoint_url=f"http://127.0.0.1:{free_port()}").check()
+            fresh_storage(s3_settings, endpoint_url=refused_url).check()
         messages.append(raised.value.message)
         messages += [repr(backend), repr(upload), repr(backend.client), str(s3_dp.to_dict())]
     finally:

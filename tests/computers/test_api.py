@@ -5,7 +5,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Boundary, Device, DeviceGroup, EnrollmentToken
 from portal.services import boundaries, device_groups
 from portal.services.actors import Actor
-from tests.computers.conftest import add_device
+from tests.factories import add_device
 
 
 def error_of(response):
@@ -69,7 +69,7 @@ def test_device_patch_bad_input(api_as, body, code, message):
     assert device.name == "KEEP" and device.group_id is None
 
 
-def test_bulk_move(api_as):
+def test_bulk_move_moves_all_or_none(api_as):
     """Does POST /devices/move move all, or none with the unknown ids named?"""
     api = api_as("admin")
     group = device_groups.create_group(Actor(None), "SLC office")
@@ -88,7 +88,7 @@ def test_bulk_move(api_as):
     assert extra.status_code == 400 and "unknown field(s): x" in error_of(extra)["message"]
 
 
-def test_groups_crud(api_as, dps):
+def test_admin_creates_changes_and_deletes_groups(api_as, dps):
     """Can an admin create, read, change and delete groups with preferred and fallback DPs?"""
     api = api_as("admin")
     sea, slc = dps["seattle"], dps["slc"]
@@ -116,7 +116,7 @@ def test_groups_crud(api_as, dps):
     ({"name": "X", "colour": "red"}, 400, "unknown field(s): colour"),
     ({"name": ""}, 400, "group name must not be empty"),
 ])
-def test_group_bad_input(api_as, dps, body, status, message):
+def test_bad_group_input_is_refused_with_a_reason(api_as, dps, body, status, message):
     """Are duplicate names, unknown DPs and unknown fields refused with a clear message?"""
     api = api_as("admin")
     device_groups.create_group(Actor(None), "Seattle office")
@@ -125,7 +125,7 @@ def test_group_bad_input(api_as, dps, body, status, message):
     assert db.session.query(DeviceGroup).count() == 1
 
 
-def test_boundaries(api_as, dps):
+def test_admin_adds_lists_and_deletes_boundaries(api_as, dps):
     """Can an admin add, list and delete boundaries, with bad subnets refused clearly?"""
     api = api_as("admin")
     created = api.post("/api/v1/boundaries", json={"name": "Seattle LAN", "cidr": "10.2.0.0/16",
@@ -149,7 +149,7 @@ def test_boundaries(api_as, dps):
     assert api.get("/api/v1/boundaries").get_json()["items"] == []
 
 
-def test_enrollment_tokens(api_as):
+def test_enrollment_token_is_shown_once_and_can_be_revoked(api_as):
     """Does POST /enrollment-tokens give the token once (201), the list never, and revoke work?"""
     api = api_as("admin")
     group = device_groups.create_group(Actor(None), "Remote workers")

@@ -6,7 +6,7 @@ from portal.extensions import db
 from portal.models import Boundary, Deployment, Device, DeviceGroup
 from portal.services import boundaries, device_groups
 from portal.services.actors import Actor
-from tests.computers.conftest import add_device
+from tests.factories import add_device
 
 SYSTEM = Actor(None)
 
@@ -220,7 +220,7 @@ def test_groups_create_edit_delete(login_as, dps):
     assert db.session.query(Device).filter(Device.group_id.is_(None)).count() == 1
 
 
-def test_boundaries_page(login_as, dps):
+def test_boundaries_page_adds_and_deletes_boundaries(login_as, dps):
     """Can an admin add and delete boundaries, with a bad subnet explained in the fragment?"""
     console = login_as("admin")
     page = console.get("/computers/boundaries")

@@ -12,7 +12,6 @@ from portal.extensions import db
 from portal.models import AuditEvent, Device, EnrollmentToken
 from portal.services import device_groups, devices, enrollment
 from portal.services.actors import Actor
-from tests.e2e.conftest import live_server  # noqa: F401  (a fixture: gunicorn on a loopback port)
 
 PAGE = "/settings/enrollment"
 SYSTEM_PYTHON = "/usr/bin/python3"  # no Flask there: proves the agent needs only the stdlib
@@ -95,7 +94,7 @@ def _installer(console, token_id):
     return response, zipfile.ZipFile(io.BytesIO(response.get_data()))
 
 
-def test_installer_contents(app, login_as, admin):
+def test_installer_holds_the_config_the_agent_and_a_readme(app, login_as, admin):
     """Does the installer hold depot-agent.json {server, enroll_token}, the agent as a zipapp and a
     README with the one command; is the server DEPOT_PUBLIC_URL when set, and the download audited?"""
     token, secret = enrollment.create_enrollment_token(admin, "Seattle laptops")
@@ -133,6 +132,7 @@ def _python():
     return SYSTEM_PYTHON
 
 
+@pytest.mark.slow
 def test_installed_agent_runs_help(login_as, admin, tmp_path):
     """Does `python3 depot-agent.pyz --help` run from the unzipped installer, with no Flask around?"""
     token, _ = enrollment.create_enrollment_token(admin, "t")
@@ -143,7 +143,8 @@ def test_installed_agent_runs_help(login_as, admin, tmp_path):
     assert "--config" in done.stdout and "--target" in done.stdout
 
 
-def test_installed_agent_enrolls_with_its_config(login_as, admin, live_server, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_installed_agent_enrolls_with_its_config(login_as, admin, live_server, tmp_path):
     """Does the one command of the README enroll the endpoint with a real server, into the token's
     group, and exit when there is no work (--once)?"""
     group = device_groups.create_group(admin, "Remote workers")

@@ -9,7 +9,7 @@ from portal.models import AuditEvent, Boundary, Deployment, Device, DeviceGroup,
 from portal.services import boundaries, device_groups, devices, enrollment
 from portal.services.actors import Actor
 from tests import factories
-from tests.computers.conftest import add_device
+from tests.factories import add_device
 
 
 def actions():

@@ -3,8 +3,8 @@ import pytest
 
 from portal.extensions import db
 from portal.models import ApiToken, AuditEvent, Job, User
-from tests.conftest import csrf_from
 from tests.factories import PASSWORD, make_user
+from tests.helpers import csrf_from
 
 
 def login(client, email, password):
@@ -12,7 +12,9 @@ def login(client, email, password):
     return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
 
 
-def test_sign_in_and_out(app, client):
+def test_sign_in_lands_on_the_dashboard_and_sign_out_ends_the_session(app, client):
+    """Does signing in land on the dashboard as that user, and signing out send the next page to
+    the login?"""
     user = make_user("technician")
     response = login(client, user.email, PASSWORD)
     assert response.status_code == 303 and response.headers["Location"] == "/"
@@ -46,6 +48,7 @@ def test_repeated_wrong_sign_ins_are_slowed_down(app, client):
 
 
 def test_next_parameter_never_leaves_the_site(app, client):
+    """Is a `next` that points at another site (//evil.example) ignored after sign-in?"""
     user = make_user("admin")
     token = csrf_from(client.get("/login").get_data(as_text=True))
     response = client.post("/login?next=//evil.example/x", data={
@@ -67,6 +70,8 @@ def test_form_without_csrf_token_is_refused(login_as, central):
 
 
 def test_htmx_request_with_a_wrong_csrf_header_is_refused(login_as, central):
+    """Is an htmx post with a forged X-CSRFToken a 400 shown in the flash area, with nothing
+    done?"""
     console = login_as("admin")
     response = console.client.post(f"/distribution-points/{central.id}/rescan",
                                    headers={"HX-Request": "true", "X-CSRFToken": "forged"})
@@ -89,6 +94,7 @@ def test_viewer_posting_a_form_is_refused(login_as, central, url, data):
 
 
 def test_viewer_sees_no_write_buttons(login_as, central):
+    """Do a viewer's Images and DP pages offer no Rescan button?"""
     html = login_as("viewer").get("/libraries/images").get_data(as_text=True)
     assert "Rescan" not in html
     html = login_as("viewer").get("/distribution-points/").get_data(as_text=True)
@@ -96,6 +102,7 @@ def test_viewer_sees_no_write_buttons(login_as, central):
 
 
 def test_technician_cannot_administer_users(login_as):
+    """Are Users and Audit closed to a technician, whose Settings open on their tokens?"""
     console = login_as("technician")
     assert console.get("/settings/users").status_code == 403
     assert console.get("/settings/audit").status_code == 403
@@ -135,14 +142,16 @@ def test_token_is_shown_once(login_as):
     assert db.session.get(ApiToken, stored.id).revoked_at is not None
 
 
-def test_bad_token_name_in_the_console(login_as):
+def test_token_without_a_name_is_refused_in_the_console(login_as):
+    """Is a token with an empty name a 400 in the console, with no token made?"""
     console = login_as("technician")
     response = console.post("/settings/tokens", {"name": ""}, hx=True)
     assert response.status_code == 400
     assert db.session.query(ApiToken).count() == 0
 
 
-def test_audit_page_filters(login_as):
+def test_audit_page_filters_by_action_and_actor(login_as):
+    """Does the Audit page filter events by action and by who did them?"""
     console = login_as("admin")
     console.post("/settings/users", {"email": "a1@example.com", "password": "long enough",
                                      "role": "viewer"})
@@ -151,7 +160,8 @@ def test_audit_page_filters(login_as):
     assert "a1@example.com" in html and "1 event" in html
 
 
-def test_notifications_page_marks_read(login_as, central, work):
+def test_mark_all_read_empties_the_bell(login_as, central, work):
+    """Does a finished job ring the bell, and Mark all read empty it (and tell the page)?"""
     from portal.services import distribution_points as dps
     from portal.services.actors import Actor
 

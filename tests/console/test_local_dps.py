@@ -5,9 +5,9 @@ import pytest
 from portal.extensions import db
 from portal.models import DistributionPoint, Job
 from portal.services import dp_management, secrets
-from tests.conftest import csrf_from
 from tests.factories import write_file
-from tests.node_fixtures import KEY, free_port
+from tests.helpers import csrf_from
+from tests.node_fixtures import KEY
 
 NEW = "/distribution-points/new-local"
 LIST = "/distribution-points/"
@@ -70,13 +70,13 @@ def test_test_connection_reports_version_and_space(login_as, node):
     assert dp_names() == ["Central"] and db.session.query(Job).count() == 0
 
 
-def test_test_connection_says_why_not(login_as, node):
+def test_test_connection_says_why_not(login_as, node, refused_url):
     """Does a wrong key or a URL where nothing listens give the reason in the result, saving nothing?"""
     console = login_as("admin")
     wrong = console.post(f"{NEW}/test", {"name": "Seattle", "url": node.url, "key": "w" * 20},
                          hx=True).get_data(as_text=True)
     assert "Seattle refused the key" in wrong and "Connected" not in wrong
-    down = console.post(f"{NEW}/test", {"name": "", "url": f"http://127.0.0.1:{free_port()}",
+    down = console.post(f"{NEW}/test", {"name": "", "url": refused_url,
                                         "key": KEY}, hx=True).get_data(as_text=True)
     assert "the node (http://127.0.0.1:" in down and "does not answer" in down
     short = console.post(f"{NEW}/test", {"url": node.url, "key": "short"}, hx=True)

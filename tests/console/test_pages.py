@@ -20,7 +20,7 @@ PAGES = [
 
 
 @pytest.mark.parametrize("url, fragment_id", PAGES)
-def test_page_and_fragment(login_as, url, fragment_id):
+def test_each_page_is_only_its_fragment_for_htmx(login_as, url, fragment_id):
     """Is each page a full page normally and only its fragment for htmx, with Vary: HX-Request?"""
     console = login_as("admin")
     page = console.get(url)
@@ -45,6 +45,7 @@ def test_boosted_and_history_restore_get_the_full_page(login_as):
 
 
 def test_left_pane_lists_every_area(login_as):
+    """Does the left pane link every area of the console?"""
     html = login_as("admin").get("/").get_data(as_text=True)
     for label in ["Dashboard", "Distribution Points", "Reference Machines", "Images", "Platform Packs",
                   "Application Packs", "Answer Files", "Media", "Computer Management",
@@ -53,11 +54,13 @@ def test_left_pane_lists_every_area(login_as):
 
 
 def test_signed_out_pages_redirect_to_login(client):
+    """Is a signed-out visitor sent to the login page?"""
     response = client.get("/libraries/images")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
 
 
 def test_unknown_library_is_404(login_as):
+    """Is a library that does not exist a 404 page saying so?"""
     response = login_as("viewer").get("/libraries/games")
     assert response.status_code == 404 and "no library" in response.get_data(as_text=True)
 
@@ -92,6 +95,7 @@ def test_dp_switcher_is_remembered_per_user(login_as, central):
 
 
 def test_dp_switcher_refuses_a_dp_the_viewer_cannot_see(login_as, central):
+    """Can a viewer limited to Seattle not select central in the DP switcher?"""
     console = login_as("viewer", sites=["Seattle"])
     response = console.post("/distribution-points/select", {"dp_id": central.id})
     assert response.status_code == 404
@@ -119,7 +123,8 @@ def _actor(user):
     return Actor(user, via="console")
 
 
-def test_cancel_from_the_console(login_as, central):
+def test_cancel_button_cancels_a_queued_job(login_as, central):
+    """Does the console's Cancel button cancel a queued job and show it cancelled?"""
     console = login_as("technician")
     job, _ = dps.request_rescan(central, _actor(console.user))
     response = console.post(f"/jobs/{job.id}/cancel", hx=True)
@@ -128,6 +133,7 @@ def test_cancel_from_the_console(login_as, central):
 
 
 def test_dashboard_and_dp_list_show_counts(login_as, central, work):
+    """After a rescan, do the dashboard and the DP list show the status counts?"""
     write_file(central.root, "Media/boot.iso", b"b")
     console = login_as("admin")
     console.post(f"/distribution-points/{central.id}/rescan", hx=True)

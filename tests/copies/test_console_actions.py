@@ -4,8 +4,8 @@ import os
 from portal.extensions import db
 from portal.models import Job
 from portal.services import distribution_points as dps
-from tests.conftest import status_at
 from tests.factories import write_file
+from tests.helpers import status_at
 
 
 def select_dp(console, dp):
@@ -45,6 +45,8 @@ def test_copy_to_queues_one_job_per_asset_and_dp(central, rescan, seattle, node,
 
 
 def test_copy_to_without_ticks_or_targets_says_what_is_missing(central, rescan, seattle, hx_client):
+    """Does Copy to without ticked assets, or without a DP, say what is missing and queue
+    nothing?"""
     write_file(central.root, "Images/a.wim", b"a")
     rescan(central)
     nothing = hx_client.post("/copies/", {"dp_ids": [str(seattle.id)]})
@@ -55,6 +57,8 @@ def test_copy_to_without_ticks_or_targets_says_what_is_missing(central, rescan, 
 
 
 def test_viewers_and_forms_without_csrf_are_refused(central, rescan, seattle, login_as):
+    """Are a viewer's copy request (403) and a forged CSRF token (400) refused, with no copy
+    queued?"""
     write_file(central.root, "Images/a.wim", b"a")
     rescan(central)
     viewer = login_as("viewer")
@@ -100,7 +104,10 @@ def test_deleting_from_central_asks_twice(central, rescan, hx_client, work):
     assert not os.path.exists(os.path.join(central.root, "Images/orig.wim"))
 
 
-def test_copy_missing_and_verify_from_the_console(central, rescan, seattle, hx_client, work):
+def test_copy_what_is_missing_then_verify_from_the_console(central, rescan, seattle, hx_client,
+                                                           work):
+    """Does Copy what is missing queue one copy per missing asset (and nothing once all are
+    current), and Verify queue a verify that finds all intact?"""
     write_file(central.root, "Images/a.wim", b"a")
     write_file(central.root, "Media/m.iso", b"m")
     rescan(central)

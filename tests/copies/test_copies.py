@@ -10,8 +10,8 @@ from portal.models import DistributionPoint, Job
 from portal.services import copies, dp_management, secrets
 from portal.services import distribution_points as dps
 from portal.services.actors import Actor
-from tests.conftest import fresh, status_at, wait_for
 from tests.factories import make_user, write_file
+from tests.helpers import fresh, status_at, wait_for
 from tests.node_fixtures import KEY
 
 MB = 1024 * 1024
@@ -107,6 +107,7 @@ def test_bad_copy_requests_are_refused(central, admin, rescan, seattle, keys, dp
 
 def test_copies_to_central_or_a_disabled_dp_and_by_viewers_are_refused(central, admin, rescan,
                                                                       seattle):
+    """Are copies to central, to a DP disabled for maintenance, and by a viewer refused?"""
     write_file(central.root, "Images/a.wim", b"a")
     rescan(central)
     with pytest.raises(DepotError, match="central is where copies come from"):
@@ -134,6 +135,7 @@ def test_copy_to_a_full_dp_fails_with_the_reason(full_disk, central, admin, resc
 
 
 def test_central_file_changed_since_its_scan_is_not_sent(central, admin, rescan, seattle, node, work):
+    """Does a copy of a file changed at central since its scan fail, sending nothing?"""
     write_file(central.root, "Images/moving.wim", b"v1")
     rescan(central)
     write_file(central.root, "Images/moving.wim", b"version 2", mtime_ns=10**18)
@@ -148,14 +150,11 @@ def config_overrides():
     return {"DEPOT_JOB_RETRIES": 2, "DEPOT_RETRY_BASE_SECONDS": 1}
 
 
-def test_a_dp_that_does_not_answer_is_retried_then_fails(central, admin, rescan, app, start_worker):
+@pytest.mark.slow
+def test_a_dp_that_does_not_answer_is_retried_then_fails(central, admin, rescan, app, start_worker,
+                                                         refused_url):
     """Is a copy to a DP that is down tried again with growing waits, then failed with the reason?"""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead_port = sock.getsockname()[1]
-    down = DistributionPoint(name="Down", kind="local", site="", url=f"http://127.0.0.1:{dead_port}",
+    down = DistributionPoint(name="Down", kind="local", site="", url=refused_url,
                              secret=secrets.encrypt(KEY), status="online")
     db.session.add(down)
     db.session.commit()
@@ -189,6 +188,8 @@ def test_delete_from_a_dp_removes_the_asset_there_only(central, admin, rescan, s
 
 def test_deleting_from_central_needs_a_second_confirmation(central, admin, rescan, seattle, work,
                                                            api_as):
+    """Is a delete at central refused until confirmed a second time, then done, leaving the DP's
+    copy only-here?"""
     write_file(central.root, "Images/orig.wim", b"orig")
     rescan(central)
     copy(admin, work, ["Images/orig.wim"], seattle)
@@ -206,6 +207,7 @@ def test_deleting_from_central_needs_a_second_confirmation(central, admin, resca
 
 
 def test_technicians_and_viewers_cannot_delete(central, rescan, seattle, api_as):
+    """Are deletes by technicians and viewers a 403, and of an asset a DP lacks a 404?"""
     write_file(central.root, "Images/keep.wim", b"keep")
     rescan(central)
     for role in ("technician", "viewer"):
@@ -216,6 +218,7 @@ def test_technicians_and_viewers_cannot_delete(central, rescan, seattle, api_as)
                                   "?key=Images/nope.wim").status_code == 404
 
 
+@pytest.mark.slow
 def test_a_node_that_takes_no_bytes_is_not_retried_for_ever(central, admin, rescan, seattle, node,
                                                             start_worker):
     """If a node answers but fails every chunk (a bad disk), does the copy give up after its tries,

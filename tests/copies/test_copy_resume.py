@@ -5,8 +5,8 @@ import pytest
 
 from portal.services import copies, dp_management, job_recovery, jobs
 from portal.services import distribution_points as dps
-from tests.conftest import fresh, wait_for
 from tests.factories import write_file
+from tests.helpers import fresh, wait_for
 
 pytestmark = pytest.mark.slow
 MB = 1024 * 1024
@@ -40,6 +40,7 @@ def test_copy_whose_worker_is_killed_resumes_and_ends_identical(slow_copy, admin
     sent_before = received["bytes"]
     assert not os.path.exists(node.file("Images/Win11.wim"))  # never a partial under its name
     assert len(os.listdir(os.path.join(node.root, ".depot", "uploads"))) == 2  # .part + .json
+    dp_management.update_dp(admin, dp, {"bandwidth_limit": None})  # the rest need not be slow
 
     wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
              message="recovery to notice the dead worker")
@@ -63,9 +64,9 @@ def test_cancel_stops_a_copy_and_aborts_its_upload(slow_copy, admin, node, start
     start_worker()
     wait_for(lambda: (fresh(job.id).bytes_done or 0) > 0, timeout=60, message="the copy to start")
     jobs.cancel_job(job.id, admin)
-    wait_for(lambda: fresh(job.id).state == "cancelled", timeout=15, message="the copy to stop")
+    wait_for(lambda: fresh(job.id).state == "cancelled", timeout=60, message="the copy to stop")
     assert not os.path.exists(node.file("Images/Win11.wim"))
-    wait_for(lambda: os.listdir(os.path.join(node.root, ".depot", "uploads")) == [], timeout=10,
+    wait_for(lambda: os.listdir(os.path.join(node.root, ".depot", "uploads")) == [], timeout=60,
              message="the upload to be aborted")
 
 
@@ -82,6 +83,7 @@ def test_a_node_that_drops_mid_copy_is_retried_and_the_copy_resumes(slow_copy, a
     wait_for(lambda: fresh(job.id).retries >= 1, timeout=30, message="the copy to retry")
     assert fresh(job.id).state in ("queued", "running")
     sent_before = received["bytes"]
+    dp_management.update_dp(admin, dp, {"bandwidth_limit": None})  # the rest need not be slow
     node.start()
     wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=90,
              message="the copy to finish once the node is back")

@@ -38,6 +38,8 @@ def test_matrix_shows_every_asset_at_every_dp(central, rescan, seattle, node, lo
 
 
 def test_matrix_ignores_unknown_filters(central, rescan, login_as):
+    """Does the status matrix ignore unknown library and status filters, and show no column for
+    an unknown DP?"""
     write_file(central.root, "Images/a.wim", b"a")
     rescan(central)
     page = login_as("viewer").get("/status/?library=Nope&status=weird&dp=abc").get_data(as_text=True)

@@ -9,8 +9,8 @@ from portal.models import Notification
 from portal.services import copies, verify
 from portal.services import distribution_points as dps
 from portal.services.actors import Actor
-from tests.conftest import fresh, status_at
 from tests.factories import make_user, write_file
+from tests.helpers import fresh, status_at
 from tests.node_fixtures import KEY
 
 
@@ -59,6 +59,7 @@ def test_corrupted_file_at_a_node_turns_failed_and_repair_fixes_it(central, admi
 
 
 def test_verify_of_central_finds_corruption_there_too(central, admin, rescan, work):
+    """Does a verify of central find a file corrupted at central and mark it failed?"""
     write_file(central.root, "Media/tools.iso", b"tools" * 1000)
     rescan(central)
     corrupt(os.path.join(central.root, "Media/tools.iso"))
@@ -79,6 +80,7 @@ def test_a_replaced_file_is_not_called_corrupt(central, admin, rescan, seattle, 
 
 
 def test_viewers_cannot_verify(central, seattle):
+    """Is a viewer's verify request refused?"""
     with pytest.raises(PermissionDenied):
         verify.request_verify(seattle, Actor(make_user("viewer"), via="console"))
 

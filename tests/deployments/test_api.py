@@ -1,7 +1,8 @@
 """The deployments API: create (201, 409 with reasons), list, get, cancel, preview."""
 from portal.extensions import db
 from portal.models import Deployment
-from tests.deployments.conftest import IMAGE, PACK, make_device, make_group
+from tests.factories import make_device, make_group
+from tests.node_fixtures import IMAGE, PACK
 
 
 def test_create_get_list_and_cancel(api_as, central, seattle_image):
@@ -76,7 +77,7 @@ def test_viewers_cannot_deploy_or_cancel(api_as, content):
     assert api_as("admin").client.get("/api/v1/deployments").status_code == 401
 
 
-def test_preview(api_as, central, seattle_image):
+def test_preview_names_each_devices_dp_and_why(api_as, central, seattle_image):
     """Does the preview say which DP each device would use and why each DP is (in)eligible?"""
     api = api_as("technician")
     group = make_group("Seattle office", preferred=seattle_image)

@@ -9,8 +9,8 @@ from portal.services import deployments as svc
 from portal.services.actors import Actor
 from portal.services.deployment_preview import preview
 from portal.services.deployments import DpNotEligible
-from tests.deployments.conftest import IMAGE, PACK, make_device, make_group
-from tests.factories import make_user
+from tests.factories import make_device, make_group, make_user
+from tests.node_fixtures import IMAGE, PACK
 
 
 def test_a_group_deployment_pins_what_the_dp_holds(admin, central, seattle_all):
@@ -129,7 +129,7 @@ def test_a_viewer_cannot_deploy_or_cancel_and_a_technician_can(app, content):
     assert svc.cancel_deployment(technician, row.id).state == "cancelled"
 
 
-def test_cancel_transitions(admin, content):
+def test_cancel_depends_on_the_deployments_state(admin, content):
     """Is a pending deployment cancelled at once, a running one asked to stop, a finished one 409?"""
     a, b, c = (make_device(n) for n in ("a", "b", "c"))
     pending, running, done = svc.create_deployments(admin, device_ids=[a.id, b.id, c.id],

@@ -5,8 +5,8 @@ from portal.extensions import db
 from portal.models import Asset, Device
 from portal.services import copies
 from portal.services.selection import Snapshot, choose_dp, eligibility
-from tests.deployments.conftest import IMAGE, PACK, make_boundary, make_device, make_group
-from tests.factories import write_file
+from tests.factories import make_boundary, make_device, make_group, write_file
+from tests.node_fixtures import IMAGE, PACK
 
 KEYS = [IMAGE]
 BOTH = [IMAGE, PACK]

@@ -71,6 +71,7 @@ def test_delete_removes_file_and_folder_assets(node):
 
 
 def test_deleting_a_symlink_removes_the_link_not_its_target(node, escape_link):
+    """Does deleting a symlinked folder remove the link and leave what it points at?"""
     (escape_link / "x.wim").write_bytes(b"keep me")
     assert node.call("DELETE", "/content", params={"path": "Images/escape"}).status_code == 200
     assert not os.path.lexists(node.file("Images/escape"))
@@ -107,6 +108,8 @@ def test_inventory_hashes_only_what_changed(node):
 
 
 def test_uploaded_files_are_not_hashed_again_by_the_inventory(node):
+    """Does the inventory take an uploaded file's hash from its upload instead of hashing it
+    again?"""
     node.upload("Images/Win11.wim", b"W" * 5000)
     records = node.inventory()
     assert records[0]["files_to_hash"] == 0
@@ -177,6 +180,7 @@ def test_expired_forged_and_redirected_links_are_refused(node, image):
 
 
 def test_signed_link_cannot_escape_the_root(node, escape_link):
+    """Is a signed link through a symlink out of the root a 400, and one to a missing file a 404?"""
     (escape_link / "x.wim").write_bytes(b"secret")
     response = requests.get(link(node, "Images/escape/x.wim"), timeout=30)
     assert response.status_code == 400
@@ -184,6 +188,7 @@ def test_signed_link_cannot_escape_the_root(node, escape_link):
 
 
 def test_hand_copied_file_downloads_without_an_etag_until_scanned(node):
+    """Does a file copied in by hand download without an ETag until the inventory has hashed it?"""
     write_file(node.root, "Images/hand.wim", b"hand")
     assert "ETag" not in requests.get(link(node, "Images/hand.wim"), timeout=30).headers
     node.inventory()
@@ -192,6 +197,7 @@ def test_hand_copied_file_downloads_without_an_etag_until_scanned(node):
 
 
 def test_link_expiry_is_checked_against_now(node, image):
+    """Is a link whose expiry has passed refused with a 403?"""
     soon = signing.sign(signing.DP_NODE, node.url, KEY, "Images/Win11.wim", 1, now=time.time() - 5)
     assert requests.get(soon, timeout=30).status_code == 403
 
@@ -212,6 +218,7 @@ def test_behind_nginx_the_node_only_says_which_file(behind_nginx, node, image):
 
 
 def test_a_link_with_a_non_ascii_signature_is_refused(node, image):
+    """Is a link whose signature has non-ASCII characters a 403, not a server error?"""
     url = link(node)[:-3] + "%C3%A9%C3%A9"
     assert requests.get(url, timeout=30).status_code == 403
 

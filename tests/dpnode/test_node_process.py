@@ -8,19 +8,17 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-import requests
 
 from portal.config import BASE_DIR
-from portal.launcher import descendants
 from tests.node_fixtures import KEY, Node
+from tests.processes import kill_hard
+from tests.servers import bound_port, log_text, wait_answering
 
 pytestmark = pytest.mark.slow
 FLASK = os.path.join(os.path.dirname(sys.executable), "flask")
 PYTHON_M_NODE = [sys.executable, "-m", "portal.dpnode"]
-LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
 def start_node(root, log_path, key=KEY, command=None):
@@ -37,35 +35,10 @@ def wait_up(proc, log_path, root, timeout=90) -> Node:
     """The node once it answers /dp/v1/health: its port read from gunicorn's log, then health
     asked until it answers. Any failure to answer (refused, reset, slow) is waited out until the
     deadline; a node that exits fails at once, with its log."""
-    deadline = time.monotonic() + timeout
-    node = None
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the node exited while starting:\n{_log(log_path)[-3000:]}"
-        if node is None and (found := LISTENING.search(_log(log_path).encode())):
-            node = Node(f"http://127.0.0.1:{int(found.group(1))}", str(root))
-        if node is not None:
-            try:
-                if node.call("GET", "/health", timeout=10).status_code == 200:
-                    return node
-            except requests.RequestException:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"the node did not answer within {timeout} s:\n{_log(log_path)[-3000:]}")
-
-
-def _log(path) -> str:
-    with open(path, "rb") as fh:
-        return fh.read().decode(errors="replace")
-
-
-def kill_hard(proc):
-    """SIGKILL the node and its gunicorn workers at once, as `kill -9` of its process group."""
-    for pid in [proc.pid, *descendants(proc.pid)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
+    node = Node(f"http://127.0.0.1:{bound_port(proc, log_path, timeout)}", str(root))
+    wait_answering(f"{node.url}/dp/v1/health", proc, log_path, timeout)
+    assert node.call("GET", "/health").status_code == 200
+    return node
 
 
 @pytest.mark.parametrize("key, make_root, message", [
@@ -82,7 +55,7 @@ def test_node_refuses_to_start_without_key_or_root(tmp_path, key, make_root, mes
         root.mkdir()
     proc = start_node(root, tmp_path / "node.log", key=key, command=command)
     assert proc.wait(timeout=60) != 0
-    assert message in _log(tmp_path / "node.log")
+    assert message in log_text(tmp_path / "node.log")
 
 
 def test_partial_upload_survives_a_killed_node(tmp_path):

@@ -107,6 +107,7 @@ def test_chunk_outside_the_upload_is_refused(node, offset, size):
 
 
 def test_chunk_without_its_offset_is_refused(node):
+    """Is a chunk sent without Upload-Offset a 400 naming the header?"""
     uid = create(node, "Images/small.wim", b"s" * 10).json()["id"]
     response = node.call("PATCH", f"/uploads/{uid}", data=b"x")
     assert response.status_code == 400
@@ -114,6 +115,7 @@ def test_chunk_without_its_offset_is_refused(node):
 
 
 def test_abort_forgets_the_upload(node):
+    """Does aborting an upload forget it and remove its files?"""
     uid = create(node, "Images/gone.wim", b"g" * 10).json()["id"]
     assert node.call("DELETE", f"/uploads/{uid}").status_code == 204
     assert node.call("GET", f"/uploads/{uid}").status_code == 404
@@ -135,6 +137,7 @@ def test_bad_upload_requests_are_refused(node, body, message):
 
 
 def test_malformed_json_is_refused(node):
+    """Is a body that is not JSON a 400 malformed_json?"""
     response = node.call("POST", "/uploads", data=b"{not json", headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_json"

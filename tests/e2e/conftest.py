@@ -1,12 +1,7 @@
-"""Browser tests: the console served by a real gunicorn on a loopback port, driven by Playwright in
-Debian's Chromium (never a downloaded browser). Jobs run on a real `rq worker` process."""
+"""Browser tests: the console served by a real gunicorn on a loopback port (`live_server`, in
+tests/conftest.py), driven by Playwright in Debian's Chromium (never a downloaded browser). Jobs run
+on a real `rq worker` process."""
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -24,46 +19,6 @@ def _require_browser():
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def live_server(worker_env, tmp_path):
-    """Base URL of gunicorn serving wsgi:app with this test's settings; stopped afterwards."""
-    port = _free_port()
-    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen(
-        [gunicorn, "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread", "--workers", "1",
-         "--threads", "4", "--no-control-socket", "wsgi:app"],
-        env=worker_env, cwd=str(BASE_DIR), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/login", timeout=2).close()
-            break
-        except OSError:  # refused, reset, or a read that timed out while gunicorn starts
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log.close()
-                raise AssertionError(
-                    "gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text())
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
 
 
 @pytest.fixture(scope="session")

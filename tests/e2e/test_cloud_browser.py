@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from tests import factories
 from tests.cloud.onedrive_fixtures import graph_fake, onedrive_settings  # noqa: F401 (a fixture)
-from tests.e2e.test_rescan_browser import sign_in
+from tests.helpers import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -27,6 +27,8 @@ def onedrive_env(worker_env, graph_fake):  # noqa: F811
 def test_add_a_onedrive_dp_through_its_consent_page(app, central, rescan, graph_fake,  # noqa: F811
                                                     onedrive_env, live_server, start_worker,
                                                     page, screenshot):
+    """Can an admin add a OneDrive DP in the browser: consent in a new tab, the DP listed as
+    connected with its files found, and the first tab following by itself?"""
     image = os.urandom(300_000)
     factories.write_file(central.root, "Images/Win11.wim", image)
     rescan(central)

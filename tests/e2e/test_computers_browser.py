@@ -8,8 +8,8 @@ from portal.models import Device, DeviceGroup
 from portal.services import device_groups
 from portal.services.actors import Actor
 from tests import factories
-from tests.computers.conftest import add_device, add_dp
-from tests.e2e.test_rescan_browser import sign_in
+from tests.factories import add_device, add_dp
+from tests.helpers import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

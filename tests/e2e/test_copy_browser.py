@@ -9,8 +9,7 @@ from portal.services import distribution_points as dps
 from portal.services import dp_management
 from portal.services.actors import Actor
 from tests import factories
-from tests.conftest import run_worker
-from tests.e2e.test_rescan_browser import sign_in
+from tests.helpers import run_worker, sign_in
 from tests.node_fixtures import KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -24,13 +23,15 @@ def config_overrides():
 
 def test_copy_to_a_dp_node_with_progress(app, central, node, live_server, start_worker, page,
                                          screenshot):
+    """Can an admin tick two images, copy them to a DP node, watch the progress bars fill, and
+    see them current at the DP and in the status matrix?"""
     admin = factories.make_user(role="admin", email="admin@example.com")
     actor = Actor(admin, via="console")
     for name in ("Win11-23H2", "Win10-22H2", "Server2025"):
         factories.write_file(central.root, f"Images/{name}.wim", os.urandom(3 * MB))
     dps.request_rescan(central, actor)
     seattle = dp_management.add_local(actor, "Seattle", node.url, KEY, "Seattle office")
-    run_worker(app)
+    run_worker()
     # 2 MiB/s, so the bars are seen moving.
     dp_management.update_dp(actor, seattle, {"bandwidth_limit": 2 * MB})
     start_worker()

@@ -17,8 +17,7 @@ from portal.services import copies, dp_management, enrollment
 from portal.services import distribution_points as dps
 from portal.services.actors import Actor
 from tests import factories
-from tests.conftest import run_worker, status_at, wait_for
-from tests.e2e.test_rescan_browser import sign_in
+from tests.helpers import run_worker, sign_in, status_at, wait_for
 from tests.node_fixtures import KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -76,9 +75,9 @@ def test_deploy_to_a_group_and_watch_it(app, central, node, live_server, agents,
     factories.write_file(central.root, "Images/Win11-23H2.img", os.urandom(3 * MiB))
     dps.request_rescan(central, actor)
     seattle = dp_management.add_local(actor, "Seattle", node.url, KEY, "Seattle office")
-    run_worker(app)
+    run_worker()
     copies.request_copies(actor, ["Images/Win11-23H2.img"], [seattle.id])
-    run_worker(app)
+    run_worker()
     assert status_at(seattle, "Images/Win11-23H2.img") == "current"
     group = DeviceGroup(name="Seattle office", preferred_dp_id=seattle.id, fallback_dp_ids=[])
     db.session.add(group)

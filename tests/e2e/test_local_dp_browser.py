@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import factories
-from tests.e2e.test_rescan_browser import sign_in
+from tests.helpers import sign_in
 from tests.node_fixtures import KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -12,6 +12,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_add_test_and_forget_a_dp_node(app, central, node, live_server, start_worker, page,
                                        screenshot):
+    """Can an admin test a DP node's key, add it (its hand-copied file found), and forget it
+    again, in the browser?"""
     factories.make_user(role="admin", email="admin@example.com")
     factories.write_file(node.root, "Images/Branch-Only.wim", b"copied in by hand")
     start_worker()

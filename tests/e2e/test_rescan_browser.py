@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import factories
+from tests.helpers import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -19,16 +20,10 @@ def config_overrides():
     return {"DEPOT_SCAN_RATE_LIMIT": 16 * 1024 * 1024}
 
 
-def sign_in(page, base_url, email, password=factories.PASSWORD):
-    page.goto(f"{base_url}/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
-
-
 def test_rescan_from_the_images_page_shows_progress_and_the_new_image(
         app, central, live_server, start_worker, page, screenshot):
+    """Does Rescan on the Images page show its progress bar filling in place, then the new image
+    without a reload?"""
     factories.make_user(role="admin", email="admin@example.com")
     start_worker()
     factories.write_file(central.root, "Platform Packs/Dell Latitude 7440/driver.inf", b"[Version]\n" * 400)

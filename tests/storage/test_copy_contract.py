@@ -13,8 +13,8 @@ from portal.extensions import db
 from portal.models import InventoryFile, UploadSession
 from portal.services import copies, job_recovery, verify
 from portal.services import distribution_points as dps
-from tests.conftest import copy_one, fresh, status_at, wait_for
 from tests.factories import write_file
+from tests.helpers import copy_one, fresh, status_at, wait_for
 from tests.storage.places import MiB
 
 IMAGE = "Images/Win11.wim"

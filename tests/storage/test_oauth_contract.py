@@ -14,8 +14,8 @@ from portal.extensions import db
 from portal.models import DistributionPoint, Notification, UploadSession
 from portal.services import secrets
 from portal.storage.base import UploadState
-from tests.conftest import copy_one, status_at
 from tests.factories import write_file
+from tests.helpers import copy_one, status_at
 from tests.storage.places import source_of
 
 IMAGE = "Images/Win11.wim"

@@ -41,11 +41,12 @@ def test_escape_round_trips_every_byte_pattern():
     ("bad\x00name", "control characters"), ("new\nline", "control characters"),
     (42, "must be a string"),
 ])
-def test_clean_name_refuses(value, message):
+def test_clean_name_refuses_bad_names_with_a_reason(value, message):
     """Are empty, over-long, control-character and non-string names refused with a reason?"""
     with pytest.raises(ValueError, match=message):
         clean_name(value)
 
 
-def test_clean_name_strips():
+def test_clean_name_strips_surrounding_spaces():
+    """Are spaces around a name dropped, and those inside kept?"""
     assert clean_name("  Seattle office ") == "Seattle office"
