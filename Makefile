@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-quick test-pg bench install install-dev clean
+.PHONY: run test test-quick bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,11 @@ test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
-## test-quick: the edit loop: the tests that start no process and no browser (everything not
-## marked `slow`), on SQLite + embedded Redis as `make test`
+## test-quick: the edit loop (about 40 s): the tests that start no process and no browser (not
+## marked `slow`), without the storage contract suite and the cloud providers' tests, which run
+## every provider's protocol server (`pytest tests/storage tests/cloud -m "not slow"` for those)
 test-quick: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/storage --ignore=tests/cloud
 
 ## bench: performance against well-known tools, printed as ratios
 bench: $(VENV)/.installed-dev

@@ -9,6 +9,7 @@ which a rescan reads with a HEAD instead of downloading; a full-object CRC64NVME
 transit where the server supports it. Nothing here ever puts the secret key into a message or log.
 """
 import base64
+import functools
 import json
 import logging
 import re
@@ -97,6 +98,15 @@ def _hashes(etag: str | None, crc: str | None = None) -> dict[str, str]:
     return hashes
 
 
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    """The process's boto3 session, made on first use (callers hold _SESSION_LOCK)."""
+    return boto3.session.Session()
+
+
 class S3Storage(StorageBackend):
     """A bucket and a prefix on an S3-compatible service, reached with an access key."""
 
@@ -133,9 +143,17 @@ class S3Storage(StorageBackend):
         self.part_size = max(MIN_PART, int(self.env.setting("DEPOT_S3_PART_SIZE", 64 * MiB)))
         self.parallel = max(1, int(self.env.setting("DEPOT_S3_PARALLEL", 4)))
         self.checksum = bool(self.env.setting("DEPOT_S3_CHECKSUM", 1)) and crc64nvme is not None
-        self.client = self._client(key_id.strip(), secret, attempts=5, connect=10, read=120)
-        # The connection test answers quickly: one retry, shorter waits.
-        self.probe_client = self._client(key_id.strip(), secret, attempts=2, connect=5, read=30)
+        self._keys = (key_id.strip(), secret)
+        self.client = self._client(*self._keys, attempts=5, connect=10, read=120)
+        self._probe_client = None
+
+    @property
+    def probe_client(self):
+        """The client of connection tests and health checks, made when first needed: it answers
+        quickly (one retry, shorter waits)."""
+        if self._probe_client is None:
+            self._probe_client = self._client(*self._keys, attempts=2, connect=5, read=30)
+        return self._probe_client
 
     def _client(self, key_id: str, secret: str, attempts: int, connect: float, read: float):
         when = "when_supported" if self.checksum else "when_required"
@@ -150,18 +168,22 @@ class S3Storage(StorageBackend):
             request_checksum_calculation=when, response_checksum_validation=when,
         )
         try:
-            # A session of its own: nothing from ~/.aws or AWS_* variables mixes in but the keys.
-            return boto3.session.Session().client(
-                "s3", endpoint_url=self.endpoint_url, aws_access_key_id=key_id,
-                aws_secret_access_key=secret, config=config)
+            # Only the keys given here sign requests, whatever ~/.aws or AWS_* hold. One session
+            # for the process (building one loads botocore's models again: ~60 ms), and a lock:
+            # a boto3 session does not make clients safely from several threads at once.
+            with _SESSION_LOCK:
+                return _session().client(
+                    "s3", endpoint_url=self.endpoint_url, aws_access_key_id=key_id,
+                    aws_secret_access_key=secret, config=config)
         except (ValueError, BotoCoreError) as exc:
             raise StorageRefused(f"{self.name}: the endpoint URL or region is not valid "
                                  f"({type(exc).__name__})") from None
 
     def close(self) -> None:
-        """Close both clients' connection pools."""
+        """Close the clients' connection pools."""
         self.client.close()
-        self.probe_client.close()
+        if self._probe_client is not None:
+            self._probe_client.close()
 
     def __repr__(self) -> str:
         return (f"<S3Storage {self.name!r} endpoint={self.where!r} bucket={self.bucket!r} "

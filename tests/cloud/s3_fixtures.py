@@ -167,11 +167,15 @@ class MotoS3:
 
     def client(self, service: str = "s3", credentials: dict = CREDENTIALS):
         """A boto3 client of the test's own, to look at (or arrange) what the server holds."""
-        return boto3.session.Session().client(
-            service, endpoint_url=self.url, region_name="us-east-1",
-            aws_access_key_id=credentials["access_key_id"],
-            aws_secret_access_key=credentials["secret_access_key"],
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        with SESSION_LOCK:  # one session for the tests (each new one loads botocore's models)
+            return SESSION.client(
+                service, endpoint_url=self.url, region_name="us-east-1",
+                aws_access_key_id=credentials["access_key_id"],
+                aws_secret_access_key=credentials["secret_access_key"],
+                config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+SESSION, SESSION_LOCK = boto3.session.Session(), threading.Lock()
 
 
 @pytest.fixture(scope="session")

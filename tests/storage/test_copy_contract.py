@@ -176,6 +176,8 @@ def test_a_copy_whose_worker_is_killed_resumes_its_upload_in_another_process(
     assert not any(secret in row.data for row in saved for secret in cloud.secrets())
     wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
              message="recovery to notice the dead worker")
+    cloud.dp.bandwidth_limit = None  # the rest need not be slow
+    db.session.commit()
     sent_before = cloud.sent_bytes()
     start_worker()
     wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=90,
