@@ -63,7 +63,7 @@ import requests  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from bench._depot import WORK, check, run  # noqa: E402
-from bench.copy import free_port, poll_until, stop_process  # noqa: E402
+from bench.copy import bound_port, poll_until, port_for_nginx, stop_process  # noqa: E402
 from bench.download import NginxProcess, machine_cpu, nginx_version, others, process_cpu, tree_cpu  # noqa: E402
 from portal import create_app  # noqa: E402
 from portal.config import BASE_DIR, Config  # noqa: E402
@@ -235,15 +235,15 @@ class WebProcess:
     """The central web server by portal.launcher's command, bound to a loopback port."""
 
     def __init__(self, env: dict, workers: int | None = None, threads: int | None = None):
-        self.port = free_port()
-        argv = launcher_commands("unused", str(self.port))["web"]
-        self.argv = [a.replace(f"0.0.0.0:{self.port}", f"{HOST}:{self.port}") for a in argv]
+        argv = launcher_commands("unused", "0")["web"]
+        self.argv = [a.replace("0.0.0.0:0", f"{HOST}:0") for a in argv]
         for option, value in (("--workers", workers), ("--threads", threads)):
             if value is not None:  # to try other settings than the launcher's
                 self.argv[self.argv.index(option) + 1] = str(value)
         self.log = open(os.path.join(WORK, "gunicorn.log"), "wb")
         self.proc = subprocess.Popen(self.argv, env=env, cwd=str(BASE_DIR), stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.port = bound_port(self.proc, self.log.name, "gunicorn")
 
     def wait_up(self) -> None:
         def up():
@@ -543,7 +543,7 @@ def bench(args) -> None:
         web = None
 
         if not args.skip_nginx:
-            port = free_port()
+            port = port_for_nginx()
             nginx = NginxProcess("nginx-agents", nginx_config(port, heartbeat, work),
                                  f"http://{HOST}:{port}/")
             nginx.wait_up()

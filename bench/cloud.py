@@ -61,7 +61,7 @@ from botocore.config import Config  # noqa: E402
 from bench._depot import WORK, Depot, MiB, check, run, sha256_file, timed  # noqa: E402
 from bench.copy import (  # noqa: E402
     central_digest,
-    free_port,
+    bound_port,
     job_row,
     poll_until,
     prime_memory,
@@ -84,12 +84,12 @@ class MotoProcess:
     """moto's S3 server as its own process on a loopback port, in its own session."""
 
     def __init__(self, log_path: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen([os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p",
-                                      str(self.port)], stdout=self.log, stderr=subprocess.STDOUT,
+                                      "0"], stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        self.port = bound_port(self.proc, log_path, "moto_server")
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_up(self) -> None:
         def up():

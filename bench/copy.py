@@ -59,6 +59,7 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
+import re  # noqa: E402
 import time  # noqa: E402
 
 import requests  # noqa: E402
@@ -83,10 +84,27 @@ ROUNDS = 3
 
 # --- processes -------------------------------------------------------------------------------
 
-def free_port() -> int:
+def port_for_nginx() -> int:
+    """A loopback port for nginx, which cannot say which port it bound if given 0: picked free
+    here (another program may take it before nginx starts; nginx then fails loudly). Every other
+    server in the benches binds port 0 itself (`bound_port`)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+LISTENING = re.compile(rb"(?:Listening at:|Running on) http://127\.0\.0\.1:(\d+)")
+
+
+def bound_port(proc, log_path: str, what: str, timeout: float = 60) -> int:
+    """The port a server started on port 0 bound, read from its log (gunicorn's "Listening at",
+    werkzeug's "Running on")."""
+    def found():
+        check(proc.poll() is None, f"{what} exited while starting; see {log_path}")
+        with open(log_path, "rb") as fh:
+            match = LISTENING.search(fh.read())
+        return int(match.group(1)) if match else None
+    return poll_until(found, timeout, f"{what} to say which port it bound", interval=0.05)
 
 
 def alive(pid: int) -> bool:
@@ -113,16 +131,17 @@ class NodeProcess:
     """A DP node run by its documented command (gunicorn) on a loopback port, own process group."""
 
     def __init__(self, root: str, log_path: str):
-        self.root, self.port = root, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.root = root
         env = dict(os.environ, DEPOT_DP_KEY=NODE_KEY, DEPOT_DP_RESERVE_BYTES="0",
                    # `flask --app wsgi` builds the central app too: keep its instance in .work
                    DEPOT_INSTANCE_DIR=os.path.join(WORK, "node-instance"), SECRET_KEY="bench-node")
         self.argv = [os.path.join(BIN, "flask"), "--app", "wsgi", "dp-node", "run", "--root", root,
-                     "--bind", f"127.0.0.1:{self.port}"]
+                     "--bind", "127.0.0.1:0"]
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(self.argv, env=env, cwd=str(BASE_DIR), stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.port = bound_port(self.proc, log_path, "the DP node")
+        self.url = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {NODE_KEY}"
 

@@ -52,7 +52,8 @@ import time  # noqa: E402
 import requests  # noqa: E402
 
 from bench._depot import WORK, MiB, check, run, sha256_file  # noqa: E402
-from bench.copy import NODE_KEY, NodeProcess, free_port, poll_until, stop_process, write_image  # noqa: E402
+from bench.copy import (NODE_KEY, NodeProcess, poll_until, port_for_nginx,  # noqa: E402
+                        stop_process, write_image)
 from portal.core import signing  # noqa: E402
 from portal.launcher import descendants  # noqa: E402
 
@@ -134,7 +135,7 @@ def nginx_for_downloads(root: str, accel_upstream: str | None) -> tuple[NginxPro
     """nginx serving `root` as static files on one port and, when `accel_upstream` (a DP node
     with DEPOT_DP_X_ACCEL_PREFIX=/depot-files/) is given, the README's proxy in front of it on
     another: (nginx, static port, proxy port)."""
-    port, accel_port = free_port(), free_port()
+    port, accel_port = port_for_nginx(), port_for_nginx()
     servers = f"""    server {{
         listen 127.0.0.1:{port};
         location / {{ root {root}; }}
