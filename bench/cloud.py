@@ -60,8 +60,8 @@ from botocore.config import Config  # noqa: E402
 
 from bench._depot import WORK, Depot, MiB, check, run, sha256_file, timed  # noqa: E402
 from bench.copy import (  # noqa: E402
-    central_digest,
     bound_port,
+    central_digest,
     job_row,
     poll_until,
     prime_memory,

@@ -55,11 +55,11 @@ sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import re  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import re  # noqa: E402
 import time  # noqa: E402
 
 import requests  # noqa: E402

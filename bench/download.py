@@ -52,8 +52,7 @@ import time  # noqa: E402
 import requests  # noqa: E402
 
 from bench._depot import WORK, MiB, check, run, sha256_file  # noqa: E402
-from bench.copy import (NODE_KEY, NodeProcess, poll_until, port_for_nginx,  # noqa: E402
-                        stop_process, write_image)
+from bench.copy import NODE_KEY, NodeProcess, poll_until, port_for_nginx, stop_process, write_image  # noqa: E402
 from portal.core import signing  # noqa: E402
 from portal.launcher import descendants  # noqa: E402
 
