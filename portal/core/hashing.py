@@ -1,12 +1,14 @@
 """The hashing pool: SHA-256 (and the provider hashes asked for) of many files on a few threads,
 small files in batches, with a shared byte count, an optional read-rate cap and a cancel check.
 Central's rescans and a DP node's inventory both hash through it."""
+import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Iterator
 
+from portal.core.chunks import ChunkIndex, Chunker, wants_index
 from portal.core.errors import JobCancelled
 from portal.core.files import FileEntry, Readable
 from portal.core.hashes import Hasher
@@ -22,14 +24,17 @@ class Hashed:
     error: str | None = None
     vanished: bool = False
     hashes: dict | None = None  # provider hashes computed (central) or reported (cloud)
+    index: ChunkIndex | None = None  # its chunk index, when the reader asked for indexes
 
 
 class Reader:
     """Shared byte counter, optional read-rate cap and cancel check for the hashing threads."""
 
-    def __init__(self, rate_limit: int, cancelled: threading.Event, kinds: tuple = ()):
+    def __init__(self, rate_limit: int, cancelled: threading.Event, kinds: tuple = (),
+                 chunk: bool = False):
         self.rate_limit = rate_limit
         self.kinds = kinds  # provider hashes to compute beside the SHA-256
+        self.chunk = chunk  # chunk indexes too, of files big enough to have one
         self.cancelled = cancelled
         self.bytes_read = 0
         self.started = time.monotonic()
@@ -71,12 +76,15 @@ def hash_entry(files: Readable, entry: FileEntry, reader: Reader,
     """SHA-256 (and the provider hashes the reader asks for) of one file; a file that vanishes,
     cannot be read, or changes meanwhile is noted."""
     hasher = Hasher(reader.kinds)
+    chunker = Chunker() if reader.chunk and wants_index(entry.size) else None
     buf = buf or bytearray(CHUNK)
     view = memoryview(buf)
     try:
         with files.open_read(entry) as fh:
             while n := fh.readinto(buf):
                 hasher.update(view[:n])
+                if chunker is not None:
+                    chunker.update(view[:n])
                 reader.account(n)
         now = files.stat(entry)
     except FileNotFoundError:
@@ -87,7 +95,25 @@ def hash_entry(files: Readable, entry: FileEntry, reader: Reader,
         return Hashed(entry, vanished=True)
     if now != (entry.size, entry.mtime_ns):
         return Hashed(entry, error="changed while being hashed; hashed again by the next scan")
-    return Hashed(entry, sha256=hasher.sha256.hexdigest(), hashes=hasher.hashes() or None)
+    return Hashed(entry, sha256=hasher.sha256.hexdigest(), hashes=hasher.hashes() or None,
+                  index=chunker.finish() if chunker is not None else None)
+
+
+def hash_fd(fd: int, size: int, cancelled: threading.Event | None = None) -> tuple[str, ChunkIndex]:
+    """SHA-256 and chunk index of an open file's first `size` bytes, read once (a copy whose
+    file has no index yet computes it so)."""
+    hasher, chunker = Hasher(), Chunker()
+    position = 0
+    while position < size:
+        if cancelled is not None and cancelled.is_set():
+            raise JobCancelled()
+        block = os.pread(fd, min(CHUNK, size - position), position)
+        if not block:
+            break
+        hasher.update(block)
+        chunker.update(block)
+        position += len(block)
+    return hasher.sha256.hexdigest(), chunker.finish()
 
 
 def hash_files(files: Readable, entries: list[FileEntry], reader: Reader,

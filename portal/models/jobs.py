@@ -44,6 +44,8 @@ class Job(db.Model):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    # A copy's bytes that crossed the network; bytes_done also counts what the DP reused.
+    bytes_sent: Mapped[int | None] = mapped_column(BigInteger)
     files_done: Mapped[int] = mapped_column(default=0)
     files_total: Mapped[int | None]
     phase: Mapped[str | None] = mapped_column(String(64))
@@ -72,7 +74,8 @@ class Job(db.Model):
         return {
             "id": self.id, "kind": self.kind, "state": self.state, "dp_id": self.dp_id,
             "asset_key": self.asset_key, "bytes_done": self.bytes_done,
-            "bytes_total": self.bytes_total, "files_done": self.files_done,
+            "bytes_total": self.bytes_total, "bytes_sent": self.bytes_sent,
+            "files_done": self.files_done,
             "files_total": self.files_total, "phase": self.phase, "error": self.error,
             "warnings": list(self.warnings or []), "summary": self.summary,
             "attempts": self.attempts,

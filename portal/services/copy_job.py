@@ -73,7 +73,7 @@ def _copy(dp: DistributionPoint, backend, central: DistributionPoint, key: str, 
     progress.update(phase="copying", files_total=len(to_send), files_done=0,
                     bytes_total=sum(row.size for row in to_send), bytes_done=0, force=True)
 
-    transfer = Transfer(backend, dp, central.root, progress)
+    transfer = Transfer(backend, dp, central.root, progress, here)
     done_bytes, sent = 0, []
     try:
         for number, row in enumerate(to_send, 1):

@@ -24,6 +24,8 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, select
 
+from portal.core.chunks import ChunkIndex, wants_index
+from portal.core.chunkstore import ChunkStore
 from portal.core.errors import (
     DamagedInTransit,
     DepotError,
@@ -31,13 +33,14 @@ from portal.core.errors import (
     NeedsAuth,
     StorageUnavailable,
 )
+from portal.core.hashing import hash_fd
 from portal.core.names import unescape_component
 from portal.extensions import db
 from portal.models import DistributionPoint, UploadSession, utcnow
 from portal.services import secrets
 from portal.services.backends import open_storage
 from portal.services.job_runs import Progress, RetryLater
-from portal.storage.base import Source, StorageBackend, Upload, UploadState
+from portal.storage.base import Base, Source, StorageBackend, Upload, UploadState
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +106,16 @@ class Transfer:
     """
 
     def __init__(self, backend: StorageBackend, dp: DistributionPoint, central_root: str,
-                 progress: Progress):
+                 progress: Progress, here: dict | None = None):
         self.backend, self.dp_id, self.central_root = backend, dp.id, central_root
+        self.here = here or {}  # the DP's inventory rows by path: what a delta starts from
         self.progress = progress
         self.throttle = Throttle(dp.bandwidth_limit, progress.cancelled)
         self.chunk = current_app.config["DEPOT_COPY_CHUNK"]
         self.streams = max(1, current_app.config["DEPOT_COPY_STREAMS"])
         self.moved = 0  # bytes the DP acknowledged in this run: if any, the run made progress
+        self.sent = 0  # bytes that crossed the network in this run
+        self.reused = 0  # bytes the DP took from what it already held, in this run's files
 
     def send_file(self, row, done_before: int) -> dict:
         """Upload one central file (an inventory row of central: path, size, mtime_ns, sha256,
@@ -129,12 +135,15 @@ class Transfer:
             if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
                 raise DepotError(f"{row.path} changed at central since its last scan: rescan "
                                  "central, then copy again")
+            index, base = self._delta_of(row, fd)
             upload = self.backend.upload(
                 Source(row.path, row.size, row.sha256, _hashes(row),
-                       lambda offset, length: os.pread(fd, length, offset)), state)
+                       lambda offset, length: os.pread(fd, length, offset),
+                       index=index, base=base), state)
             if upload.done is not None:  # an earlier run got it there; only its answer was lost
                 state.clear()
                 return upload.done
+            self.reused += upload.reused
             self._send_chunks(upload, fd, row.size, max(1, upload.parallel or self.streams),
                               upload.chunk_size or self.chunk, done_before)
             try:
@@ -161,11 +170,31 @@ class Transfer:
         finally:
             os.close(fd)
 
+    def _delta_of(self, row, fd: int) -> tuple[ChunkIndex | None, Base | None]:
+        """The file's chunk index (computed now, in one read, if the last scan left none) and
+        what the DP holds at its path, for a backend that sends only what changed."""
+        if not (self.backend.reuses_parts and wants_index(row.size)):
+            return None, None
+        with ChunkStore(self.central_root) as store:
+            index = store.get(row.sha256)
+            if index is None:
+                self.progress.update(phase=f"indexing {row.path}"[:64], force=True)
+                sha256, index = hash_fd(fd, row.size, self.progress.cancelled)
+                if sha256 != row.sha256:
+                    raise DepotError(f"{row.path} changed at central since its last scan: rescan "
+                                     "central, then copy again")
+                store.put(row.sha256, index)
+            old = self.here.get(row.path)
+            base = None
+            if old is not None and old.sha256:
+                base = Base(old.sha256, old.size, store.get(old.sha256))
+        return index, base
+
     def _send_chunks(self, upload: Upload, fd: int, size: int, streams: int, chunk: int,
                      done_before: int) -> None:
         """Send what the DP lacks in chunks, `streams` of them in flight at once."""
         progress = self.progress
-        pieces = list(_pieces(upload, chunk))
+        pieces = list(upload.pieces(chunk))
         acked = size - sum(length for _, length in pieces)
         pending: set = set()
         todo = iter(pieces)
@@ -180,13 +209,14 @@ class Transfer:
                         break
                     done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        length = fut.result()
+                        length, sent = fut.result()
                         acked += length
                         self.moved += length
+                        self.sent += sent
                     if done:
                         upload.checkpoint()
                     progress.check()
-                    progress.update(bytes_done=done_before + acked)
+                    progress.update(bytes_done=done_before + acked, bytes_sent=self.sent)
             finally:
                 for fut in pending:
                     fut.cancel()
@@ -196,27 +226,20 @@ def _hashes(row) -> dict:
     return json.loads(row.hashes) if row.hashes else {}
 
 
-def _pieces(upload: Upload, chunk: int):
-    """The missing ranges cut at multiples of `chunk`: (offset, length) in order."""
-    for start, end in upload.missing():
-        position = start
-        while position < end:
-            length = min(end, (position // chunk + 1) * chunk) - position
-            yield position, length
-            position += length
-
-
 def _send_chunk(upload: Upload, fd: int, offset: int, length: int, throttle: Throttle,
-                progress: Progress) -> int:
-    """One chunk, in a thread of the pool: read at central, wait for the limit, send."""
+                progress: Progress) -> tuple[int, int]:
+    """One piece, in a thread of the pool: read at central, wait for the limit, send. (bytes of
+    the file it covers, bytes that crossed the network)"""
     if progress.cancelled.is_set():
         raise JobCancelled()
+    if upload.reads_itself:
+        return length, upload.send_range(offset, length, throttle.take)
     data = os.pread(fd, length, offset)
     if len(data) != length:
         raise DepotError("a central file got shorter while being copied: rescan central")
     throttle.take(length)
     upload.send(offset, data)
-    return length
+    return length, length
 
 
 # --- upkeep ----------------------------------------------------------------------------------

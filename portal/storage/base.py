@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 from portal.core import signing
+from portal.core.chunks import ChunkIndex
 from portal.core.errors import DepotError, JobCancelled, NotFound, StorageRefused
 from portal.core.files import FileEntry
 from portal.core.paths import library_parts
@@ -38,16 +39,30 @@ def json_object(response, *, empty_ok: bool = False) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
+@dataclass(frozen=True)
+class Base:
+    """What the DP holds at a copy's path now, by its inventory: the version a delta starts from
+    (`index`: its chunk index where central has one, else None)."""
+
+    sha256: str
+    size: int
+    index: ChunkIndex | None = None
+
+
 @dataclass
 class Source:
     """One central file a copy sends: its escaped path, size, SHA-256, the provider hashes central
-    computed (may lack some), and `read(offset, length) -> bytes` (thread-safe, like os.pread)."""
+    computed (may lack some), and `read(offset, length) -> bytes` (thread-safe, like os.pread);
+    `index`, its chunk index (None for small files), and `base`, what the DP holds at the path
+    now (None when nothing), for backends that send only what changed."""
 
     path: str
     size: int
     sha256: str
     hashes: dict[str, str]
     read: Callable[[int, int], bytes]
+    index: ChunkIndex | None = None
+    base: Base | None = None
 
 
 class UploadState:
@@ -69,24 +84,46 @@ class UploadState:
 class Upload(ABC):
     """One file's resumable upload to a DP.
 
-    The copy service sends every range of `missing()` cut into pieces of `chunk_size` that start at
-    multiples of `chunk_size`, at most `parallel` at a time (1: strictly in order), calls
-    `checkpoint()` from its own thread after pieces completed, then `finish()`. Only `upload()`,
-    `checkpoint()`, `finish()` and `abort()` may save the UploadState (they run on the copy's own
-    thread, which holds the database session); `send()` runs on other threads."""
+    The copy service sends every piece of `pieces()` (by default the ranges of `missing()` cut
+    into pieces of `chunk_size` that start at multiples of `chunk_size`), at most `parallel` at a
+    time (1: strictly in order), calls `checkpoint()` from its own thread after pieces completed,
+    then `finish()`. Only `upload()`, `checkpoint()`, `finish()` and `abort()` may save the
+    UploadState (they run on the copy's own thread, which holds the database session); `send()`
+    and `send_range()` run on other threads.
+
+    A piece is sent as `send(offset, data)` with the bytes read at central, or, for an upload that
+    `reads_itself` (a delta: most of a piece may be taken from what the DP holds), as
+    `send_range(offset, length, take)`, which reads through `source.read` only what must cross
+    the network, calls `take(n)` before sending n bytes (the bandwidth limit) and returns n."""
 
     chunk_size: int | None = None  # None: the copy's own setting (DEPOT_COPY_CHUNK)
     parallel: int | None = 1  # None: the copy's own setting (DEPOT_COPY_STREAMS)
     # Set when the DP already holds this version (an earlier run got it there): what finish gives.
     done: dict | None = None
+    reads_itself = False
+    # Bytes of the file the DP takes from what it already holds instead of receiving them.
+    reused = 0
 
     @abstractmethod
     def missing(self) -> list[tuple[int, int]]:
         """[start, end) ranges the DP does not have yet."""
 
+    def pieces(self, chunk: int) -> Iterator[tuple[int, int]]:
+        """(offset, length) of the pieces to send, in order."""
+        for start, end in self.missing():
+            position = start
+            while position < end:
+                length = min(end, (position // chunk + 1) * chunk) - position
+                yield position, length
+                position += length
+
     @abstractmethod
     def send(self, offset: int, data: bytes) -> None:
         """Send one piece; must be safe from several threads when `parallel` > 1."""
+
+    def send_range(self, offset: int, length: int, take: Callable[[int], None]) -> int:
+        """For an upload that `reads_itself`: send the piece at `offset`; bytes sent."""
+        raise NotImplementedError
 
     def checkpoint(self) -> None:
         """Persist how far the upload got (called from the copy's own thread)."""
@@ -157,6 +194,9 @@ class StorageBackend(ABC):
     Use it as a context manager: its connections close at the end."""
 
     hashing = "reads"  # see the module's docstring
+    # True when an upload can take unchanged parts from what the DP holds (a DP node, S3): the
+    # copy then hands it the file's chunk index and what the DP holds at the path (Source).
+    reuses_parts = False
 
     def __init__(self, dp=None, *, env: StorageEnv | None = None):
         self.dp = dp
