@@ -4,14 +4,14 @@ central sends, checked as it is built.
 Central announces the new file's chunk index (`plan`); the node answers which chunks it lacks,
 looking for each one in every file under its root (the old version of the same file, another
 edition of the image, a hand-copied file) and earlier in the same file. Central then sends the
-lacking chunks in batches that cover chunk numbers [first, last), several in flight; the node
-assembles the file strictly in order in the upload's part file: each chunk, taken from a local
-file or from the request, is checked against its SHA-256 as it is written, and the whole file's
-SHA-256 is computed as it grows, so `finish` needs no read-back pass. A batch that arrives before
-its turn waits for the batches before it.
+lacking chunks in batches that cover chunk numbers [first, last), several in flight. Each batch
+gathers its chunks (from the request, or from a local file) at the same time as the others,
+checks each against its SHA-256 and writes it at its place in the upload's part file; then, in
+order, each batch's bytes go into the whole file's running SHA-256, so `finish` needs no
+read-back pass. A batch done before its turn waits for the batches before it.
 
-How far assembly got (`Upload.assembled`, a chunk number) is saved after every batch and every
-`SAVE_BYTES`, so a sender or node that was killed resumes at chunk granularity; the running hash
+How far assembly got (`Upload.assembled`, a chunk number) is saved after every batch, so a
+sender or node that was killed resumes at chunk granularity; the running hash
 lives in the node's process (`UploadStore.running`), and a node that lost it (restarted) hashes
 the assembled part once. A local chunk whose bytes no longer match (bit rot in the file it was
 taken from, or a file changed since the node's last scan) is not used: the node marks it needed,
@@ -20,22 +20,23 @@ answers `chunk_unavailable`, so central plans again and sends it.
 """
 import hashlib
 import os
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable
 
 from portal.core import fileio
 from portal.core.chunks import ChunkIndex
 from portal.core.chunkstore import ChunkStore
-from portal.core.errors import Conflict, DepotError, DigestMismatch
-from portal.core.files import open_no_follow
+from portal.core.errors import Conflict, DepotError, DigestMismatch, NotFound
+from portal.core.files import O_BINARY, open_no_follow
 from portal.core.paths import confine
 from portal.dpnode import inventory
-from portal.dpnode.uploads import READ_CHUNK, UploadStore
+from portal.dpnode.uploads import READ_CHUNK, UploadStore, lock_shared
 
-SAVE_BYTES = 64 * 1024 * 1024  # progress saved at least this often while a batch is assembled
-RUN_BYTES = 8 * 1024 * 1024  # local chunks read in runs of up to this much
-WAIT_SECONDS = 60  # how long a batch waits for the batches before it
+RUN_BYTES = 8 * 1024 * 1024  # chunks read (from a local file, or the body) in runs of this much
+WAIT_SECONDS = 60  # how long a batch waits for room, or finish for the batches before it
+MAX_PENDING = 4  # gathered batches of one upload that may wait in memory for their turn
 
 
 class ChunkUnavailable(Conflict):
@@ -65,7 +66,52 @@ def _write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _load_plan(store: UploadStore, uid: str) -> tuple[ChunkIndex, bytearray] | None:
+@dataclass
+class Plan:
+    """An upload's chunk plan as this process holds it: the index, which chunks central sends
+    (`need`), where each chunk starts (`offsets`, the file's size last) and each digest's first
+    chunk (a chunk repeated in the file is taken from its first place). `seen` is the files'
+    (mtime, size) when read: another process that planned again makes it stale."""
+
+    index: ChunkIndex
+    need: bytearray
+    offsets: list[int]
+    firsts: dict[bytes, int]
+    seen: tuple = ()
+
+    @classmethod
+    def of(cls, index: ChunkIndex, need: bytearray) -> "Plan":
+        firsts: dict[bytes, int] = {}
+        for number, digest in enumerate(index.digests):
+            firsts.setdefault(digest, number)
+        return cls(index, need, [*index.offsets(), index.size], firsts)
+
+
+def _stamp(store: UploadStore, uid: str) -> tuple:
+    stamps = []
+    for path in (_plan_path(store, uid), _need_path(store, uid)):
+        st = os.stat(path)
+        stamps.append((st.st_mtime_ns, st.st_size))
+    return tuple(stamps)
+
+
+def _save_plan(store: UploadStore, uid: str, plan: Plan, packed: bytes | None = None) -> None:
+    if packed is not None:
+        _write_atomic(_plan_path(store, uid), packed)
+    _write_atomic(_need_path(store, uid), bytes(plan.need))
+    plan.seen = _stamp(store, uid)
+    store.plans[uid] = plan
+
+
+def _load_plan(store: UploadStore, uid: str) -> Plan | None:
+    """The upload's plan: kept in this process while its files are unchanged, else read."""
+    try:
+        stamp = _stamp(store, uid)
+    except OSError:
+        return None
+    held = store.plans.get(uid)
+    if held is not None and held.seen == stamp:
+        return held
     try:
         with open(_plan_path(store, uid), "rb") as fh:
             index = ChunkIndex.unpack(fh.read())
@@ -73,20 +119,26 @@ def _load_plan(store: UploadStore, uid: str) -> tuple[ChunkIndex, bytearray] | N
             need = bytearray(fh.read())
     except (OSError, DepotError):
         return None
-    return (index, need) if len(need) == len(index) else None
+    if len(need) != len(index):
+        return None
+    plan = Plan.of(index, need)
+    plan.seen = stamp
+    store.plans[uid] = plan
+    return plan
 
 
-def _status(upload, index: ChunkIndex, need: bytearray) -> dict:
+def _status(upload, plan: Plan) -> dict:
     """What central needs to go on: where assembly stands and which chunks to send from there."""
     ranges: list[list[int]] = []
-    for number in range(upload.assembled, len(index)):
+    need = plan.need
+    for number in range(upload.assembled, len(need)):
         if need[number]:
             if ranges and ranges[-1][1] == number:
                 ranges[-1][1] = number + 1
             else:
                 ranges.append([number, number + 1])
-    reused = sum(length for length, needed in zip(index.lengths, need) if not needed)
-    return dict(upload.to_dict(), chunks=len(index), done=upload.assembled, need=ranges,
+    reused = sum(length for length, needed in zip(plan.index.lengths, need) if not needed)
+    return dict(upload.to_dict(), chunks=len(need), done=upload.assembled, need=ranges,
                 reused_bytes=reused)
 
 
@@ -135,10 +187,10 @@ def plan(store: UploadStore, root: str, uid: str, packed: bytes) -> dict:
     with store._locked(uid) as (fd, upload):
         index = ChunkIndex.unpack(packed, upload.size)
         saved = _load_plan(store, uid)
-        if saved is not None and saved[0] == index and upload.delta:
+        if saved is not None and saved.index == index and upload.delta:
             upload.halted = False
             store._save(upload)
-            return _status(upload, *saved)
+            return _status(upload, saved)
         with ChunkStore(root, locate=True) as chunks:
             sources = Sources(root, chunks)
             try:
@@ -149,49 +201,253 @@ def plan(store: UploadStore, root: str, uid: str, packed: bytes) -> dict:
         for number, digest in enumerate(index.digests):
             need[number] = 0 if digest in found or digest in seen else 1
             seen.add(digest)
-        _write_atomic(_plan_path(store, uid), packed)
-        _write_atomic(_need_path(store, uid), bytes(need))
+        with store.pending_lock:  # batches gathered for another plan mean nothing now
+            store.pending.pop(uid, None)
+        fresh = Plan.of(index, need)
+        _save_plan(store, uid, fresh, packed)
         os.ftruncate(fd, 0)
         upload.delta, upload.assembled, upload.ranges, upload.halted = True, 0, [], False
         store.running.pop(uid, None)
         store._save(upload)
-        return _status(upload, index, need)
+        return _status(upload, fresh)
 
 
 def assemble(store: UploadStore, root: str, uid: str, first: int, last: int,
              read: Callable[[int], bytes]) -> dict:
     """Build chunks [first, last) of a planned upload: the ones the plan says the node lacks are
-    read, in order, from `read` (the request body); the others from the node's own files. Waits
-    (up to WAIT_SECONDS) for the batches before it."""
+    read, in order, from `read` (the request body); the others from the node's own files.
+
+    Two steps. First, at the same time as other batches: every chunk of the batch is gathered,
+    checked against its SHA-256 and written at its place in the part file; the answer goes back
+    then, so the sender keeps its batches in flight. Second, strictly in order: the batch's bytes
+    go into the whole file's running SHA-256 and assembly moves past them (`drain`, done by
+    whichever request finds the next batch ready; `finish` waits for it). At most MAX_PENDING
+    gathered batches of an upload wait in memory for their turn."""
+    _wait_for_room(store, uid, first)
+    try:
+        gathered = _gather(store, root, uid, first, last, read)
+    except DepotError:
+        _halt(store, uid, first)
+        raise
+    if gathered.runs:
+        with store.pending_lock:
+            store.pending.setdefault(uid, {})[first] = gathered
+    drain(store, root, uid)
+    if gathered.failed_at is not None:
+        _fail(store, root, uid, gathered)
+    upload = store.get(uid)
+    return dict(upload.to_dict(), done=upload.assembled)
+
+
+def _wait_for_room(store: UploadStore, uid: str, first: int) -> None:
+    """Hold a batch back while MAX_PENDING others of its upload wait for their turn in memory
+    (never the batch assembly waits for)."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
-        with store._locked(uid) as (fd, upload):
-            saved = _load_plan(store, uid) if upload.delta else None
-            if saved is None:
-                raise Conflict(f"the upload of {upload.path} has no chunk plan: send its index "
-                               "first (PUT .../index)")
-            index, need = saved
-            if not 0 <= first < last <= len(index):
-                raise Conflict(f"chunks {first} to {last} are not chunks of this upload "
-                               f"(0 to {len(index)})")
-            if upload.assembled >= last:  # sent again after its answer was lost: done already
-                return _status(upload, index, need)
-            if upload.assembled == first:
-                upload.halted = False
-                try:
-                    _build(store, root, fd, upload, index, need, first, last, read)
-                except DepotError:
-                    upload.halted = True  # the batches after this one stop waiting
-                    store._save(upload)
-                    raise
-                return _status(upload, index, need)
-            if upload.assembled > first or upload.halted:
-                raise OutOfTurn(f"assembly of {upload.path} stands at chunk {upload.assembled}, "
-                                f"not at this batch's first ({first}): send from there")
+        upload = store._load(uid)
+        if upload is not None and upload.halted:
+            raise OutOfTurn(f"assembly of {upload.path} stopped at chunk {upload.assembled}: plan "
+                            "again (PUT .../index), then send from there")
+        with store.pending_lock:
+            waiting = store.pending.get(uid, {})
+            if len(waiting) < MAX_PENDING or store.frontiers.get(uid) in (None, first):
+                return
         if time.monotonic() > deadline:
             raise OutOfTurn(f"the chunks before {first} of this upload did not arrive; assembly "
-                            f"stands at chunk {upload.assembled}")
-        time.sleep(0.02)
+                            f"stands at chunk {store.frontiers.get(uid)}")
+        with store.turns:
+            store.turns.wait(0.2)
+
+
+def drain(store: UploadStore, root: str, uid: str, wait: bool = False) -> None:
+    """Take the gathered batches that are next in order into the running hash, as long as there
+    are; with `wait`, also after the drain another request is doing (finish needs it done)."""
+    with store.pending_lock:
+        lock = store.draining.setdefault(uid, threading.Lock())
+    while True:
+        if not lock.acquire(timeout=WAIT_SECONDS if wait else 0):
+            if wait:
+                raise Conflict("the upload's batches are still being assembled; ask again")
+            return
+        try:
+            frontier = _drain_locked(store, uid)
+        finally:
+            lock.release()
+            with store.turns:
+                store.turns.notify_all()
+        with store.pending_lock:  # a batch that came while we held the lock, and found it taken
+            if frontier is None or frontier not in store.pending.get(uid, {}):
+                return
+
+
+def _drain_locked(store: UploadStore, uid: str) -> int | None:
+    try:
+        with store._locked(uid) as (fd, upload):
+            plan = _load_plan(store, uid) if upload.delta else None
+            if plan is None:
+                return None
+            while True:
+                with store.pending_lock:
+                    batch = store.pending.get(uid, {}).pop(upload.assembled, None)
+                if batch is None:
+                    store.frontiers[uid] = upload.assembled
+                    return upload.assembled
+                _take_turn(store, fd, upload, plan, batch)
+    except NotFound:
+        return None
+
+
+def _fail(store: UploadStore, root: str, uid: str, batch: "_Gathered") -> None:
+    """A batch that stopped at a chunk: what was good before it stays; the batches after it stop
+    waiting (until central plans again); a chunk the plan took from a local file that is not
+    there as it was is given up."""
+    with store._locked(uid) as (_fd, upload):
+        upload.halted = True
+        store._save(upload)
+        plan = _load_plan(store, uid)
+        if not batch.damaged and plan is not None:
+            with ChunkStore(root, locate=True) as chunks:
+                sources = Sources(root, chunks)
+                try:
+                    _give_up_source(store, upload, plan, chunks, sources, batch.place,
+                                    batch.failed_at)
+                finally:
+                    sources.close()
+    with store.turns:
+        store.turns.notify_all()
+    if batch.damaged:
+        raise DigestMismatch(f"chunk {batch.failed_at} arrived damaged (its SHA-256 differs); "
+                             "nothing of it was kept")
+    raise ChunkUnavailable(f"chunk {batch.failed_at} of {upload.path} is no longer held as "
+                           "planned at this node; plan again to have it sent")
+
+
+def _halt(store: UploadStore, uid: str, first: int) -> None:
+    """A batch that could not be gathered: assembly will not get past it until central plans
+    again (which it does when this batch's request fails)."""
+    try:
+        with store._locked(uid) as (_fd, upload):
+            if upload.assembled <= first:
+                upload.halted = True
+                store._save(upload)
+    except DepotError:
+        return
+    with store.turns:
+        store.turns.notify_all()
+
+
+@dataclass
+class _Gathered:
+    """A batch's chunks, checked and written: runs (first chunk, end, bytes or None for a repeat
+    of a chunk assembled before it, read in its turn), then what stopped it, if anything."""
+
+    first: int
+    last: int
+    runs: list
+    failed_at: int | None = None
+    damaged: bool = False  # the chunk at failed_at arrived damaged (else: not held as planned)
+    place: tuple | None = None  # where the plan found the chunk that was not there
+
+
+def _gather(store: UploadStore, root: str, uid: str, first: int, last: int,
+            read: Callable[[int], bytes]) -> _Gathered:
+    """Step one of a batch, beside the others: its chunks from the body and the node's files,
+    each checked, written at its place (under the upload's shared lock)."""
+    try:
+        fd = os.open(store._part(uid), os.O_RDWR | O_BINARY)
+    except FileNotFoundError:
+        raise NotFound(f"no upload {uid}") from None
+    try:
+        lock_shared(fd)
+        upload = store._load(uid)
+        plan = _load_plan(store, uid) if upload is not None and upload.delta else None
+        if plan is None or not _still_ours(store, uid, fd):
+            raise Conflict("the upload has no chunk plan: send its index first (PUT .../index)")
+        if not 0 <= first < last <= len(plan.need):
+            raise Conflict(f"chunks {first} to {last} are not chunks of this upload "
+                           f"(0 to {len(plan.need)})")
+        batch = _Gathered(first, last, [])
+        if upload.assembled >= last:
+            return batch
+        index, need, offsets = plan.index, plan.need, plan.offsets
+        with ChunkStore(root, locate=True) as chunks:
+            sources = Sources(root, chunks)
+            try:
+                found = sources.find([index.digests[k] for k in range(first, last) if not need[k]])
+            finally:
+                sources.close()
+        number = first
+        while number < last:
+            if need[number]:
+                end, data = _receive_run(read, index, need, number, last)
+            elif plan.firsts[index.digests[number]] < number and index.digests[number] not in found:
+                if plan.firsts[index.digests[number]] < first:  # assembled before this batch
+                    end, data = number + 1, None
+                else:  # earlier in this very batch: its bytes are at hand
+                    end, data = number + 1, _bytes_of(batch, plan, plan.firsts[index.digests[number]])
+            else:
+                end, data = _local_run(root, plan, found, number, last)
+                if data is None:
+                    batch.failed_at, batch.place = number, found.get(index.digests[number])
+                    break
+            if data is not None:
+                good = _good_prefix(data, index.lengths[number:end], index.digests[number:end])
+                if good:
+                    cut = offsets[number + good] - offsets[number]
+                    fileio.pwrite(fd, memoryview(data)[:cut], offsets[number])
+                    batch.runs.append((number, number + good, data[:cut] if good < end - number
+                                       else data))
+                if good < end - number:
+                    batch.failed_at, batch.damaged = number + good, bool(need[number + good])
+                    batch.place = found.get(index.digests[number + good])
+                    break
+            else:
+                batch.runs.append((number, end, None))
+            number = end
+        return batch
+    finally:
+        os.close(fd)  # and with it the shared lock
+
+
+def _still_ours(store: UploadStore, uid: str, fd: int) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(store._part(uid)).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _bytes_of(batch: _Gathered, plan: Plan, number: int) -> bytes | None:
+    """The bytes of chunk `number`, gathered earlier in this batch (None if it was not)."""
+    for start, end, data in batch.runs:
+        if start <= number < end and data is not None:
+            at = plan.offsets[number] - plan.offsets[start]
+            return data[at:at + plan.index.lengths[number]]
+    return None
+
+
+def _take_turn(store: UploadStore, fd: int, upload, plan: Plan, batch: _Gathered) -> None:
+    """Step two, in order: the batch's bytes go into the whole file's running SHA-256 and
+    assembly moves past them; repeats of chunks assembled before are read back here (one not as
+    it should be becomes needed, and the upload halts until central plans again)."""
+    index, offsets = plan.index, plan.offsets
+    digest = _running_hash(store, fd, upload, offsets[batch.first])
+    store.running.pop(upload.id, None)
+    number = batch.first
+    for start, end, data in batch.runs:
+        if data is None:  # a repeat of an earlier chunk of this file, assembled by now
+            data = fileio.pread(fd, index.lengths[start], offsets[plan.firsts[index.digests[start]]])
+            if _good_prefix(data, index.lengths[start:end], index.digests[start:end]) < 1:
+                plan.need[start] = 1
+                _save_plan(store, upload.id, plan)
+                upload.halted = True
+                break
+            fileio.pwrite(fd, data, offsets[start])
+        digest.update(data)
+        number = end
+    upload.assembled = number
+    upload.ranges = [[0, offsets[number]]] if offsets[number] else []
+    store._save(upload)
+    store.running[upload.id] = (number, digest)
 
 
 def _running_hash(store: UploadStore, fd: int, upload, offset: int):
@@ -208,89 +464,6 @@ def _running_hash(store: UploadStore, fd: int, upload, offset: int):
         digest.update(block)
         position += len(block)
     return digest
-
-
-def _build(store: UploadStore, root: str, fd: int, upload, index: ChunkIndex, need: bytearray,
-           first: int, last: int, read: Callable[[int], bytes]) -> None:
-    """Assemble chunks [first, last) in runs: a run of chunks sent in this batch, or of chunks one
-    local file holds back to back. Each run is written and added to the whole file's hash while
-    another thread checks its chunks' SHA-256 (hashlib lets go of the GIL: two cores work); a run
-    with a bad chunk is taken up to that chunk and the hash rewound to match."""
-    offsets = [*index.offsets(), upload.size]
-    state = _Progress(store, upload, offsets, _running_hash(store, fd, upload, offsets[first]),
-                      first)
-    store.running.pop(upload.id, None)
-    earlier: dict = {}  # chunks of this very file already assembled: a digest's first place
-    chunks = ChunkStore(root, locate=True)
-    sources = Sources(root, chunks)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-check")
-    try:
-        found = sources.find([index.digests[k] for k in range(first, last) if not need[k]])
-        while state.number < last:
-            number = state.number
-            if need[number]:
-                end, data = _receive_run(read, index, need, number, last)
-            else:
-                end, data = _local_run(fd, root, index, offsets, need, found, earlier, number,
-                                       last)
-            good = state.place(fd, pool, index, end, data) if data is not None else 0
-            for k in range(number, number + good):
-                earlier.setdefault(index.digests[k], (None, offsets[k]))
-            if good == end - number:
-                continue
-            if need[number + good]:
-                state.save()
-                raise DigestMismatch(f"chunk {number + good} arrived damaged (its SHA-256 "
-                                     "differs); nothing of it was kept")
-            if good == 0:  # not where the plan found it: central must send it
-                _give_up_source(store, upload, need, chunks, sources, found, index, number)
-                state.save()
-                raise ChunkUnavailable(f"chunk {number} of {upload.path} is no longer held as "
-                                       "planned at this node; plan again to have it sent")
-    except DepotError:
-        state.save()
-        raise
-    finally:
-        pool.shutdown()
-        sources.close()
-        chunks.close()
-    state.save()
-
-
-class _Progress:
-    """Where one batch's assembly stands: the next chunk, the running hash, what is unsaved."""
-
-    def __init__(self, store: UploadStore, upload, offsets: list[int], digest, number: int):
-        self.store, self.upload, self.offsets = store, upload, offsets
-        self.digest, self.number, self.unsaved = digest, number, 0
-
-    def place(self, fd: int, pool, index: ChunkIndex, end: int, data) -> int:
-        """Write chunks [number, end) (their bytes: `data`), hash them into the whole file's
-        SHA-256, check each one's; how many from the first were good (those stay placed)."""
-        start = self.number
-        before = self.digest.copy()
-        checked = pool.submit(_good_prefix, data, index.lengths[start:end],
-                              index.digests[start:end])
-        fileio.pwrite(fd, data, self.offsets[start])
-        self.digest.update(data)
-        good = checked.result()
-        if good < end - start:  # the hash goes back to the last good chunk
-            self.digest = before
-            self.digest.update(memoryview(data)[:self.offsets[start + good] - self.offsets[start]])
-        self.number = start + good
-        self.unsaved += self.offsets[self.number] - self.offsets[start]
-        if self.unsaved >= SAVE_BYTES:
-            self.save()
-        return good
-
-    def save(self) -> None:
-        upload, number = self.upload, self.number
-        upload.assembled = number
-        end = self.offsets[number]
-        upload.ranges = [[0, end]] if end else []
-        self.store._save(upload)
-        self.store.running[upload.id] = (number, self.digest)
-        self.unsaved = 0
 
 
 def _good_prefix(data, lengths, digests) -> int:
@@ -326,48 +499,37 @@ def _receive_run(read: Callable[[int], bytes], index: ChunkIndex, need: bytearra
     return end, b"".join(parts) if len(parts) > 1 else parts[0]
 
 
-def _local_run(fd, root, index, offsets, need, found, earlier, number, last):
+def _local_run(root: str, plan: Plan, found: dict, number: int, last: int):
     """Chunks from `number` on that one local file holds back to back (up to RUN_BYTES), read at
     once: (chunk number after the run, bytes), or (number, None) if the first is not there."""
-    digest = index.digests[number]
-    place = earlier.get(digest)
-    if place is None and digest in found:
-        sha, rel, offset = found[digest]
-        place = (rel, offset)
-    if place is None:
-        for k in range(number):  # a repeat inside this file (found was for other files)
-            if index.digests[k] == digest:
-                place = (None, offsets[k])
-                break
+    index, need = plan.index, plan.need
+    place = found.get(index.digests[number])
     if place is None:
         return number, None
-    rel, start = place
+    _sha, rel, start = place
     end, length = number + 1, index.lengths[number]
     while end < last and not need[end] and length + index.lengths[end] <= RUN_BYTES:
         nxt = found.get(index.digests[end])
-        if rel is None or nxt is None or nxt[1] != rel or nxt[2] != start + length:
+        if nxt is None or nxt[1] != rel or nxt[2] != start + length:
             break
         length += index.lengths[end]
         end += 1
     try:
-        if rel is None:
-            data = fileio.pread(fd, length, start)
-        else:
-            src = open_no_follow(confine(root, rel))
-            try:
-                data = fileio.pread(src, length, start)
-            finally:
-                os.close(src)
+        src = open_no_follow(confine(root, rel))
+        try:
+            data = fileio.pread(src, length, start)
+        finally:
+            os.close(src)
     except (OSError, DepotError):
         return number, None
     return end, data
 
 
-def _give_up_source(store, upload, need, chunks, sources, found, index, number) -> None:
-    """The chunk at `number` could not be taken where the plan found it: the node forgets what it
-    knew of the file it was to come from (hashed again by the next scan, which then reports it as
+def _give_up_source(store, upload, plan: Plan, chunks, sources, place, number) -> None:
+    """The chunk at `number` could not be taken where the plan found it (`place`): the node
+    forgets what it knew of that file (hashed again by the next scan, which then reports it as
     it is), and every chunk from there on that no other file holds becomes needed."""
-    place = found.get(index.digests[number])
+    index, need, firsts = plan.index, plan.need, plan.firsts
     if place is not None:
         sha, rel, _offset = place
         chunks.forget([sha])
@@ -375,18 +537,15 @@ def _give_up_source(store, upload, need, chunks, sources, found, index, number) 
         sources._paths.pop(sha, None)
     rest = [k for k in range(number, len(index)) if not need[k]]
     still = sources.find([index.digests[k] for k in rest])
-    firsts = {}
-    for k in range(len(index)):
-        firsts.setdefault(index.digests[k], k)
     for k in rest:
         digest = index.digests[k]
         if digest not in still and firsts[digest] >= number:
             need[k] = 1 if firsts[digest] == k else need[k]
     need[number] = 1
-    _write_atomic(_need_path(store, upload.id), bytes(need))
+    _save_plan(store, upload.id, plan)
 
 
 def index_of(store: UploadStore, uid: str) -> ChunkIndex | None:
     """The chunk index a delta upload was planned with (None for a whole-file upload)."""
     saved = _load_plan(store, uid)
-    return saved[0] if saved else None
+    return saved.index if saved else None

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,12 @@ class Upload:
                 "offset": self.offset, "received": self.received}
 
 
+def lock_shared(fd: int) -> None:
+    """Share an upload's part with other chunks being written; finish, abort and a new plan take
+    it exclusively."""
+    fcntl.flock(fd, fcntl.LOCK_SH)
+
+
 def upload_id(path: str, size: int, sha256: str) -> str:
     """The upload's name, from what it will become."""
     return hashlib.sha256(f"{path}\0{size}\0{sha256}".encode()).hexdigest()[:32]
@@ -80,6 +87,16 @@ class UploadStore:
         os.makedirs(self.dir, exist_ok=True)
         # Delta uploads being assembled in this process: id -> (chunks hashed, running SHA-256).
         self.running: dict = {}
+        # Their chunk plans as this process last read them (portal.dpnode.assembly.Plan).
+        self.plans: dict = {}
+        # Delta batches gathered and waiting for their turn: id -> {first chunk: batch}; where
+        # assembly stands as this process last saw it; the lock of whoever drains each upload.
+        self.pending: dict = {}
+        self.frontiers: dict = {}
+        self.draining: dict = {}
+        self.pending_lock = threading.Lock()
+        # Notified when a delta batch is taken in: batches waiting for room, finish, look again.
+        self.turns = threading.Condition()
 
     # --- files of one upload ---------------------------------------------------------------
 
@@ -124,6 +141,10 @@ class UploadStore:
 
     def _discard(self, uid: str) -> None:
         self.running.pop(uid, None)
+        self.plans.pop(uid, None)
+        with self.pending_lock:
+            self.pending.pop(uid, None)
+            self.frontiers.pop(uid, None)
         for path in (self._meta(uid), self._part(uid), os.path.join(self.dir, f"{uid}.plan"),
                      os.path.join(self.dir, f"{uid}.need")):
             try:
@@ -193,7 +214,7 @@ class UploadStore:
         try:
             # Shared with other chunks, exclusive against finish and abort; and still the upload's
             # own file once we hold it (not one that finish renamed into place meanwhile).
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            lock_shared(fd)
             try:
                 still_ours = os.fstat(fd).st_ino == os.stat(self._part(uid)).st_ino
             except FileNotFoundError:

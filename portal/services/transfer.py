@@ -150,22 +150,21 @@ class Transfer:
                 try:
                     self._send_chunks(upload, fd, row.size, max(1, upload.parallel or self.streams),
                                       upload.chunk_size or self.chunk, done_before)
+                    result = upload.finish()
                 except PlanAgain as exc:
                     if not plans_left:
                         raise
                     log.warning("%s: %s", row.path, exc.message)
                     self.progress.warn(exc.message)
                     continue
+                except DamagedInTransit:
+                    state.clear()
+                    raise RetryLater(f"{row.path} arrived damaged at the DP; sending it again") \
+                        from None
                 self.reused += upload.reused
-                break
-            try:
-                result = upload.finish()
-            except DamagedInTransit:
                 state.clear()
-                raise RetryLater(f"{row.path} arrived damaged at the DP; sending it again") \
-                    from None
-            state.clear()
-            return result
+                return result
+            raise AssertionError("unreachable: the last plan raises or returns")
         except (JobCancelled, DepotError) as exc:
             # Cancelled, or failed for good: the partial upload goes. A passing failure (the DP
             # not answering, RetryLater) keeps it, so the next try resumes; so does a DP that

@@ -12,9 +12,9 @@ from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, Uplo
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 120  # a finish hashes the whole file on the node before it answers
 SLOW_DISK = 25 * 1024 * 1024  # bytes/s a node's disk is allowed to be, in answer waits
-# A delta batch covers at most this much of the file (the node reads, checks and writes the
-# reused chunks of a batch before it answers); what it sends is at most the copy's chunk size.
-BATCH_SPAN = 128 * 1024 * 1024
+# A delta batch covers at most this much of the file (the node holds a batch's bytes, reused
+# ones included, until its turn); what it sends is at most the copy's chunk size.
+BATCH_SPAN = 32 * 1024 * 1024
 # What a node answers to a batch that cannot go on as planned: a passing failure, after which
 # the copy plans again and resumes where assembly stands.
 REPLAN = {"digest_mismatch", "chunk_unavailable", "out_of_turn", "short_batch", "conflict"}
@@ -202,7 +202,12 @@ class _NodeUpload(Upload):
                            headers={"Upload-Offset": str(offset)})
 
     def finish(self) -> dict:
-        return self.backend.finish_upload(self.id, self.size)
+        try:
+            return self.backend.finish_upload(self.id, self.size)
+        except NodeError as exc:  # assembly stopped short of the end (a chunk given up)
+            if exc.node_code in REPLAN:
+                raise NodeReplan(f"{exc.message}; the copy plans again and resumes") from None
+            raise
 
     def abort(self) -> None:
         self.backend.abort_upload(self.id)
@@ -294,7 +299,12 @@ class _NodeDeltaUpload(Upload):
         return len(body)
 
     def finish(self) -> dict:
-        return self.backend.finish_upload(self.id, self.size)
+        try:
+            return self.backend.finish_upload(self.id, self.size)
+        except NodeError as exc:  # assembly stopped short of the end (a chunk given up)
+            if exc.node_code in REPLAN:
+                raise NodeReplan(f"{exc.message}; the copy plans again and resumes") from None
+            raise
 
     def abort(self) -> None:
         self.backend.abort_upload(self.id)

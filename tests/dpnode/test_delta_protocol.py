@@ -211,3 +211,22 @@ def test_a_node_killed_mid_delta_resumes_at_chunk_granularity(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_batches_that_arrive_out_of_order_are_taken_in_order(node):
+    """A later batch answered before an earlier one arrives: is it held until its turn, and the
+    file whole and right once the earlier one came?"""
+    data = image(3 * MB, seed=9)
+    uid, planned = start(node, data)
+    plan, index = planned.json(), index_bytes(data)
+    half = len(index) // 2
+    second = node.call("POST", f"/uploads/{uid}/chunks", params={"first": half, "last": len(index)},
+                       data=body_of(data, index, needed(plan), half, len(index)))
+    assert second.status_code == 200, second.text
+    assert second.json()["done"] == 0  # gathered and written, waiting for the chunks before it
+    first = node.call("POST", f"/uploads/{uid}/chunks", params={"first": 0, "last": half},
+                      data=body_of(data, index, needed(plan), 0, half))
+    assert first.json()["done"] == len(index)  # the earlier batch took the later one in with it
+    assert node.call("POST", f"/uploads/{uid}/finish").status_code == 200
+    with open(node.file(PATH), "rb") as fh:
+        assert fh.read() == data
