@@ -155,7 +155,7 @@ def dp_node_cli():
 @dp_node_cli.command("run")
 @click.option("--root", required=True, help="The content root this node serves.")
 @click.option("--bind", default="0.0.0.0:8081", show_default=True, help="HOST:PORT to listen on.")
-@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+@click.option("--workers", default=1, show_default=True, help="gunicorn worker processes.")
 def dp_node_run(root, bind, workers):
     """Serve a content root as a DP node under gunicorn (key from DEPOT_DP_KEY)."""
     from portal.dpnode import NodeMisconfigured

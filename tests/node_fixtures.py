@@ -106,12 +106,14 @@ def node(tmp_path, node_settings):
 
 @pytest.fixture
 def received(node):
-    """{"bytes": n}: bytes of upload chunks the `node` has been sent, counted in front of its app."""
+    """{"bytes": n}: bytes of upload chunks the `node` has been sent (whole-file chunks and delta
+    batches), counted in front of its app."""
     counter = {"bytes": 0}
     inner = node.app.wsgi_app
 
     def counting(environ, start_response):
-        if environ["REQUEST_METHOD"] == "PATCH":
+        if environ["REQUEST_METHOD"] == "PATCH" or (
+                environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].endswith("/chunks")):
             counter["bytes"] += int(environ.get("CONTENT_LENGTH") or 0)
         return inner(environ, start_response)
 

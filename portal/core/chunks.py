@@ -26,6 +26,8 @@ RECORD = struct.Struct(">I32s")
 class BadIndex(DepotError):
     """A chunk index that does not describe the file it claims to (a 400 at the node)."""
 
+    code, status = "bad_index", 400
+
 
 @dataclass(frozen=True)
 class ChunkIndex:

@@ -25,20 +25,30 @@ class ChunkStore:
     """The chunk indexes of one content root (central's, or a DP node's with `locate`)."""
 
     def __init__(self, root: str, locate: bool = False):
-        path = store_path(root)
+        self.root, self.locating = root, locate
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """Opened on first use, so a store of a root that is not there creates nothing."""
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        path = store_path(self.root)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.locating = locate
-        self.conn = sqlite3.connect(path, timeout=60, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        with self.conn:
-            self.conn.execute("CREATE TABLE IF NOT EXISTS indexes (sha256 TEXT PRIMARY KEY, "
-                              "size INTEGER NOT NULL, data BLOB NOT NULL)")
-            self.conn.execute("CREATE TABLE IF NOT EXISTS chunk_at (digest BLOB NOT NULL, "
-                              "sha256 TEXT NOT NULL, offset INTEGER NOT NULL, "
-                              "length INTEGER NOT NULL)")
-            self.conn.execute("CREATE INDEX IF NOT EXISTS chunk_at_digest ON chunk_at (digest)")
-            self.conn.execute("CREATE INDEX IF NOT EXISTS chunk_at_file ON chunk_at (sha256)")
+        conn = sqlite3.connect(path, timeout=60, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS indexes (sha256 TEXT PRIMARY KEY, "
+                         "size INTEGER NOT NULL, data BLOB NOT NULL)")
+            conn.execute("CREATE TABLE IF NOT EXISTS chunk_at (digest BLOB NOT NULL, "
+                         "sha256 TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL)")
+            conn.execute("CREATE INDEX IF NOT EXISTS chunk_at_digest ON chunk_at (digest)")
+            conn.execute("CREATE INDEX IF NOT EXISTS chunk_at_file ON chunk_at (sha256)")
+        return conn
 
     def __enter__(self):
         return self
@@ -47,7 +57,9 @@ class ChunkStore:
         self.close()
 
     def close(self) -> None:
-        self.conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def get(self, sha256: str) -> ChunkIndex | None:
         row = self.conn.execute("SELECT size, data FROM indexes WHERE sha256 = ?",

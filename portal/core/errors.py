@@ -88,6 +88,11 @@ class StorageUnavailable(DepotError):
         self.retry_after = retry_after
 
 
+class PlanAgain(StorageUnavailable):
+    """An upload that cannot go on as planned (a part the DP meant to reuse is not as it was):
+    the copy plans it again, at once, and goes on from where the DP stands."""
+
+
 class StorageRefused(DepotError):
     """The DP answered with a refusal that trying again will not change (with the reason)."""
 

@@ -12,7 +12,7 @@ from portal.dpnode.config import BASE_DIR
 DEFAULT_BIND = "0.0.0.0:8081"
 
 
-def serve(root: str, bind: str, workers: int = 2) -> None:
+def serve(root: str, bind: str, workers: int = 1) -> None:
     """Replace this process with gunicorn serving `root` as a DP node on `bind` (key from
     DEPOT_DP_KEY); NodeMisconfigured, before anything starts, if the root or key will not do."""
     root = os.path.abspath(root)
@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="serve a content root (key from DEPOT_DP_KEY)")
     run.add_argument("--root", required=True, help="the content root this node serves")
     run.add_argument("--bind", default=DEFAULT_BIND, help=f"HOST:PORT (default {DEFAULT_BIND})")
-    run.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="gunicorn worker processes (1: a delta upload's running hash lives in "
+                          "the process that assembles it)")
     args = parser.parse_args(argv)
     try:
         serve(args.root, args.bind, args.workers)

@@ -22,5 +22,7 @@ class NodeConfig:
     DEPOT_DP_MAX_CHUNK = _env_int("DEPOT_DP_MAX_CHUNK", 64 * 1024 ** 2)
     # Set (e.g. "/depot-files/") when nginx serves downloads: see README, "DP nodes behind nginx".
     DEPOT_DP_X_ACCEL_PREFIX = os.environ.get("DEPOT_DP_X_ACCEL_PREFIX")
+    # 0: speak only the first protocol (whole files), as a node from before delta copies did.
+    DEPOT_DP_DELTA = _env_int("DEPOT_DP_DELTA", 1) == 1
     DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))
     MAX_CONTENT_LENGTH = DEPOT_DP_MAX_CHUNK + 64 * 1024

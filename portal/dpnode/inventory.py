@@ -13,6 +13,8 @@ import time
 from contextlib import closing
 from typing import Iterator
 
+from portal.core.chunks import wants_index
+from portal.core.chunkstore import ChunkStore
 from portal.core.files import ContentRoot
 from portal.core.hashing import Reader, hash_files
 from portal.dpnode.uploads import STATE_DIR
@@ -91,14 +93,16 @@ def scan(root: str, threads: int = 2, verify: bool = False) -> Iterator[dict]:
                     waited = time.monotonic()
                     yield {"type": "waiting", "reason": "another scan of this root is running"}
                 time.sleep(0.2)
-        cache = HashCache(root)
+        cache, chunks = HashCache(root), ChunkStore(root, locate=True)
         try:
-            yield from _scan(root, cache, threads, verify)
+            yield from _scan(root, cache, chunks, threads, verify)
         finally:
             cache.close()
+            chunks.close()
 
 
-def _scan(root: str, cache: HashCache, threads: int, verify: bool) -> Iterator[dict]:
+def _scan(root: str, cache: HashCache, chunks: ChunkStore, threads: int,
+          verify: bool) -> Iterator[dict]:
     backend = ContentRoot(root)
     backend.ensure_layout()
     problems: list[str] = []
@@ -109,10 +113,12 @@ def _scan(root: str, cache: HashCache, threads: int, verify: bool) -> Iterator[d
             last_word = time.monotonic()
             yield {"type": "listing", "files": len(entries)}
     known = cache.all()
+    indexed = chunks.known()
     to_hash = []
     for entry in entries:
         hit = known.get(entry.path)
-        if verify or hit is None or hit[:2] != (entry.size, entry.mtime_ns):
+        if verify or hit is None or hit[:2] != (entry.size, entry.mtime_ns) or (
+                wants_index(entry.size) and hit[2] not in indexed):  # hashed before indexes
             to_hash.append(entry)
     yield {"type": "start", "files": len(entries), "files_to_hash": len(to_hash),
            "bytes_to_hash": sum(e.size for e in to_hash)}
@@ -121,7 +127,7 @@ def _scan(root: str, cache: HashCache, threads: int, verify: bool) -> Iterator[d
         if entry.path not in hashed:
             yield _file(entry, known[entry.path][2])
 
-    reader = Reader(0, threading.Event())
+    reader = Reader(0, threading.Event(), chunk=True)
     pending: list[tuple[str, int, int, str]] = []
     files_done, last_progress = 0, time.monotonic()
     stream = hash_files(backend, to_hash, reader, max(1, threads))
@@ -135,6 +141,9 @@ def _scan(root: str, cache: HashCache, threads: int, verify: bool) -> Iterator[d
                 if result.sha256:
                     pending.append((result.entry.path, result.entry.size, result.entry.mtime_ns,
                                     result.sha256))
+                    if result.index is not None and result.sha256 not in indexed:
+                        chunks.put(result.sha256, result.index)
+                        indexed.add(result.sha256)
                 yield _file(result.entry, result.sha256, result.error)
             if len(pending) >= SAVE_EVERY:
                 cache.put(pending)
@@ -145,6 +154,7 @@ def _scan(root: str, cache: HashCache, threads: int, verify: bool) -> Iterator[d
     cache.put(pending)
     present = {e.path for e in entries}
     cache.forget([path for path in known if path not in present])
+    chunks.prune({sha for _path, (_size, _mtime, sha) in cache.all().items()})
     for problem in problems:
         yield {"type": "problem", "message": problem}
     free, total = backend.space()

@@ -11,7 +11,8 @@ from portal.core.errors import DepotError, NotFound, Unauthorized
 from portal.core.files import ContentRoot
 from portal.core.paths import confine, inside_root
 from portal.core.version import __version__
-from portal.dpnode import inventory
+from portal.core.chunkstore import ChunkStore
+from portal.dpnode import assembly, inventory
 from portal.dpnode.uploads import UploadStore, upload_id
 
 bp = Blueprint("dpnode", __name__, url_prefix="/dp/v1")
@@ -55,7 +56,12 @@ def health():
     """Version, and free (above the reserve) and total bytes of the root's disk."""
     free, total = store().space()
     return {"status": "ok", "version": __version__, "free_bytes": free, "total_bytes": total,
-            "reserve_bytes": store().reserve}
+            "reserve_bytes": store().reserve, "features": _features()}
+
+
+def _features() -> list[str]:
+    """What this node speaks beyond the first protocol: "delta" (chunk plans, see assembly)."""
+    return ["delta"] if current_app.config.get("DEPOT_DP_DELTA", True) else []
 
 
 @bp.get("/inventory")
@@ -106,11 +112,35 @@ def write_chunk(uid: str):
     return store().write(uid, offset, request.content_length, request.stream.read).to_dict()
 
 
+@bp.put("/uploads/<uid>/index")
+def plan_upload(uid: str):
+    """Take the new file's chunk index (the packed form of portal.core.chunks) and answer which
+    chunks the node lacks: `need` (chunk-number ranges from `done` on) and `reused_bytes`."""
+    if "delta" not in _features():
+        raise NotFound("this DP node takes whole files only (DEPOT_DP_DELTA=0)")
+    return assembly.plan(store(), _root(), uid, request.get_data())
+
+
+@bp.post("/uploads/<uid>/chunks")
+def send_chunks(uid: str):
+    """Chunks ?first=F&last=L of a planned upload: the body holds, in order, the bytes of the
+    ones the plan says the node lacks; the node builds the rest from its own files."""
+    try:
+        first, last = int(request.args["first"]), int(request.args["last"])
+    except (KeyError, ValueError):
+        raise DepotError("name the batch's chunks: ?first=F&last=L") from None
+    return assembly.assemble(store(), _root(), uid, first, last, request.stream.read)
+
+
 @bp.post("/uploads/<uid>/finish")
 def finish_upload(uid: str):
     """Check size and SHA-256 and move the file into place; 422 (and discarded) if damaged."""
+    plan = assembly.index_of(store(), uid)
     done = store().finish(uid)
     inventory.remember(_root(), done["path"], done["size"], done["mtime_ns"], done["sha256"])
+    if plan is not None and plan.size == done["size"]:  # its chunks are where future deltas look
+        with ChunkStore(_root(), locate=True) as chunks:
+            chunks.put(done["sha256"], plan)
     return done
 
 

@@ -35,6 +35,9 @@ class Upload:
     ranges: list[list[int]] = field(default_factory=list)  # received [start, end), merged, sorted
     created_at: float = 0.0
     updated_at: float = 0.0
+    delta: bool = False  # built from a chunk plan (portal.dpnode.assembly), in order
+    assembled: int = 0  # a delta upload: chunks built so far
+    halted: bool = False  # a delta batch failed: later batches are refused until one resumes
 
     @property
     def offset(self) -> int:
@@ -74,6 +77,8 @@ class UploadStore:
         self.max_age = max_age_seconds
         self.dir = os.path.join(root, STATE_DIR, "uploads")
         os.makedirs(self.dir, exist_ok=True)
+        # Delta uploads being assembled in this process: id -> (chunks hashed, running SHA-256).
+        self.running: dict = {}
 
     # --- files of one upload ---------------------------------------------------------------
 
@@ -117,7 +122,9 @@ class UploadStore:
         os.replace(tmp, self._meta(upload.id))
 
     def _discard(self, uid: str) -> None:
-        for path in (self._meta(uid), self._part(uid)):
+        self.running.pop(uid, None)
+        for path in (self._meta(uid), self._part(uid), os.path.join(self.dir, f"{uid}.plan"),
+                     os.path.join(self.dir, f"{uid}.need")):
             try:
                 os.remove(path)
             except FileNotFoundError:
@@ -172,6 +179,9 @@ class UploadStore:
         order; a chunk sent twice is harmless). The bytes go straight to the file; only the record
         of what arrived is taken under the upload's lock, so several chunks write at once."""
         upload = self.get(uid)
+        if upload.delta:
+            raise Conflict(f"the upload of {upload.path} is built from its chunk plan: send its "
+                           "chunks in batches (POST .../chunks)")
         if offset < 0 or length < 0 or offset + length > upload.size:
             raise Conflict(f"a chunk of {length} bytes at {offset} does not fit an upload of "
                            f"{upload.size} bytes")
@@ -237,12 +247,7 @@ class UploadStore:
             if upload.ranges != ([[0, upload.size]] if upload.size else []):
                 raise Conflict(f"the upload of {upload.path} is incomplete: {upload.offset} of "
                                f"{upload.size} bytes received without a gap")
-            digest = hashlib.sha256()
-            size = 0
-            with open(self._part(uid), "rb", buffering=0) as fh:
-                while block := fh.read(READ_CHUNK):
-                    digest.update(block)
-                    size += len(block)
+            size, digest = self._whole_digest(fd, upload)
             if size != upload.size or digest.hexdigest() != upload.sha256:
                 self._discard(uid)
                 raise DigestMismatch(
@@ -269,8 +274,22 @@ class UploadStore:
             with open(tmp, "w") as fh:
                 json.dump(done, fh)
             os.replace(tmp, self._done(uid))
-            os.remove(self._meta(uid))
+            self._discard(uid)  # the record and the chunk plan (the part is in place now)
             return done
+
+    def _whole_digest(self, fd: int, upload: Upload):
+        """(size, SHA-256) of the part file: a delta upload's was computed as it was assembled
+        (kept by this process); anything else is read once now."""
+        held = self.running.pop(upload.id, None)
+        if upload.delta and held is not None and upload.ranges == [[0, upload.size]]:
+            return os.fstat(fd).st_size, held[1]
+        digest = hashlib.sha256()
+        size = 0
+        with open(self._part(upload.id), "rb", buffering=0) as fh:
+            while block := fh.read(READ_CHUNK):
+                digest.update(block)
+                size += len(block)
+        return size, digest
 
     def abort(self, uid: str) -> None:
         """Forget an upload and its bytes."""

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, or_, select
 
 from portal.core.errors import DepotError, StorageUnavailable
+from portal.core.units import human_bytes
 from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Job, utcnow
 from portal.services.assets import central_dp, rebuild_assets, refresh_statuses
@@ -95,7 +96,24 @@ def _copy(dp: DistributionPoint, backend, central: DistributionPoint, key: str, 
     progress.update(files_done=len(to_send), bytes_done=done_bytes, phase=None, force=True)
     skipped = len(sources) - len(to_send)
     return (f"{key} is current at {dp.name}: {len(to_send)} file(s) sent, {skipped} already there"
-            + (f", {len(stale)} removed" if stale else ""))
+            + (f", {len(stale)} removed" if stale else "") + _network_words(dp, transfer, done_bytes))
+
+
+def _network_words(dp: DistributionPoint, transfer: Transfer, size: int) -> str:
+    """What crossed the network against the size of what was copied: "; 5.2 GiB: 61.0 MiB
+    sent, 5.1 GiB reused"; whole files say why where the DP cannot reuse parts."""
+    if not size:
+        return ""
+    try:
+        reuses = transfer.backend.reuses_parts
+    except DepotError:  # a node that stopped answering after the copy: say nothing of it
+        return ""
+    if not reuses:
+        why = ("the DP node takes whole files only" if dp.kind == "local"
+               else "the provider cannot reuse parts")
+        return f"; {human_bytes(size)} sent whole: {why}"
+    return (f"; {human_bytes(size)}: {human_bytes(transfer.sent)} sent, "
+            f"{human_bytes(transfer.reused)} reused")
 
 
 def _run_at_dp(call, *args):

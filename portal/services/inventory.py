@@ -12,6 +12,8 @@ from typing import Iterator
 from flask import current_app
 from sqlalchemy import delete, insert, select, update
 
+from portal.core.chunks import wants_index
+from portal.core.chunkstore import ChunkStore
 from portal.core.errors import DepotError, NeedsAuth
 from portal.core.files import ContentRoot, FileEntry
 from portal.core.hashes import MAKERS, PROVIDER_HASH
@@ -38,10 +40,24 @@ def rescan(job: Job, progress: Progress) -> str:
 
 
 def _rescan(dp: DistributionPoint, backend, progress: Progress) -> str:
+    if not dp.is_central:
+        return _rescan_with(dp, backend, progress, None)
+    with ChunkStore(dp.root) as chunks:
+        summary = _rescan_with(dp, backend, progress, chunks)
+        chunks.prune(set(db.session.scalars(select(InventoryFile.sha256).distinct()
+                                            .where(InventoryFile.sha256.is_not(None)))))
+    return summary
+
+
+def _rescan_with(dp: DistributionPoint, backend, progress: Progress,
+                 chunks: ChunkStore | None) -> str:
+    """The rescan; at central, `chunks` gets the chunk index of every file hashed (computed in
+    the same read) and files hashed before indexes existed are read once more for theirs."""
     dp_id = dp.id
     problems: list[str] = []
     entries: list[FileEntry] = []
     kinds = wanted_hashes() if dp.is_central else ()
+    indexed = None
     try:
         backend.ensure_layout() if dp.is_central else backend.ping()
         progress.update(phase="listing files", force=True)
@@ -54,7 +70,8 @@ def _rescan(dp: DistributionPoint, backend, progress: Progress) -> str:
             select(InventoryFile.id, InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
                    InventoryFile.sha256, InventoryFile.hashes)
             .where(InventoryFile.dp_id == dp_id))}
-        to_hash = [e for e in entries if _needs_hash(known.get(e.path), e, kinds)]
+        indexed = chunks.known() if chunks is not None else None  # the root is there by now
+        to_hash = [e for e in entries if _needs_hash(known.get(e.path), e, kinds, indexed)]
         space = backend.space() if not dp.is_central else None
         if backend.hashing == "reports":  # what Depot recorded beside the objects, no download
             progress.update(phase="reading recorded hashes", force=True)
@@ -77,10 +94,11 @@ def _rescan(dp: DistributionPoint, backend, progress: Progress) -> str:
         results = (batch for batch in [[Hashed(e, sha256=e.sha256, error=e.error,
                                                hashes=e.hashes or None) for e in to_hash]])
     else:
-        reader = Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled, kinds)
+        reader = Reader(current_app.config["DEPOT_SCAN_RATE_LIMIT"], progress.cancelled, kinds,
+                        chunk=chunks is not None)
         threads = max(1, current_app.config["DEPOT_HASH_THREADS"])
         results = hash_files(backend, to_hash, reader, threads)
-    counts = _store_results(dp_id, results, reader, known, progress)
+    counts = _store_results(dp_id, results, reader, known, progress, chunks)
     seen = {e.path for e in entries} - counts.pop("vanished_paths")
     gone = [row.id for path, row in known.items() if path not in seen]
     for start in range(0, len(gone), BATCH):
@@ -110,10 +128,12 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _needs_hash(row, entry: FileEntry, kinds=()) -> bool:
-    """True when the inventory's row is not this version of the file, has no hash yet, or lacks
-    a provider hash central now computes (`kinds`)."""
+def _needs_hash(row, entry: FileEntry, kinds=(), indexed: set | None = None) -> bool:
+    """True when the inventory's row is not this version of the file, has no hash yet, lacks
+    a provider hash central now computes (`kinds`), or, with `indexed` (the SHA-256s central
+    has chunk indexes of), lacks the index a file of its size has."""
     return (row is None or row.sha256 is None or row.size != entry.size
+            or (indexed is not None and wants_index(entry.size) and row.sha256 not in indexed)
             or row.mtime_ns != entry.mtime_ns
             or (entry.sha256 is not None and entry.sha256 != row.sha256)
             or _provider_hash_changed(row, entry)
@@ -179,7 +199,7 @@ def _central_path(root: str, path: str) -> bytes:
 
 
 def _store_results(dp_id: int, results: Iterator[list[Hashed]], reader: Reader, known: dict,
-                   progress: Progress) -> dict:
+                   progress: Progress, chunks: ChunkStore | None = None) -> dict:
     """Write hashing results to the inventory in batches, reporting progress as they come."""
     counts = {"hashed": 0, "unreadable": 0, "vanished_paths": set(), "problems": []}
     inserts, updates = [], []
@@ -199,6 +219,8 @@ def _store_results(dp_id: int, results: Iterator[list[Hashed]], reader: Reader, 
             for result in batch:
                 files_done += 1
                 _collect(result, dp_id, known, inserts, updates, counts)
+                if chunks is not None and result.index is not None and result.sha256:
+                    chunks.put(result.sha256, result.index)
             progress.check()
             if len(inserts) + len(updates) >= BATCH or time.monotonic() - last_write > BATCH_SECONDS:
                 write_batch()

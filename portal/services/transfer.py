@@ -31,6 +31,7 @@ from portal.core.errors import (
     DepotError,
     JobCancelled,
     NeedsAuth,
+    PlanAgain,
     StorageUnavailable,
 )
 from portal.core.hashing import hash_fd
@@ -43,6 +44,7 @@ from portal.services.job_runs import Progress, RetryLater
 from portal.storage.base import Base, Source, StorageBackend, Upload, UploadState
 
 log = logging.getLogger(__name__)
+MAX_PLANS = 3  # plans of one file in one run (a DP finding a part it meant to reuse damaged)
 
 
 class Throttle:
@@ -136,16 +138,25 @@ class Transfer:
                 raise DepotError(f"{row.path} changed at central since its last scan: rescan "
                                  "central, then copy again")
             index, base = self._delta_of(row, fd)
-            upload = self.backend.upload(
-                Source(row.path, row.size, row.sha256, _hashes(row),
-                       lambda offset, length: os.pread(fd, length, offset),
-                       index=index, base=base), state)
-            if upload.done is not None:  # an earlier run got it there; only its answer was lost
-                state.clear()
-                return upload.done
-            self.reused += upload.reused
-            self._send_chunks(upload, fd, row.size, max(1, upload.parallel or self.streams),
-                              upload.chunk_size or self.chunk, done_before)
+            for plans_left in range(MAX_PLANS - 1, -1, -1):
+                upload = self.backend.upload(
+                    Source(row.path, row.size, row.sha256, _hashes(row),
+                           lambda offset, length: os.pread(fd, length, offset),
+                           index=index, base=base), state)
+                if upload.done is not None:  # an earlier run got it there; its answer was lost
+                    state.clear()
+                    return upload.done
+                try:
+                    self._send_chunks(upload, fd, row.size, max(1, upload.parallel or self.streams),
+                                      upload.chunk_size or self.chunk, done_before)
+                except PlanAgain as exc:
+                    if not plans_left:
+                        raise
+                    log.warning("%s: %s", row.path, exc.message)
+                    self.progress.warn(exc.message)
+                    continue
+                self.reused += upload.reused
+                break
             try:
                 result = upload.finish()
             except DamagedInTransit:

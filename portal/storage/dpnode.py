@@ -5,16 +5,28 @@ from typing import Iterator
 import requests
 
 from portal.core import signing
-from portal.core.errors import DamagedInTransit, StorageRefused, StorageUnavailable
+from portal.core.errors import DamagedInTransit, PlanAgain, StorageRefused, StorageUnavailable
 from portal.core.files import FileEntry
 from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState, json_object
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 120  # a finish hashes the whole file on the node before it answers
+SLOW_DISK = 25 * 1024 * 1024  # bytes/s a node's disk is allowed to be, in answer waits
+# A delta batch covers at most this much of the file (the node reads, checks and writes the
+# reused chunks of a batch before it answers); what it sends is at most the copy's chunk size.
+BATCH_SPAN = 128 * 1024 * 1024
+# What a node answers to a batch that cannot go on as planned: a passing failure, after which
+# the copy plans again and resumes where assembly stands.
+REPLAN = {"digest_mismatch", "chunk_unavailable", "out_of_turn", "short_batch", "conflict"}
 
 
 class NodeUnreachable(StorageUnavailable):
     """The node did not answer (down, or the network between): worth trying again later."""
+
+
+class NodeReplan(NodeUnreachable, PlanAgain):
+    """A delta batch the node could not build as planned (a chunk it meant to reuse is not as it
+    was, one arrived damaged, or an earlier batch failed): plan again and go on from there."""
 
 
 class NodeError(StorageRefused):
@@ -41,6 +53,15 @@ class DpNodeStorage(StorageBackend):
         self.url, self.key, self.name = url.rstrip("/"), key, name or "the DP node"
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {key}"
+        self._features: set[str] | None = None
+
+    @property
+    def reuses_parts(self) -> bool:
+        """True when the node speaks the delta protocol (its health lists "delta"); a node from
+        before it gets whole files."""
+        if self._features is None:
+            self._features = set(self._json("GET", "/health").get("features") or ())
+        return "delta" in self._features
 
     def _call(self, method: str, path: str, *, stream: bool = False, timeout: float = READ_TIMEOUT,
               **kw) -> requests.Response:
@@ -124,7 +145,10 @@ class DpNodeStorage(StorageBackend):
 
     def upload(self, source: Source, state: UploadState) -> Upload:
         """The node names each upload by path, size and SHA-256 and keeps it across restarts, so
-        nothing needs keeping here: asked again, it says how far the upload got."""
+        nothing needs keeping here: asked again, it says how far the upload got. A file with a
+        chunk index goes as a delta where the node speaks it."""
+        if source.index is not None and self.reuses_parts:
+            return _NodeDeltaUpload(self, source)
         return _NodeUpload(self, source)
 
     def finish_upload(self, upload_id: str, size: int) -> dict:
@@ -132,7 +156,7 @@ class DpNodeStorage(StorageBackend):
         a slow disk (25 MiB/s). A timeout is harmless: asked again, the node says it is done."""
         try:
             return self._json("POST", f"/uploads/{upload_id}/finish",
-                              timeout=READ_TIMEOUT + size / (25 * 1024 * 1024))
+                              timeout=READ_TIMEOUT + size / SLOW_DISK)
         except NodeError as exc:
             if exc.node_code == "digest_mismatch":  # the node discarded it
                 raise DamagedInTransit(exc.message) from None
@@ -176,6 +200,98 @@ class _NodeUpload(Upload):
     def send(self, offset: int, data: bytes) -> None:
         self.backend._json("PATCH", f"/uploads/{self.id}", data=data,
                            headers={"Upload-Offset": str(offset)})
+
+    def finish(self) -> dict:
+        return self.backend.finish_upload(self.id, self.size)
+
+    def abort(self) -> None:
+        self.backend.abort_upload(self.id)
+
+
+class _NodeDeltaUpload(Upload):
+    """A delta upload to a DP node: the node is told the file's chunk index, answers which chunks
+    it lacks, and builds the file in order from its own chunks and the ones sent here, in batches
+    of consecutive chunks (several in flight: a batch early for its turn waits at the node)."""
+
+    parallel = None
+    reads_itself = True
+
+    def __init__(self, backend: DpNodeStorage, source: Source):
+        self.backend, self.source, self.size = backend, source, source.size
+        self.index = source.index
+        self.offsets = [*self.index.offsets(), self.size]
+        self.batches: dict[int, tuple[int, int]] = {}
+        upload = backend._json("POST", "/uploads", json={
+            "path": source.path, "size": source.size, "sha256": source.sha256})
+        self.id = upload.get("id")
+        if upload.get("complete"):  # an earlier run got it there; only its answer was lost
+            self.done = upload
+            return
+        plan = backend._json("PUT", f"/uploads/{self.id}/index", data=self.index.pack(),
+                             headers={"Content-Type": "application/octet-stream"})
+        self.first = plan["done"]
+        self.need = bytearray(len(self.index))
+        for start, end in plan["need"]:
+            self.need[start:end] = b"\x01" * (end - start)
+        self.reused = plan["reused_bytes"]
+
+    def missing(self) -> list[tuple[int, int]]:
+        start = self.offsets[self.first]
+        return [(start, self.size)] if start < self.size else []
+
+    def pieces(self, chunk: int):
+        """Batches of consecutive chunks from where assembly stands: up to `chunk` bytes (the
+        copy's DEPOT_COPY_CHUNK) to send and BATCH_SPAN of the file each."""
+        number, count = self.first, len(self.index)
+        while number < count:
+            first, sent = number, 0
+            while number < count and self.offsets[number + 1] - self.offsets[first] <= BATCH_SPAN:
+                length = self.index.lengths[number] if self.need[number] else 0
+                if sent and sent + length > chunk:
+                    break
+                sent += length
+                number += 1
+            number = max(number, first + 1)
+            self.batches[self.offsets[first]] = (first, number)
+            yield self.offsets[first], self.offsets[number] - self.offsets[first]
+
+    def _body(self, first: int, last: int) -> bytes:
+        """The bytes of the batch's chunks the node lacks, read at central in runs."""
+        parts, run = [], None
+        for number in range(first, last):
+            if not self.need[number]:
+                continue
+            start, end = self.offsets[number], self.offsets[number + 1]
+            if run is not None and run[1] == start:
+                run[1] = end
+            else:
+                if run is not None:
+                    parts.append(run)
+                run = [start, end]
+        if run is not None:
+            parts.append(run)
+        body = b"".join(self.source.read(start, end - start) for start, end in parts)
+        if len(body) != sum(end - start for start, end in parts):
+            raise StorageRefused("a central file got shorter while being copied: rescan central")
+        return body
+
+    def send(self, offset: int, data: bytes) -> None:
+        raise NotImplementedError("a delta upload reads its batches itself (send_range)")
+
+    def send_range(self, offset: int, length: int, take) -> int:
+        first, last = self.batches[offset]
+        body = self._body(first, last)
+        take(len(body))
+        try:
+            self.backend._json("POST", f"/uploads/{self.id}/chunks",
+                               params={"first": first, "last": last}, data=body,
+                               headers={"Content-Type": "application/octet-stream"},
+                               timeout=READ_TIMEOUT + length / SLOW_DISK)
+        except NodeError as exc:
+            if exc.node_code in REPLAN:
+                raise NodeReplan(f"{exc.message}; the copy plans again and resumes") from None
+            raise
+        return len(body)
 
     def finish(self) -> dict:
         return self.backend.finish_upload(self.id, self.size)

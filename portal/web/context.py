@@ -4,6 +4,7 @@ from flask_login import current_user
 
 from portal.core.errors import NotFound
 from portal.core.libraries import LIBRARIES, SLUGS
+from portal.core.units import human_bytes
 from portal.models.content import ASSET_STATUSES
 from portal.models.deployments import DEPLOYMENT_STATES
 from portal.services import devices, notifications
@@ -45,15 +46,7 @@ def init_app(app) -> None:
             "provider_titles": CLOUD_PROVIDERS,
         }
 
-    @app.template_filter("bytes")
-    def _bytes(value):
-        if value is None:
-            return "—"
-        size = float(value)
-        for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if size < 1024 or unit == "TiB":
-                return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-            size /= 1024
+    app.add_template_filter(human_bytes, "bytes")
 
     @app.template_filter("when")
     def _when(value):

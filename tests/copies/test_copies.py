@@ -233,8 +233,8 @@ def test_a_node_that_takes_no_bytes_is_not_retried_for_ever(central, admin, resc
     node.call("PATCH", f"/uploads/{earlier.json()['id']}", data=data[:MB], headers={"Upload-Offset": "0"})
     inner = node.app.wsgi_app
 
-    def failing_chunks(environ, start_response):
-        if environ["REQUEST_METHOD"] == "PATCH":
+    def failing_chunks(environ, start_response):  # whole-file chunks and delta batches alike
+        if environ["REQUEST_METHOD"] == "PATCH" or environ["PATH_INFO"].endswith("/chunks"):
             start_response("503 Service Unavailable", [("Content-Type", "application/json")])
             return [b'{"error": {"code": "io_error", "message": "Input/output error"}}']
         return inner(environ, start_response)

@@ -39,7 +39,9 @@ def test_copy_whose_worker_is_killed_resumes_and_ends_identical(slow_copy, admin
     worker.kill()
     sent_before = received["bytes"]
     assert not os.path.exists(node.file("Images/Win11.wim"))  # never a partial under its name
-    assert len(os.listdir(os.path.join(node.root, ".depot", "uploads"))) == 2  # .part + .json
+    kinds = {os.path.splitext(name)[1] for name in os.listdir(os.path.join(node.root, ".depot",
+                                                                          "uploads"))}
+    assert {".part", ".json"} <= kinds  # the partial upload and its record (and its chunk plan)
     dp_management.update_dp(admin, dp, {"bandwidth_limit": None})  # the rest need not be slow
 
     wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
@@ -55,6 +57,39 @@ def test_copy_whose_worker_is_killed_resumes_and_ends_identical(slow_copy, admin
     # The second attempt sent what was missing, not the whole file again.
     assert received["bytes"] - sent_before < SIZE - 1 * MB
     assert dps.content(dp, "Images")[0]["status"] == "current"
+
+
+def test_a_delta_whose_worker_is_killed_resumes_where_assembly_stands(
+        central, rescan, slow_copy, admin, node, received, start_worker):
+    """An update of an image the node holds, its worker killed half-way through sending what
+    changed: does it resume at chunk granularity, send only the rest, and end identical while the
+    old version stays served until the rename?"""
+    dp, old = slow_copy
+    write_file(node.root, "Images/Win11.wim", old)  # the node holds last month's image
+    rescan(dp)
+    new = old[:2 * MB] + os.urandom(3 * MB) + old[5 * MB:]
+    write_file(central.root, "Images/Win11.wim", new)
+    rescan(central)
+    [job] = copies.request_copies(admin, ["Images/Win11.wim"], [dp.id])
+    worker = start_worker()
+    wait_for(lambda: (fresh(job.id).bytes_sent or 0) >= 1 * MB, timeout=60,
+             message="the copy to send a third of what changed")
+    worker.kill()
+    with open(node.file("Images/Win11.wim"), "rb") as fh:
+        assert fh.read() == old  # still last month's, whole
+    sent_before = received["bytes"]
+    dp_management.update_dp(admin, dp, {"bandwidth_limit": None})
+    wait_for(lambda: job_recovery.recover_lost_jobs().get(job.id) == "requeued", timeout=30,
+             message="recovery to notice the dead worker")
+    start_worker()
+    wait_for(lambda: fresh(job.id).state in ("succeeded", "failed"), timeout=60,
+             message="the resumed copy to finish")
+    done = fresh(job.id)
+    assert done.state == "succeeded", done.error
+    with open(node.file("Images/Win11.wim"), "rb") as fh:
+        assert fh.read() == new
+    assert received["bytes"] - sent_before < 3 * MB - 512 * 1024  # the rest, not all again
+    assert received["bytes"] <= 3 * MB + 1 * MB
 
 
 def test_cancel_stops_a_copy_and_aborts_its_upload(slow_copy, admin, node, start_worker):
