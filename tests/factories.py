@@ -12,7 +12,8 @@ from unittest import mock
 from werkzeug.security import generate_password_hash
 
 from portal.extensions import db
-from portal.models import Boundary, Device, DeviceGroup, DistributionPoint, Job, utcnow
+from portal.models import (Boundary, Device, DeviceGroup, DistributionPoint, InventoryFile, Job,
+                           utcnow)
 from portal.services import accounts
 from portal.services.actors import Actor
 
@@ -102,6 +103,11 @@ def make_boundary(cidr, dp, name=None):
 def add_cloud_dp(name, provider):
     """A cloud DP row of a provider (nothing is reached: the DP list only shows it)."""
     return _saved(DistributionPoint(name=name, kind="cloud", provider=provider, site=name))
+
+
+def add_file(dp, path, size, sha256):
+    """An inventory row: `dp` holds `path` (size, sha256; sha256 None: not hashed yet)."""
+    return _saved(InventoryFile(dp_id=dp.id, path=path, size=size, mtime_ns=1, sha256=sha256))
 
 
 def add_copy_job(dp, state="running", key="Images/Win11.wim", **fields):

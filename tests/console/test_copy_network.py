@@ -1,11 +1,17 @@
-"""What the console says of delta copies: what crossed the network beside a copy's progress, and
-whole files for providers that cannot reuse parts."""
+"""What the console says of delta copies: what crossed the network beside a copy's progress, whole
+files for providers that cannot reuse parts, and about how much Copy what is missing would send."""
+import hashlib
 import html
 import re
 
 import pytest
 
-from tests.factories import add_cloud_dp, add_copy_job, add_dp
+from portal.core.chunks import index_bytes
+from portal.core.chunkstore import ChunkStore
+from portal.core.units import human_bytes
+from portal.services.assets import rebuild_assets, refresh_statuses
+from tests.factories import add_cloud_dp, add_copy_job, add_dp, add_file
+from tests.images import IMAGE, change_in_place, image
 
 MiB, GiB = 1024 ** 2, 1024 ** 3
 SIZE, SENT = int(5.2 * GiB), 61 * MiB
@@ -85,3 +91,31 @@ def test_s3_copies_show_what_they_reused(login_as, central):
                        bytes_sent=SENT)
     assert network_lines(text(login_as("admin").get(f"/jobs/{job.id}", hx=True))) == [NETWORK]
 
+
+def test_dp_list_says_about_how_much_copy_what_is_missing_would_send(login_as, central):
+    """Does the DP list's Copy what is missing or outdated say about what it would send:
+    changed chunks to a node holding the old image, the whole image to Dropbox?"""
+    old = image(2 * MiB, seed=3)
+    new = change_in_place(old, 2, 0.05)
+    sha = {data: hashlib.sha256(data).hexdigest() for data in (old, new)}
+    add_file(central, IMAGE, len(new), sha[new])
+    node, dropbox = add_dp("Seattle"), add_cloud_dp("Box", "dropbox")
+    for dp in (node, dropbox):
+        add_file(dp, IMAGE, len(old), sha[old])
+    for dp in (central, node, dropbox):
+        rebuild_assets(dp.id)
+    refresh_statuses()
+    with ChunkStore(central.root) as store:
+        for data in (old, new):
+            store.put(sha[data], index_bytes(data))
+    new_index, old_digests = index_bytes(new), set(index_bytes(old).digests)
+    changed = sum(length for length, digest in zip(new_index.lengths, new_index.digests)
+                  if digest not in old_digests)
+
+    body = text(login_as("technician").get("/distribution-points/", hx=True))
+    row = {dp.name: body.split(f'id="dp-{dp.id}"')[1].split("</tr>")[0] for dp in (node, dropbox)}
+    assert 0 < changed < len(new) // 4
+    assert ("Copy what is missing or outdated <span class=\"to-send\">"
+            f"(about {human_bytes(changed)} to send)") in row["Seattle"]
+    assert "(about 2.0 MiB to send)" in row["Box"]
+    assert "to send" not in text(login_as("viewer").get("/distribution-points/"))
