@@ -51,6 +51,9 @@ class Config:
     # Optional read-rate cap for rescans (bytes/s, 0 = none) so a scan does not starve a busy disk.
     DEPOT_SCAN_RATE_LIMIT = _env_int("DEPOT_SCAN_RATE_LIMIT", 0)
     DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))
+    # 0: rescans hash only; a copy to a DP that reuses parts then indexes each file it sends
+    # (one more read of it) instead of the rescan doing it in the same read as the hash.
+    DEPOT_CHUNK_INDEXES = _env_int("DEPOT_CHUNK_INDEXES", 1) == 1
     # The address endpoints reach the central server at (Google Drive download links go through
     # it; see portal/storage/gdrive.py). Unset: the host of the request that made the link.
     DEPOT_PUBLIC_URL = os.environ.get("DEPOT_PUBLIC_URL")

@@ -8,6 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Iterator
 
+from portal.core import fileio
 from portal.core.chunks import ChunkIndex, Chunker, wants_index
 from portal.core.errors import JobCancelled
 from portal.core.files import FileEntry, Readable
@@ -107,7 +108,7 @@ def hash_fd(fd: int, size: int, cancelled: threading.Event | None = None) -> tup
     while position < size:
         if cancelled is not None and cancelled.is_set():
             raise JobCancelled()
-        block = os.pread(fd, min(CHUNK, size - position), position)
+        block = fileio.pread(fd, min(CHUNK, size - position), position)
         if not block:
             break
         hasher.update(block)

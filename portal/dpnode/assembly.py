@@ -21,8 +21,10 @@ answers `chunk_unavailable`, so central plans again and sends it.
 import hashlib
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from portal.core import fileio
 from portal.core.chunks import ChunkIndex
 from portal.core.chunkstore import ChunkStore
 from portal.core.errors import Conflict, DepotError, DigestMismatch
@@ -199,7 +201,7 @@ def _running_hash(store: UploadStore, fd: int, upload, offset: int):
         return held[1]
     digest, position = hashlib.sha256(), 0
     while position < offset:
-        block = os.pread(fd, min(READ_CHUNK, offset - position), position)
+        block = fileio.pread(fd, min(READ_CHUNK, offset - position), position)
         if not block:
             raise Conflict(f"the partial upload of {upload.path} is shorter than recorded; it "
                            "starts over")
@@ -210,79 +212,123 @@ def _running_hash(store: UploadStore, fd: int, upload, offset: int):
 
 def _build(store: UploadStore, root: str, fd: int, upload, index: ChunkIndex, need: bytearray,
            first: int, last: int, read: Callable[[int], bytes]) -> None:
-    offsets = index.offsets()
-    digest = _running_hash(store, fd, upload, offsets[first])
+    """Assemble chunks [first, last) in runs: a run of chunks sent in this batch, or of chunks one
+    local file holds back to back. Each run is written and added to the whole file's hash while
+    another thread checks its chunks' SHA-256 (hashlib lets go of the GIL: two cores work); a run
+    with a bad chunk is taken up to that chunk and the hash rewound to match."""
+    offsets = [*index.offsets(), upload.size]
+    state = _Progress(store, upload, offsets, _running_hash(store, fd, upload, offsets[first]),
+                      first)
     store.running.pop(upload.id, None)
-    number, unsaved = first, 0
-
-    def advance(to: int, data) -> None:
-        nonlocal number, unsaved
-        if to == number + 1:
-            earlier.setdefault(index.digests[number], (None, offsets[number]))
-        os.pwrite(fd, data, offsets[number])
-        digest.update(data)
-        unsaved += len(data)
-        number = to
-        if unsaved >= SAVE_BYTES:
-            _save_progress(store, upload, offsets, number, digest)
-            unsaved = 0
-
     earlier: dict = {}  # chunks of this very file already assembled: a digest's first place
     chunks = ChunkStore(root, locate=True)
     sources = Sources(root, chunks)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-check")
     try:
         found = sources.find([index.digests[k] for k in range(first, last) if not need[k]])
-        while number < last:
+        while state.number < last:
+            number = state.number
             if need[number]:
-                data = _receive(read, index, number)
-                advance(number + 1, data)
+                end, data = _receive_run(read, index, need, number, last)
+            else:
+                end, data = _local_run(fd, root, index, offsets, need, found, earlier, number,
+                                       last)
+            good = state.place(fd, pool, index, end, data) if data is not None else 0
+            for k in range(number, number + good):
+                earlier.setdefault(index.digests[k], (None, offsets[k]))
+            if good == end - number:
                 continue
-            end, data = _local_run(fd, root, index, offsets, need, found, earlier, number, last,
-                                   upload)
-            if data is None:  # not where the plan found it: central must send it
+            if need[number + good]:
+                state.save()
+                raise DigestMismatch(f"chunk {number + good} arrived damaged (its SHA-256 "
+                                     "differs); nothing of it was kept")
+            if good == 0:  # not where the plan found it: central must send it
                 _give_up_source(store, upload, need, chunks, sources, found, index, number)
-                _save_progress(store, upload, offsets, number, digest)
+                state.save()
                 raise ChunkUnavailable(f"chunk {number} of {upload.path} is no longer held as "
                                        "planned at this node; plan again to have it sent")
-            advance(end, data)
-    except DigestMismatch:
-        _save_progress(store, upload, offsets, number, digest)
+    except DepotError:
+        state.save()
         raise
     finally:
+        pool.shutdown()
         sources.close()
         chunks.close()
-    _save_progress(store, upload, offsets, number, digest)
+    state.save()
 
 
-def _save_progress(store: UploadStore, upload, offsets: list[int], number: int, digest) -> None:
-    upload.assembled = number
-    end = offsets[number] if number < len(offsets) else upload.size
-    upload.ranges = [[0, end]] if end else []
-    store._save(upload)
-    store.running[upload.id] = (number, digest)
+class _Progress:
+    """Where one batch's assembly stands: the next chunk, the running hash, what is unsaved."""
+
+    def __init__(self, store: UploadStore, upload, offsets: list[int], digest, number: int):
+        self.store, self.upload, self.offsets = store, upload, offsets
+        self.digest, self.number, self.unsaved = digest, number, 0
+
+    def place(self, fd: int, pool, index: ChunkIndex, end: int, data) -> int:
+        """Write chunks [number, end) (their bytes: `data`), hash them into the whole file's
+        SHA-256, check each one's; how many from the first were good (those stay placed)."""
+        start = self.number
+        before = self.digest.copy()
+        checked = pool.submit(_good_prefix, data, index.lengths[start:end],
+                              index.digests[start:end])
+        fileio.pwrite(fd, data, self.offsets[start])
+        self.digest.update(data)
+        good = checked.result()
+        if good < end - start:  # the hash goes back to the last good chunk
+            self.digest = before
+            self.digest.update(memoryview(data)[:self.offsets[start + good] - self.offsets[start]])
+        self.number = start + good
+        self.unsaved += self.offsets[self.number] - self.offsets[start]
+        if self.unsaved >= SAVE_BYTES:
+            self.save()
+        return good
+
+    def save(self) -> None:
+        upload, number = self.upload, self.number
+        upload.assembled = number
+        end = self.offsets[number]
+        upload.ranges = [[0, end]] if end else []
+        self.store._save(upload)
+        self.store.running[upload.id] = (number, self.digest)
+        self.unsaved = 0
 
 
-def _receive(read: Callable[[int], bytes], index: ChunkIndex, number: int) -> bytes:
-    """One chunk from the request body, checked against its SHA-256."""
-    length, expected = index.lengths[number], index.digests[number]
+def _good_prefix(data, lengths, digests) -> int:
+    """How many of the chunks laid end to end in `data` match their SHA-256, from the first."""
+    view, position = memoryview(data), 0
+    for number, (length, expected) in enumerate(zip(lengths, digests)):
+        piece = view[position:position + length]
+        if len(piece) != length or hashlib.sha256(piece).digest() != expected:
+            return number
+        position += length
+    return len(lengths)
+
+
+def _receive_run(read: Callable[[int], bytes], index: ChunkIndex, need: bytearray, number: int,
+                 last: int) -> tuple[int, bytes]:
+    """Consecutive chunks the plan has sent, from the request body (up to RUN_BYTES at once)."""
+    end, length = number, 0
+    while end < last and need[end] and (length == 0 or length + index.lengths[end] <= RUN_BYTES):
+        length += index.lengths[end]
+        end += 1
     parts, got = [], 0
     while got < length:
         block = read(length - got)
         if not block:
-            raise DepotError(f"the batch ended inside chunk {number} ({got} of its {length} "
-                             "bytes)", code="short_batch")
+            at = number
+            while got >= index.lengths[at]:
+                got -= index.lengths[at]
+                at += 1
+            raise DepotError(f"the batch ended inside chunk {at} ({got} of its "
+                             f"{index.lengths[at]} bytes)", code="short_batch")
         parts.append(block)
         got += len(block)
-    data = b"".join(parts) if len(parts) > 1 else parts[0]
-    if hashlib.sha256(data).digest() != expected:
-        raise DigestMismatch(f"chunk {number} arrived damaged (its SHA-256 differs); nothing of "
-                             "it was kept")
-    return data
+    return end, b"".join(parts) if len(parts) > 1 else parts[0]
 
 
-def _local_run(fd, root, index, offsets, need, found, earlier, number, last, upload):
-    """Chunks from `number` on that one local file holds back to back, read at once and each
-    checked: (chunk number after the run, bytes), or (number, None) if the first is not there."""
+def _local_run(fd, root, index, offsets, need, found, earlier, number, last):
+    """Chunks from `number` on that one local file holds back to back (up to RUN_BYTES), read at
+    once: (chunk number after the run, bytes), or (number, None) if the first is not there."""
     digest = index.digests[number]
     place = earlier.get(digest)
     if place is None and digest in found:
@@ -296,36 +342,24 @@ def _local_run(fd, root, index, offsets, need, found, earlier, number, last, upl
     if place is None:
         return number, None
     rel, start = place
-    end, length = number, 0
-    while end < last and not need[end] and length < RUN_BYTES:
-        step = index.lengths[end]
+    end, length = number + 1, index.lengths[number]
+    while end < last and not need[end] and length + index.lengths[end] <= RUN_BYTES:
         nxt = found.get(index.digests[end])
-        same = (nxt is not None and rel is not None and nxt[1] == rel
-                and nxt[2] == start + length) if end > number else True
-        if not same:
+        if rel is None or nxt is None or nxt[1] != rel or nxt[2] != start + length:
             break
-        length += step
+        length += index.lengths[end]
         end += 1
     try:
         if rel is None:
-            data = os.pread(fd, length, start)
+            data = fileio.pread(fd, length, start)
         else:
             src = open_no_follow(confine(root, rel))
             try:
-                data = os.pread(src, length, start)
+                data = fileio.pread(src, length, start)
             finally:
                 os.close(src)
     except (OSError, DepotError):
         return number, None
-    view, position = memoryview(data), 0
-    for k in range(number, end):
-        piece = view[position:position + index.lengths[k]]
-        if len(piece) != index.lengths[k] or hashlib.sha256(piece).digest() != index.digests[k]:
-            if k == number:
-                return number, None
-            return k, data[:position]  # the good part; the bad chunk fails on its own next
-        earlier.setdefault(index.digests[k], (None, offsets[k]))
-        position += len(piece)
     return end, data
 
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from portal.core import fileio
 from portal.core.errors import Conflict, DepotError, DigestMismatch, InsufficientStorage, NotFound
 from portal.core.paths import confine
 
@@ -204,9 +205,7 @@ class UploadStore:
                 block = read(min(READ_CHUNK, length - done))
                 if not block:
                     raise DepotError(f"the chunk ended after {done} of its {length} bytes")
-                view, written = memoryview(block), 0
-                while written < len(block):
-                    written += os.pwrite(fd, view[written:], offset + done + written)
+                fileio.pwrite(fd, block, offset + done)
                 done += len(block)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:

@@ -40,7 +40,7 @@ def rescan(job: Job, progress: Progress) -> str:
 
 
 def _rescan(dp: DistributionPoint, backend, progress: Progress) -> str:
-    if not dp.is_central:
+    if not dp.is_central or not current_app.config["DEPOT_CHUNK_INDEXES"]:
         return _rescan_with(dp, backend, progress, None)
     with ChunkStore(dp.root) as chunks:
         summary = _rescan_with(dp, backend, progress, chunks)

@@ -34,6 +34,7 @@ from portal.core.errors import (
     PlanAgain,
     StorageUnavailable,
 )
+from portal.core import fileio
 from portal.core.hashing import hash_fd
 from portal.core.names import unescape_component
 from portal.extensions import db
@@ -141,7 +142,7 @@ class Transfer:
             for plans_left in range(MAX_PLANS - 1, -1, -1):
                 upload = self.backend.upload(
                     Source(row.path, row.size, row.sha256, _hashes(row),
-                           lambda offset, length: os.pread(fd, length, offset),
+                           lambda offset, length: fileio.pread(fd, length, offset),
                            index=index, base=base), state)
                 if upload.done is not None:  # an earlier run got it there; its answer was lost
                     state.clear()
@@ -245,7 +246,7 @@ def _send_chunk(upload: Upload, fd: int, offset: int, length: int, throttle: Thr
         raise JobCancelled()
     if upload.reads_itself:
         return length, upload.send_range(offset, length, throttle.take)
-    data = os.pread(fd, length, offset)
+    data = fileio.pread(fd, length, offset)
     if len(data) != length:
         raise DepotError("a central file got shorter while being copied: rescan central")
     throttle.take(length)

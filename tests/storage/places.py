@@ -278,7 +278,8 @@ class NodePlace(FolderPlace):
         inner = node.app.wsgi_app
 
         def damaging(environ, start_response):  # in front of the node: the network between
-            if self._damage_next and environ["REQUEST_METHOD"] == "PATCH":
+            if self._damage_next and (environ["REQUEST_METHOD"] == "PATCH"
+                                      or environ["PATH_INFO"].endswith("/chunks")):
                 self._damage_next = False
                 body = bytearray(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
                 body[len(body) // 2] ^= 0xFF
