@@ -1,17 +1,19 @@
 """Test data: users and tokens built through the services, so they are what the product itself
-would make; devices, groups, boundaries and DP rows inserted as rows, as an agent's enrollment or
-a form would leave them (the paths that create them are tested elsewhere); files in content
-roots."""
+would make; devices, groups, boundaries, DP, inventory and job rows inserted as rows, as an
+agent's enrollment, a form, a scan or a worker would leave them (the paths that create them are
+tested elsewhere); files in content roots."""
 import functools
 import itertools
 import os
+import uuid
 from datetime import timedelta
 from unittest import mock
 
 from werkzeug.security import generate_password_hash
 
 from portal.extensions import db
-from portal.models import Boundary, Device, DeviceGroup, DistributionPoint, utcnow
+from portal.models import (Boundary, Device, DeviceGroup, DistributionPoint, InventoryFile, Job,
+                           utcnow)
 from portal.services import accounts
 from portal.services.actors import Actor
 
@@ -96,3 +98,20 @@ def make_group(name, preferred=None, fallbacks=()):
 def make_boundary(cidr, dp, name=None):
     """A boundary row (cidr already normalised)."""
     return _saved(Boundary(name=name or cidr, cidr=cidr, dp_id=dp.id))
+
+
+def add_cloud_dp(name, provider):
+    """A cloud DP row of a provider (nothing is reached: the DP list only shows it)."""
+    return _saved(DistributionPoint(name=name, kind="cloud", provider=provider, site=name))
+
+
+def add_file(dp, path, size, sha256):
+    """An inventory row: `dp` holds `path` (size, sha256; sha256 None: not hashed yet)."""
+    return _saved(InventoryFile(dp_id=dp.id, path=path, size=size, mtime_ns=1, sha256=sha256))
+
+
+def add_copy_job(dp, state="running", key="Images/Win11.wim", **fields):
+    """A copy job row at a DP as a worker leaves it mid-run or at its end (bytes_done,
+    bytes_total, bytes_sent, summary ...); nothing is enqueued."""
+    return _saved(Job(id=str(uuid.uuid4()), kind="copy", queue="copies", dp_id=dp.id,
+                      asset_key=key, state=state, attempts=1, warnings=[], **fields))

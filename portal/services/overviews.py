@@ -7,8 +7,8 @@ that does it checks again when asked: these decide what a page shows, never what
 from typing import NamedTuple
 
 from portal.models import DistributionPoint, User
+from portal.services import deltas, job_lists
 from portal.services import distribution_points as dps
-from portal.services import job_lists
 from portal.services.jobs import active_job
 from portal.services.permissions import can
 
@@ -76,7 +76,8 @@ def dashboard(user: User) -> dict:
 
 def dp_list(user: User) -> list[dict]:
     """The DP list's rows: each DP with where it keeps its files, its health, its counts per
-    content status, its running rescan and what the row offers."""
+    content status, its running rescan, what the row offers and, where it offers Copy what is
+    missing or outdated, about how many bytes that would send (`to_send`, else None)."""
     visible = dps.visible_dps(user)
     counts = dps.status_counts([dp.id for dp in visible])
     rows = []
@@ -85,7 +86,10 @@ def dp_list(user: User) -> list[dict]:
         health, reason = dps.health(dp)
         rows.append({"dp": dp, "location": dps.location(dp), "health": health, "reason": reason,
                      "counts": here, "scan": active_job(f"rescan:{dp.id}"),
-                     "offers": dp_offers(user, dp, here)})
+                     "offers": dp_offers(user, dp, here), "to_send": None})
+    estimates = deltas.bytes_to_send([row["dp"] for row in rows if row["offers"].copy_missing])
+    for row in rows:
+        row["to_send"] = estimates.get(row["dp"].id)
     return rows
 
 

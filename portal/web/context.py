@@ -7,7 +7,7 @@ from portal.core.libraries import LIBRARIES, SLUGS
 from portal.core.units import human_bytes
 from portal.models.content import ASSET_STATUSES
 from portal.models.deployments import DEPLOYMENT_STATES
-from portal.services import devices, notifications
+from portal.services import deltas, devices, notifications
 from portal.services import distribution_points as dps
 from portal.services.job_lists import JOB_STATES
 from portal.services.permissions import can
@@ -25,9 +25,10 @@ STATUSES = {
 
 
 def init_app(app) -> None:
-    """STATUSES for every template; the layout's context for signed-in pages; the `bytes` and
-    `when` filters."""
+    """STATUSES and copy_words for every template; the layout's context for signed-in pages; the
+    `bytes` and `when` filters."""
     app.jinja_env.globals["STATUSES"] = STATUSES
+    app.jinja_env.globals["copy_words"] = deltas.copy_words  # the job widget's network line
 
     @app.context_processor
     def _layout():

@@ -1,6 +1,7 @@
 """Jobs, notifications and the audit log over the API."""
 from portal.extensions import db
 from portal.models import AuditEvent, Job
+from tests.factories import add_copy_job, add_dp
 
 
 def test_job_get_cancel_and_conflict(api_as, central):
@@ -18,6 +19,22 @@ def test_job_get_cancel_and_conflict(api_as, central):
     assert [j["id"] for j in listed["items"]] == [job_id] and listed["total"] == 1
     assert api.get("/api/v1/jobs?state=bogus").status_code == 400
     assert db.session.query(AuditEvent).filter_by(action="job.rescan.cancel").count() == 1
+
+
+def test_a_copy_job_says_what_crossed_the_network(api_as, central):
+    """Do a copy job's answer and the job list carry bytes_sent beside bytes_done and
+    bytes_total, and an older job's null?"""
+    node = add_dp("Seattle")
+    job = add_copy_job(node, bytes_total=5 * 2 ** 30, bytes_done=2 * 2 ** 30,
+                       bytes_sent=61 * 2 ** 20)
+    older = add_copy_job(node, key="Images/Win10.wim", bytes_total=10, bytes_done=4)
+    api = api_as("viewer")
+    body = api.get(f"/api/v1/jobs/{job.id}").get_json()
+    assert (body["kind"], body["bytes_total"], body["bytes_done"], body["bytes_sent"]) == (
+        "copy", 5 * 2 ** 30, 2 * 2 ** 30, 61 * 2 ** 20)
+    assert api.get(f"/api/v1/jobs/{older.id}").get_json()["bytes_sent"] is None
+    listed = {j["id"]: j["bytes_sent"] for j in api.get("/api/v1/jobs?kind=copy").get_json()["items"]}
+    assert listed == {job.id: 61 * 2 ** 20, older.id: None}
 
 
 def test_viewer_cannot_cancel(api_as, central):

@@ -20,7 +20,7 @@ def list_jobs():
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
-    """One job: state, bytes done/total, error."""
+    """One job: state, bytes done/total (and, for a copy, sent), error."""
     return job_lists.visible_job(g.api_user, job_id).to_dict()
 
 
