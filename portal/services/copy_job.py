@@ -17,6 +17,7 @@ from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Job, utcnow
 from portal.services.assets import central_dp, rebuild_assets, refresh_statuses
 from portal.services.backends import open_storage
+from portal.services.deltas import sent_words
 from portal.services.job_runs import Progress, RetryLater
 from portal.services.jobs import dp_of
 from portal.services.transfer import Transfer
@@ -55,11 +56,11 @@ def copy_asset(job: Job, progress: Progress) -> str:
     here = {row.path: row for row in _asset_files(dp_id, key)}
     with open_storage(dp) as backend:
         backend.cancelled = progress.cancelled
-        return _copy(dp, backend, central, key, sources, here, progress)
+        return _copy(dp, backend, central, key, sources, here, progress, job.bytes_sent or 0)
 
 
 def _copy(dp: DistributionPoint, backend, central: DistributionPoint, key: str, sources: list,
-          here: dict, progress: Progress) -> str:
+          here: dict, progress: Progress, sent_before: int = 0) -> str:
     """The copy itself, once the backend is open: changed files sent, stale ones removed."""
     dp_id = dp.id
     central_has_file = [row.path for row in sources] == [key]
@@ -71,10 +72,11 @@ def _copy(dp: DistributionPoint, backend, central: DistributionPoint, key: str, 
                if not (row.path in here and here[row.path].sha256 == row.sha256
                        and here[row.path].size == row.size)]
     stale = sorted(set(here) - {row.path for row in sources})
-    progress.update(phase="copying", files_total=len(to_send), files_done=0,
-                    bytes_total=sum(row.size for row in to_send), bytes_done=0, force=True)
-
     transfer = Transfer(backend, dp, central.root, progress, here)
+    transfer.sent = sent_before  # what earlier runs of this copy sent counts too
+    progress.update(phase="copying", files_total=len(to_send), files_done=0,
+                    bytes_total=sum(row.size for row in to_send), bytes_done=0,
+                    bytes_sent=transfer.sent, force=True)
     done_bytes, sent = 0, []
     try:
         for number, row in enumerate(to_send, 1):
@@ -112,8 +114,7 @@ def _network_words(dp: DistributionPoint, transfer: Transfer, size: int) -> str:
         why = ("the DP node takes whole files only" if dp.kind == "local"
                else "the provider cannot reuse parts")
         return f"; {human_bytes(size)} sent whole: {why}"
-    return (f"; {human_bytes(size)}: {human_bytes(transfer.sent)} sent, "
-            f"{human_bytes(transfer.reused)} reused")
+    return "; " + sent_words(size, transfer.sent, max(0, size - transfer.sent))
 
 
 def _run_at_dp(call, *args):

@@ -49,12 +49,15 @@ def copy_words(job: Job) -> str | None:
     if job.bytes_sent is None or not job.bytes_total:
         return None
     covered = job.bytes_done if job.is_active else job.bytes_total
-    reused = max(0, (covered or 0) - job.bytes_sent)
-    words = (f"{human_bytes(job.bytes_total)}: {human_bytes(job.bytes_sent)} sent, "
-             f"{human_bytes(reused)} reused")
+    words = sent_words(job.bytes_total, job.bytes_sent, max(0, (covered or 0) - job.bytes_sent))
     if not job.is_active and words in (job.summary or ""):
         return None
     return words
+
+
+def sent_words(size: int, sent: int, reused: int) -> str:
+    """"5.2 GiB: 61.0 MiB sent, 5.1 GiB reused": the one way progress and summaries say it."""
+    return f"{human_bytes(size)}: {human_bytes(sent)} sent, {human_bytes(reused)} reused"
 
 
 def bytes_to_send(dps: list[DistributionPoint]) -> dict[int, int]:
