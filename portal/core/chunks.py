@@ -10,7 +10,9 @@ Packed form (on disk and on the wire): `MAGIC`, then per chunk a 4-byte big-endi
 the 32-byte SHA-256 digest: 36 bytes a chunk, about 2.3 MB for a 5 GiB image.
 """
 import hashlib
+import queue
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -87,50 +89,93 @@ class ChunkIndex:
 
 
 class Chunker:
-    """Cuts a stream into content-defined chunks as it is fed, in whatever blocks the reader
-    reads; `finish()` gives the index. A chunk is only taken once `MAX_CHUNK` bytes past its start
-    are known (or the stream ended), so the cuts do not depend on how the stream was read."""
+    """Cuts a stream into content-defined chunks as it is fed, on a thread of its own.
+
+    `update(data)` hands a block over (copied: the caller may reuse its buffer) and returns at
+    once; the cutting and each chunk's SHA-256 run beside the caller's own reading and hashing
+    (pyfastcdc and hashlib both release the GIL), so where a core is free a big file's index
+    costs little more time than its SHA-256. The cuts do not depend on how the stream was read.
+    `finish()` gives the index; `close()` lets go of it early (a read failed, a job was
+    cancelled). At most QUEUE_BLOCKS blocks wait for the thread: a fast reader waits for it."""
+
+    QUEUE_BLOCKS = 8
 
     def __init__(self):
-        from pyfastcdc import FastCDC  # compiled; only what chunks needs it
-
-        self._cdc = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
-        self._carry = bytearray()
-        self.lengths: list[int] = []
-        self.digests: list[bytes] = []
+        self._blocks: queue.Queue = queue.Queue(self.QUEUE_BLOCKS)
+        self._ended = False  # the thread has seen the end of the stream
+        self._index: ChunkIndex | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="chunker", daemon=True)
+        self._thread.start()
 
     def update(self, data) -> None:
-        self._carry += data
-        if len(self._carry) >= 2 * MAX_CHUNK:
-            self._cut(final=False)
+        if data:
+            self._blocks.put(data if isinstance(data, bytes) else bytes(data))
 
-    def _cut(self, final: bool) -> None:
-        taken = self._take(final)
-        del self._carry[:taken]
+    def _read(self) -> Iterator[bytes]:
+        while (block := self._blocks.get()) is not None:
+            yield block
+        self._ended = True
 
-    def _take(self, final: bool) -> int:
-        """Record the chunks of the carried bytes that are settled; how many bytes they hold.
-        (A function of its own: the chunker's views of the buffer are gone when it returns.)"""
-        available, taken = len(self._carry), 0
-        for chunk in self._cdc.cut_buf(self._carry):
-            if not final and available - chunk.offset < MAX_CHUNK:
-                break
-            self.lengths.append(chunk.length)
-            self.digests.append(hashlib.sha256(chunk.data).digest())
-            taken = chunk.offset + chunk.length
-        return taken
+    def _run(self) -> None:
+        try:
+            self._index = _index_of(_cutter().cut_stream(_BlockStream(self._read())))
+        except BaseException as exc:  # pragma: no cover - pyfastcdc and hashlib do not fail
+            self._error = exc
+            while not self._ended and self._blocks.get() is not None:
+                pass  # take what is still fed, so the feeder never waits forever
 
     def finish(self) -> ChunkIndex:
-        if self._carry:
-            self._cut(final=True)
-        return ChunkIndex(tuple(self.lengths), tuple(self.digests))
+        self.close()
+        if self._error is not None:  # pragma: no cover - see _run
+            raise self._error
+        return self._index
+
+    def close(self) -> None:
+        """End the stream and wait for the thread (what it cut so far is dropped by callers that
+        close early)."""
+        if not self._closed:
+            self._closed = True
+            self._blocks.put(None)
+            self._thread.join()
+
+
+class _BlockStream:
+    """The `readinto` pyfastcdc's stream cutter reads from, over an iterator of blocks."""
+
+    def __init__(self, blocks: Iterator[bytes]):
+        self._blocks, self._rest = blocks, memoryview(b"")
+
+    def readinto(self, view) -> int:
+        if not self._rest:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._rest = memoryview(block)
+        n = min(len(view), len(self._rest))
+        view[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
+
+def _cutter():
+    from pyfastcdc import FastCDC  # compiled; only what chunks needs it
+
+    return FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
+
+
+def _index_of(chunks) -> ChunkIndex:
+    lengths, digests = [], []
+    for chunk in chunks:
+        lengths.append(chunk.length)
+        digests.append(hashlib.sha256(chunk.data).digest())
+    return ChunkIndex(tuple(lengths), tuple(digests))
 
 
 def index_bytes(data: bytes) -> ChunkIndex:
     """The index of some bytes held in memory (tests, small files)."""
-    chunker = Chunker()
-    chunker.update(data)
-    return chunker.finish()
+    return _index_of(_cutter().cut_buf(data))
 
 
 def wants_index(size: int) -> bool:

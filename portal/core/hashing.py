@@ -83,15 +83,18 @@ def hash_entry(files: Readable, entry: FileEntry, reader: Reader,
     try:
         with files.open_read(entry) as fh:
             while n := fh.readinto(buf):
-                hasher.update(view[:n])
-                if chunker is not None:
+                if chunker is not None:  # first: its thread cuts while this one hashes
                     chunker.update(view[:n])
+                hasher.update(view[:n])
                 reader.account(n)
         now = files.stat(entry)
     except FileNotFoundError:
         return Hashed(entry, vanished=True)
     except OSError as exc:
         return Hashed(entry, error=f"cannot read: {exc.strerror or exc}")
+    finally:
+        if chunker is not None:
+            chunker.close()
     if now is None:
         return Hashed(entry, vanished=True)
     if now != (entry.size, entry.mtime_ns):
@@ -105,15 +108,18 @@ def hash_fd(fd: int, size: int, cancelled: threading.Event | None = None) -> tup
     file has no index yet computes it so)."""
     hasher, chunker = Hasher(), Chunker()
     position = 0
-    while position < size:
-        if cancelled is not None and cancelled.is_set():
-            raise JobCancelled()
-        block = fileio.pread(fd, min(CHUNK, size - position), position)
-        if not block:
-            break
-        hasher.update(block)
-        chunker.update(block)
-        position += len(block)
+    try:
+        while position < size:
+            if cancelled is not None and cancelled.is_set():
+                raise JobCancelled()
+            block = fileio.pread(fd, min(CHUNK, size - position), position)
+            if not block:
+                break
+            chunker.update(block)
+            hasher.update(block)
+            position += len(block)
+    finally:
+        chunker.close()
     return hasher.sha256.hexdigest(), chunker.finish()
 
 

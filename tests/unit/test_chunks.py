@@ -31,6 +31,29 @@ def test_cut_points_do_not_depend_on_how_the_file_is_read(block):
     assert all(MIN_CHUNK <= n <= MAX_CHUNK for n in whole.lengths[:-1])
 
 
+def test_a_chunker_closed_early_lets_go_of_its_thread():
+    """A read that fails half way (or a cancelled job) closes the chunker: its thread ends, even
+    with more blocks queued than it holds, and nothing waits forever."""
+    chunker = Chunker()
+    for _ in range(Chunker.QUEUE_BLOCKS + 4):
+        chunker.update(data_of(MB))
+    chunker.close()
+    assert not chunker._thread.is_alive()
+    chunker.close()  # twice is fine
+
+
+def test_the_chunker_takes_a_copy_of_what_it_is_fed():
+    """hash_entry reuses one read buffer: a block changed after update() must not change the
+    index the thread computes from it."""
+    data = data_of(3 * MB)
+    chunker, buf = Chunker(), bytearray(MB)
+    for start in range(0, len(data), MB):
+        buf[:] = data[start:start + MB]
+        chunker.update(memoryview(buf))
+        buf[:] = b"\0" * MB
+    assert chunker.finish() == index_bytes(data)
+
+
 def test_an_insert_moves_the_cut_points_with_the_data():
     """Bytes inserted near the start: are nearly all later chunks still the same chunks?"""
     data = data_of(4 * MB)
