@@ -191,12 +191,7 @@ def plan(store: UploadStore, root: str, uid: str, packed: bytes) -> dict:
             upload.halted = False
             store._save(upload)
             return _status(upload, saved)
-        with ChunkStore(root, locate=True) as chunks:
-            sources = Sources(root, chunks)
-            try:
-                found = sources.find(index.digests)
-            finally:
-                sources.close()
+        found = _find(root, list(index.digests))
         need, seen = bytearray(len(index)), set()
         for number, digest in enumerate(index.digests):
             need[number] = 0 if digest in found or digest in seen else 1
@@ -282,7 +277,7 @@ def drain(store: UploadStore, root: str, uid: str, wait: bool = False) -> None:
 
 def _drain_locked(store: UploadStore, uid: str) -> int | None:
     try:
-        with store._locked(uid) as (fd, upload):
+        with store._locked(uid, shared=True) as (fd, upload):
             plan = _load_plan(store, uid) if upload.delta else None
             if plan is None:
                 return None
@@ -370,12 +365,7 @@ def _gather(store: UploadStore, root: str, uid: str, first: int, last: int,
         if upload.assembled >= last:
             return batch
         index, need, offsets = plan.index, plan.need, plan.offsets
-        with ChunkStore(root, locate=True) as chunks:
-            sources = Sources(root, chunks)
-            try:
-                found = sources.find([index.digests[k] for k in range(first, last) if not need[k]])
-            finally:
-                sources.close()
+        found = _find(root, [index.digests[k] for k in range(first, last) if not need[k]])
         number = first
         while number < last:
             if need[number]:
@@ -407,6 +397,19 @@ def _gather(store: UploadStore, root: str, uid: str, first: int, last: int,
         return batch
     finally:
         os.close(fd)  # and with it the shared lock
+
+
+def _find(root: str, digests: list[bytes]) -> dict:
+    """Sources.find in a store opened for it (none opened for no digests: a first copy's
+    batches)."""
+    if not digests:
+        return {}
+    with ChunkStore(root, locate=True) as chunks:
+        sources = Sources(root, chunks)
+        try:
+            return sources.find(digests)
+        finally:
+            sources.close()
 
 
 def _still_ours(store: UploadStore, uid: str, fd: int) -> bool:

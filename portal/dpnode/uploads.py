@@ -110,14 +110,20 @@ class UploadStore:
         return os.path.join(self.dir, f"{uid}.done")
 
     @contextmanager
-    def _locked(self, uid: str):
-        """Hold the upload's lock (across the node's processes and threads) and yield its record."""
+    def _locked(self, uid: str, shared: bool = False):
+        """Hold the upload's lock (across the node's processes and threads) and yield its record.
+        `shared`: beside the batches being gathered (the in-order step of a delta, which a lock
+        of its own in this process keeps to one at a time), still apart from finish, abort and
+        a new plan."""
         try:
             fd = os.open(self._part(uid), os.O_RDWR)
         except FileNotFoundError:
             raise NotFound(f"no upload {uid}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if shared:
+                lock_shared(fd)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX)
             upload = self._load(uid)
             if upload is None:  # finished or aborted while we waited for the lock
                 raise NotFound(f"no upload {uid}")
