@@ -40,6 +40,7 @@ test-quick: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/rescan.py
 	$(BIN)/python bench/copy.py
+	$(BIN)/python bench/delta.py
 	$(BIN)/python bench/cloud.py
 	$(BIN)/python bench/download.py
 	$(BIN)/python bench/agents.py

@@ -69,6 +69,7 @@ from bench.copy import (  # noqa: E402
     stop_process,
     write_image,
 )
+from portal.config import BASE_DIR  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.models import DistributionPoint  # noqa: E402
 from portal.services import cloud_dps, copies  # noqa: E402
@@ -81,13 +82,14 @@ RCLONE_DEFAULTS = "rclone (defaults: 5M x 4)"
 
 
 class MotoProcess:
-    """moto's S3 server as its own process on a loopback port, in its own session."""
+    """moto's S3 server as its own process on a loopback port, in its own session: `moto_server`,
+    or `argv` (run from the repository root) for a server that prints its port the same way."""
 
-    def __init__(self, log_path: str):
+    def __init__(self, log_path: str, argv: list[str] | None = None):
         self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen([os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p",
-                                      "0"], stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        argv = argv or [os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", "0"]
+        self.proc = subprocess.Popen(argv, cwd=str(BASE_DIR), stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.port = bound_port(self.proc, log_path, "moto_server")
         self.url = f"http://127.0.0.1:{self.port}"
 

@@ -128,13 +128,15 @@ def poll_until(predicate, timeout: float, what: str, interval: float = 0.05):
 
 
 class NodeProcess:
-    """A DP node run by its documented command (gunicorn) on a loopback port, own process group."""
+    """A DP node run by its documented command (gunicorn) on a loopback port, own process group;
+    `env` adds to its environment (e.g. GUNICORN_CMD_ARGS)."""
 
-    def __init__(self, root: str, log_path: str):
+    def __init__(self, root: str, log_path: str, **env: str):
         self.root = root
         env = dict(os.environ, DEPOT_DP_KEY=NODE_KEY, DEPOT_DP_RESERVE_BYTES="0",
                    # `flask --app wsgi` builds the central app too: keep its instance in .work
-                   DEPOT_INSTANCE_DIR=os.path.join(WORK, "node-instance"), SECRET_KEY="bench-node")
+                   DEPOT_INSTANCE_DIR=os.path.join(WORK, "node-instance"), SECRET_KEY="bench-node",
+                   **env)
         self.argv = [os.path.join(BIN, "flask"), "--app", "wsgi", "dp-node", "run", "--root", root,
                      "--bind", "127.0.0.1:0"]
         self.log = open(log_path, "wb")
@@ -247,8 +249,8 @@ def job_row(job_id: str) -> dict:
     job = db.session.get(Job, job_id)
     db.session.refresh(job)
     row = {name: getattr(job, name) for name in (
-        "state", "attempts", "bytes_done", "bytes_total", "started_at", "finished_at", "error",
-        "summary", "warnings")}
+        "state", "attempts", "bytes_done", "bytes_total", "bytes_sent", "started_at", "finished_at",
+        "error", "summary", "warnings")}
     db.session.rollback()
     return row
 
@@ -313,6 +315,22 @@ def prepare_image(depot: Depot, key: str, size: int) -> str:
     return digest
 
 
+def copy_tools(source: str, out_dir: str) -> dict[str, tuple[list[str], str]]:
+    """The whole-file copies Depot's first copy is compared with: {name: (argv, the file it
+    writes)} for `rsync --whole-file`, `rsync --whole-file --fsync` (where rsync has --fsync) and
+    `dd bs=8M conv=fsync`, each writing into `out_dir` (made here)."""
+    os.makedirs(out_dir)
+    rsync_dest = os.path.join(out_dir, os.path.basename(source))
+    dd_dest = os.path.join(out_dir, "dd")
+    tools = {"rsync": (["rsync", "--whole-file", source, out_dir + "/"], rsync_dest)}
+    if "--fsync" in subprocess.run(["rsync", "--help"], capture_output=True, text=True).stdout:
+        tools["rsync --fsync"] = (["rsync", "--whole-file", "--fsync", source, out_dir + "/"],
+                                  rsync_dest)
+    tools["dd"] = (["dd", f"if={source}", f"of={dd_dest}", "bs=8M", "conv=fsync", "status=none"],
+                   dd_dest)
+    return tools
+
+
 # --- the parts -------------------------------------------------------------------------------
 
 def depot_copy(depot: Depot, node: NodeProcess, dp_id: int, digest: str) -> tuple[float, dict]:
@@ -348,16 +366,7 @@ def part_copy(depot: Depot, node: NodeProcess, dp_id: int, size: int) -> list[fl
     print(f"image written, central rescanned and the image read once "
           f"({time.perf_counter() - start:.1f} s); all runs below read it warm (the page cache "
           "cannot be dropped)")
-    out_dir = os.path.join(WORK, "baseline")
-    os.makedirs(out_dir)
-    rsync_dest = os.path.join(out_dir, os.path.basename(source))
-    dd_dest = os.path.join(out_dir, "dd")
-    tools = {"rsync": (["rsync", "--whole-file", source, out_dir + "/"], rsync_dest)}
-    if "--fsync" in subprocess.run(["rsync", "--help"], capture_output=True, text=True).stdout:
-        tools["rsync --fsync"] = (["rsync", "--whole-file", "--fsync", source, out_dir + "/"],
-                                  rsync_dest)
-    tools["dd"] = (["dd", f"if={source}", f"of={dd_dest}", "bs=8M", "conv=fsync", "status=none"],
-                   dd_dest)
+    tools = copy_tools(source, os.path.join(WORK, "baseline"))
 
     times: dict[str, list[float]] = {name: [] for name in [*tools, "Depot"]}
     for round_no in range(ROUNDS):  # interleaved, so that a slow spell of the machine hits all
