@@ -385,6 +385,7 @@ def _gather(store: UploadStore, root: str, uid: str, first: int, last: int,
                 if good:
                     cut = offsets[number + good] - offsets[number]
                     fileio.pwrite(fd, memoryview(data)[:cut], offsets[number])
+                    fileio.write_back_soon(fd, offsets[number], cut)  # a short fsync at finish
                     batch.runs.append((number, number + good, data[:cut] if good < end - number
                                        else data))
                 if good < end - number:
