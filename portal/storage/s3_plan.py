@@ -95,6 +95,13 @@ def plan_parts(new: ChunkIndex, old: ChunkIndex, part_size: int) -> list[Part] |
     return None
 
 
+def uploaded_bytes(new: ChunkIndex, old: ChunkIndex, part_size: int = 64 * MiB) -> int:
+    """The bytes a delta upload of the new file over the old object sends: what its plan
+    uploads, all of it when there is no plan (an estimate's question)."""
+    parts = plan_parts(new, old, part_size)
+    return new.size if parts is None else sum(p.length for p in parts if p.source is None)
+
+
 def _runs(new: ChunkIndex, old: ChunkIndex) -> list[list[int]]:
     """[offset in new, offset in old, length] of the stretches of consecutive new chunks found
     one after another in the old file, in order (a chunk that is in the old file more than once
