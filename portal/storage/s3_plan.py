@@ -88,7 +88,8 @@ def plan_parts(new: ChunkIndex, old: ChunkIndex, part_size: int) -> list[Part] |
         kept = _trimmed(_kept([run for run in runs if run[2] >= floor], floor), floor)
         if not kept:
             return None
-        parts = _cut(_segments(new.size, kept), max(part_size, floor), max(COPY_PART, 2 * floor))
+        parts = _cut(_segments(new.size, kept), floor, max(part_size, floor),
+                     max(COPY_PART, 2 * floor))
         if len(parts) <= MAX_PARTS:
             return parts
         floor *= 2  # too many places apart: coarser parts, fewer of them
@@ -219,13 +220,16 @@ def _segments(size: int, copies: list[list[int]]) -> list[list]:
     return segments
 
 
-def _cut(segments: list[list], part_size: int, copy_part: int) -> list[Part]:
-    """The segments as parts: uploads in parts of `part_size` to twice that (a whole upload
-    shorter than it in one part), copies in parts of at most `copy_part`, near-equal within a
-    segment."""
+def _cut(segments: list[list], floor: int, part_size: int, copy_part: int) -> list[Part]:
+    """The segments as parts, near-equal within a segment: uploads in parts of at most
+    `part_size` (or a little more where a smaller one would be under `floor`), copies in parts
+    of at most `copy_part`."""
     parts: list[Part] = []
     for start, length, source in segments:
-        count = -(-length // copy_part) if source is not None else max(1, length // part_size)
+        if source is None:
+            count = max(1, min(-(-length // part_size), length // floor))
+        else:
+            count = -(-length // copy_part)
         position = 0
         for n in range(count):
             piece = length // count + (1 if n < length % count else 0)
