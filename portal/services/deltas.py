@@ -5,7 +5,8 @@ would send.
 What the console shows is decided here from the rows (the job, the DP, the inventories) and
 central's chunk store; nothing here asks a DP anything, so a page costs no round trip. A DP node
 too old to speak the delta protocol is still counted as reusing parts (only its health check
-would tell), and gets whole files from the copy itself.
+would tell), and gets whole files from the copy itself. An S3 DP reuses runs of 5 MiB or more
+only (its parts' smallest size), so its estimate is what a delta upload's plan would upload.
 """
 import logging
 import os
@@ -21,6 +22,7 @@ from portal.core.units import human_bytes
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, InventoryFile, Job
 from portal.services.assets import central_dp
+from portal.storage.s3_plan import uploaded_bytes
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,14 @@ WHOLE_FILE = "whole file: the provider cannot reuse parts"
 def reuses_parts(dp: DistributionPoint) -> bool:
     """Can a copy to this DP send only the chunks it lacks: DP nodes and S3, not the others?"""
     return dp.kind == "local" or (dp.kind == "cloud" and dp.provider in REUSING_PROVIDERS)
+
+
+def _reuse(dp: DistributionPoint) -> str | None:
+    """How a DP reuses what it holds: "chunks" (a DP node: any chunk), "runs" (S3: runs of
+    5 MiB or more, copied as parts), None (whole files)."""
+    if not reuses_parts(dp):
+        return None
+    return "chunks" if dp.kind == "local" else "runs"
 
 
 def copy_words(job: Job) -> str | None:
@@ -66,7 +76,7 @@ def bytes_to_send(dps: list[DistributionPoint]) -> dict[int, int]:
     Every file of central's hashed assets that the DP lacks or holds in another version counts
     whole, except where the DP reuses parts and central's chunk store has the indexes of both
     the new version and the DP's version at that path: then only the new version's chunks whose
-    digest the old one lacks count. An estimate from the rows and the indexes alone (no file is
+    digest the old one lacks count (at S3: what the delta's plan uploads). An estimate from the rows and the indexes alone (no file is
     read, one store opened): a DP node that finds a chunk in another of its files sends less.
     """
     if not dps:
@@ -85,7 +95,7 @@ def bytes_to_send(dps: list[DistributionPoint]) -> dict[int, int]:
                    InventoryFile.sha256).where(InventoryFile.dp_id.in_(ids))):
         held[dp_id][path] = (size, sha)
     with _Indexes(central.root) as indexes:
-        return {dp.id: sum(_to_send(indexes, reuses_parts(dp), held[dp.id].get(path), size, sha)
+        return {dp.id: sum(_to_send(indexes, _reuse(dp), held[dp.id].get(path), size, sha)
                            for path, size, sha in wanted)
                 for dp in dps}
 
@@ -95,15 +105,15 @@ def _asset_key(path: str) -> str | None:
     return f"{split[0]}/{split[1]}" if split else None
 
 
-def _to_send(indexes: "_Indexes", reuses: bool, old: tuple[int, str | None] | None, size: int,
-             sha256: str) -> int:
+def _to_send(indexes: "_Indexes", reuse: str | None, old: tuple[int, str | None] | None,
+             size: int, sha256: str) -> int:
     """The bytes one central file would cost: 0 when the DP holds this version, its changed
-    chunks when both indexes are known, else all of it."""
+    chunks (S3: its plan's uploads) when both indexes are known, else all of it."""
     if old is not None and old == (size, sha256):
         return 0
-    if not (reuses and old is not None and old[1] and wants_index(size)):
+    if not (reuse and old is not None and old[1] and wants_index(size)):
         return size
-    changed = indexes.changed_bytes(sha256, old[1])
+    changed = indexes.changed_bytes(sha256, old[1], runs=reuse == "runs")
     return size if changed is None else changed
 
 
@@ -116,7 +126,7 @@ class _Indexes:
         self.store = None
         if root and os.path.exists(store_path(root)):
             self.store = ChunkStore(root)
-        self._changed: dict[tuple[str, str], int | None] = {}
+        self._changed: dict[tuple[str, str, bool], int | None] = {}
 
     def __enter__(self):
         return self
@@ -134,20 +144,22 @@ class _Indexes:
             self.store = None
             return None
 
-    def changed_bytes(self, new: str, old: str) -> int | None:
-        """Bytes of the new version's chunks whose digest the old version lacks; None unless
-        both indexes are in the store."""
-        if (new, old) not in self._changed:
-            self._changed[new, old] = self._compare(new, old)
-        return self._changed[new, old]
+    def changed_bytes(self, new: str, old: str, runs: bool = False) -> int | None:
+        """Bytes of the new version's chunks whose digest the old version lacks (`runs`: that
+        an S3 delta upload's plan uploads); None unless both indexes are in the store."""
+        if (new, old, runs) not in self._changed:
+            self._changed[new, old, runs] = self._compare(new, old, runs)
+        return self._changed[new, old, runs]
 
-    def _compare(self, new: str, old: str) -> int | None:
+    def _compare(self, new: str, old: str, runs: bool) -> int | None:
         if self.store is None:
             return None
         new_index = self._get(new)
         old_index = self._get(old) if new_index is not None else None
         if new_index is None or old_index is None:
             return None
+        if runs:
+            return uploaded_bytes(new_index, old_index)
         known = set(old_index.digests)
         return sum(length for length, digest in zip(new_index.lengths, new_index.digests)
                    if digest not in known)

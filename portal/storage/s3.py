@@ -4,10 +4,11 @@ An asset file `Images/Win11.wim` is the object `<prefix>/Images/Win11.wim`; only
 library folders count. Uploads (portal/storage/s3_upload.py) are multipart uploads driven part by
 part (never boto3's managed transfer, which aborts on failure and cannot resume elsewhere): the
 UploadId and the parts done go into the copy's UploadState, so another process resumes through
-ListParts. Our SHA-256 travels as
-object metadata (`x-amz-meta-sha256`; a multipart checksum is composite and not a file's SHA-256),
-which a rescan reads with a HEAD instead of downloading; a full-object CRC64NVME checks the bytes in
-transit where the server supports it. Nothing here ever puts the secret key into a message or log.
+ListParts; an update copies the runs the object already has and uploads the rest (s3_plan.py).
+Our SHA-256 travels as object metadata (`x-amz-meta-sha256`; a multipart checksum is composite
+and not a file's SHA-256), which a rescan reads with a HEAD instead of downloading; a full-object
+CRC64NVME checks the bytes in transit where the server supports it. Nothing here ever puts the
+secret key into a message or log.
 """
 import functools
 import json
@@ -72,6 +73,7 @@ class S3Storage(StorageBackend):
     """A bucket and a prefix on an S3-compatible service, reached with an access key."""
 
     hashing = "reports"
+    reuses_parts = True  # an update copies the runs the object already has (UploadPartCopy)
 
     def __init__(self, dp=None, *, secret: str | None = None, env: StorageEnv | None = None,
                  settings: dict | None = None, credentials: dict | None = None,
@@ -104,6 +106,8 @@ class S3Storage(StorageBackend):
         self.part_size = max(MIN_PART, int(self.env.setting("DEPOT_S3_PART_SIZE", 64 * MiB)))
         self.parallel = max(1, int(self.env.setting("DEPOT_S3_PARALLEL", 4)))
         self.checksum = bool(self.env.setting("DEPOT_S3_CHECKSUM", 1)) and crc64nvme is not None
+        # (key, ETag) of objects a copy part was refused from: no delta plans copy from them.
+        self.refused_copies: set[tuple[str, str]] = set()
         self._keys = (key_id.strip(), secret)
         self.client = self._client(*self._keys, attempts=5, connect=10, read=120)
         self._probe_client = None

@@ -3,16 +3,32 @@ multipart upload driven part by part, whose UploadId and parts done go into the 
 UploadState so that another process resumes it through ListParts. A full-object CRC64NVME checks
 the bytes in transit where the server supports it; a piece the server says arrived damaged is
 sent again.
+
+An update of the version the object holds now is a delta (s3_plan.py): the runs of the new file
+that the object already has become `UploadPartCopy` parts of it, only the rest is uploaded. The
+plan goes into the resume record beside the parts done. Copies are made only from the object the
+plan was made from (`CopySourceIfMatch` its ETag), and their CRC64NVME is computed from central's
+bytes, so the server's check of the whole object covers the copied ranges too; a server without
+checksums has each copied part's ETag (the MD5 of its bytes) compared with central's bytes instead.
 """
 import base64
+import hashlib
 import logging
+import re
 import threading
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from portal.core.errors import DamagedInTransit, DepotError, StorageRefused, StorageUnavailable
+from portal.core.errors import (
+    DamagedInTransit,
+    DepotError,
+    PlanAgain,
+    StorageRefused,
+    StorageUnavailable,
+)
 from portal.storage.base import Source, Upload, UploadState
 from portal.storage.kit import mtime_ns
+from portal.storage.s3_plan import DeltaPlan, plan_parts
 
 if TYPE_CHECKING:
     from portal.storage.s3 import S3Storage
@@ -26,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000
+READ_BLOCK = 8 * MiB  # central's bytes of a copied part are read this much at a time to check it
+MD5_RE = re.compile(r"[0-9a-f]{32}")
 # What a server that does not know CRC64NVME / FULL_OBJECT answers to CreateMultipartUpload.
 NO_CHECKSUM_SUPPORT = {"InvalidRequest", "InvalidArgument", "NotImplemented",
                        "XAmzContentChecksumMismatch"}
@@ -67,7 +85,9 @@ def plain_etag(value: str | None) -> str:
 
 class S3Upload(Upload):
     """One file's upload: a single PutObject when it fits in one part, else a multipart upload
-    whose UploadId and parts done are kept in the UploadState and resumed through ListParts."""
+    whose UploadId and parts done are kept in the UploadState and resumed through ListParts; a
+    delta (parts copied from the object there, `plan`) when the object holds the version the
+    copy starts from and central has both chunk indexes."""
 
     def __init__(self, backend: "S3Storage", source: Source, state: UploadState):
         self.backend, self.source, self.state = backend, source, state
@@ -78,34 +98,53 @@ class S3Upload(Upload):
             part = -(-size // (MAX_PARTS * MiB)) * MiB
         self.part_size = self.chunk_size = part
         self.parallel = backend.parallel
-        self.count = max(1, -(-size // part))
-        self.single = size <= part
         self.checksum = backend.checksum
         self.upload_id: str | None = None
         self.parts: dict[int, tuple[str, int | None]] = {}  # number -> (ETag, CRC64NVME)
         self.lock = threading.Lock()
         self.unsaved = False
+        self._use(None)
         backend.abort_quietly(state.stale)
-        self.done = self._already_there()
+        head = backend.head(self.key)
+        self.done = self._already_there(head)
         if self.done is not None:
             backend.abort_quietly(state.data)  # an upload of it left behind goes now
             return
         data = state.data or {}
         if data.get("upload_id"):
-            if not self.single and data.get("key") == self.key and data.get("part_size") == part:
+            if self._takes_up(data, head):
                 if self._resume(data):
                     return
-            else:  # saved with another part size or prefix: start afresh
+                self._use(None)  # the server no longer has it: planned again below
+            else:  # saved with another part size, prefix or plan: start afresh
                 backend.abort_quietly(data)
+        self._use(self._new_plan(head))
         if not self.single:
             self._create()
 
-    def _part_length(self, number: int) -> int:
-        return min(self.part_size, self.source.size - (number - 1) * self.part_size)
+    def _use(self, plan: DeltaPlan | None) -> None:
+        """Lay the upload out as `plan` says, or (None) in parts of `part_size`."""
+        self.plan = plan
+        size, part = self.source.size, self.part_size
+        if plan is None:
+            self.layout = [(start, min(part, size - start)) for start in range(0, size, part)] \
+                or [(0, 0)]
+            self.copies: dict[int, int] = {}
+        else:
+            self.layout = [(p.offset, p.length) for p in plan.parts]
+            self.copies = {number: p.source for number, p in enumerate(plan.parts, 1)
+                           if p.source is not None}
+        self.count = len(self.layout)
+        self.numbers = {offset: number for number, (offset, _) in enumerate(self.layout, 1)}
+        self.single = plan is None and size <= part
+        self.reads_itself = plan is not None  # a piece is copied at the DP or read and uploaded
+        self.reused = plan.reused if plan is not None else 0
 
-    def _already_there(self) -> dict | None:
-        """What finish would give, if the object already holds this very version."""
-        head = self.backend.head(self.key)
+    def _part_length(self, number: int) -> int:
+        return self.layout[number - 1][1]
+
+    def _already_there(self, head: dict | None) -> dict | None:
+        """What finish would give, if the object (`head`) already holds this very version."""
         if head is None:
             return None
         sha, hashes = self.backend.recorded(head)
@@ -114,10 +153,50 @@ class S3Upload(Upload):
         return {"size": self.source.size, "mtime_ns": object_mtime_ns(head["LastModified"]),
                 "sha256": sha, "hashes": hashes}
 
+    def _copies_from(self, head: dict | None, sha256: str, size: int) -> str | None:
+        """The ETag of the object (`head`) when it is the version of `sha256` and `size` and may
+        be copied from (no copy from it was refused); else None."""
+        if head is None or head.get("ContentLength") != size:
+            return None
+        etag = plain_etag(head.get("ETag"))
+        if not etag or self.backend.recorded(head)[0] != sha256 or \
+                (self.key, etag) in self.backend.refused_copies:
+            return None
+        return etag
+
+    def _new_plan(self, head: dict | None) -> DeltaPlan | None:
+        """A delta's plan, when the object is the version the copy starts from (`source.base`)
+        and central has both indexes; None for a plain upload (also when nothing can be copied)."""
+        index, base = self.source.index, self.source.base
+        if index is None or base is None or base.index is None or \
+                base.index.size != base.size or index.size != self.source.size:
+            return None
+        etag = self._copies_from(head, base.sha256, base.size)
+        if etag is None:
+            return None
+        parts = plan_parts(index, base.index, self.part_size)
+        return DeltaPlan(etag, base.sha256, base.size, tuple(parts)) if parts else None
+
+    def _takes_up(self, data: dict, head: dict | None) -> bool:
+        """Whether the saved upload goes on: same key and part size, or a plan whose object is
+        still there to copy from (then laid out as it)."""
+        if data.get("key") != self.key:
+            return False
+        if "plan" not in data:
+            return not self.single and data.get("part_size") == self.part_size
+        plan = DeltaPlan.from_record(data["plan"], self.source.size)
+        if plan is None or self._copies_from(head, plan.sha256, plan.size) != plan.etag:
+            return False
+        self._use(plan)
+        return True
+
     def _record(self) -> dict:
-        return {"upload_id": self.upload_id, "key": self.key, "part_size": self.part_size,
-                "checksum": self.checksum,
-                "parts": {str(n): [etag, crc] for n, (etag, crc) in sorted(self.parts.items())}}
+        record = {"upload_id": self.upload_id, "key": self.key, "part_size": self.part_size,
+                  "checksum": self.checksum,
+                  "parts": {str(n): [etag, crc] for n, (etag, crc) in sorted(self.parts.items())}}
+        if self.plan is not None:
+            record["plan"] = self.plan.record()
+        return record
 
     def _listed_parts(self) -> dict[int, tuple[str, int | None]]:
         """The parts the server holds at the right size (ListParts, every page)."""
@@ -181,24 +260,53 @@ class S3Upload(Upload):
         if self.single:
             return [(0, self.source.size)] if self.source.size and not self.parts else []
         ranges: list[tuple[int, int]] = []
-        for number in range(1, self.count + 1):
+        for number, (start, length) in enumerate(self.layout, 1):
             if number in self.parts:
                 continue
-            start = (number - 1) * self.part_size
-            end = start + self._part_length(number)
             if ranges and ranges[-1][1] == start:
-                ranges[-1] = (ranges[-1][0], end)
+                ranges[-1] = (ranges[-1][0], start + length)
             else:
-                ranges.append((start, end))
+                ranges.append((start, start + length))
         return ranges
+
+    def pieces(self, chunk: int):
+        """A delta's parts not done yet, each a piece (a copy or an upload); else as usual."""
+        if self.plan is None:
+            yield from super().pieces(chunk)
+            return
+        for number, (start, length) in enumerate(self.layout, 1):
+            if number not in self.parts:
+                yield start, length
+
+    def _number(self, offset: int, length: int) -> int:
+        number = self.numbers.get(offset)
+        if number is None or length != self._part_length(number):
+            number = number or min(self.count, offset // self.part_size + 1)
+            start, whole = self.layout[number - 1]
+            raise DepotError(f"an S3 part must be part {number} whole ({whole} bytes at {start}),"
+                             f" not {length} bytes at {offset}")
+        return number
 
     def send(self, offset: int, data: bytes) -> None:
         """One whole part (UploadPart), or the whole small file (PutObject); any thread."""
-        number = offset // self.part_size + 1
-        if offset % self.part_size or len(data) != self._part_length(number):
-            raise DepotError(f"an S3 part must be part {number} whole ({self._part_length(number)}"
-                             f" bytes at {(number - 1) * self.part_size}), not {len(data)} bytes "
-                             f"at {offset}")
+        self._upload(self._number(offset, len(data)), data)
+
+    def send_range(self, offset: int, length: int, take) -> int:
+        """A delta's part: copied at the server from the object there (nothing sent), or read
+        at central and uploaded; bytes sent. Any thread."""
+        number = self._number(offset, length)
+        source = self.copies.get(number)
+        if source is None:
+            data = self.source.read(offset, length)
+            if len(data) != length:
+                raise DepotError("a central file got shorter while being copied: rescan central")
+            take(length)
+            self._upload(number, data)
+            return length
+        self._copy(number, source, self._crc_range(offset, length) if self.checksum else None)
+        return 0
+
+    def _upload(self, number: int, data: bytes) -> None:
         crc = crc64nvme(data) if self.checksum else None
         # The value computed here (awscrt, fast) is sent as is: botocore then computes none.
         extra = {"ChecksumAlgorithm": "CRC64NVME", "ChecksumCRC64NVME": _b64(crc)} \
@@ -217,17 +325,86 @@ class S3Upload(Upload):
         except StorageRefused as exc:
             code = s3_code(exc)
             if code == "NoSuchUpload":  # aborted meanwhile: resume will restart
-                raise StorageUnavailable(f"{self.backend.name}: the upload of "
-                                         f"{self.source.path} was aborted there; it starts "
-                                         "again") from None
+                raise self._aborted() from None
             if code in DAMAGED:  # the server's checksum of what arrived differs: send it again
                 raise StorageUnavailable(f"{self.backend.name}: part {number} of "
                                          f"{self.source.path} arrived damaged ({code}); it is "
                                          "sent again") from None
             raise
+        self._done(number, answer["ETag"], crc)
+
+    def _copy(self, number: int, source: int, crc: int | None) -> None:
+        """UploadPartCopy of the part's range of the object, only while the object is the one
+        planned from; a refusal (the object replaced, a range or permission refused) or a
+        CRC64NVME that is not central's makes the copy plan again, without copies from it."""
+        length = self._part_length(number)
+        try:
+            answer = self.backend.call(
+                "copy parts", "upload_part_copy", Bucket=self.backend.bucket, Key=self.key,
+                UploadId=self.upload_id, PartNumber=number,
+                CopySource={"Bucket": self.backend.bucket, "Key": self.key},
+                CopySourceRange=f"bytes={source}-{source + length - 1}",
+                CopySourceIfMatch=f'"{self.plan.etag}"')
+        except StorageRefused as exc:
+            if s3_code(exc) == "NoSuchUpload":
+                raise self._aborted() from None
+            raise self._replan(f"it refused to copy part {number} from the object there "
+                               f"({s3_code(exc) or exc.message})") from None
+        result = answer.get("CopyPartResult") or {}
+        found = _unb64(result.get("ChecksumCRC64NVME"))
+        if crc is not None and found is not None and found != crc:
+            raise self._replan(f"part {number} copied from the object there is not central's "
+                               "bytes (CRC64NVME)")
+        self._done(number, result["ETag"], crc)
+
+    def _done(self, number: int, etag: str, crc: int | None) -> None:
         with self.lock:
-            self.parts[number] = (answer["ETag"], crc)
+            self.parts[number] = (etag, crc)
             self.unsaved = True
+
+    def _aborted(self) -> StorageUnavailable:
+        return StorageUnavailable(f"{self.backend.name}: the upload of {self.source.path} was "
+                                  "aborted there; it starts again")
+
+    def _replan(self, why: str) -> PlanAgain:
+        """No more copies from the object planned from (in this process); the copy plans again
+        and sends the file whole."""
+        self.backend.refused_copies.add((self.key, self.plan.etag))
+        return PlanAgain(f"{self.backend.name}: {why}; {self.source.path} is sent whole")
+
+    def _blocks(self, offset: int, length: int):
+        """Central's bytes at `offset`, a block at a time."""
+        position, end = offset, offset + length
+        while position < end:
+            block = self.source.read(position, min(READ_BLOCK, end - position))
+            if not block:
+                raise DepotError("a central file got shorter while being copied: rescan central")
+            yield block
+            position += len(block)
+
+    def _crc_range(self, offset: int, length: int) -> int:
+        """The CRC64NVME of central's bytes at `offset`."""
+        crc = 0
+        for block in self._blocks(offset, length):
+            crc = crc64nvme(block, crc)
+        return crc
+
+    def _check_copies(self) -> None:
+        """Without checksums: each copied part's ETag, the MD5 of its bytes at most servers, must
+        be that of central's bytes; a server whose ETags are no MD5s cannot have deltas checked."""
+        for number in sorted(self.copies):
+            etag = plain_etag(self.parts[number][0])
+            if not MD5_RE.fullmatch(etag):
+                why = f"part {number} copied from the object there cannot be checked (no checksums)"
+            else:
+                md5 = hashlib.md5(usedforsecurity=False)
+                for block in self._blocks(*self.layout[number - 1]):
+                    md5.update(block)
+                if md5.hexdigest() == etag:
+                    continue
+                why = f"part {number} copied from the object there is not central's bytes (MD5)"
+            self.abort()
+            raise self._replan(why)
 
     def checkpoint(self) -> None:
         """Save the parts done so far (numbers, ETags, CRCs) into the upload's state."""
@@ -241,11 +418,12 @@ class S3Upload(Upload):
         """A part's CRC64NVME, read again from central if an earlier process did not record it."""
         if crc is not None:
             return crc
-        return crc64nvme(self.source.read((number - 1) * self.part_size, self._part_length(number)))
+        return self._crc_range(*self.layout[number - 1])
 
     def finish(self) -> dict:
         """Complete the upload, then HEAD the object: size, SHA-256 metadata and CRC64NVME must
-        be ours, else it is deleted and DamagedInTransit raised."""
+        be ours, else it is deleted and DamagedInTransit raised (PlanAgain for a delta: the file
+        then goes whole at once)."""
         if self.done is not None:
             return self.done
         full = None
@@ -264,6 +442,8 @@ class S3Upload(Upload):
             if lacking:
                 raise StorageUnavailable(f"{self.backend.name} lacks {len(lacking)} part(s) of "
                                          f"{self.source.path}; the upload resumes")
+            if self.copies and not self.checksum:
+                self._check_copies()
             listing = []
             for number in range(1, self.count + 1):
                 etag, crc = self.parts[number]
@@ -284,10 +464,14 @@ class S3Upload(Upload):
             except StorageRefused as exc:
                 if s3_code(exc) not in BAD_PARTS:
                     raise
-                done = self._already_there() if s3_code(exc) == "NoSuchUpload" else None
+                done = self._already_there(self.backend.head(self.key)) \
+                    if s3_code(exc) == "NoSuchUpload" else None
                 if done is not None:  # completed by an earlier call whose answer was lost
                     return done
                 self.abort()
+                if self.copies and s3_code(exc) != "NoSuchUpload":  # the copies, most likely
+                    raise self._replan(f"it refused the parts of the delta ({s3_code(exc)})") \
+                        from None
                 raise DamagedInTransit(f"{self.source.path}: {exc.message}") from None
         return self._checked(full)
 
@@ -308,6 +492,8 @@ class S3Upload(Upload):
                                   Key=self.key)
             except DepotError:
                 pass
+            if self.copies:  # a server that does not check parts at Complete let it through
+                raise self._replan(f"the object its delta made has another {wrong}")
             raise DamagedInTransit(f"{self.source.path} arrived damaged at {self.backend.name}: "
                                    f"its {wrong} differs; sending it again")
         return {"size": self.source.size, "mtime_ns": object_mtime_ns(head["LastModified"]),

@@ -3,10 +3,14 @@
 The server is moto's own WSGI app and request handler (what `ThreadedMotoServer` runs), served
 here by werkzeug so that a test can stop it (the port then refuses connections) and start it again
 on the same port with its buckets intact, and so that the test sees the requests it gets. In front
-of moto sit three rules of real S3 that moto lacks: a request signed with a clock more than 15
-minutes away from the server's is refused with 403 RequestTimeTooSkewed (`server.clock_offset`); a
+of moto sit rules of real S3 that moto lacks: a request signed with a clock more than 15 minutes
+away from the server's is refused with 403 RequestTimeTooSkewed (`server.clock_offset`); a
 presigned URL past its X-Amz-Expires is refused with 403 AccessDenied; a body whose CRC64NVME is
-not the one its x-amz-checksum-crc64nvme header names is refused with 400 BadDigest.
+not the one its x-amz-checksum-crc64nvme header names is refused with 400 BadDigest; an
+UploadPartCopy whose x-amz-copy-source-if-match is not the source's ETag now is refused with 412
+PreconditionFailed, one whose range is not inside the source with 400 InvalidArgument; and, where
+a test asks for it (`server.checks_complete`), a CompleteMultipartUpload whose part or
+full-object CRC64NVME is not that of the parts' bytes is refused (400 InvalidPart, BadDigest).
 """
 import base64
 import io
@@ -16,13 +20,16 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from xml.etree import ElementTree
 
 import boto3
 import pytest
 import requests
-from awscrt.checksums import crc64nvme
+from awscrt.checksums import combine_crc64nvme, crc64nvme
 from botocore.config import Config
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
 from portal.extensions import db
@@ -43,6 +50,15 @@ BAD_DIGEST = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Co
               b"CRC64NVME you specified did not match the calculated checksum.</Message></Error>")
 
 
+def s3_error(code: str, message: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error>").encode()
+
+
+def b64_crc(data: bytes) -> str:
+    return base64.b64encode(crc64nvme(data).to_bytes(8, "big")).decode()
+
+
 class _QuietHandler(MotoRequestHandler):
     def log_request(self, code="-", size="-"):  # one line per request drowns a failure's output
         pass
@@ -50,19 +66,25 @@ class _QuietHandler(MotoRequestHandler):
 
 class MotoS3:
     """moto's S3 on 127.0.0.1: `url`, `stop()`/`start()`, `reset()`, and what it was asked:
-    `calls[(method, operation)]` (operation: object, list, uploads, upload, part), `parts`
-    (the part numbers of every UploadPart, in order), `received` (bytes of every PutObject and
-    UploadPart) and `downloaded` (the key of every GetObject).
-    Test controls: `page_size` (listings give
-    at most this many keys a page, whatever the client asks) and `damage_next_upload()` (the next
-    PutObject or UploadPart arrives with one byte changed, as a damaged network would give it)."""
+    `calls[(method, operation)]` (operation: object, list, uploads, upload, part, copy), `parts`
+    (the part numbers of every UploadPart, in order), `copies` (those of every UploadPartCopy),
+    `received` (bytes of every PutObject and UploadPart) and `downloaded` (the key of every
+    GetObject).
+    Test controls: `page_size` (listings give at most this many keys a page, whatever the client
+    asks), `damage_next_upload()` (the next PutObject or UploadPart arrives with one byte
+    changed, as a damaged network would give it), `before_next_copy(do)` (`do()` runs just
+    before the next UploadPartCopy is served), `refuse_next_copy(status, code)` and
+    `checks_complete` (see the module)."""
 
     def __init__(self):
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.calls: Counter = Counter()
         self.parts: list[int] = []
+        self.copies: list[int] = []
         self.downloaded: list[str] = []
         self.received = 0
+        self.checks_complete = False
+        self._next_copy: list = []  # what the next UploadPartCopy meets: a callable or a refusal
         self.clock_offset: float | None = None  # seconds the server's clock is ahead
         # How CreateMultipartUpload takes a checksum algorithm: "take" (as moto does), "refuse"
         # (400 InvalidRequest) or "ignore" (not echoed), as older S3-compatible servers do.
@@ -77,13 +99,18 @@ class MotoS3:
     def _app(self, environ, start_response):
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         method = environ["REQUEST_METHOD"]
-        operation = ("part" if "partNumber" in query else "uploads" if "uploads" in query
+        operation = ("copy" if "partNumber" in query and "HTTP_X_AMZ_COPY_SOURCE" in environ
+                     else "part" if "partNumber" in query else "uploads" if "uploads" in query
                      else "upload" if "uploadId" in query else "list" if "list-type" in query
                      else "object")
         with self.lock:
             self.calls[(method, operation)] += 1
             if operation == "part" and method == "PUT":
                 self.parts.append(int(query["partNumber"][0]))
+            if operation == "copy" and method == "PUT":
+                self.copies.append(int(query["partNumber"][0]))
+            next_copy = self._next_copy.pop(0) if operation == "copy" and self._next_copy \
+                else None
             if operation == "object" and method == "GET":
                 self.downloaded.append(environ.get("PATH_INFO", "").split("/", 2)[-1])
             if operation in ("object", "part") and method == "PUT":
@@ -114,6 +141,18 @@ class MotoS3:
             environ["wsgi.input"] = io.BytesIO(body)
             if base64.b64encode(crc64nvme(body).to_bytes(8, "big")).decode() != claimed:
                 return self._refuse(environ, start_response, "400 Bad Request", BAD_DIGEST)
+        if operation == "copy" and method == "PUT":
+            if callable(next_copy):
+                next_copy()
+            elif next_copy is not None:
+                return self._refuse(environ, start_response, *next_copy)
+            refused = self._copy_refused(environ)
+            if refused:
+                return self._refuse(environ, start_response, *refused)
+        if operation == "upload" and method == "POST" and self.checks_complete:
+            refused = self._complete_refused(environ, query["uploadId"][0])
+            if refused:
+                return self._refuse(environ, start_response, *refused)
         if operation == "uploads" and method == "POST" and self.checksums != "take" \
                 and "HTTP_X_AMZ_CHECKSUM_ALGORITHM" in environ:
             if self.checksums == "refuse":
@@ -125,6 +164,60 @@ class MotoS3:
             environ.pop("HTTP_X_AMZ_CHECKSUM_ALGORITHM")
             environ.pop("HTTP_X_AMZ_CHECKSUM_TYPE", None)
         return self.moto(environ, start_response)
+
+    @staticmethod
+    def _backend():
+        return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+    def _copy_refused(self, environ) -> tuple[str, bytes] | None:
+        """What real S3 answers to an UploadPartCopy whose source is not the ETag it must be, or
+        whose range is not inside the source; None when it takes it."""
+        source = urlsplit(environ["HTTP_X_AMZ_COPY_SOURCE"])
+        bucket, key = unquote(source.path).lstrip("/").split("/", 1)
+        found = self._backend().get_object(bucket, key)
+        if found is None:
+            return "404 Not Found", s3_error("NoSuchKey", "The specified key does not exist.")
+        wanted = environ.get("HTTP_X_AMZ_COPY_SOURCE_IF_MATCH")
+        if wanted and wanted.strip('"') != found.etag.strip('"'):
+            return "412 Precondition Failed", s3_error(
+                "PreconditionFailed", "At least one of the pre-conditions you specified did not "
+                "hold")
+        asked = environ.get("HTTP_X_AMZ_COPY_SOURCE_RANGE")
+        if asked:
+            first, _, last = asked.removeprefix("bytes=").partition("-")
+            if not (first.isdigit() and last.isdigit() and int(first) <= int(last) < found.size):
+                return "400 Bad Request", s3_error(
+                    "InvalidArgument", "Range specified is not valid for source object of size: "
+                    f"{found.size}")
+        return None
+
+    def _complete_refused(self, environ, upload_id: str) -> tuple[str, bytes] | None:
+        """What real S3 answers to a CompleteMultipartUpload whose CRC64NVMEs (each part's, the
+        whole object's) are not those of the parts' bytes; None when they are (or none given).
+        The body is read here and handed on to moto."""
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        multipart = next((m for bucket in self._backend().buckets.values()
+                          for m in bucket.multiparts.values() if m.id == upload_id), None)
+        if multipart is None or not body:
+            return None
+        full = None
+        for item in ElementTree.fromstring(body):
+            fields = {child.tag.rsplit("}", 1)[-1]: child.text for child in item}
+            part = multipart.parts.get(int(fields.get("PartNumber") or 0))
+            if part is None:
+                return None  # moto answers InvalidPart itself
+            if fields.get("ChecksumCRC64NVME") not in (None, b64_crc(part.value)):
+                return "400 Bad Request", s3_error(
+                    "InvalidPart", "One or more of the specified parts could not be found. The "
+                    "part may not have been uploaded, or the specified checksum may not match.")
+            crc = crc64nvme(part.value)
+            full = crc if full is None else combine_crc64nvme(full, crc, len(part.value))
+        claimed = environ.get("HTTP_X_AMZ_CHECKSUM_CRC64NVME")
+        if claimed and full is not None and claimed != base64.b64encode(
+                full.to_bytes(8, "big")).decode():
+            return "400 Bad Request", BAD_DIGEST
+        return None
 
     @staticmethod
     def _refuse(environ, start_response, status: str, body: bytes):
@@ -152,16 +245,28 @@ class MotoS3:
             http.post(f"{self.url}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
         self.forget_requests()
         self.clock_offset, self.checksums, self.page_size = None, "take", None
-        self._damage_next = False
+        self._damage_next, self.checks_complete = False, False
+        self._next_copy.clear()
 
     def damage_next_upload(self) -> None:
         with self.lock:
             self._damage_next = True
 
+    def before_next_copy(self, do) -> None:
+        """Run `do()` (in the server's thread) just before the next UploadPartCopy is served."""
+        with self.lock:
+            self._next_copy.append(do)
+
+    def refuse_next_copy(self, status: str = "403 Forbidden", code: str = "AccessDenied") -> None:
+        """Refuse the next UploadPartCopy with this HTTP status and S3 error code."""
+        with self.lock:
+            self._next_copy.append((status, s3_error(code, "Refused by the test")))
+
     def forget_requests(self) -> None:
         with self.lock:
             self.calls.clear()
             self.parts.clear()
+            self.copies.clear()
             self.downloaded.clear()
             self.received = 0
 

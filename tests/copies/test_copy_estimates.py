@@ -1,5 +1,6 @@
 """About how much "Copy what is missing or outdated" would send (services/deltas.bytes_to_send):
-changed chunks where the DP reuses parts and central has both indexes, whole files otherwise."""
+changed chunks where the DP reuses parts and central has both indexes (at S3, what the delta's
+plan uploads), whole files otherwise."""
 import hashlib
 import os
 from unittest import mock
@@ -11,6 +12,7 @@ from portal.core.chunkstore import ChunkStore, store_path
 from portal.extensions import db
 from portal.services import deltas, overviews
 from portal.services.assets import rebuild_assets
+from portal.storage.s3_plan import plan_parts
 from tests.factories import add_cloud_dp, add_dp, add_file, make_user
 from tests.images import IMAGE, change_in_place, image
 
@@ -54,15 +56,30 @@ def updated(central):
 
 
 def test_an_updated_image_counts_only_its_changed_chunks(updated):
-    """At a DP node and at S3 holding the old version, are only the new chunks counted, and
-    the missing driver whole?"""
+    """At a DP node holding the old version, are only the new chunks counted, and the missing
+    driver whole? At S3, which copies only runs of 5 MiB or more, is this 2 MiB image whole?"""
     node, bucket = add_dp("Seattle"), add_cloud_dp("Bucket", "s3")
     for dp in (node, bucket):
         add_file(dp, IMAGE, len(OLD), sha(OLD))
     estimate = deltas.bytes_to_send([node, bucket])
     expected = changed_chunks(NEW, OLD) + 1000
-    assert estimate == {node.id: expected, bucket.id: expected}
+    assert estimate == {node.id: expected, bucket.id: len(NEW) + 1000}
     assert 1000 < expected < len(NEW) // 4
+
+
+def test_an_s3_dp_counts_what_its_delta_plan_uploads(central):
+    """A bigger image at S3: is its estimate what the delta's plan uploads (each change grown to
+    S3's 5 MiB parts), more than the changed chunks and far less than the file?"""
+    old = image(24 * MiB, seed=2)
+    new = change_in_place(old, 2, 0.01)
+    at_central(central, {IMAGE: new})
+    indexed(central, new, old)
+    bucket = add_cloud_dp("Bucket", "s3")
+    add_file(bucket, IMAGE, len(old), sha(old))
+    parts = plan_parts(index_bytes(new), index_bytes(old), 64 * MiB)
+    planned = sum(part.length for part in parts if part.source is None)
+    assert deltas.bytes_to_send([bucket]) == {bucket.id: planned}
+    assert changed_chunks(new, old) < planned < len(new) // 2
 
 
 @pytest.mark.parametrize("provider", ["onedrive", "gdrive", "dropbox"])
