@@ -49,9 +49,11 @@ Part 2, each update, --rounds rounds. A round starts with the node and rsync's f
 Part 3, S3 (--skip-s3 leaves it out): moto's S3 server as its own process (bench/_s3_counter.py:
   moto_server's app behind a middleware counting request bodies by S3 operation), added as an S3
   DP; v0 copied to it whole, then the in-place update v1. Uploaded = UploadPart and PutObject
-  bodies; reused = the ranges of UploadPartCopy. Goal: uploaded <= 15% of the file. Until S3
-  copies reuse parts (UploadPartCopy, issue 11 item 4) this reads about 100%: it measures what
-  the code does either way. Checked: size and x-amz-meta-sha256 of the object, current at the DP.
+  bodies; reused = the ranges of UploadPartCopy. Goal: uploaded <= 15% of the file (every
+  changed place costs about 5 MiB: S3's smallest part). moto re-reads the source object for
+  every UploadPartCopy, so its wall time says nothing of S3's, and the 2 GiB run needs about
+  10 GiB of memory for moto. Checked: size and x-amz-meta-sha256 of the object, current at the
+  DP.
 
 Every run goes through `prime_memory` first (see bench/copy.py) and os.sync() after. The page
 cache cannot be dropped: every file a run reads was just written or scanned, so all read warm.
