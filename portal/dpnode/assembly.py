@@ -6,17 +6,21 @@ looking for each one in every file under its root (the old version of the same f
 edition of the image, a hand-copied file) and earlier in the same file. Central then sends the
 lacking chunks in batches that cover chunk numbers [first, last), several in flight. Each batch
 gathers its chunks (from the request, or from a local file) at the same time as the others,
-checks each against its SHA-256 and writes it at its place in the upload's part file; then, in
-order, each batch's bytes go into the whole file's running SHA-256, so `finish` needs no
-read-back pass. A batch done before its turn waits for the batches before it.
+checks each received one against its SHA-256 and writes them at their places in the upload's
+part file; then, in order, each batch's bytes go into the whole file's running SHA-256, so
+`finish` needs no read-back pass. A batch done before its turn waits for the batches before it.
+Chunks taken from the node's own files were checked when its scan indexed them and are not
+hashed again one by one: that would be a second pass over nearly every byte of an update.
 
 How far assembly got (`Upload.assembled`, a chunk number) is saved after every batch, so a
 sender or node that was killed resumes at chunk granularity; the running hash
 lives in the node's process (`UploadStore.running`), and a node that lost it (restarted) hashes
 the assembled part once. A local chunk whose bytes no longer match (bit rot in the file it was
-taken from, or a file changed since the node's last scan) is not used: the node marks it needed,
-forgets what it knew of that file (its next scan hashes it again, and a verify reports it) and
-answers `chunk_unavailable`, so central plans again and sends it.
+taken from, under an unchanged size and time) makes the whole file's SHA-256 wrong: finish then
+reads the assembled chunks back once to find it (`check_assembled`), the node marks it needed,
+goes back to it, forgets what it knew of that file (its next scan hashes it again, and a verify
+reports it) and answers `chunk_unavailable`, so central plans again and sends it. A local file
+that vanished or shrank is found the same way as it is read, batch by batch.
 """
 import hashlib
 import os
@@ -381,7 +385,11 @@ def _gather(store: UploadStore, root: str, uid: str, first: int, last: int,
                     batch.failed_at, batch.place = number, found.get(index.digests[number])
                     break
             if data is not None:
-                good = _good_prefix(data, index.lengths[number:end], index.digests[number:end])
+                # Received chunks are checked now; the node's own were checked when its scan
+                # indexed them, and one damaged since shows in the whole file's SHA-256
+                # (check_assembled), which costs no second pass over every byte reused.
+                good = _good_prefix(data, index.lengths[number:end], index.digests[number:end]) \
+                    if need[number] else end - number
                 if good:
                     cut = offsets[number + good] - offsets[number]
                     fileio.pwrite(fd, memoryview(data)[:cut], offsets[number])
@@ -547,6 +555,59 @@ def _give_up_source(store, upload, plan: Plan, chunks, sources, place, number) -
             need[k] = 1 if firsts[digest] == k else need[k]
     need[number] = 1
     _save_plan(store, upload.id, plan)
+
+
+def check_assembled(store: UploadStore, root: str, uid: str) -> None:
+    """Before finish: a fully assembled delta whose running SHA-256 is not the file's took a chunk
+    from a node file that is no longer what the node's scan indexed (bit rot). Only then are the
+    assembled chunks read back and checked, once; each damaged one's source file is given up
+    (forgotten, so its next scan hashes it again and a verify reports it), assembly goes back to
+    the first of them, and ChunkUnavailable has central plan again and send them. Nothing
+    damaged found: store.finish finds the mismatch itself and discards the upload."""
+    with store._locked(uid) as (fd, upload):
+        plan = _load_plan(store, uid) if upload.delta else None
+        held = store.running.get(uid)
+        if plan is None or held is None or held[0] != len(plan.need) \
+                or held[1].hexdigest() == upload.sha256:
+            return
+        bad = _damaged_chunks(fd, plan)
+        if not bad:
+            return
+        with ChunkStore(root, locate=True) as chunks:
+            sources = Sources(root, chunks)
+            try:
+                for number in bad:
+                    digest = plan.index.digests[number]
+                    _give_up_source(store, upload, plan, chunks, sources,
+                                    sources.find([digest]).get(digest), number)
+            finally:
+                sources.close()
+        first = bad[0]
+        upload.assembled, upload.halted = first, True
+        upload.ranges = [[0, plan.offsets[first]]] if plan.offsets[first] else []
+        store.running.pop(uid, None)
+        store._save(upload)
+    raise ChunkUnavailable(f"chunk {first} of {upload.path} was taken from a file at this node "
+                           "that is damaged; plan again to have it sent")
+
+
+def _damaged_chunks(fd: int, plan: Plan) -> list[int]:
+    """The assembled chunks whose bytes do not match their SHA-256, read back in runs."""
+    index, offsets, bad = plan.index, plan.offsets, []
+    number = 0
+    while number < len(index):
+        end = number + 1
+        while end < len(index) and offsets[end + 1] - offsets[number] <= RUN_BYTES:
+            end += 1
+        data = fileio.pread(fd, offsets[end] - offsets[number], offsets[number])
+        at = 0
+        for k in range(number, end):
+            if hashlib.sha256(memoryview(data)[at:at + index.lengths[k]]).digest() != \
+                    index.digests[k]:
+                bad.append(k)
+            at += index.lengths[k]
+        number = end
+    return bad
 
 
 def index_of(store: UploadStore, uid: str) -> ChunkIndex | None:

@@ -157,6 +157,7 @@ def finish_upload(uid: str):
     plan = assembly.index_of(store(), uid)
     if plan is not None:  # the batches answered already may still be going into the hash
         assembly.drain(store(), _root(), uid, wait=True)
+        assembly.check_assembled(store(), _root(), uid)
     done = store().finish(uid)
     inventory.remember(_root(), done["path"], done["size"], done["mtime_ns"], done["sha256"])
     if plan is not None and plan.size == done["size"]:  # its chunks are where future deltas look

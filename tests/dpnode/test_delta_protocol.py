@@ -127,6 +127,59 @@ def test_a_chunk_whose_bytes_do_not_match_is_refused_and_nothing_advances(node):
         assert fh.read() == data
 
 
+def test_a_reused_chunk_damaged_at_the_node_is_found_at_finish_and_sent(node):
+    """Bit rot in the old version (same size and time, so the node's scan still vouches for it):
+    do the batches take its chunks unchecked, does finish find the whole file's SHA-256 wrong,
+    name the damaged chunk, go back to it and forget the file; and does the plan made again
+    have central send it, the file then ending identical?"""
+    from portal.dpnode import inventory
+
+    old = image(4 * MB, seed=11)
+    place_old_version(node, old)
+    path = node.file(PATH)
+    st = os.stat(path)
+    with open(path, "r+b") as fh:  # flip bytes under an unchanged size and time
+        fh.seek(2 * MB)
+        fh.write(bytes(255 - b for b in old[2 * MB:2 * MB + 100]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new = change_in_place(old, 1, 0.01)
+    index = index_bytes(new)
+    damaged = next(k for k, offset in enumerate(index.offsets())
+                   if offset + index.lengths[k] > 2 * MB)
+    uid, planned = start(node, new)
+    plan = planned.json()
+    assert damaged not in needed(plan)  # planned from the old version, as its scan indexed it
+    send_all(node, uid, new, plan)
+    finished = node.call("POST", f"/uploads/{uid}/finish")
+    assert finished.status_code == 409, finished.text
+    assert finished.json()["error"]["code"] == "chunk_unavailable"
+    assert f"chunk {damaged} of {PATH} was taken from a file at this node that is damaged" in \
+        finished.json()["error"]["message"]
+    assert inventory.known_sha256(node.root, PATH, st.st_size, st.st_mtime_ns) is None
+    again = node.call("PUT", f"/uploads/{uid}/index", data=index.pack()).json()
+    assert again["done"] == damaged and damaged in needed(again)
+    send_all(node, uid, new, again)
+    finished = node.call("POST", f"/uploads/{uid}/finish")
+    assert finished.status_code == 200, finished.text
+    with open(path, "rb") as fh:
+        assert fh.read() == new
+
+
+def test_a_delta_whose_chunks_are_right_but_whole_file_is_not_is_discarded(node):
+    """Every chunk matches the index, but the file is not the SHA-256 the upload was created
+    for (a sender whose index and hash disagree): finish refuses with 422 and keeps nothing."""
+    data = image(2 * MB, seed=12)
+    created = node.call("POST", "/uploads", json={"path": PATH, "size": len(data),
+                                                   "sha256": sha(data[::-1])})
+    uid = created.json()["id"]
+    plan = node.call("PUT", f"/uploads/{uid}/index", data=index_bytes(data).pack()).json()
+    send_all(node, uid, data, plan)
+    finished = node.call("POST", f"/uploads/{uid}/finish")
+    assert finished.status_code == 422, finished.text
+    assert "arrived damaged" in finished.json()["error"]["message"]
+    assert not os.path.exists(node.file(PATH))
+
+
 @pytest.mark.parametrize("params, body, status, text", [
     ({"first": 0, "last": 10_000}, b"", 409, "are not chunks of this upload"),
     ({"first": -1, "last": 2}, b"", 409, "are not chunks of this upload"),
