@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from portal import create_app
 from portal.config import BASE_DIR, Config
-from portal.extensions import QUEUE_NAMES, db, get_redis
+from portal.extensions import QUEUE_NAMES, db, get_redis, stop_embedded_redis
 from portal.models import Asset, InventoryFile, Job
 from portal.services import accounts, distribution_points
 from portal.services.actors import Actor
@@ -91,7 +91,7 @@ class Depot:
         db.session.remove()
         db.engine.dispose()
         self.ctx.pop()
-        self.redis.shutdown(nosave=True)
+        stop_embedded_redis(self.redis, save=False)
 
 
 def sha256_file(path: str) -> str:

