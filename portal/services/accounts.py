@@ -1,4 +1,5 @@
 """People: users, passwords, sign-in with slow-down, and API tokens."""
+import functools
 import hashlib
 import re
 import secrets
@@ -20,8 +21,13 @@ from portal.services.permissions import require
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8
 GENERIC_LOGIN_ERROR = "Invalid email or password."
-# Compared against when the email is unknown, so both failures take the same time.
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown emails against, so they take as long as known ones. Made on first
+    use: hashing costs about 0.1 s, which every process (workers, nodes) would pay at import."""
+    return generate_password_hash("not-a-real-password")
 
 
 class InvalidCredentials(DepotError):
@@ -110,7 +116,7 @@ def authenticate(email, password) -> User:
     if wait := login_delay(email):
         raise TooManyAttempts(wait)
     user = db.session.scalars(select(User).where(User.email == email)).first()
-    ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password)
     if not (user and ok and user.active):
         _record_failure(email)
         raise InvalidCredentials(GENERIC_LOGIN_ERROR)
