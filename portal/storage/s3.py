@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 MIN_PART, MAX_KEY_BYTES = 5 * MiB, 1024
 MAX_LINK_SECONDS = 7 * 86400  # SigV4 presigned URLs live at most a week
 HEAD_THREADS = 8
+DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 SHA256_RE, MD5_RE = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{32}")
 # Codes after which trying again later can help; anything else 4xx is a refusal.
 PASSING = {"RequestTimeout", "InternalError", "ServiceUnavailable", "SlowDown", "Throttling",
@@ -372,9 +373,9 @@ class S3Storage(StorageBackend):
         batch: list[dict] = []
         for page in self._pages("list_objects_v2", "list the bucket", Prefix=key + "/"):
             batch.extend({"Key": obj["Key"]} for obj in page.get("Contents", []))
-            while len(batch) >= 1000:
-                self._delete_batch(batch[:1000])
-                del batch[:1000]
+            while len(batch) >= DELETE_BATCH:
+                self._delete_batch(batch[:DELETE_BATCH])
+                del batch[:DELETE_BATCH]
         if batch:
             self._delete_batch(batch)
 

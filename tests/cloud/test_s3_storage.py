@@ -17,6 +17,7 @@ from awscrt.checksums import crc64nvme
 from portal.core.errors import DamagedInTransit, StorageRefused, StorageUnavailable
 from portal.models import DistributionPoint
 from portal.services.backends import open_storage, probe_storage
+from portal.storage import s3 as s3_storage
 from portal.storage.base import Source, UploadState
 from tests.cloud.s3_fixtures import BUCKET, CREDENTIALS
 
@@ -259,15 +260,22 @@ def test_fill_hashes_notes_objects_gone_or_replaced_since_the_listing(app, stora
 
 # --- deletes and links ---------------------------------------------------------------------------
 
-def test_delete_of_a_folder_of_many_objects_goes_in_batches(app, storage, s3_client):
-    """Is a folder asset of more objects than one DeleteObjects call takes (1,000) deleted
-    whole, and a folder of a name that only starts like it left alone?"""
-    keys = [f"{PREFIX}Platform Packs/Dell/drivers/{n:04}.inf" for n in range(1003)]
+def test_delete_of_a_folder_of_many_objects_goes_in_batches(app, storage, s3_client, monkeypatch):
+    """Is a folder asset of more objects than one DeleteObjects call takes (1,000; 10 here, so
+    the test need not make a thousand objects) deleted whole, and a folder of a name that only
+    starts like it left alone?"""
+    monkeypatch.setattr(s3_storage, "DELETE_BATCH", 10)
+    batches = []
+    delete_batch = s3_storage.S3Storage._delete_batch
+    monkeypatch.setattr(s3_storage.S3Storage, "_delete_batch",
+                        lambda self, objects: batches.append(len(objects)) or delete_batch(self, objects))
+    keys = [f"{PREFIX}Platform Packs/Dell/drivers/{n:04}.inf" for n in range(23)]
     for key in keys:
         put(s3_client, key)
     put(s3_client, PREFIX + "Platform Packs/Dell2/keep.inf")
     storage.delete("Platform Packs/Dell")
     assert sorted(objects(s3_client)) == [PREFIX + "Platform Packs/Dell2/keep.inf"]
+    assert batches == [10, 10, 3]
 
 
 def test_a_presigned_link_lives_as_asked_up_to_a_week(app, storage, s3_client):
