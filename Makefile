@@ -25,10 +25,12 @@ run: $(VENV)/.installed
 	$(BIN)/python -m portal.launcher
 
 ## test: the import contract (.importlinter), then the whole suite (SQLite + embedded Redis
-## unless DEPOT_TEST_* point elsewhere)
+## unless DEPOT_TEST_* point elsewhere) on TEST_PROCESSES pytest-xdist workers (each with its
+## own database and Redis database; most tests wait on servers and workers, so two per core pay)
+TEST_PROCESSES ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 ## test-quick: the edit loop (about 40 s): the tests that start no process and no browser (not
 ## marked `slow`), without the storage contract suite and the cloud providers' tests, which run
