@@ -30,7 +30,7 @@ run: $(VENV)/.installed
 TEST_PROCESSES ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal
 
 ## test-quick: the edit loop (about 40 s): the tests that start no process and no browser (not
 ## marked `slow`), without the storage contract suite and the cloud providers' tests, which run
