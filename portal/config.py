@@ -57,6 +57,10 @@ class Config:
     # The address endpoints reach the central server at (Google Drive download links go through
     # it; see portal/storage/gdrive.py). Unset: the host of the request that made the link.
     DEPOT_PUBLIC_URL = os.environ.get("DEPOT_PUBLIC_URL")
+    # Behind a reverse proxy: how many proxies set X-Forwarded-* (0: believe none), and cookies
+    # sent over HTTPS only (unset: on when DEPOT_PUBLIC_URL is https://). See portal/web/proxies.py.
+    DEPOT_TRUSTED_PROXIES = os.environ.get("DEPOT_TRUSTED_PROXIES", "0")
+    DEPOT_SECURE_COOKIES = os.environ.get("DEPOT_SECURE_COOKIES")
     # Cloud DPs. Partial uploads at a provider older than this are aborted (a daily sweep).
     DEPOT_UPLOAD_ABANDON_AFTER = _env_int("DEPOT_UPLOAD_ABANDON_AFTER", 7 * 86400)
     DEPOT_SWEEP_CRON = os.environ.get("DEPOT_SWEEP_CRON", "30 4 * * *")

@@ -5,16 +5,18 @@
 - `auth`: who is asking (the signed-in person, a token's owner) as services want it;
 - `errors`: every error as JSON for programs, a page or a flash for people;
 - `context`: what every console page's layout needs, the lists of statuses, the filters;
-- `fields`: form fields the console's forms share (repeated inputs, ids, numbered slots).
+- `fields`: form fields the console's forms share (repeated inputs, ids, numbered slots);
+- `proxies`: which X-Forwarded-* headers to believe behind a reverse proxy, secure cookies.
 
 The errors themselves are the one family in `portal.core.errors`.
 """
 
 
 def init_app(app) -> None:
-    """Sign-in, the error handlers and the layout's context for the app."""
-    from portal.web import auth, context, errors
+    """Proxies, sign-in, the error handlers and the layout's context for the app."""
+    from portal.web import auth, context, errors, proxies
 
+    proxies.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
     context.init_app(app)

@@ -22,7 +22,7 @@ def _load_user(user_id: str):
 
 
 def client_ip() -> str | None:
-    """The caller's address (behind a proxy, configure ProxyFix: headers are not trusted)."""
+    """The caller's address (behind proxies, X-Forwarded-For's as DEPOT_TRUSTED_PROXIES says)."""
     return request.remote_addr
 
 
