@@ -3,13 +3,18 @@ WIM data looks like), changed in place, shifted, or appended to with a new heade
 import os
 import random
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 from tests.factories import write_file
 
 IMAGE = "Images/Win11.wim"
 
 
 def image(size: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(size)
+    """`size` random-looking bytes, the same for the same seed: AES-CTR's keystream, about five
+    times faster than random.Random's (tests make tens of MiB of these)."""
+    keystream = Cipher(algorithms.AES(seed.to_bytes(32, "big")), modes.CTR(bytes(16))).encryptor()
+    return keystream.update(bytes(size)) + keystream.finalize()
 
 
 def change_in_place(data: bytes, places: int, share: float, seed: int = 7) -> bytes:
