@@ -12,7 +12,7 @@ from . import facts as machine
 from .api import Api, ServerError
 from .display import setup_logging
 from .runner import Runner
-from .state import State
+from .state import State, TokenNotSaved
 from .transfer import RateCap
 from .version import __version__ as VERSION
 
@@ -104,7 +104,10 @@ class Agent:
         if not self.args.enroll_token:
             raise Stop("not enrolled yet: give --enroll-token (or --config with enroll_token)")
         answer = self.api.enroll(self.args.enroll_token, self.facts())
-        self.state.save_device(self.server, answer["device_id"], answer["device_token"])
+        try:
+            self.state.save_device(self.server, answer["device_id"], answer["device_token"])
+        except TokenNotSaved as exc:
+            raise Stop(str(exc)) from None
         self.api.token = answer["device_token"]
         self._intervals(answer)
         log.info("enrolled with %s as device %s", self.server, answer["device_id"])

@@ -101,6 +101,9 @@ def test_deployment_from_central(central, rescan, start_agent, deploy, tmp_path)
     assert not list((tmp_path / "a1" / ".partial").iterdir())
     assert db.session.scalar(select(db.func.count(Device.id))) == 1  # enrolled once
     assert "Images/Win11.wim: verified" in agent.log
+    # Its stderr is a file, not a terminal: progress as plain log lines, no ANSI redraws.
+    assert " INFO Platform Packs/Dell/drivers/a.inf 100% 300.0 KiB of 300.0 KiB" in agent.log
+    assert "\x1b[" not in agent.log
     assert not earlier.parent.parent.exists()  # staged files of an earlier deployment went
 
 

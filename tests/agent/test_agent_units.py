@@ -170,7 +170,7 @@ def test_progress_bar_rate_leaves_out_what_was_there_before(monkeypatch):
     clock = iter([100.0, 101.0])
     monkeypatch.setattr(display.time, "monotonic", lambda: next(clock))
     out = Tty()
-    bar = display.ProgressBar(out)
+    bar = display.ProgressBar(out, ansi=True)
     bar.begin(0)
     mib = 1024 * 1024
     bar.update(900 * mib, 1000 * mib, "Images/x.wim")  # the resumed prefix, at once
