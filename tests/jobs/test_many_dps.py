@@ -141,10 +141,10 @@ def test_a_dp_forgotten_during_its_check_is_skipped(app, admin, counting_node):
     """Is a DP deleted while its check runs left deleted (no write, no error), the others
     written?"""
     ids = add_nodes([("Kept", counting_node.url), ("Forgotten", counting_node.url)])
-    inner = counting_node.app
+    inner, once = counting_node.app, threading.Lock()
 
     def forgetting(environ, start_response):
-        with app.app_context():  # another request of the console, meanwhile
+        with once, app.app_context():  # the first check to arrive: the console, meanwhile
             dp = db.session.get(DistributionPoint, ids["Forgotten"])
             if dp is not None:
                 dp_management.delete_dp(admin, dp)
