@@ -39,10 +39,17 @@ Part 2, the same copy of a fresh image (Images/bench2.wim) on a real `rq worker`
   of the two stretches, are left out. The two `rq worker` start-ups (spawn to claim of the job;
   part 1's in-process SimpleWorker has none) are counted in it and printed, with the loss
   without them. It is one run: the spread of part 1's runs is its noise.
+Part 3, a capped copy, short: the DP's bandwidth cap set to --cap-mb MB/s, three images of two
+  seconds of the cap each copied at once by three `rq worker` processes, which share the cap
+  through the DP's bucket in Redis. "Achieved" = the bytes sent (the job rows' bytes_sent) over
+  the span from the first job's start to the last one's end, against the cap; the bucket lets
+  one second of the cap go at once, so up to (span + 1 s) / span of the cap is within it. Each
+  job's own rate is printed beside it (about a third of the cap each).
 Small runs (a few hundred MiB) only check that the bench works: fixed costs (worker start-up,
 job claim, HTTP round trips) weigh on them, so their ratios say little.
 
-Usage: .venv/bin/python bench/copy.py [--size-gib 2] [--skip-resume] [--keep]
+Usage: .venv/bin/python bench/copy.py [--size-gib 2] [--skip-resume] [--cap-mb 20] [--cap-only]
+       [--keep]
 """
 import os
 import sys
@@ -489,6 +496,48 @@ def part_resume(depot: Depot, node: NodeProcess, dp_id: int, size: int,
           f"{lost_net:.2f} s ({lost_net * 100 / clean_s:.0f}%)")
 
 
+def part_capped(depot: Depot, node: NodeProcess, dp_id: int, cap: int, copiers: int = 3) -> None:
+    """Three images copied at once by three workers to the DP under its cap; the rate achieved."""
+    size = 2 * cap
+    print(f"\n== Part 3: {copiers} images of {size / 1e6:.0f} MB copied at once by {copiers} "
+          f"`rq worker` processes to the DP capped at {cap / 1e6:.1f} MB/s ==")
+    keys = [f"Images/capped-{n}.wim" for n in range(copiers)]
+    for key in keys:
+        write_image(os.path.join(depot.root, key), size)
+    os.sync()
+    depot.rescan()
+    dp_management.update_dp(depot.admin, db.session.get(DistributionPoint, dp_id),
+                            {"bandwidth_limit": cap})
+    env = worker_env(depot.app)
+    jobs = copies.request_copies(depot.admin, keys, [dp_id])
+    workers = []
+    try:
+        for n in range(copiers):
+            workers.append(WorkerProcess(env, os.path.join(WORK, f"capped-worker-{n}.log")))
+
+        def finished():
+            rows = [job_row(job.id) for job in jobs]
+            return rows if all(row["state"] in FINISHED for row in rows) else None
+        rows = poll_until(finished, 120 + copiers * size / cap * 3, "the capped copies to end",
+                          interval=0.2)
+    finally:
+        for worker in workers:
+            worker.stop()
+    for row in rows:
+        check(row["state"] == "succeeded", f"capped copy {row['state']}: {row['error']}")
+    span = seconds(max(r["finished_at"] for r in rows), min(r["started_at"] for r in rows))
+    sent = sum(row["bytes_sent"] or 0 for row in rows)
+    check(sent == copiers * size, f"the capped copies sent {sent} bytes, not {copiers * size}")
+    achieved = sent / span
+    print(f"achieved {achieved / 1e6:.2f} MB/s together against the cap of {cap / 1e6:.2f} MB/s "
+          f"-> ratio {achieved / cap:.2f} (within the cap up to {(span + 1) / span:.2f}: one "
+          f"second's burst over {span:.1f} s; {copiers} workers each keeping the cap alone would "
+          f"reach about {copiers:.0f})")
+    each = ", ".join(f"{row['bytes_sent'] / seconds(row['finished_at'], row['started_at']) / 1e6:.2f}"
+                     for row in rows)
+    print(f"  each job: {each} MB/s")
+
+
 def bench(args) -> None:
     size = int(args.size_gib * 1024 * MiB)
     depot = Depot(os.path.join(WORK, "depot"), DEPOT_JOB_STALE_SECONDS=STALE_SECONDS)
@@ -504,9 +553,11 @@ def bench(args) -> None:
         check(first.state == "succeeded", f"the DP's first rescan {first.state}: {first.error}")
         print(f"DP node: `flask --app wsgi dp-node run --root bench/.work/node-root --bind "
               f"127.0.0.1:{node.port}` (gunicorn), added as a local DP; {os.cpu_count()} cores")
-        clean_runs = part_copy(depot, node, dp.id, size)
-        if not args.skip_resume:
-            part_resume(depot, node, dp.id, size, clean_runs)
+        if not args.cap_only:
+            clean_runs = part_copy(depot, node, dp.id, size)
+            if not args.skip_resume:
+                part_resume(depot, node, dp.id, size, clean_runs)
+        part_capped(depot, node, dp.id, int(args.cap_mb * 1e6))
     finally:
         node.stop()
         depot.close()
@@ -516,11 +567,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=2.0)
     parser.add_argument("--skip-resume", action="store_true")
+    parser.add_argument("--cap-mb", type=float, default=20.0,
+                        help="the DP's cap in part 3, MB/s (decimal, as the console takes it)")
+    parser.add_argument("--cap-only", action="store_true", help="run part 3 alone")
     parser.add_argument("--keep", action="store_true", help="keep bench/.work for a look")
     args = parser.parse_args()
     logging.disable(logging.INFO)  # migrations and the worker talk at INFO; warnings still show
     if args.size_gib <= 0:
         parser.error("--size-gib must be positive")
+    if args.cap_mb < 0.07:
+        parser.error("--cap-mb must be 0.07 or more (a DP's cap is 65536 bytes/s or more)")
     return run(args, [bench])
 
 

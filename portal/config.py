@@ -39,6 +39,10 @@ class Config:
     DEPOT_RECOVER_INTERVAL = _env_int("DEPOT_RECOVER_INTERVAL", 15)
     # Seconds between health checks of the DP nodes (online/offline, free space; `rq cron`).
     DEPOT_HEALTH_INTERVAL = _env_int("DEPOT_HEALTH_INTERVAL", 60)
+    # Seconds a DP has to answer a health check, and checks at once: 1,000 DPs of which 200 do
+    # not answer take about 200 x 10 s / 64 = 31 s, inside one interval.
+    DEPOT_HEALTH_TIMEOUT = _env_int("DEPOT_HEALTH_TIMEOUT", 10)
+    DEPOT_HEALTH_THREADS = _env_int("DEPOT_HEALTH_THREADS", 64)
     # A job that meets a passing failure (a DP that does not answer) tries again this many times,
     # waiting BASE, 2*BASE, 4*BASE ... seconds: 5 tries from 20 s wait about 10 minutes in all.
     DEPOT_JOB_RETRIES = _env_int("DEPOT_JOB_RETRIES", 5)

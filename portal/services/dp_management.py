@@ -1,9 +1,12 @@
 """Adding, changing and forgetting distribution points, and watching their health."""
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from portal.core.errors import Conflict, DepotError, NeedsAuth
 from portal.core.names import clean_name
@@ -16,7 +19,6 @@ from portal.services.permissions import require
 
 MIN_KEY_LENGTH = 16
 log = logging.getLogger(__name__)
-HEALTH_TIMEOUT = 10  # seconds a node has to answer a health check
 HOURS_RE = re.compile(r"^([01]?\d|2[0-3])-([01]?\d|2[0-3])$")
 
 
@@ -156,28 +158,58 @@ def delete_dp(actor: Actor, dp: DistributionPoint) -> None:
 
 
 def check_health() -> dict[int, str]:
-    """Ask every enabled DP (nodes and cloud accounts) whether it answers; a change of status
-    (online, offline, needs-auth) is notified. {dp id: status}."""
+    """Ask every enabled DP (nodes and cloud accounts) whether it answers, DEPOT_HEALTH_THREADS at
+    a time; a change of status (online, offline, needs-auth) is notified. {dp id: status}."""
+    # The checks run on threads and touch no session: each reads a detached copy of its DP (a
+    # session of its own, closed before the pool starts) and returns what it found. This thread
+    # writes each result as it arrives, as one check at a time did, so SQLite sees one writer.
+    with Session(db.engine, expire_on_commit=False) as snapshot:
+        dps = snapshot.scalars(select(DistributionPoint).where(
+            DistributionPoint.kind != "central", DistributionPoint.disabled.is_(False))).all()
+    if not dps:
+        return {}
+    config = current_app.config
+    app = current_app._get_current_object()
+    timeout = config["DEPOT_HEALTH_TIMEOUT"]
+    threads = max(1, min(config["DEPOT_HEALTH_THREADS"], len(dps)))
     outcome = {}
-    for dp in db.session.scalars(select(DistributionPoint).where(
-            DistributionPoint.kind != "central", DistributionPoint.disabled.is_(False))).all():
-        try:
-            with open_storage(dp) as backend:
-                if dp.kind == "local":
-                    health = backend.check(timeout=HEALTH_TIMEOUT)
-                    dp.free_bytes, dp.total_bytes = health.get("free_bytes"), health.get("total_bytes")
-                else:
-                    backend.ping()
-            status, reason = "online", None
-        except NeedsAuth as exc:
-            status, reason = "needs-auth", exc.message
-        except DepotError as exc:
-            status, reason = "offline", exc.message
-        except Exception as exc:  # noqa: BLE001 - a provider's library failing in a new way
-            log.exception("health check of %s failed", dp.name)
-            status, reason = "offline", f"the check failed: {type(exc).__name__}"
-        notifications.set_dp_status(dp, status, reason)
-        dp.checked_at = utcnow()
-        db.session.commit()
-        outcome[dp.id] = status
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="health") as pool:
+        futures = {pool.submit(_check_one, app, dp, timeout): dp for dp in dps}
+        for future in as_completed(futures):
+            checked = futures[future]
+            try:
+                status, reason, space = future.result()
+            except Exception as exc:  # noqa: BLE001 - the thread itself failed (no app context?)
+                log.exception("health check of %s failed", checked.name)
+                status, reason, space = "offline", f"the check failed: {type(exc).__name__}", None
+            dp = db.session.get(DistributionPoint, checked.id)
+            if dp is None:  # forgotten while it was being checked
+                continue
+            if space is not None:
+                dp.free_bytes, dp.total_bytes = space
+            notifications.set_dp_status(dp, status, reason)
+            dp.checked_at = utcnow()
+            db.session.commit()
+            outcome[dp.id] = status
     return outcome
+
+
+def _check_one(app, dp: DistributionPoint, timeout: float) -> tuple[str, str | None, tuple | None]:
+    """One DP's health, on a pool thread: (status, reason, (free, total) bytes or None). Never
+    raises: a check that fails in a new way is that DP offline, not the others unchecked."""
+    try:
+        with app.app_context(), open_storage(dp) as backend:
+            if dp.kind == "local":
+                health = backend.check(timeout=timeout)
+                space = (health.get("free_bytes"), health.get("total_bytes"))
+            else:
+                backend.ping()
+                space = None
+        return "online", None, space
+    except NeedsAuth as exc:
+        return "needs-auth", exc.message, None
+    except DepotError as exc:
+        return "offline", exc.message, None
+    except Exception as exc:  # noqa: BLE001 - a provider's library failing in a new way
+        log.exception("health check of %s failed", dp.name)
+        return "offline", f"the check failed: {type(exc).__name__}", None

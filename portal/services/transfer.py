@@ -3,9 +3,10 @@
 `Transfer` is the entry point: one per copy run, over the DP's open backend. `send_file` sends
 one central file through the storage interface (`Upload`): only the ranges the DP lacks, cut in
 chunks, as many in flight as the DP allows, under the DP's bandwidth limit (shared by all
-streams), stopping when the job is cancelled. What a backend needs to resume an upload in
-another process (an S3 UploadId, a provider's session URL) is kept encrypted in
-`upload_sessions` (`SavedState`); a DP node keeps its own. So a copy that starts again (a killed
+streams and by every worker copying to the DP: `bandwidth.SharedThrottle`), stopping when the
+job is cancelled. What a backend needs to resume an upload in another process (an S3 UploadId,
+a provider's session URL) is kept encrypted in `upload_sessions` (`SavedState`); a DP node
+keeps its own. So a copy that starts again (a killed
 worker, a dropped connection, the whole server restarted) continues where the DP's upload
 stopped. The DP checks size and hash before the file takes its final name. `Transfer.moved`
 counts the bytes the DP acknowledged in this run: a run that moved some made progress.
@@ -16,8 +17,6 @@ resume records.
 import json
 import logging
 import os
-import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import timedelta
 
@@ -41,30 +40,12 @@ from portal.extensions import db
 from portal.models import DistributionPoint, UploadSession, utcnow
 from portal.services import secrets
 from portal.services.backends import open_storage
+from portal.services.bandwidth import SharedThrottle, Throttle
 from portal.services.job_runs import Progress, RetryLater
 from portal.storage.base import Base, Source, StorageBackend, Upload, UploadState
 
 log = logging.getLogger(__name__)
 MAX_PLANS = 3  # plans of one file in one run (a DP finding a part it meant to reuse damaged)
-
-
-class Throttle:
-    """Keeps the bytes sent by all streams under a DP's bandwidth limit; a cancel ends the wait."""
-
-    def __init__(self, limit: int | None, cancelled: threading.Event):
-        self.limit, self.sent, self.started = limit, 0, time.monotonic()
-        self.cancelled = cancelled
-        self.lock = threading.Lock()
-
-    def take(self, n: int) -> None:
-        """Count `n` bytes about to be sent; wait first while the streams are ahead of the limit."""
-        if not self.limit:
-            return
-        with self.lock:
-            self.sent += n
-            ahead = self.sent / self.limit - (time.monotonic() - self.started)
-        if ahead > 0 and self.cancelled.wait(ahead):
-            raise JobCancelled()
 
 
 class SavedState(UploadState):
@@ -104,7 +85,8 @@ class SavedState(UploadState):
 class Transfer:
     """Sends central's files to one DP through its open backend, for one run of a copy job.
 
-    The bandwidth limit holds across all the files of the run; chunk size and streams come from
+    The bandwidth limit holds across all the files of the run and all the runs copying to the
+    DP at the time (a bucket in Redis); chunk size and streams come from
     DEPOT_COPY_CHUNK and DEPOT_COPY_STREAMS unless the backend's upload sets its own.
     """
 
@@ -113,7 +95,7 @@ class Transfer:
         self.backend, self.dp_id, self.central_root = backend, dp.id, central_root
         self.here = here or {}  # the DP's inventory rows by path: what a delta starts from
         self.progress = progress
-        self.throttle = Throttle(dp.bandwidth_limit, progress.cancelled)
+        self.throttle = SharedThrottle(dp.id, dp.bandwidth_limit, progress.cancelled)
         self.chunk = current_app.config["DEPOT_COPY_CHUNK"]
         self.streams = max(1, current_app.config["DEPOT_COPY_STREAMS"])
         self.moved = 0  # bytes the DP acknowledged in this run: if any, the run made progress
