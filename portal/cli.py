@@ -1,4 +1,5 @@
 """Flask commands for ops: `flask --app wsgi init | users | tokens | demo | jobs | dp-node`."""
+import os
 import sys
 
 import click
@@ -165,6 +166,30 @@ def dp_node_run(root, bind, workers):
         serve(root, bind, workers)
     except NodeMisconfigured as exc:
         raise click.ClickException(exc.message)
+
+
+@dp_node_cli.command("central")
+def dp_node_central():
+    """Serve central's content root to endpoints (downloads only) on DEPOT_CENTRAL_DP_BIND:
+    central's DP node, with the key central signs its links with (DEPOT_CENTRAL_DP_KEY)."""
+    from portal.dpnode.cli import serve
+
+    config = current_app.config
+    try:
+        host, port = central_node_settings(config)
+        os.environ.update(DEPOT_DP_KEY=config["DEPOT_CENTRAL_DP_KEY"], DEPOT_DP_DOWNLOADS_ONLY="1")
+        serve(config["DEPOT_CENTRAL_ROOT"], f"{host}:{port}", config["DEPOT_CENTRAL_DP_WORKERS"])
+    except DepotError as exc:  # a setting of central's node, or a root the node refuses
+        raise click.ClickException(exc.message) from None
+
+
+def central_node_settings(config) -> tuple[str, int]:
+    """(host, port) of central's DP node; CentralNodeMisconfigured naming a setting that will
+    not do."""
+    from portal.core.central_node import check_settings
+
+    return check_settings(config["DEPOT_CENTRAL_DP_BIND"], config["DEPOT_CENTRAL_DP_URL"],
+                          config["DEPOT_CENTRAL_DP_KEY"], config["DEPOT_CENTRAL_DP_WORKERS"])
 
 
 @click.group("enrollment-token")

@@ -7,7 +7,9 @@ pointed at another file nor extended, and a secret that signs one kind signs no 
 The kinds (a kind's purpose string is part of every signature: changing it breaks the links of
 DP nodes already in the field):
 - `DP_NODE`: a DP node's /dp/v1/download, keyed by the DP's key; the node checks it alone;
-- `CENTRAL`: central's own files, keyed by SECRET_KEY;
+  central's files too, served by central's own node and keyed by DEPOT_CENTRAL_DP_KEY;
+- `CENTRAL`: central's files as linked before central had a node (console's /agent/v1/download,
+  keyed by SECRET_KEY): still checked there, then redirected to central's node;
 - `CLOUD_RELAY`: central's relay of a Google Drive file, keyed by SECRET_KEY, scoped to the DP.
 """
 import hashlib
