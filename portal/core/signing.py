@@ -48,6 +48,12 @@ def sign(kind: LinkKind, base_url: str, secret: str, path: str, ttl_seconds: int
          now: float | None = None) -> str:
     """A link to `path` on the server at `base_url`, valid for `ttl_seconds`."""
     expires = int((now if now is not None else time.time()) + ttl_seconds)
+    return sign_until(kind, base_url, secret, path, expires, scope=scope)
+
+
+def sign_until(kind: LinkKind, base_url: str, secret: str, path: str, expires: int, *,
+               scope=None) -> str:
+    """A link to `path` on the server at `base_url` that expires at `expires` (a Unix time)."""
     query = urlencode({"path": path, "expires": expires,
                        "sig": signature(kind, secret, path, expires, scope)})
     return f"{base_url.rstrip('/')}{kind.route.format(scope=scope)}?{query}"

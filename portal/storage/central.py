@@ -5,8 +5,6 @@ Endpoints download central's files from central's DP node, a process of its own 
 `download_link` gives a link to that node's /dp/v1/download, signed the way every node's links
 are (portal.core.signing, kind DP_NODE) with the key central and its node share.
 """
-import time
-
 from portal.core import signing
 from portal.core.central_node import node_url
 from portal.core.errors import DepotError, StorageRefused
@@ -29,10 +27,16 @@ class FilesystemStorage(ContentRoot, StorageBackend):
         if not 1 <= ttl_seconds <= signing.MAX_LINK_SECONDS:
             raise StorageRefused(f"a central download link lives from 1 s to "
                                  f"{signing.MAX_LINK_SECONDS} s")
-        return self.node_link(path, int(time.time()) + ttl_seconds)
+        url, key = self._node(path)
+        return signing.sign(signing.DP_NODE, url, key, path, ttl_seconds)
 
     def node_link(self, path: str, expires: int) -> str:
         """A link to central's DP node for the file that expires at `expires` (a Unix time)."""
+        url, key = self._node(path)
+        return signing.sign_until(signing.DP_NODE, url, key, path, expires)
+
+    def _node(self, path: str) -> tuple[str, str]:
+        """Where central's DP node is and the key its links are signed with."""
         if self.dp is None or not self.dp.is_central:
             raise StorageRefused("only the central DP gives download links from its file system")
         library_parts(path)
@@ -46,5 +50,4 @@ class FilesystemStorage(ContentRoot, StorageBackend):
             raise StorageRefused("set DEPOT_PUBLIC_URL or DEPOT_CENTRAL_DP_URL (the address "
                                  "endpoints reach central's DP node at) to give central download "
                                  "links")
-        now = int(time.time())
-        return signing.sign(signing.DP_NODE, url, key, path, expires - now, now=now)
+        return url, key
