@@ -178,6 +178,12 @@ def dp_node_central():
     try:
         host, port = central_node_settings(config)
         os.environ.update(DEPOT_DP_KEY=config["DEPOT_CENTRAL_DP_KEY"], DEPOT_DP_DOWNLOADS_ONLY="1")
+        # A gthread worker takes connections beyond its 16 threads and queues them behind whole
+        # downloads even while another worker has threads free (one of 50 endpoints waited out
+        # bench/central_load.py): each takes only what it can serve; the rest wait in the
+        # kernel's backlog for whichever worker frees a thread first. No keep-alive: a held idle
+        # connection would take a download's place. (An admin's own GUNICORN_CMD_ARGS win.)
+        os.environ.setdefault("GUNICORN_CMD_ARGS", "--worker-connections 16 --keep-alive 0")
         serve(config["DEPOT_CENTRAL_ROOT"], f"{host}:{port}", config["DEPOT_CENTRAL_DP_WORKERS"])
     except DepotError as exc:  # a setting of central's node, or a root the node refuses
         raise click.ClickException(exc.message) from None
