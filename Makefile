@@ -46,6 +46,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/cloud.py
 	$(BIN)/python bench/download.py
 	$(BIN)/python bench/agents.py
+	$(BIN)/python bench/central_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.work

@@ -22,6 +22,8 @@ def create_app(config_class=None):
     os.makedirs(app.instance_path, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
+    if not app.config.get("DEPOT_CENTRAL_DP_KEY"):  # shared with central's DP node
+        app.config["DEPOT_CENTRAL_DP_KEY"] = _instance_secret(app.instance_path, "central_dp_key")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     db.init_app(app)
@@ -54,9 +56,10 @@ def database_int():
     return DatabaseInt
 
 
-def _instance_secret(instance_path: str) -> str:
-    """A SECRET_KEY kept in instance/ so sessions survive restarts and every process shares it."""
-    path = os.path.join(instance_path, "secret_key")
+def _instance_secret(instance_path: str, name: str = "secret_key") -> str:
+    """A secret kept in instance/ (SECRET_KEY, central's DP key) so it survives restarts and
+    every process shares it."""
+    path = os.path.join(instance_path, name)
     try:
         with open(path) as fh:
             return fh.read().strip()

@@ -1,4 +1,5 @@
 """Flask commands for ops: `flask --app wsgi init | users | tokens | demo | jobs | dp-node`."""
+import os
 import sys
 
 import click
@@ -165,6 +166,36 @@ def dp_node_run(root, bind, workers):
         serve(root, bind, workers)
     except NodeMisconfigured as exc:
         raise click.ClickException(exc.message)
+
+
+@dp_node_cli.command("central")
+def dp_node_central():
+    """Serve central's content root to endpoints (downloads only) on DEPOT_CENTRAL_DP_BIND:
+    central's DP node, with the key central signs its links with (DEPOT_CENTRAL_DP_KEY)."""
+    from portal.dpnode.cli import serve
+
+    config = current_app.config
+    try:
+        host, port = central_node_settings(config)
+        os.environ.update(DEPOT_DP_KEY=config["DEPOT_CENTRAL_DP_KEY"], DEPOT_DP_DOWNLOADS_ONLY="1")
+        # A gthread worker takes connections beyond its 16 threads and queues them behind whole
+        # downloads even while another worker has threads free (one of 50 endpoints waited out
+        # bench/central_load.py): each takes only what it can serve; the rest wait in the
+        # kernel's backlog for whichever worker frees a thread first. No keep-alive: a held idle
+        # connection would take a download's place. (An admin's own GUNICORN_CMD_ARGS win.)
+        os.environ.setdefault("GUNICORN_CMD_ARGS", "--worker-connections 16 --keep-alive 0")
+        serve(config["DEPOT_CENTRAL_ROOT"], f"{host}:{port}", config["DEPOT_CENTRAL_DP_WORKERS"])
+    except DepotError as exc:  # a setting of central's node, or a root the node refuses
+        raise click.ClickException(exc.message) from None
+
+
+def central_node_settings(config) -> tuple[str, int]:
+    """(host, port) of central's DP node; CentralNodeMisconfigured naming a setting that will
+    not do."""
+    from portal.core.central_node import check_settings
+
+    return check_settings(config["DEPOT_CENTRAL_DP_BIND"], config["DEPOT_CENTRAL_DP_URL"],
+                          config["DEPOT_CENTRAL_DP_KEY"], config["DEPOT_CENTRAL_DP_WORKERS"])
 
 
 @click.group("enrollment-token")

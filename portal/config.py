@@ -65,6 +65,16 @@ class Config:
     # sent over HTTPS only (unset: on when DEPOT_PUBLIC_URL is https://). See portal/web/proxies.py.
     DEPOT_TRUSTED_PROXIES = os.environ.get("DEPOT_TRUSTED_PROXIES", "0")
     DEPOT_SECURE_COOKIES = os.environ.get("DEPOT_SECURE_COOKIES")
+    # Central's DP node (`flask --app wsgi dp-node central`, started by `make run`): endpoints
+    # download central's files from it, never from the console's processes. Where it listens; the
+    # address endpoints reach it at (unset: the host of DEPOT_PUBLIC_URL, else of the request that
+    # made the link, on the port of DEPOT_CENTRAL_DP_BIND); the key central signs its links with
+    # (unset: generated and kept in the instance folder); its gunicorn workers (16 threads each:
+    # one a download at once).
+    DEPOT_CENTRAL_DP_BIND = os.environ.get("DEPOT_CENTRAL_DP_BIND", "0.0.0.0:8081")
+    DEPOT_CENTRAL_DP_URL = os.environ.get("DEPOT_CENTRAL_DP_URL") or None
+    DEPOT_CENTRAL_DP_KEY = os.environ.get("DEPOT_CENTRAL_DP_KEY") or None
+    DEPOT_CENTRAL_DP_WORKERS = _env_int("DEPOT_CENTRAL_DP_WORKERS", 4)
     # Cloud DPs. Partial uploads at a provider older than this are aborted (a daily sweep).
     DEPOT_UPLOAD_ABANDON_AFTER = _env_int("DEPOT_UPLOAD_ABANDON_AFTER", 7 * 86400)
     DEPOT_SWEEP_CRON = os.environ.get("DEPOT_SWEEP_CRON", "30 4 * * *")

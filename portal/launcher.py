@@ -1,5 +1,6 @@
-"""`make run`: migrate, initialise, then run the web console, one RQ worker and the RQ cron
-scheduler on the same Redis (the embedded one unless REDIS_URL is set). Ctrl-C stops them all.
+"""`make run`: migrate, initialise, then run the web console, central's DP node (endpoints'
+downloads of central's files), one RQ worker and the RQ cron scheduler on the same Redis (the
+embedded one unless REDIS_URL is set). Ctrl-C stops them all.
 
 Each child is the documented production command, so what `make run` starts is what ops run.
 """
@@ -20,6 +21,8 @@ def _children(redis_url: str, port: str) -> dict[str, list[str]]:
         "worker": [os.path.join(BIN, "rq"), "worker", "--url", redis_url, "--with-scheduler",
                    "rescans", "copies", "default"],
         "cron": [os.path.join(BIN, "rq"), "cron", "--url", redis_url, "portal.jobs.cron"],
+        # execs gunicorn in place, so the pid watched and stopped here is the node's own
+        "node": [os.path.join(BIN, "flask"), "--app", "wsgi", "dp-node", "central"],
     }
 
 
@@ -47,12 +50,13 @@ def prepare():
     from flask_migrate import upgrade
 
     from portal import create_app
-    from portal.cli import initialise
+    from portal.cli import central_node_settings, initialise
     from portal.config import BASE_DIR
     from portal.extensions import redis_url
     from portal.services.job_recovery import recover_lost_jobs
 
     app = create_app()
+    central_node_settings(app.config)  # a setting that will not do stops us before anything runs
     with app.app_context():
         upgrade(directory=str(BASE_DIR / "migrations"))
         initialise()
@@ -64,13 +68,19 @@ def prepare():
 
 
 def main() -> int:
+    from portal.core.errors import DepotError
     from portal.extensions import stop_embedded_redis
 
-    app, url = prepare()
+    try:
+        app, url = prepare()
+    except DepotError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
     port = os.environ.get("PORT", "8080")
     env = dict(os.environ, REDIS_URL=url, PYTHONPATH=os.getcwd())
     procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in _children(url, port).items()}
-    print(f"Depot is running: http://localhost:{port}/  (Ctrl-C stops web, worker and scheduler)")
+    print(f"Depot is running: http://localhost:{port}/  (Ctrl-C stops web, central's DP node "
+          f"on {app.config['DEPOT_CENTRAL_DP_BIND']}, worker and scheduler)")
 
     stopping = False
 

@@ -181,6 +181,7 @@ def worker_env(app):
         "DEPOT_CENTRAL_ROOT": app.config["DEPOT_CENTRAL_ROOT"],
         "DEPOT_INSTANCE_DIR": app.config["INSTANCE_DIR"],
         "SECRET_KEY": app.config["SECRET_KEY"],
+        "DEPOT_CENTRAL_DP_KEY": app.config["DEPOT_CENTRAL_DP_KEY"],
         "DEPOT_JOB_STALE_SECONDS": str(app.config["DEPOT_JOB_STALE_SECONDS"]),
         "DEPOT_SCAN_RATE_LIMIT": str(app.config["DEPOT_SCAN_RATE_LIMIT"]),
         "DEPOT_JOB_RETRIES": str(app.config["DEPOT_JOB_RETRIES"]),
@@ -188,6 +189,8 @@ def worker_env(app):
         "DEPOT_COPY_CHUNK": str(app.config["DEPOT_COPY_CHUNK"]),
         "PYTHONPATH": str(BASE_DIR),
     })
+    if app.config.get("DEPOT_CENTRAL_DP_URL"):  # `central_node`, when a test asked for it first
+        env["DEPOT_CENTRAL_DP_URL"] = app.config["DEPOT_CENTRAL_DP_URL"]
     return env
 
 

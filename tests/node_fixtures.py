@@ -105,6 +105,21 @@ def node(tmp_path, node_settings):
 
 
 @pytest.fixture
+def central_node(app):
+    """Central's DP node (downloads only, central's root and key) served in this process; the
+    app's central links point at it (DEPOT_CENTRAL_DP_URL)."""
+    config = type("CentralNodeConfig", (NodeConfig,), dict(
+        DEPOT_DP_ROOT=app.config["DEPOT_CENTRAL_ROOT"], DEPOT_DP_KEY=app.config[
+            "DEPOT_CENTRAL_DP_KEY"], DEPOT_DP_DOWNLOADS_ONLY=True, TESTING=True))
+    served = LoopbackServer(create_node_app(config), "central-node")
+    app.config["DEPOT_CENTRAL_DP_URL"] = served.start()
+    node = Node(served.url, app.config["DEPOT_CENTRAL_ROOT"], served.app)
+    node.http.headers["Authorization"] = f"Bearer {app.config['DEPOT_CENTRAL_DP_KEY']}"
+    yield node
+    served.stop()
+
+
+@pytest.fixture
 def received(node):
     """{"bytes": n}: bytes of upload chunks the `node` has been sent (whole-file chunks and delta
     batches), counted in front of its app."""

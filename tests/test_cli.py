@@ -1,5 +1,7 @@
-"""Flask commands: init (central DP, first admin), tokens, demo seed, jobs recover; make run."""
+"""Flask commands: init (central DP, first admin), tokens, demo seed, jobs recover; make run
+(console, central's DP node, worker, scheduler)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,14 +11,15 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.config import BASE_DIR
+from portal.core import signing
 from portal.extensions import db
 from portal.launcher import descendants
 from portal.models import Asset, Job, User
 from portal.services.demo import DEMO_FILES
-from tests.factories import make_user
+from tests.factories import make_user, write_file
 from tests.helpers import poll
 from tests.processes import is_gone
-from tests.servers import bound_port, wait_answering
+from tests.servers import log_text, wait_answering
 
 
 def test_init_creates_the_first_admin_once_with_a_printed_password(app, runner):
@@ -142,20 +145,34 @@ def test_jobs_recover_requeues_a_job_redis_lost(app, runner, central):
 
 @pytest.mark.slow
 def test_make_run_serves_and_ctrl_c_stops_everything(app, worker_env, tmp_path):
-    """Does the launcher behind `make run` serve the console, run a worker, and stop all on Ctrl-C?"""
+    """Does the launcher behind `make run` serve the console, run a worker and central's DP node
+    (a signed link of central's downloads, whole and a Range of it), and stop all on Ctrl-C?"""
     env = dict(worker_env, PORT="0", DEPOT_ADMIN_EMAIL="boss@example.com",
-               DEPOT_ADMIN_PASSWORD="launcher password")
-    log = open(tmp_path / "launcher.log", "wb")
+               DEPOT_ADMIN_PASSWORD="launcher password", DEPOT_CENTRAL_DP_BIND="127.0.0.1:0",
+               DEPOT_CENTRAL_DP_URL="http://127.0.0.1:1")  # port 0: the URL must be given
+    del env["DEPOT_CENTRAL_DP_KEY"]  # generated into the instance folder, for both to read
+    write_file(worker_env["DEPOT_CENTRAL_ROOT"], "Images/run.wim", b"r" * 5000)
+    log_path = tmp_path / "launcher.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "portal.launcher"], env=env, cwd=str(BASE_DIR),
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        port = bound_port(proc, tmp_path / "launcher.log")  # gunicorn's, on port 0
-        wait_answering(f"http://127.0.0.1:{port}/login", proc, tmp_path / "launcher.log")
+        ports = poll(lambda: listening(log_path, proc), timeout=90,
+                     message="the console and central's node to listen")
+        port, node_port = ports["0.0.0.0"], ports["127.0.0.1"]
+        wait_answering(f"http://127.0.0.1:{port}/login", proc, log_path)
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=30).read().decode()
         assert "Sign in to the console" in page
         assert db.session.scalars(select(User).where(User.email == "boss@example.com")).one()
+        key = (tmp_path / "instance" / "central_dp_key").read_text().strip()  # kept for the node
+        link = signing.sign(signing.DP_NODE, f"http://127.0.0.1:{node_port}", key,
+                            "Images/run.wim", 60)
+        wait_answering(link, proc, log_path)
+        assert urllib.request.urlopen(link, timeout=30).read() == b"r" * 5000
+        ranged = urllib.request.Request(link, headers={"Range": "bytes=4990-"})
+        assert urllib.request.urlopen(ranged, timeout=30).read() == b"r" * 10
         children = descendants(proc.pid)
-        assert len(children) >= 3  # gunicorn, rq worker, rq cron (and their own children)
+        assert len(children) >= 4  # gunicorn, central's node, rq worker, rq cron (and theirs)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
         poll(lambda: all(is_gone(pid) for pid in children), timeout=30,
@@ -164,5 +181,40 @@ def test_make_run_serves_and_ctrl_c_stops_everything(app, worker_env, tmp_path):
         if proc.poll() is None:
             proc.kill()
         log.close()
-    output = (tmp_path / "launcher.log").read_text()
-    assert "Depot is running" in output
+    output = log_path.read_text()
+    assert "Depot is running" in output and "DP node serving" in output
+
+
+def listening(log_path, proc) -> dict[str, int] | None:
+    """{host: port} of both gunicorns the launcher started (console on 0.0.0.0, central's node
+    on 127.0.0.1), once both say so; fails with the log if the launcher exited."""
+    text = log_text(log_path)
+    if proc.poll() is not None:
+        raise AssertionError(f"the launcher exited while starting:\n{text[-3000:]}")
+    found = dict(re.findall(r"Listening at: http://([\d.]+):(\d+)", text))
+    return {host: int(port) for host, port in found.items()} if len(found) == 2 else None
+
+
+@pytest.mark.parametrize("setting, value, says", [
+    ("DEPOT_CENTRAL_DP_BIND", "8081", "DEPOT_CENTRAL_DP_BIND must be HOST:PORT"),
+    ("DEPOT_CENTRAL_DP_BIND", "0.0.0.0:70000", "DEPOT_CENTRAL_DP_BIND must be HOST:PORT"),
+    ("DEPOT_CENTRAL_DP_URL", "ftp://depot.example", "DEPOT_CENTRAL_DP_URL must be the http"),
+    ("DEPOT_CENTRAL_DP_KEY", "short", "DEPOT_CENTRAL_DP_KEY must be at least 16"),
+    ("DEPOT_CENTRAL_DP_WORKERS", 0, "DEPOT_CENTRAL_DP_WORKERS must be 1 or more"),
+])
+def test_bad_central_node_settings_stop_make_run_and_the_node(app, runner, monkeypatch, tmp_path,
+                                                              capsys, setting, value, says):
+    """Does a central node setting that will not do stop `make run` before it starts anything,
+    and `flask dp-node central`, each with a message naming the setting?"""
+    from portal import launcher
+    from portal.config import Config
+
+    monkeypatch.setattr(Config, "INSTANCE_DIR", str(tmp_path / "instance"))
+    monkeypatch.setattr(Config, setting, value)
+    monkeypatch.setattr(launcher.subprocess, "Popen", None)  # nothing may be started
+    monkeypatch.setattr("portal.dpnode.cli.serve", None)  # nor exec'd in place of pytest
+    assert launcher.main() == 2
+    assert says in capsys.readouterr().err
+    app.config[setting] = value
+    result = runner.invoke(args=["dp-node", "central"])
+    assert result.exit_code == 1 and says in result.output, result.output

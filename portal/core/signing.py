@@ -7,7 +7,9 @@ pointed at another file nor extended, and a secret that signs one kind signs no 
 The kinds (a kind's purpose string is part of every signature: changing it breaks the links of
 DP nodes already in the field):
 - `DP_NODE`: a DP node's /dp/v1/download, keyed by the DP's key; the node checks it alone;
-- `CENTRAL`: central's own files, keyed by SECRET_KEY;
+  central's files too, served by central's own node and keyed by DEPOT_CENTRAL_DP_KEY;
+- `CENTRAL`: central's files as linked before central had a node (console's /agent/v1/download,
+  keyed by SECRET_KEY): still checked there, then redirected to central's node;
 - `CLOUD_RELAY`: central's relay of a Google Drive file, keyed by SECRET_KEY, scoped to the DP.
 """
 import hashlib
@@ -46,6 +48,12 @@ def sign(kind: LinkKind, base_url: str, secret: str, path: str, ttl_seconds: int
          now: float | None = None) -> str:
     """A link to `path` on the server at `base_url`, valid for `ttl_seconds`."""
     expires = int((now if now is not None else time.time()) + ttl_seconds)
+    return sign_until(kind, base_url, secret, path, expires, scope=scope)
+
+
+def sign_until(kind: LinkKind, base_url: str, secret: str, path: str, expires: int, *,
+               scope=None) -> str:
+    """A link to `path` on the server at `base_url` that expires at `expires` (a Unix time)."""
     query = urlencode({"path": path, "expires": expires,
                        "sig": signature(kind, secret, path, expires, scope)})
     return f"{base_url.rstrip('/')}{kind.route.format(scope=scope)}?{query}"

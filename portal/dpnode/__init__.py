@@ -9,10 +9,10 @@ A node runs on `portal.core` and Flask alone: no database, no Redis, none of the
 import logging
 import os
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal.core.errors import DepotError, error_body
+from portal.core.errors import DepotError, PermissionDenied, error_body
 from portal.core.files import ContentRoot
 from portal.dpnode.config import NodeConfig
 
@@ -49,8 +49,22 @@ def create_node_app(config_class=NodeConfig) -> Flask:
     _register_errors(app)
     app.register_blueprint(bp)
     ContentRoot(app.config["DEPOT_DP_ROOT"]).ensure_layout()
-    store(app).sweep()
+    if app.config.get("DEPOT_DP_DOWNLOADS_ONLY"):
+        app.before_request(_downloads_only)
+    else:
+        store(app).sweep()
     return app
+
+
+DOWNLOADS_ONLY_ENDPOINTS = {"dpnode.download", "dpnode.health"}
+
+
+def _downloads_only():
+    """Central's own node serves files to endpoints and says it is up; nothing else: central's
+    content is central's (its rescans, copies and deletes run in central's processes)."""
+    if request.endpoint is not None and request.endpoint not in DOWNLOADS_ONLY_ENDPOINTS:
+        raise PermissionDenied("this DP node only serves downloads (DEPOT_DP_DOWNLOADS_ONLY): "
+                               "central's content is changed by central itself")
 
 
 def _register_errors(app: Flask) -> None:

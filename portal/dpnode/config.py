@@ -25,4 +25,6 @@ class NodeConfig:
     # 0: speak only the first protocol (whole files), as a node from before delta copies did.
     DEPOT_DP_DELTA = _env_int("DEPOT_DP_DELTA", 1) == 1
     DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))
+    # 1: serve downloads (and health) only, as central's own node does on central's root.
+    DEPOT_DP_DOWNLOADS_ONLY = _env_int("DEPOT_DP_DOWNLOADS_ONLY", 0) == 1
     MAX_CONTENT_LENGTH = DEPOT_DP_MAX_CHUNK + 64 * 1024

@@ -11,12 +11,14 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
+from portal.core import signing
 from portal.core.errors import Conflict, DepotError, NotFound, StorageRefused
 from portal.extensions import db
 from portal.models import Asset, Deployment, Device, DistributionPoint, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES, FINISHED_DEPLOYMENT_STATES
 from portal.services import notifications
 from portal.services.agents import text_fact
+from portal.services.assets import central_dp
 from portal.services.backends import open_storage
 
 # Where each state sits on the one road a deployment travels; finished states end it.
@@ -202,3 +204,12 @@ def fail_silent_deployments(silent_after: int | None = None) -> dict:
                 notifications.deployment_failed(deployment)
     db.session.commit()
     return outcome
+
+
+def central_link_moved(path: str, expires, sig, public_url: str | None = None) -> str:
+    """Where a link to central's /agent/v1/download (made before central's DP node served its
+    files) goes now: the same file until the same time at that node. LinkRefused, as before,
+    unless this server signed it and it has not expired."""
+    signing.check(signing.CENTRAL, current_app.config["SECRET_KEY"], path, expires, sig)
+    with open_storage(central_dp(), public_url=public_url) as backend:
+        return backend.node_link(path, int(expires))

@@ -171,8 +171,8 @@ class StorageEnv:
 
     def signed_link(self, kind: signing.LinkKind, path: str, ttl_seconds: int, what: str,
                     scope=None) -> str:
-        """A link to a file that this server serves itself (`kind`: central's files, the cloud
-        relay), signed with `link_secret`; StorageRefused, naming `what` links ("central"), when
+        """A link to a file that this server serves itself (`kind`: the cloud relay), signed
+        with `link_secret`; StorageRefused, naming `what` links ("Google Drive"), when
         the lifetime is out of bounds or DEPOT_PUBLIC_URL is not known."""
         if not 1 <= ttl_seconds <= signing.MAX_LINK_SECONDS:
             raise StorageRefused(f"a {what} download link lives from 1 s to "

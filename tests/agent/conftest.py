@@ -56,9 +56,10 @@ def deploy():
 
 
 @pytest.fixture
-def server(app):
+def server(app, central_node):
     """The test's app served over real HTTP on a loopback port (threaded): its base URL. Each
-    request gets its own app context and database session, as under gunicorn."""
+    request gets its own app context and database session, as under gunicorn. Central's files
+    come from central's DP node, served beside it."""
     served = LoopbackServer(app, "central")
     url = served.start()
     yield url

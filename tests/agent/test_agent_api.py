@@ -1,8 +1,12 @@
 """The agent API (/agent/v1/): enrollment, device tokens, rate limits, heartbeats, work,
 manifests and idempotent progress reports."""
+import os
+import time
 from datetime import timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from portal.extensions import db
@@ -198,9 +202,10 @@ def test_work_lists_only_unfinished_deployments(agent_calls, enroll_secret, cent
 
 
 def test_manifest_gives_files_and_links_that_download(agent_calls, enroll_secret, central,
-                                                      image, deploy, client):
-    """Does the manifest list every pinned file with size, SHA-256 and a central link that
-    serves it (whole, and a Range of it)?"""
+                                                      image, deploy, central_node):
+    """Does the manifest list every pinned file with size, SHA-256 and a link to central's DP
+    node that serves it (whole, and a Range of it), and does the node refuse the link once its
+    signature, path or expiry is changed?"""
     device_id, token = agent_calls.enrolled(enroll_secret)
     deployment = deploy(device_id, central, image, "Platform Packs/Dell")
     manifest = agent_calls.call("GET", f"/deployments/{deployment.id}", token).json
@@ -210,20 +215,42 @@ def test_manifest_gives_files_and_links_that_download(agent_calls, enroll_secret
     assert paths == ["Images/Win11.wim", "Platform Packs/Dell/a.inf",
                      "Platform Packs/Dell/sub/b.inf"]
     url = manifest["files"][0]["url"]
-    assert url.startswith("http://localhost/agent/v1/download?")
-    with client.get(url) as whole:
-        assert whole.status_code == 200 and whole.data == b"w" * 1000
-    with client.get(url, headers={"Range": "bytes=990-"}) as part:
-        assert part.status_code == 206 and part.data == b"w" * 10
-        assert part.headers["Content-Range"] == "bytes 990-999/1000"
+    assert url.startswith(f"{central_node.url}/dp/v1/download?path=Images%2FWin11.wim&")
+    whole = requests.get(url, timeout=30)
+    assert whole.status_code == 200 and whole.content == b"w" * 1000
+    part = requests.get(url, headers={"Range": "bytes=990-"}, timeout=30)
+    assert part.status_code == 206 and part.content == b"w" * 10
+    assert part.headers["Content-Range"] == "bytes 990-999/1000"
+    query = parse_qs(urlsplit(url).query)
+    for changed in ({"sig": "0" * 64}, {"path": "Platform Packs/Dell/a.inf"},
+                    {"expires": str(int(query["expires"][0]) + 1)}):
+        bad = requests.get(f"{central_node.url}/dp/v1/download",
+                           params={k: v[0] for k, v in query.items()} | changed, timeout=30)
+        assert bad.status_code == 403 and bad.json()["error"]["code"] == "link_refused", changed
 
 
-def test_central_links_expired_or_tampered_are_refused(agent_calls, enroll_secret, central, image,
-                                                       deploy, client, app):
-    """Is a central download link refused (403 link_refused) once expired, or with its path,
-    expiry or signature changed; and is a signed path outside the libraries refused?"""
-    from urllib.parse import urlencode
+def test_central_node_serves_downloads_only(app, central, image, central_node):
+    """Does central's DP node, even with the key, refuse to list, upload to or delete from
+    central's root (central's content is central's), while it says it is up?"""
+    assert central_node.call("GET", "/health").json()["status"] == "ok"
+    for method, path, body in [("GET", "/inventory", None), ("DELETE", "/content?path=" + image,
+                                                              None),
+                               ("POST", "/uploads", {"path": "Images/x.wim", "size": 1,
+                                                     "sha256": "0" * 64})]:
+        response = central_node.call(method, path, json=body)
+        assert response.status_code == 403, path
+        assert "only serves downloads" in response.json()["error"]["message"]
+    assert os.path.isfile(os.path.join(central.root, image))
+    assert central_node.call("GET", "/nothing").status_code == 404
 
+
+def test_older_central_links_go_to_the_node_or_are_refused(agent_calls, enroll_secret, central,
+                                                         image, deploy, client, app,
+                                                         central_node):
+    """Is a link to the console's /agent/v1/download (made before central's node served
+    downloads) refused (403 link_refused) once expired or with its path, expiry or signature
+    changed, and otherwise sent on (307) to the same file and expiry at central's node, where it
+    downloads; is a signed path outside the libraries refused?"""
     from portal.core import signing
 
     secret = app.config["SECRET_KEY"]
@@ -235,8 +262,6 @@ def test_central_links_expired_or_tampered_are_refused(agent_calls, enroll_secre
         return "/agent/v1/download?" + urlencode(
             {"path": path, "expires": expires, "sig": sig or link_signature(path, expires)})
 
-    import time
-
     expired = link(image, int(time.time()) - 1)
     response = client.get(expired)
     assert response.status_code == 403 and response.json["error"]["code"] == "link_refused"
@@ -247,10 +272,13 @@ def test_central_links_expired_or_tampered_are_refused(agent_calls, enroll_secre
                 link(image, later, "0" * 64), "/agent/v1/download?path=Images/Win11.wim"):
         response = client.get(bad)
         assert response.status_code == 403, bad
-    with client.get(link(image, later)) as good:
-        assert good.status_code == 200
+    moved = client.get(link(image, later))
+    assert moved.status_code == 307 and b"w" * 1000 not in moved.data
+    target = moved.headers["Location"]
+    assert target.startswith(f"{central_node.url}/dp/v1/download?")
+    assert parse_qs(urlsplit(target).query)["expires"] == [str(later)]
+    assert requests.get(target, timeout=30).content == b"w" * 1000
     assert client.get(link("../secret_key", later)).status_code == 400
-    assert client.get(link("Images/nothing.wim", later)).status_code == 404
 
 
 def test_another_devices_deployment_is_404(agent_calls, enroll_secret, central, image, deploy):
@@ -446,16 +474,51 @@ def test_central_download_link_is_for_central_only(app, central, seattle):
 
     here = "http://depot.example:8080/"
     link = open_storage(central, public_url=here).download_link("Images/x.wim", 60)
-    assert link.startswith("http://depot.example:8080/agent/v1/download?path=Images%2Fx.wim")
+    assert link.startswith("http://depot.example:8081/dp/v1/download?path=Images%2Fx.wim")
     with pytest.raises(BadPath):
         open_storage(central, public_url=here).download_link("../etc/passwd", 60)
     with pytest.raises(StorageRefused):
         FilesystemStorage(root=central.root).download_link("Images/x.wim", 60)
     with pytest.raises(StorageRefused):
         open_storage(central, public_url=here).download_link("Images/x.wim", 0)
-    with pytest.raises(StorageRefused, match="DEPOT_PUBLIC_URL"):
+    with pytest.raises(StorageRefused, match="DEPOT_PUBLIC_URL or DEPOT_CENTRAL_DP_URL"):
         open_storage(central).download_link("Images/x.wim", 60)  # where do endpoints reach it?
     assert "/dp/v1/download" in open_storage(seattle).download_link("Images/x.wim", 60)
+
+
+@pytest.mark.parametrize("settings, starts", [
+    ({"DEPOT_CENTRAL_DP_URL": "https://files.example/"}, "https://files.example/dp/v1/download?"),
+    ({"DEPOT_PUBLIC_URL": "https://depot.example", "DEPOT_CENTRAL_DP_BIND": "[::]:9443"},
+     "https://depot.example:9443/dp/v1/download?"),
+    ({"DEPOT_PUBLIC_URL": "http://[fd00::5]:8080/"}, "http://[fd00::5]:8081/dp/v1/download?"),
+])
+def test_central_links_name_the_node_as_set(app, central, settings, starts):
+    """Do central's links go to DEPOT_CENTRAL_DP_URL when set, else to the host of central's
+    public address on the port of DEPOT_CENTRAL_DP_BIND?"""
+    from portal.services.backends import open_storage
+
+    app.config.update(settings)
+    assert open_storage(central).download_link("Images/x.wim", 60).startswith(starts)
+
+
+@pytest.mark.parametrize("settings, says", [
+    ({"DEPOT_CENTRAL_DP_URL": "files.example:8081"}, "DEPOT_CENTRAL_DP_URL must be the http"),
+    ({"DEPOT_CENTRAL_DP_URL": "http://files.example:99999"}, "DEPOT_CENTRAL_DP_URL must be"),
+    ({"DEPOT_CENTRAL_DP_BIND": "8081"}, "DEPOT_CENTRAL_DP_BIND must be HOST:PORT"),
+    ({"DEPOT_CENTRAL_DP_BIND": "0.0.0.0:http"}, "DEPOT_CENTRAL_DP_BIND must be HOST:PORT"),
+    ({"DEPOT_CENTRAL_DP_BIND": "127.0.0.1:0"}, "set DEPOT_CENTRAL_DP_URL"),
+])
+def test_bad_central_node_settings_fail_the_deployment_saying_so(
+        agent_calls, enroll_secret, central, image, deploy, app, settings, says):
+    """Does a central node setting that will not do fail the deployment whose manifest needs a
+    link, with the setting named, instead of a link nobody can follow?"""
+    device_id, token = agent_calls.enrolled(enroll_secret)
+    deployment = deploy(device_id, central, image)
+    app.config.update(settings)
+    agent_calls.call("GET", f"/deployments/{deployment.id}", token)
+    db.session.expire_all()
+    failed = db.session.get(Deployment, deployment.id)
+    assert failed.state == "failed" and says in failed.error, failed.error
 
 
 def test_silent_sweep_runs_as_a_scheduled_job(agent_calls, enroll_secret, central, image, deploy,

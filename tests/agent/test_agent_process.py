@@ -175,21 +175,22 @@ def test_cancel_during_download_stops_the_agent(central, rescan, start_agent, de
     assert "stopping (SIGTERM)" in agent.log
 
 
-def test_agent_killed_mid_download_resumes(central, rescan, start_agent, deploy, tmp_path, app):
+def test_agent_killed_mid_download_resumes(central, rescan, start_agent, deploy, tmp_path,
+                                           central_node):
     """After a kill -9 mid-download, does the restarted agent resume from the partial file's
     offset (a Range request for the rest only) and succeed with a whole, verified file?"""
     image = os.urandom(1024 * KiB)
     write_file(central.root, "Images/Win11.img", image)
     rescan(central)
     ranges = []
-    inner = app.wsgi_app
+    inner = central_node.app.wsgi_app
 
     def recording(environ, start_response):
-        if environ["PATH_INFO"] == "/agent/v1/download":
+        if environ["PATH_INFO"] == "/dp/v1/download":
             ranges.append(environ.get("HTTP_RANGE"))
         return inner(environ, start_response)
 
-    app.wsgi_app = recording
+    central_node.app.wsgi_app = recording
     device = enrolled(start_agent)
     deployment = deploy(device.id, central, "Images/Win11.img")
     agent = start_agent("--max-rate", str(128 * KiB))
@@ -287,28 +288,31 @@ def test_agent_with_config_file_and_bad_token_exits_clearly(server, start_agent,
 
 
 def test_refused_link_makes_the_agent_ask_for_fresh_links(central, rescan, start_agent, deploy,
-                                                         tmp_path, app):
+                                                         tmp_path, app, central_node):
     """When the DP refuses a link (403, as an expired one is), does the agent ask the server for
     a new manifest and finish with the fresh links?"""
     image = os.urandom(64 * KiB)
     write_file(central.root, "Images/Win11.img", image)
     rescan(central)
     seen = {"manifests": 0, "refused": 0}
-    inner = app.wsgi_app
+    inner, node_inner = app.wsgi_app, central_node.app.wsgi_app
 
-    def refusing_once(environ, start_response):
+    def counting(environ, start_response):
         path = environ["PATH_INFO"]
         if path.startswith("/agent/v1/deployments/") and not path.endswith("/progress"):
             seen["manifests"] += 1
-        if path == "/agent/v1/download" and not seen["refused"]:
+        return inner(environ, start_response)
+
+    def refusing_once(environ, start_response):  # central's node, where central's links go
+        if environ["PATH_INFO"] == "/dp/v1/download" and not seen["refused"]:
             seen["refused"] += 1
             body = b'{"error": {"code": "link_refused", "message": "the download link has expired"}}'
             start_response("403 FORBIDDEN", [("Content-Type", "application/json"),
                                              ("Content-Length", str(len(body)))])
             return [body]
-        return inner(environ, start_response)
+        return node_inner(environ, start_response)
 
-    app.wsgi_app = refusing_once
+    app.wsgi_app, central_node.app.wsgi_app = counting, refusing_once
     device = enrolled(start_agent)
     deployment = deploy(device.id, central, "Images/Win11.img")
     agent = start_agent("--once")
@@ -349,10 +353,11 @@ def test_agent_enrolls_again_when_its_token_is_refused(central, start_agent, app
     assert agent.wait(60) == 0
 
 
-def test_deployment_under_gunicorn(central, rescan, live_server, agent_zipapp, enroll_secret,
-                                   deploy, tmp_path):
+def test_deployment_under_gunicorn(central, rescan, central_node, live_server, agent_zipapp,
+                                   enroll_secret, deploy, tmp_path):
     """Under the production server (gunicorn, gthread), does an agent enroll, download a central
-    file through a signed link with a resumed Range request, and succeed?"""
+    file through a signed link (to central's node, named to gunicorn before it starts) with a
+    resumed Range request, and succeed?"""
     image = os.urandom(256 * KiB)
     write_file(central.root, "Images/Win11.img", image)
     rescan(central)

@@ -12,6 +12,7 @@ from tests.cloud.gdrive_fixtures import gdrive_settings
 from tests.cloud.onedrive_fixtures import *  # noqa: F401,F403
 from tests.cloud.onedrive_fixtures import onedrive_settings
 from tests.cloud.s3_fixtures import *  # noqa: F401,F403
+from tests.servers import LoopbackServer
 from tests.storage.cloud_places import S3_PART, DrivePlace, DropboxPlace, OneDrivePlace, S3Place
 from tests.storage.places import CentralPlace, NodePlace
 
@@ -25,9 +26,17 @@ def _configure(request, settings: dict) -> None:
 
 
 def _central(request) -> CentralPlace:
-    place = CentralPlace(request.getfixturevalue("app"))  # serves central's links on a port
+    place = CentralPlace(request.getfixturevalue("app"))  # central's node serves its links
     request.addfinalizer(place.stop)
     return place
+
+
+def _console(request) -> None:
+    """The console served on a port, at DEPOT_PUBLIC_URL: Drive's links lead to its relay."""
+    app = request.getfixturevalue("app")
+    served = LoopbackServer(app, "central")
+    app.config["DEPOT_PUBLIC_URL"] = served.start()
+    request.addfinalizer(served.stop)
 
 
 def _make(kind: str, request):
@@ -48,7 +57,7 @@ def _make(kind: str, request):
     if kind == "gdrive":
         fake = request.getfixturevalue("gdrive")
         _configure(request, gdrive_settings(fake))
-        _central(request)  # Drive's links lead to central's relay
+        _console(request)  # Drive's links lead to central's relay
         return DrivePlace(fake, request.getfixturevalue("gdrive_dp"), "Home Drive")
     if kind == "dropbox":
         fake = request.getfixturevalue("dropbox_fake")

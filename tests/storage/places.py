@@ -17,6 +17,8 @@ import time
 from contextlib import contextmanager
 
 from portal.core.libraries import LIBRARIES
+from portal.dpnode import create_node_app
+from portal.dpnode.config import NodeConfig
 from portal.extensions import db
 from portal.models import DistributionPoint
 from portal.services import secrets
@@ -234,19 +236,22 @@ class FolderPlace(Place):
 
 
 class CentralPlace(FolderPlace):
-    """The central DP's own folder; its links are served by this test's central on a port."""
+    """The central DP's own folder; its links are served by central's DP node (downloads only,
+    central's root and key) on a port."""
 
     kind, uploads = "central", False
 
     def __init__(self, app):
         dp = central_dp()
         super().__init__(dp, dp.root)
-        self._served = LoopbackServer(app, "central")
-        app.config["DEPOT_PUBLIC_URL"] = self._served.start()
-        self.secret_key = app.config["SECRET_KEY"]
+        self.keys = [app.config["SECRET_KEY"], app.config["DEPOT_CENTRAL_DP_KEY"]]
+        config = type("CentralNodeConfig", (NodeConfig,), dict(
+            DEPOT_DP_ROOT=dp.root, DEPOT_DP_KEY=self.keys[1], DEPOT_DP_DOWNLOADS_ONLY=True))
+        self._served = LoopbackServer(create_node_app(config), "central-node")
+        app.config["DEPOT_CENTRAL_DP_URL"] = self._served.start()
 
     def secrets(self) -> list[str]:
-        return [self.secret_key]
+        return self.keys
 
     def break_dp(self) -> None:
         shutil.rmtree(self.root)

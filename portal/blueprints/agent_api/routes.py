@@ -1,15 +1,9 @@
 """Routes of /agent/v1/: the contract the reference agent (portal/agent/) and others speak."""
-import os
-
-from flask import current_app, g, jsonify, request, send_file
+from flask import current_app, g, jsonify, redirect, request
 
 from portal.blueprints.agent_api import bp, remote_ip
 from portal.blueprints.agent_api.limits import check_rate
-from portal.core import signing
-from portal.core.errors import NotFound
-from portal.core.paths import confine, inside_root
 from portal.services import agent_deployments, agents
-from portal.services.assets import central_dp
 from portal.web.views import json_body
 
 
@@ -50,14 +44,8 @@ def progress(deployment_id: int):
 
 @bp.get("/download")
 def download():
-    """A file of the central DP through a signed link (no login; HTTP Range and If-Range work)."""
-    path = request.args.get("path", "")
-    signing.check(signing.CENTRAL, current_app.config["SECRET_KEY"], path,
-                  request.args.get("expires"), request.args.get("sig"))
-    root = central_dp().root
-    full = confine(root, path)
-    if not os.path.isfile(full) or not inside_root(root, full):
-        raise NotFound(f"{path} is not at the central DP")
-    response = send_file(os.fsdecode(full), as_attachment=True, conditional=True, max_age=0)
-    response.headers["Accept-Ranges"] = "bytes"
-    return response
+    """A central link made before central's DP node served downloads: checked as before, then
+    sent on (307) to the same file and expiry at that node; the console streams no file."""
+    args = request.args
+    return redirect(agent_deployments.central_link_moved(
+        args.get("path", ""), args.get("expires"), args.get("sig"), request.host_url), code=307)
