@@ -95,7 +95,9 @@ def full_disk(node_settings):
 
 
 @pytest.fixture
-def node(tmp_path, node_settings):
+def node(tmp_path, node_settings, monkeypatch):
+    if os.environ.get("DEPOT_TEST_DP_SERVER") == "waitress":  # and the locks of a Windows node
+        monkeypatch.setattr("portal.core.locks.ON_FILE", False)
     root = tmp_path / "node-root"
     root.mkdir()
     config = type("TestNodeConfig", (NodeConfig,),
