@@ -26,11 +26,13 @@ run: $(VENV)/.installed
 
 ## test: the import contract (.importlinter), then the whole suite (SQLite + embedded Redis
 ## unless DEPOT_TEST_* point elsewhere) on TEST_PROCESSES pytest-xdist workers (each with its
-## own database and Redis database; most tests wait on servers and workers, so two per core pay)
+## own database and Redis database; most tests wait on servers and workers, so two per core pay),
+## then the DP node's own tests once more under waitress (the server it runs with on Windows)
 TEST_PROCESSES ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal
+	DEPOT_TEST_DP_SERVER=waitress $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) tests/dpnode
 
 ## test-quick: the edit loop (about 40 s): the tests that start no process and no browser (not
 ## marked `slow`), without the storage contract suite and the cloud providers' tests, which run

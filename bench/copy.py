@@ -100,12 +100,12 @@ def port_for_nginx() -> int:
         return sock.getsockname()[1]
 
 
-LISTENING = re.compile(rb"(?:Listening at:|Running on) http://127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(rb"(?:Listening at:|Running on|Serving on) http://127\.0\.0\.1:(\d+)")
 
 
 def bound_port(proc, log_path: str, what: str, timeout: float = 60) -> int:
     """The port a server started on port 0 bound, read from its log (gunicorn's "Listening at",
-    werkzeug's "Running on")."""
+    werkzeug's "Running on", waitress's "Serving on")."""
     def found():
         check(proc.poll() is None, f"{what} exited while starting; see {log_path}")
         with open(log_path, "rb") as fh:
@@ -135,17 +135,17 @@ def poll_until(predicate, timeout: float, what: str, interval: float = 0.05):
 
 
 class NodeProcess:
-    """A DP node run by its documented command (gunicorn) on a loopback port, own process group;
-    `env` adds to its environment (e.g. GUNICORN_CMD_ARGS)."""
+    """A DP node run by its documented command (gunicorn, or `server`) on a loopback port, own
+    process group; `env` adds to its environment (e.g. GUNICORN_CMD_ARGS)."""
 
-    def __init__(self, root: str, log_path: str, **env: str):
+    def __init__(self, root: str, log_path: str, server: str = "gunicorn", **env: str):
         self.root = root
         env = dict(os.environ, DEPOT_DP_KEY=NODE_KEY, DEPOT_DP_RESERVE_BYTES="0",
                    # `flask --app wsgi` builds the central app too: keep its instance in .work
                    DEPOT_INSTANCE_DIR=os.path.join(WORK, "node-instance"), SECRET_KEY="bench-node",
                    **env)
         self.argv = [os.path.join(BIN, "flask"), "--app", "wsgi", "dp-node", "run", "--root", root,
-                     "--bind", "127.0.0.1:0"]
+                     "--bind", "127.0.0.1:0", "--server", server]
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(self.argv, env=env, cwd=str(BASE_DIR), stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

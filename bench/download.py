@@ -3,13 +3,13 @@ same file in the same run.
 
 A file of --size-gib (random bytes, written in full: nothing sparse) is written to
 bench/.work/node-root/Images/bench.wim and read once, so every run below reads it from the page
-cache (which cannot be dropped). Three servers offer it on 127.0.0.1:
+cache (which cannot be dropped). These servers offer it on 127.0.0.1:
 - Depot: a DP node started by its documented production command, `flask --app wsgi dp-node run
-  --root DIR --bind 127.0.0.1:PORT` (it execs gunicorn: gthread, 2 workers x 16 threads, access
+  --root DIR --bind 127.0.0.1:PORT` (it execs gunicorn: gthread, 1 worker x 16 threads, access
   log on), and a signed link made as the central server makes it for an agent
   (`portal.core.signing.sign`, what `storage_for(dp).download_link(path, ttl)` calls for a DP
-  node): `GET /dp/v1/download?path&expires&sig`. The node checks the signature, then Werkzeug's
-  send_file hands gunicorn a file wrapper, which gunicorn sends with sendfile(2).
+  node): `GET /dp/v1/download?path&expires&sig`. The node checks the signature, then hands
+  gunicorn the file (seeked to a Range's start) as a file wrapper, sent with sendfile(2).
 - nginx: Debian's /usr/sbin/nginx as this bench's own process (`daemon off`, config, pid, logs
   and temp folders in bench/.work/nginx/), `worker_processes 2` (one a core, as gunicorn's
   workers), `sendfile on`, access log on, serving the same root with a plain `location`.
@@ -24,6 +24,12 @@ hashed (SHA-256) against the file, and the Depot link is checked to be refused o
 Throughput = clients x size / wall time from the first curl's start to the last one's exit.
 Every server runs --rounds (3) times, interleaved round by round (order turned each round) so a
 slow spell of the machine hits all; each figure is the best of its runs, every run is printed.
+- The first node again under waitress (`--server waitress`, the server a Windows branch runs):
+  the node checks the link, then hands waitress the file (seeked to a Range's start) as its
+  wsgi.file_wrapper, and waitress reads and sends it in blocks itself.
+Every server is also asked, by the same clients, for the file's second half (Range, 206), as an
+endpoint resuming does, and the node's CPU seconds per GiB served are printed for both nodes,
+whole files and Ranges (goal under waitress: median <= 1.5).
 ratio = Depot MiB/s / nginx MiB/s, higher is better, goal >= 0.8. Client, servers and bench
 share this machine's cores: the figures compare the servers under the same load, not a network.
 About how much CPU other processes took during the runs is printed (see `others`), with a warning
@@ -46,6 +52,7 @@ import hashlib  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
@@ -60,6 +67,9 @@ NGINX = "/usr/sbin/nginx"
 IMAGE = "Images/bench.wim"
 LINK_TTL = 3600  # DEPOT_DOWNLOAD_LINK_TTL's default
 DEPOT, NGINX_NAME, ACCEL = "Depot DP node", "nginx", "Depot node behind nginx (X-Accel)"
+WAITRESS = "Depot DP node (waitress)"
+RANGED = (DEPOT, WAITRESS, NGINX_NAME)  # also asked for a Range
+WAITRESS_CPU_GOAL = 1.5  # CPU s per GiB served under waitress, whole files and Ranges alike
 
 
 @contextlib.contextmanager
@@ -191,15 +201,18 @@ def others(cpu: float, wall: float) -> None:
              "server's alone" if share > 0.15 else ""))
 
 
-def fetch_all(url: str, clients: int, size: int, timeout: float,
-              server_pids: list[int]) -> tuple[float, list[float], float]:
-    """`clients` curl processes fetching `url` at once to /dev/null: (wall s, each one's B/s,
-    CPU s that neither they nor the servers `server_pids` (with descendants) used); every
-    transfer checked for exit status, HTTP 200 and `size` bytes."""
+def fetch_all(url: str, clients: int, size: int, timeout: float, server_pids: list[int],
+              range_from: int = 0) -> tuple[float, list[float], float, float]:
+    """`clients` curl processes fetching `url` at once to /dev/null (from byte `range_from` on
+    with a Range header when it is not 0): (wall s, each one's B/s, CPU s that neither they nor
+    the servers `server_pids` (with descendants) used, CPU s the servers used); every transfer
+    checked for exit status, HTTP 200 (206 for a Range) and the bytes asked for."""
     servers_before = sum(tree_cpu(pid) for pid in server_pids)
     children_before, machine_before = resource.getrusage(resource.RUSAGE_CHILDREN), machine_cpu()
     argv = ["curl", "--silent", "--show-error", "--max-time", str(int(timeout)), "--output",
             "/dev/null", "--write-out", "%{http_code} %{size_download} %{speed_download}", url]
+    if range_from:
+        argv[1:1] = ["--range", f"{range_from}-"]
     start = time.perf_counter()
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(clients)]
@@ -217,16 +230,18 @@ def fetch_all(url: str, clients: int, size: int, timeout: float,
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     curl_cpu = (children.ru_utime + children.ru_stime - children_before.ru_utime
                 - children_before.ru_stime)
-    rest = (machine_cpu() - machine_before - curl_cpu
-            - (sum(tree_cpu(pid) for pid in server_pids) - servers_before))
+    server_cpu = sum(tree_cpu(pid) for pid in server_pids) - servers_before
+    rest = machine_cpu() - machine_before - curl_cpu - server_cpu
     speeds = []
     for code, out, err in results:
         check(code == 0, f"curl exited with {code}: {err.strip()}")
         status, downloaded, speed = out.split()
-        check(status == "200", f"the server answered {status}, not 200")
-        check(int(downloaded) == size, f"curl received {downloaded} of {size} bytes")
+        expected = "206" if range_from else "200"
+        check(status == expected, f"the server answered {status}, not {expected}")
+        check(int(downloaded) == size - range_from,
+              f"curl received {downloaded} of {size - range_from} bytes")
         speeds.append(float(speed))
-    return wall, speeds, rest
+    return wall, speeds, rest, server_cpu
 
 
 def verify_download(url: str, digest: str) -> None:
@@ -254,6 +269,8 @@ def bench(args) -> None:
     node = NodeProcess(root, os.path.join(WORK, "node.log"))
     servers: list = [node]
     try:
+        waitress = NodeProcess(root, os.path.join(WORK, "node-waitress.log"), server="waitress")
+        servers.append(waitress)
         accel_node = None
         if not args.skip_accel:
             with environment(DEPOT_DP_X_ACCEL_PREFIX="/depot-files/"):
@@ -262,14 +279,13 @@ def bench(args) -> None:
         nginx, nginx_port, accel_port = nginx_for_downloads(
             root, accel_node.url if accel_node else None)
         servers.append(nginx)
-        node.wait_up()
-        if accel_node:
-            accel_node.wait_up()
-        nginx.wait_up()
+        for started in servers:
+            started.wait_up()
 
         def depot_link(base: str) -> str:
             return signing.sign(signing.DP_NODE, base, NODE_KEY, IMAGE, LINK_TTL)
         urls = {DEPOT: lambda: depot_link(node.url),
+                WAITRESS: lambda: depot_link(waitress.url),
                 NGINX_NAME: lambda: f"http://127.0.0.1:{nginx_port}/{IMAGE}"}
         if accel_node:
             urls[ACCEL] = lambda: depot_link(f"http://127.0.0.1:{accel_port}")
@@ -278,50 +294,80 @@ def bench(args) -> None:
         # has served (gunicorn's workers have imported the app) before anything is measured.
         for name, url in urls.items():
             verify_download(url(), digest)
-        tampered = node.url + "/dp/v1/download?" + depot_link(node.url).split("?", 1)[1].replace(
-            "Images%2Fbench.wim", "Images%2Fother.wim")
-        check(requests.get(tampered, timeout=10).status_code == 403,
-              "the node served a link whose path was changed")
+        for base in (node.url, waitress.url):
+            tampered = base + "/dp/v1/download?" + depot_link(base).split("?", 1)[1].replace(
+                "Images%2Fbench.wim", "Images%2Fother.wim")
+            check(requests.get(tampered, timeout=10).status_code == 403,
+                  "the node served a link whose path was changed")
         print(f"servers on 127.0.0.1: {DEPOT} (`flask --app wsgi dp-node run`: gunicorn gthread, "
-              f"2 workers x 16 threads) :{node.port}; {NGINX_NAME} {nginx_version()} "
+              f"1 worker x 16 threads) :{node.port}; {WAITRESS} (the same with --server "
+              f"waitress, 16 threads) :{waitress.port}; {NGINX_NAME} {nginx_version()} "
               f"(worker_processes 2, sendfile on) :{nginx_port}"
               + (f"; {ACCEL} :{accel_port}" if accel_node else "")
               + f"; {os.cpu_count()} cores; one download from each hashed: identical")
 
         timeout = 60 + args.clients * size / MiB / 20  # >= 20 MiB/s together, or something is wrong
-        pids = {DEPOT: [node.proc.pid], NGINX_NAME: [nginx.proc.pid]}
+        pids = {DEPOT: [node.proc.pid], WAITRESS: [waitress.proc.pid],
+                NGINX_NAME: [nginx.proc.pid]}
         if accel_node:
             pids[ACCEL] = [nginx.proc.pid, accel_node.proc.pid]
-        runs: dict[str, list[tuple[float, list[float], float]]] = {name: [] for name in urls}
+        # The same servers asked for the file's second half (Range: bytes=N-, 206), as an
+        # endpoint resuming a download does.
+        range_from = size // 2
+        cases = [(name, False) for name in urls] + [(name, True) for name in RANGED]
+        runs: dict = {case: [] for case in cases}
         for round_no in range(args.rounds):
-            order = list(urls) if round_no % 2 == 0 else list(reversed(urls))
-            for name in order:
-                runs[name].append(fetch_all(urls[name](), args.clients, size, timeout, pids[name]))
+            for name, ranged in (cases if round_no % 2 == 0 else list(reversed(cases))):
+                runs[name, ranged].append(fetch_all(urls[name](), args.clients, size, timeout,
+                                                    pids[name], range_from if ranged else 0))
 
-        total = args.clients * size / MiB
-        print(f"\n== {args.clients} curl clients at once, each the whole {size / MiB:.0f} MiB file "
-              f"to /dev/null, best of {args.rounds} ==")
-
-        def line(name: str) -> tuple[float, str]:
-            walls = [wall for wall, _, _ in runs[name]]
+        def line(case) -> tuple[float, str]:
+            total = args.clients * (size - (range_from if case[1] else 0)) / MiB
+            walls = [run[0] for run in runs[case]]
             best = min(range(len(walls)), key=walls.__getitem__)
-            speeds = runs[name][best][1]
+            speeds = runs[case][best][1]
             rate = total / walls[best]
             return rate, (f"{rate:.0f} MiB/s ({total / 1024:.1f} GiB in {walls[best]:.2f} s; runs "
                           f"{', '.join(f'{total / w:.0f}' for w in walls)} MiB/s; per client in "
                           f"the best run {min(speeds) / MiB:.0f}-{max(speeds) / MiB:.0f} MiB/s)")
 
-        depot_rate, depot_line = line(DEPOT)
-        nginx_rate, nginx_line = line(NGINX_NAME)
+        def cpu_per_gib(case) -> list[float]:
+            gib = args.clients * (size - (range_from if case[1] else 0)) / (1024 * MiB)
+            return [run[3] / gib for run in runs[case]]
+
+        print(f"\n== {args.clients} curl clients at once, each the whole {size / MiB:.0f} MiB file "
+              f"to /dev/null, best of {args.rounds} ==")
+        nginx_rate, nginx_line = line((NGINX_NAME, False))
+        depot_rate, depot_line = line((DEPOT, False))
         ratio = depot_rate / nginx_rate
         print(f"{DEPOT}: {depot_line}")
         print(f"  vs {NGINX_NAME}: {nginx_line} -> ratio {ratio:.2f} (Depot/nginx, goal >= 0.8: "
               f"{'met' if ratio >= 0.8 else 'NOT met'})")
+        waitress_rate, waitress_line = line((WAITRESS, False))
+        print(f"{WAITRESS}: {waitress_line} -> ratio {waitress_rate / nginx_rate:.2f}")
         if accel_node:
-            accel_rate, accel_line = line(ACCEL)
+            accel_rate, accel_line = line((ACCEL, False))
             print(f"  for reference, {ACCEL}: {accel_line} -> ratio {accel_rate / nginx_rate:.2f}")
-        every = [run for name in runs for run in runs[name]]
-        others(sum(rest for *_, rest in every), sum(wall for wall, *_ in every))
+
+        print(f"\n== the same, each asking for the second half (Range: bytes={range_from}-, 206) ==")
+        nginx_rate, nginx_line = line((NGINX_NAME, True))
+        print(f"{NGINX_NAME}: {nginx_line}")
+        for name in (DEPOT, WAITRESS):
+            rate, text = line((name, True))
+            print(f"{name}: {text} -> ratio {rate / nginx_rate:.2f} (Depot/nginx)")
+
+        print("\n== the node's CPU seconds per GiB served (all its processes; lower is better) ==")
+        for name in (DEPOT, WAITRESS):
+            for ranged in (False, True):
+                figures = cpu_per_gib((name, ranged))
+                middle = statistics.median(figures)
+                print(f"{name}, {'Range' if ranged else 'whole file'}: median {middle:.2f} "
+                      f"(runs {', '.join(f'{f:.2f}' for f in figures)})"
+                      + (f"; goal <= {WAITRESS_CPU_GOAL}: "
+                         f"{'met' if middle <= WAITRESS_CPU_GOAL else 'NOT met'}"
+                         if name == WAITRESS else ""))
+        every = [run for case in runs for run in runs[case]]
+        others(sum(run[2] for run in every), sum(run[0] for run in every))
     finally:
         for server in reversed(servers):
             server.stop()

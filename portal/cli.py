@@ -154,16 +154,20 @@ def dp_node_cli():
 
 
 @dp_node_cli.command("run")
-@click.option("--root", required=True, help="The content root this node serves.")
+@click.option("--root", default=None,
+              help="The content root this node serves (default: DEPOT_DP_ROOT, else C:\\Depot "
+                   "on Windows and data/dp-node here).")
 @click.option("--bind", default="0.0.0.0:8081", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--server", type=click.Choice(["waitress", "gunicorn"]), default=None,
+              help="The HTTP server (default: waitress on Windows, gunicorn elsewhere).")
 @click.option("--workers", default=1, show_default=True, help="gunicorn worker processes.")
-def dp_node_run(root, bind, workers):
-    """Serve a content root as a DP node under gunicorn (key from DEPOT_DP_KEY)."""
+def dp_node_run(root, bind, server, workers):
+    """Serve a content root as a DP node (key from DEPOT_DP_KEY)."""
     from portal.dpnode import NodeMisconfigured
     from portal.dpnode.cli import serve
 
     try:
-        serve(root, bind, workers)
+        serve(root, bind, workers, server)
     except NodeMisconfigured as exc:
         raise click.ClickException(exc.message)
 

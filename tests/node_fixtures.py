@@ -1,6 +1,7 @@
-"""DP nodes as real HTTP servers on loopback ports, served in this process (werkzeug, threaded); the
-node added as the local DP Seattle; content at central and at Seattle for deployments. (The node's
-own process, gunicorn, is tested in tests/dpnode/test_node_process.py.)"""
+"""DP nodes as real HTTP servers on loopback ports, served in this process (werkzeug, threaded; or
+waitress with DEPOT_TEST_DP_SERVER=waitress); the node added as the local DP Seattle; content at
+central and at Seattle for deployments. (The node's own process, gunicorn or waitress, is tested
+in tests/dpnode/test_node_process.py.)"""
 import hashlib
 import os
 
@@ -14,7 +15,7 @@ from portal.models import DistributionPoint
 from portal.services import dp_management
 from tests.factories import write_file
 from tests.helpers import copy_one
-from tests.servers import LoopbackServer
+from tests.servers import serve_in_process
 
 KEY = "node-key-0123456789abcdef"
 IMAGE = "Images/Win11.wim"  # what `content` puts at central
@@ -63,7 +64,7 @@ class ServedNode(Node):
     and start again on the same port."""
 
     def __init__(self, app, root: str):
-        self._served = LoopbackServer(app, "dp-node")
+        self._served = serve_in_process(app, "dp-node")
         super().__init__("", root, app)
         self.start()
 
@@ -94,7 +95,9 @@ def full_disk(node_settings):
 
 
 @pytest.fixture
-def node(tmp_path, node_settings):
+def node(tmp_path, node_settings, monkeypatch):
+    if os.environ.get("DEPOT_TEST_DP_SERVER") == "waitress":  # and the locks of a Windows node
+        monkeypatch.setattr("portal.core.locks.ON_FILE", False)
     root = tmp_path / "node-root"
     root.mkdir()
     config = type("TestNodeConfig", (NodeConfig,),

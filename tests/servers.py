@@ -52,6 +52,57 @@ class LoopbackServer:
         self._server = self._thread = None
 
 
+class WaitressLoopback:
+    """An app served on 127.0.0.1 by waitress in a thread of this process, as LoopbackServer (a
+    DP node under the server it runs with on Windows); stop and start again on the same port."""
+
+    def __init__(self, app, name: str):
+        self.app, self.name = app, name
+        self.url = ""
+        self._server = self._thread = None
+        self._port = 0
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> str:
+        from waitress import create_server
+
+        assert self._server is None, f"{self.name} is already running"
+        self._server = create_server(self.app, host="127.0.0.1", port=self._port, threads=8,
+                                     asyncore_loop_timeout=0.05)
+        self._port = self._server.effective_port
+        self.url = f"http://127.0.0.1:{self._port}"
+        self._thread = threading.Thread(target=self._server.run, name=self.name, daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        """Close the listening socket and every connection (in the server's own loop, which
+        then ends), then wait for the request threads."""
+        if self._server is None:
+            return
+        server = self._server
+
+        def close_all():
+            for dispatcher in list(server._map.values()):
+                dispatcher.close()
+
+        server.trigger.pull_trigger(close_all)
+        self._thread.join(timeout=10)
+        server.task_dispatcher.shutdown(timeout=10)
+        self._server = self._thread = None
+
+
+def serve_in_process(app, name: str):
+    """LoopbackServer, or WaitressLoopback when DEPOT_TEST_DP_SERVER=waitress (make test runs
+    tests/dpnode once more so)."""
+    if os.environ.get("DEPOT_TEST_DP_SERVER", "gunicorn") == "waitress":
+        return WaitressLoopback(app, name)
+    return LoopbackServer(app, name)
+
+
 class ClosedPort:
     """A loopback port held bound but never listening: connections to it are refused (as a machine
     where nothing runs), and no other process can take the port while the test holds it."""
@@ -66,7 +117,7 @@ class ClosedPort:
         self._sock.close()
 
 
-LISTENING = re.compile(r"Listening at: http://[\d.]+:(\d+)")
+LISTENING = re.compile(r"(?:Listening at:|Serving on) http://[\d.]+:(\d+)")  # gunicorn, waitress
 
 
 def log_text(path) -> str:

@@ -63,3 +63,15 @@ def write_back_soon(fd: int, offset: int, length: int) -> None:
 
 
 HAVE_FADVISE = hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
+
+
+def fsync_dir(path) -> None:
+    """Make a rename into `path` durable: fsync the folder (POSIX). Windows opens no folder as a
+    file and makes a rename durable with the file system's own journal: nothing to do there."""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -33,10 +33,10 @@ from portal.core import fileio
 from portal.core.chunks import ChunkIndex
 from portal.core.chunkstore import ChunkStore
 from portal.core.errors import Conflict, DepotError, DigestMismatch, NotFound
-from portal.core.files import O_BINARY, open_no_follow
+from portal.core.files import open_no_follow
 from portal.core.paths import confine
 from portal.dpnode import inventory
-from portal.dpnode.uploads import READ_CHUNK, UploadStore, lock_shared
+from portal.dpnode.uploads import READ_CHUNK, UploadStore, part_shared
 
 RUN_BYTES = 8 * 1024 * 1024  # chunks read (from a local file, or the body) in runs of this much
 WAIT_SECONDS = 60  # how long a batch waits for room, or finish for the batches before it
@@ -352,12 +352,7 @@ def _gather(store: UploadStore, root: str, uid: str, first: int, last: int,
             read: Callable[[int], bytes]) -> _Gathered:
     """Step one of a batch, beside the others: its chunks from the body and the node's files,
     each checked, written at its place (under the upload's shared lock)."""
-    try:
-        fd = os.open(store._part(uid), os.O_RDWR | O_BINARY)
-    except FileNotFoundError:
-        raise NotFound(f"no upload {uid}") from None
-    try:
-        lock_shared(fd)
+    with part_shared(store._part(uid), uid) as fd:
         upload = store._load(uid)
         plan = _load_plan(store, uid) if upload is not None and upload.delta else None
         if plan is None or not _still_ours(store, uid, fd):
@@ -404,8 +399,6 @@ def _gather(store: UploadStore, root: str, uid: str, first: int, last: int,
                 batch.runs.append((number, end, None))
             number = end
         return batch
-    finally:
-        os.close(fd)  # and with it the shared lock
 
 
 def _find(root: str, digests: list[bytes]) -> dict:

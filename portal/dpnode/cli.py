@@ -1,15 +1,22 @@
-"""`python -m portal.dpnode run --root DIR --bind HOST:PORT`: start a DP node, without the console.
+"""`python -m portal.dpnode run --root DIR --bind HOST:PORT [--server waitress|gunicorn]`: start a
+DP node, without the console.
 
+Two servers: gunicorn (the default on Linux: processes, sendfile) and waitress (pure Python,
+the default on Windows, where gunicorn does not run; one process of threads). gunicorn is
+started as its own program, never imported, so nothing of it is needed on Windows.
 `flask --app wsgi dp-node run` (portal/cli.py) calls the same `serve`.
 """
 import argparse
 import os
+import signal
 import sys
 
 from portal.dpnode import NodeMisconfigured, check_settings
-from portal.dpnode.config import BASE_DIR
+from portal.dpnode.config import BASE_DIR, NodeConfig, default_root
 
 DEFAULT_BIND = "0.0.0.0:8081"
+SERVERS = ("waitress", "gunicorn")
+THREADS = 16  # requests at once, under either server
 # glibc's malloc hands the node's multi-MiB buffers (a batch's body, the chunks read for it)
 # back to the kernel as soon as they are freed, and every next buffer faults its pages in again:
 # a 1 GiB copy cost about 800,000 page faults and seconds of kernel time. Kept, they are reused.
@@ -18,18 +25,71 @@ MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
                    "MALLOC_TRIM_THRESHOLD_": str(128 * 1024 * 1024)}
 
 
-def serve(root: str, bind: str, workers: int = 1) -> None:
-    """Replace this process with gunicorn serving `root` as a DP node on `bind` (key from
-    DEPOT_DP_KEY); NodeMisconfigured, before anything starts, if the root or key will not do."""
-    root = os.path.abspath(root)
+def default_server() -> str:
+    """waitress on Windows (gunicorn does not run there), gunicorn elsewhere."""
+    return "waitress" if os.name == "nt" else "gunicorn"
+
+
+def serve(root: str | None, bind: str, workers: int = 1, server: str | None = None) -> None:
+    """Serve `root` as a DP node on `bind` (key from DEPOT_DP_KEY) under `server` (the
+    platform's default when None) until stopped; NodeMisconfigured, before anything starts, if
+    the root, key or server will not do."""
+    root = os.path.abspath(root or NodeConfig.DEPOT_DP_ROOT)
+    server = server or default_server()
+    if server not in SERVERS:
+        raise NodeMisconfigured(f"unknown server {server!r}: choose waitress or gunicorn")
+    if server == "gunicorn" and os.name == "nt":
+        raise NodeMisconfigured("gunicorn does not run on Windows: use --server waitress (the "
+                                "default there)")
+    if server == "waitress" and workers != 1:
+        raise NodeMisconfigured("waitress serves from one process (its threads): --workers is "
+                                "for gunicorn")
     check_settings(root, os.environ.get("DEPOT_DP_KEY"))
+    if server == "waitress":
+        _serve_waitress(root, *_split_bind(bind))
+    else:
+        _exec_gunicorn(root, bind, workers)
+
+
+def _split_bind(bind: str) -> tuple[str, int]:
+    """HOST:PORT (the host may be [IPv6]) as waitress takes it."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise NodeMisconfigured(f"--bind {bind!r} is not HOST:PORT (e.g. 0.0.0.0:8081)")
+    return host.strip("[]"), int(port)
+
+
+def _exec_gunicorn(root: str, bind: str, workers: int) -> None:
+    """Replace this process with gunicorn."""
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     # gthread workers: a long download keeps its thread without tripping the worker timeout.
     argv = [gunicorn, "--bind", bind, "--worker-class", "gthread", "--workers", str(workers),
-            "--threads", "16", "--chdir", str(BASE_DIR), "--access-logfile", "-",
+            "--threads", str(THREADS), "--chdir", str(BASE_DIR), "--access-logfile", "-",
             "--no-control-socket", "portal.dpnode:create_node_app()"]
-    print(f"DP node serving {root} on {bind}", flush=True)
+    print(f"DP node serving {root} on {bind} (gunicorn)", flush=True)
     os.execve(gunicorn, argv, {**MALLOC_SETTINGS, **os.environ, "DEPOT_DP_ROOT": root})
+
+
+def _serve_waitress(root: str, host: str, port: int) -> None:
+    """Serve in this process with waitress until SIGTERM, SIGINT or Ctrl+C (a Windows service
+    wrapper's stop)."""
+    from waitress import create_server
+
+    from portal.dpnode import create_node_app
+
+    app = create_node_app(type("NodeConfig", (NodeConfig,), {"DEPOT_DP_ROOT": root}))
+    # A whole 64 MiB chunk is taken in memory rather than spooled to a temporary file first.
+    server = create_server(app, host=host, port=port, threads=THREADS, ident="Depot DP node",
+                           inbuf_overflow=NodeConfig.MAX_CONTENT_LENGTH)
+    print(f"DP node serving {root} on http://{host}:{server.effective_port} (waitress)",
+          flush=True)
+    server.print_listen("Serving on http://{}:{}")
+
+    def stop(_signum, _frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    server.run()  # returns once stopped (waitress catches the SystemExit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,14 +97,19 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run this machine as a Depot DP node.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve a content root (key from DEPOT_DP_KEY)")
-    run.add_argument("--root", required=True, help="the content root this node serves")
+    run.add_argument("--root", default=None,
+                     help=f"the content root this node serves (default: DEPOT_DP_ROOT, else "
+                          f"{default_root()})")
     run.add_argument("--bind", default=DEFAULT_BIND, help=f"HOST:PORT (default {DEFAULT_BIND})")
+    run.add_argument("--server", choices=SERVERS, default=None,
+                     help=f"the HTTP server (default here: {default_server()}; waitress on "
+                          "Windows, gunicorn elsewhere)")
     run.add_argument("--workers", type=int, default=1,
                      help="gunicorn worker processes (1: a delta upload's running hash lives in "
                           "the process that assembles it)")
     args = parser.parse_args(argv)
     try:
-        serve(args.root, args.bind, args.workers)
+        serve(args.root, args.bind, args.workers, args.server)
     except NodeMisconfigured as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

@@ -10,10 +10,16 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def default_root() -> str:
+    """Where a node keeps its content unless told: C:\\Depot on Windows (a branch server's
+    habit), data/dp-node in the checkout elsewhere."""
+    return "C:\\Depot" if os.name == "nt" else str(BASE_DIR / "data" / "dp-node")
+
+
 class NodeConfig:
     """A DP node (`python -m portal.dpnode run`): its content root, key and limits."""
 
-    DEPOT_DP_ROOT = os.environ.get("DEPOT_DP_ROOT", str(BASE_DIR / "data" / "dp-node"))
+    DEPOT_DP_ROOT = os.environ.get("DEPOT_DP_ROOT") or default_root()
     DEPOT_DP_KEY = os.environ.get("DEPOT_DP_KEY")
     # Uploads are refused up front (507) unless they leave this much free on the disk.
     DEPOT_DP_RESERVE_BYTES = _env_int("DEPOT_DP_RESERVE_BYTES", 1024 ** 3)

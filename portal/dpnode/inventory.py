@@ -5,14 +5,14 @@ scan hashes only what changed since the last one, and hashes are saved as they a
 cut off half-way resumes cheaply. The scan is streamed as JSON lines, so a long first scan of a
 big root keeps its connection busy with progress instead of timing out.
 """
-import fcntl
 import os
 import sqlite3
 import threading
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 from typing import Iterator
 
+from portal.core import locks
 from portal.core.chunks import wants_index
 from portal.core.chunkstore import ChunkStore
 from portal.core.files import ContentRoot
@@ -82,11 +82,12 @@ def scan(root: str, threads: int = 2, verify: bool = False) -> Iterator[dict]:
     """
     lock_path = os.path.join(root, STATE_DIR, "inventory.lock")
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-    with open(lock_path, "w") as lock:
+    with ExitStack() as held:
         waited = time.monotonic()
         while True:  # another scan holds the root: say so now and then, so no reader times out
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.enter_context(locks.open_locked(lock_path, os.O_RDWR | os.O_CREAT,
+                                                     blocking=False))
                 break
             except BlockingIOError:
                 if time.monotonic() - waited >= KEEPALIVE_SECONDS:

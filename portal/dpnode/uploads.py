@@ -9,18 +9,17 @@ size and SHA-256, fsyncs, and renames into place atomically, so a partial file i
 under its final name.
 """
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from portal.core import fileio
+from portal.core import fileio, locks
 from portal.core.errors import Conflict, DepotError, DigestMismatch, InsufficientStorage, NotFound
 from portal.core.paths import confine
 
@@ -55,10 +54,16 @@ class Upload:
                 "offset": self.offset, "received": self.received}
 
 
-def lock_shared(fd: int) -> None:
-    """Share an upload's part with other chunks being written; finish, abort and a new plan take
-    it exclusively."""
-    fcntl.flock(fd, fcntl.LOCK_SH)
+@contextmanager
+def part_shared(path: str, uid: str):
+    """The upload's part, open for writing and shared with other chunks being written; finish,
+    abort and a new plan take it exclusively. NotFound if there is no such upload."""
+    with ExitStack() as stack:
+        try:
+            held = stack.enter_context(locks.open_locked(path, os.O_RDWR, shared=True))
+        except FileNotFoundError:
+            raise NotFound(f"no upload {uid}") from None
+        yield held.fd
 
 
 def upload_id(path: str, size: int, sha256: str) -> str:
@@ -111,25 +116,25 @@ class UploadStore:
 
     @contextmanager
     def _locked(self, uid: str, shared: bool = False):
-        """Hold the upload's lock (across the node's processes and threads) and yield its record.
-        `shared`: beside the batches being gathered (the in-order step of a delta, which a lock
-        of its own in this process keeps to one at a time), still apart from finish, abort and
-        a new plan."""
-        try:
-            fd = os.open(self._part(uid), os.O_RDWR)
-        except FileNotFoundError:
-            raise NotFound(f"no upload {uid}") from None
-        try:
-            if shared:
-                lock_shared(fd)
-            else:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+        """Hold the upload's lock (across the node's processes and threads) and yield its part's
+        descriptor and its record. `shared`: beside the batches being gathered (the in-order step
+        of a delta, which a lock of its own in this process keeps to one at a time), still apart
+        from finish, abort and a new plan."""
+        with self._held(uid, shared) as (held, upload):
+            yield held.fd, upload
+
+    @contextmanager
+    def _held(self, uid: str, shared: bool = False):
+        with ExitStack() as stack:
+            try:
+                held = stack.enter_context(locks.open_locked(self._part(uid), os.O_RDWR,
+                                                             shared=shared))
+            except FileNotFoundError:
+                raise NotFound(f"no upload {uid}") from None
             upload = self._load(uid)
             if upload is None:  # finished or aborted while we waited for the lock
                 raise NotFound(f"no upload {uid}")
-            yield fd, upload
-        finally:
-            os.close(fd)
+            yield held, upload
 
     def _load(self, uid: str) -> Upload | None:
         try:
@@ -214,33 +219,27 @@ class UploadStore:
             raise Conflict(f"a chunk of {length} bytes at {offset} does not fit an upload of "
                            f"{upload.size} bytes")
         try:
-            fd = os.open(self._part(uid), os.O_WRONLY)
-        except FileNotFoundError:
-            raise NotFound(f"no upload {uid}") from None
-        try:
             # Shared with other chunks, exclusive against finish and abort; and still the upload's
             # own file once we hold it (not one that finish renamed into place meanwhile).
-            lock_shared(fd)
-            try:
-                still_ours = os.fstat(fd).st_ino == os.stat(self._part(uid)).st_ino
-            except FileNotFoundError:
-                still_ours = False
-            if not still_ours or not os.path.exists(self._meta(uid)):
-                raise NotFound(f"no upload {uid}: it was finished or aborted")
-            done = 0
-            while done < length:
-                block = read(min(READ_CHUNK, length - done))
-                if not block:
-                    raise DepotError(f"the chunk ended after {done} of its {length} bytes")
-                fileio.pwrite(fd, block, offset + done)
-                done += len(block)
+            with part_shared(self._part(uid), uid) as fd:
+                try:
+                    still_ours = os.fstat(fd).st_ino == os.stat(self._part(uid)).st_ino
+                except FileNotFoundError:
+                    still_ours = False
+                if not still_ours or not os.path.exists(self._meta(uid)):
+                    raise NotFound(f"no upload {uid}: it was finished or aborted")
+                done = 0
+                while done < length:
+                    block = read(min(READ_CHUNK, length - done))
+                    if not block:
+                        raise DepotError(f"the chunk ended after {done} of its {length} bytes")
+                    fileio.pwrite(fd, block, offset + done)
+                    done += len(block)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise InsufficientStorage(f"the DP's disk is full while writing {upload.path}") \
                     from None
             raise
-        finally:
-            os.close(fd)  # and with it the shared lock
         with self._locked(uid) as (_, upload):
             if length:
                 upload.ranges = _merge(upload.ranges, offset, offset + length)
@@ -269,30 +268,28 @@ class UploadStore:
             raise
 
     def _finish(self, uid: str) -> dict:
-        with self._locked(uid) as (fd, upload):
+        with self._held(uid) as (held, upload):
             if upload.ranges != ([[0, upload.size]] if upload.size else []):
                 raise Conflict(f"the upload of {upload.path} is incomplete: {upload.offset} of "
                                f"{upload.size} bytes received without a gap")
-            size, digest = self._whole_digest(fd, upload)
+            size, digest = self._whole_digest(held.fd, upload)
             if size != upload.size or digest.hexdigest() != upload.sha256:
+                held.close_early()  # Windows removes no open file
                 self._discard(uid)
                 raise DigestMismatch(
                     f"{upload.path} arrived damaged ({size} bytes, SHA-256 {digest.hexdigest()}; "
                     f"expected {upload.size} bytes, {upload.sha256}); the upload was discarded")
-            os.fsync(fd)
+            os.fsync(held.fd)
+            held.close_early()
             final = confine(self.root, upload.path)
             try:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.replace(self._part(uid), final)
             except IsADirectoryError:
                 raise Conflict(f"{upload.path} is a folder at this DP; delete it first") from None
-            except OSError as exc:  # a file where a folder must go, another mount ...
+            except OSError as exc:  # a file where a folder must go, another mount, in use ...
                 raise Conflict(f"cannot place {upload.path} at this DP: {exc.strerror}") from None
-            dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fileio.fsync_dir(os.path.dirname(final))
             st = os.stat(final)
             done = {"path": upload.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                     "sha256": upload.sha256}
@@ -319,7 +316,8 @@ class UploadStore:
 
     def abort(self, uid: str) -> None:
         """Forget an upload and its bytes."""
-        with self._locked(uid):
+        with self._held(uid) as (held, _upload):
+            held.close_early()  # Windows removes no open file
             self._discard(uid)
 
     def sweep(self) -> list[str]:

@@ -25,6 +25,7 @@ from sqlalchemy import delete, select
 
 from portal.core.chunks import ChunkIndex, wants_index
 from portal.core.chunkstore import ChunkStore
+from portal.core.files import open_no_follow
 from portal.core.errors import (
     DamagedInTransit,
     DepotError,
@@ -110,7 +111,7 @@ class Transfer:
         source = os.path.join(os.fsencode(self.central_root),
                               *(unescape_component(part) for part in row.path.split("/")))
         try:
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = open_no_follow(source)
         except OSError as exc:
             raise DepotError(f"cannot read {row.path} at central: {exc.strerror}") from None
         upload = None

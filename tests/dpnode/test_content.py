@@ -259,16 +259,14 @@ def test_a_url_that_is_not_a_node_gets_a_clear_message(app, not_a_node):
 
 def test_a_scan_waiting_for_another_says_it_is_alive(node, monkeypatch):
     """While another scan holds the root, does the inventory keep its listener informed, then run?"""
-    import fcntl
-
+    from portal.core import locks
     from portal.dpnode import inventory
 
     monkeypatch.setattr(inventory, "KEEPALIVE_SECONDS", 0.2)
     write_file(node.root, "Images/a.wim", b"a")
     lock_path = os.path.join(node.root, ".depot", "inventory.lock")
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-    with open(lock_path, "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    with locks.open_locked(lock_path, os.O_RDWR | os.O_CREAT):
         records = inventory.scan(node.root)
         first = next(records)
         assert first == {"type": "waiting", "reason": "another scan of this root is running"}
