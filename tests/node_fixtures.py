@@ -114,7 +114,7 @@ def central_node(app):
     config = type("CentralNodeConfig", (NodeConfig,), dict(
         DEPOT_DP_ROOT=app.config["DEPOT_CENTRAL_ROOT"], DEPOT_DP_KEY=app.config[
             "DEPOT_CENTRAL_DP_KEY"], DEPOT_DP_DOWNLOADS_ONLY=True, TESTING=True))
-    served = LoopbackServer(create_node_app(config), "central-node")
+    served = serve_in_process(create_node_app(config), "central-node")
     app.config["DEPOT_CENTRAL_DP_URL"] = served.start()
     node = Node(served.url, app.config["DEPOT_CENTRAL_ROOT"], served.app)
     node.http.headers["Authorization"] = f"Bearer {app.config['DEPOT_CENTRAL_DP_KEY']}"
