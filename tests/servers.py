@@ -89,7 +89,10 @@ class WaitressLoopback:
             for dispatcher in list(server._map.values()):
                 dispatcher.close()
 
-        server.trigger.pull_trigger(close_all)
+        try:
+            server.trigger.pull_trigger(close_all)
+        except OSError:  # the loop already ended and closed its trigger: close what is left here
+            close_all()
         self._thread.join(timeout=10)
         server.task_dispatcher.shutdown(timeout=10)
         self._server = self._thread = None
