@@ -32,15 +32,17 @@ class LoopbackServer:
     def start(self) -> str:
         """Serve on the server's port (a new one the first time); its URL."""
         assert self._server is None, f"{self.name} is already running"
-        self._server = make_server("127.0.0.1", self._port, self.app, threaded=True,
-                                   request_handler=self.request_handler)
-        self._port = self._server.server_port
+        self._server, self._port, loop = self._bind(self._port)
         self.url = f"http://127.0.0.1:{self._port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, name=self.name,
-                                        daemon=True)
+        self._thread = threading.Thread(target=loop, name=self.name, daemon=True)
         self._thread.start()
         return self.url
+
+    def _bind(self, port: int):
+        """The server listening on `port` (0: a new one), the port it got, and its loop."""
+        server = make_server("127.0.0.1", port, self.app, threaded=True,
+                             request_handler=self.request_handler)
+        return server, server.server_port, lambda: server.serve_forever(poll_interval=0.05)
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
@@ -52,31 +54,16 @@ class LoopbackServer:
         self._server = self._thread = None
 
 
-class WaitressLoopback:
+class WaitressLoopback(LoopbackServer):
     """An app served on 127.0.0.1 by waitress in a thread of this process, as LoopbackServer (a
     DP node under the server it runs with on Windows); stop and start again on the same port."""
 
-    def __init__(self, app, name: str):
-        self.app, self.name = app, name
-        self.url = ""
-        self._server = self._thread = None
-        self._port = 0
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def start(self) -> str:
+    def _bind(self, port: int):
         from waitress import create_server
 
-        assert self._server is None, f"{self.name} is already running"
-        self._server = create_server(self.app, host="127.0.0.1", port=self._port, threads=8,
-                                     asyncore_loop_timeout=0.05)
-        self._port = self._server.effective_port
-        self.url = f"http://127.0.0.1:{self._port}"
-        self._thread = threading.Thread(target=self._server.run, name=self.name, daemon=True)
-        self._thread.start()
-        return self.url
+        server = create_server(self.app, host="127.0.0.1", port=port, threads=8,
+                               asyncore_loop_timeout=0.05)
+        return server, server.effective_port, server.run
 
     def stop(self) -> None:
         """Close the listening socket and every connection (in the server's own loop, which
