@@ -121,6 +121,9 @@ def find_valid_token(secret) -> EnrollmentToken:
 
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
 AGENT_COMMAND = "python3 depot-agent.pyz --config depot-agent.json --target {target}"
+# Windows: the Python launcher `py` (python.org's installer puts it on PATH; `python3` there is
+# often the Microsoft Store stub).
+AGENT_COMMAND_WINDOWS = "py depot-agent.pyz --config depot-agent.json --target {target}"
 PYZ_MAIN = "from depot_agent import main\n\nmain()\n"
 
 
@@ -137,6 +140,11 @@ def module_command(server: str, secret: str, target: str = "<folder>") -> str:
 def agent_command(target: str = "<folder>") -> str:
     """The one command that starts the agent from the unzipped installer."""
     return AGENT_COMMAND.format(target=target)
+
+
+def agent_command_windows(target: str = "C:\\Deploy") -> str:
+    """The same command on a Windows endpoint (Command Prompt or PowerShell)."""
+    return AGENT_COMMAND_WINDOWS.format(target=target)
 
 
 def build_agent_pyz() -> bytes:
@@ -163,13 +171,15 @@ def build_installer(actor: Actor, token_id: int, server: str) -> tuple[Enrollmen
     server = server.rstrip("/")
     config = json.dumps({"server": server, "enroll_token": secret}, indent=2) + "\n"
     readme = README.format(name=token.name, server=server, command=agent_command(),
+                           windows_command=agent_command_windows(),
                            expires=token.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
                            group=token.group.name if token.group else "no group")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("depot-agent.json", config)
         archive.writestr("depot-agent.pyz", build_agent_pyz())
-        archive.writestr("README.txt", readme)
+        # CRLF: the README is opened on Windows endpoints as often as anywhere
+        archive.writestr("README.txt", readme.replace("\n", "\r\n"))
     audit.record(actor, "enrollment_token.installer", target=token.name)
     db.session.commit()
     return token, buffer.getvalue()
@@ -184,6 +194,12 @@ README = """Depot agent installer ({name})
    {command}
 
    where <folder> is where deployments are staged (and applied), e.g. /var/lib/depot.
+   On Windows (Python 3 from python.org, which installs the `py` launcher), in this folder:
+
+   {windows_command}
+
+   To run the agent as a Windows service (WinSW) under LocalService, with its device
+   token protected by DPAPI, see docs/windows-agent.md in Depot's repository.
 
 The agent enrolls once with {server} using the enrollment token in depot-agent.json,
 keeps its own device token in the target folder, and then waits for deployments.

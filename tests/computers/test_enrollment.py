@@ -29,6 +29,7 @@ def test_enrollment_page_and_fragment(login_as):
     assert page.status_code == 200 and html.startswith("<!doctype html>")
     assert f'href="{PAGE}"' in html and ">Enrollment</a>" in html
     assert "python3 depot-agent.pyz --config depot-agent.json --target &lt;folder&gt;" in html
+    assert "py depot-agent.pyz --config depot-agent.json --target C:\\Deploy" in html
     assert 'name="days"' in html and 'name="group_id"' in html and "No enrollment tokens yet." in html
     fragment = console.get(PAGE, hx=True)
     assert html_of(fragment).lstrip().startswith('<section id="enrollment">')
@@ -107,6 +108,8 @@ def test_installer_holds_the_config_the_agent_and_a_readme(app, login_as, admin)
                                                             "enroll_token": secret}
     readme = archive.read("README.txt").decode()
     assert "python3 depot-agent.pyz --config depot-agent.json --target <folder>" in readme
+    assert "py depot-agent.pyz --config depot-agent.json --target C:\\Deploy" in readme
+    assert "\r\n" in readme and "\n" not in readme.replace("\r\n", "")
     pyz = zipfile.ZipFile(io.BytesIO(archive.read("depot-agent.pyz")))
     names = pyz.namelist()
     assert "__main__.py" in names and "depot_agent/__init__.py" in names

@@ -114,7 +114,7 @@ def _enrollment_page(error=None, form=None, created=None, status=200):
     return page_or_fragment(
         "settings/enrollment.html", "settings/_enrollment.html",
         tokens=enroll.list_enrollment_tokens(), groups=device_groups.list_groups(), server=server,
-        command=enroll.agent_command(), new=new, error=error,
+        command=enroll.agent_command(), windows_command=enroll.agent_command_windows(), new=new, error=error,
         form=form or EnrollmentTokenForm(formdata=None, days="7")), status
 
 
