@@ -142,7 +142,8 @@ def received(node):
 @pytest.fixture
 def seattle(app, admin, node, work):
     """The `node` added as the local DP "Seattle" (site "Seattle office"), its first rescan done."""
-    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office")
+    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office",
+                                 allow_plain_http=True)
     work()
     return db.session.get(DistributionPoint, dp.id)
 
