@@ -126,14 +126,15 @@ def _serve_cheroot(root: str, host: str, port: int, pair: tuple[str, str]) -> No
     bound_host, bound_port = server.bind_addr[:2]
     print(f"DP node serving {root} on https://{bound_host}:{bound_port} (cheroot, TLS)",
           flush=True)
+    print(f"Serving on https://{bound_host}:{bound_port}", flush=True)  # as waitress says it
 
     def stop(_signum, _frame):
-        server.stop()
+        raise SystemExit(0)  # out of the serve loop, in this thread; then stopped below
 
     signal.signal(signal.SIGTERM, stop)
     try:
         server.serve()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         server.stop()

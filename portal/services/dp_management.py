@@ -17,8 +17,7 @@ from portal.services import audit, jobs, notifications, secrets
 from portal.services.actors import Actor
 from portal.services.backends import open_storage, probe_storage
 from portal.services.permissions import require
-from portal.storage.dpnode import CertificateChanged, PlainHttpRefused, plain_http_message, \
-    read_fingerprint
+from portal.storage.dpnode import CertificateChanged, PlainHttpRefused, read_fingerprint
 
 MIN_KEY_LENGTH = 16
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ def test_connection(url, key, name: str | None = None, *, allow_plain_http=False
             if presented != expected:
                 raise CertificateChanged(name, expected, presented)
     elif not allow_plain_http:
-        raise PlainHttpRefused(plain_http_message(name), code="plain_http_refused")
+        raise PlainHttpRefused(name)
     with probe_storage("local", None, url=url, secret=key, name=name, tls_fingerprint=presented,
                        allow_plain_http=allow_plain_http) as backend:
         health = backend.check()
@@ -213,7 +212,7 @@ def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> Distributio
         if health["tls_fingerprint"] != dp.tls_fingerprint:
             values["tls_fingerprint"] = health["tls_fingerprint"]
     if dp.kind == "local" and not plain and not values.get("url", dp.url).startswith("https://"):
-        raise PlainHttpRefused(plain_http_message(dp.name), code="plain_http_refused")
+        raise PlainHttpRefused(dp.name)
     if "access_key_id" in changes or "secret_access_key" in changes:
         from portal.services.cloud_dps import replace_s3_keys
 

@@ -45,7 +45,11 @@ class NodeError(StorageRefused):
 
 
 class PlainHttpRefused(StorageRefused):
-    """The node's URL is plain http:// and the admin did not allow the key to go in clear."""
+    """The node's URL is plain http:// and the admin did not allow the key to go in clear: the
+    DP's settings are the trouble (400), not the node."""
+
+    def __init__(self, name: str):
+        super().__init__(plain_http_message(name), code="plain_http_refused", status=400)
 
 
 class CertificateChanged(StorageRefused):
@@ -113,7 +117,7 @@ class DpNodeStorage(StorageBackend):
     def check_transport(self) -> None:
         """Refuse, before anything is sent, to send the key over plain HTTP unless allowed."""
         if not self.is_https and not self.allow_plain_http:
-            raise PlainHttpRefused(plain_http_message(self.name), code="plain_http_refused")
+            raise PlainHttpRefused(self.name)
 
     @property
     def reuses_parts(self) -> bool:
