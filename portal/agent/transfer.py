@@ -145,8 +145,8 @@ def fetch(url: str, partial: str, size: int, sha256: str, label: str, cap: RateC
     else:
         hasher = hashlib.sha256()
     if have < size:
-        hasher, have = _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher, have,
-                                 tls_fingerprint)
+        hasher, have = _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher,
+                                 have, tls_fingerprint)
     if have != size:
         raise TransferError(f"{label}: the connection ended at byte {have} of {size}")
     digest = hasher.hexdigest()

@@ -57,7 +57,8 @@ def ensure_self_signed(root: str, hostname: str | None = None) -> tuple[str, str
 
 
 def _write_private(path: str, data: bytes) -> None:
-    """Write a key file created 0600 (on Windows the folder's ACL applies: keep the root private)."""
+    """Write a key file created 0600 (on Windows the folder's ACL applies: keep the root
+    private)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -66,7 +67,8 @@ def _write_private(path: str, data: bytes) -> None:
         os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
 
 
-def resolve(root: str, cert: str | None, key: str | None, self_signed: bool) -> tuple[str, str] | None:
+def resolve(root: str, cert: str | None, key: str | None,
+            self_signed: bool) -> tuple[str, str] | None:
     """The certificate and key files to serve with, checked to load together (None: plain HTTP);
     NodeMisconfigured for a half-given pair, both ways at once, or files that will not load."""
     if self_signed and (cert or key):

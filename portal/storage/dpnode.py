@@ -59,10 +59,9 @@ class CertificateChanged(StorageRefused):
     def __init__(self, name: str, pinned: str, presented: str | None):
         shown = tls.display(presented) if presented else "(could not be read)"
         super().__init__(
-            f"{name} presents a different TLS certificate than the one pinned for it, so Depot "
-            f"refuses to send it the key. Pinned: {tls.display(pinned)}. Presented now: {shown}. "
-            "If the node's certificate was replaced on purpose, compare the new fingerprint with "
-            "the one the node prints at start and accept it on the DP's Edit page.",
+            f"{name} presents another TLS certificate than the pinned one, so it is not sent the "
+            f"key. Pinned: {tls.display(pinned)}. Presented: {shown}. If it was replaced on "
+            "purpose, compare with what the node prints and accept it on the DP's Edit page.",
             code="certificate_changed", status=409)
         self.pinned, self.presented = pinned, presented
 

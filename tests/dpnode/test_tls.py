@@ -296,3 +296,25 @@ def test_fingerprints_are_normalised():
     for bad in ("", "ab:cd", plain + "00", "zz" * 32, None):
         with pytest.raises(DepotError):
             tls.normalise(bad)
+
+
+def test_console_test_connection_shows_the_fingerprint_and_add_pins_it(app, tls_node, login_as):
+    """Does the console's Test connection show the node's fingerprint (and carry it in the form),
+    and does Add with it pin that certificate; does an unticked plain-HTTP URL get the reason?"""
+    console = login_as("admin")
+    fields = {"name": "Seattle", "url": tls_node.url, "key": KEY, "site": ""}
+    tested = console.post("/distribution-points/new-local/test", fields, hx=True)
+    body = tested.get_data(as_text=True)
+    pin = tls_node.fingerprint("a")
+    assert "Connected: version" in body and tls.display(pin) in body
+    assert f'name="tls_fingerprint" value="{pin}"' in body
+    added = console.post("/distribution-points/new-local", dict(fields, tls_fingerprint=pin),
+                         hx=True)
+    assert added.headers.get("HX-Redirect") == "/distribution-points/"
+    dp = db.session.scalars(select(DistributionPoint).where(
+        DistributionPoint.name == "Seattle")).one()
+    assert dp.tls_fingerprint == pin and dp.allow_plain_http is False
+    plain = console.post("/distribution-points/new-local/test",
+                         dict(fields, url=tls_node.url.replace("https://", "http://")), hx=True)
+    assert "Allow plain HTTP" in plain.get_data(as_text=True)
+    assert "Connected" not in plain.get_data(as_text=True)
