@@ -546,7 +546,8 @@ def bench(args) -> None:
     node = NodeProcess(node_root, os.path.join(WORK, "node.log"))
     try:
         node.wait_up()
-        dp = dp_management.add_local(depot.admin, "Bench DP", node.url, NODE_KEY, "bench")
+        dp = dp_management.add_local(depot.admin, "Bench DP", node.url, NODE_KEY, "bench",
+                                     allow_plain_http=True)
         depot.work()  # its first rescan
         first = db.session.scalars(select(Job).where(Job.dp_id == dp.id,
                                                      Job.kind == "rescan")).one()

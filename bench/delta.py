@@ -186,7 +186,7 @@ class Bench:
     def start(self, with_s3: bool) -> None:
         self.node.wait_up()
         dp = dp_management.add_local(self.depot.admin, "Bench DP", self.node.url, NODE_KEY,
-                                     "bench")
+                                     "bench", allow_plain_http=True)
         self.depot.work()  # its first rescan
         self.dp_id = dp.id
         print(f"DP node: `flask --app wsgi dp-node run --root bench/.work/node-root --bind "

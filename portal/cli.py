@@ -161,13 +161,32 @@ def dp_node_cli():
 @click.option("--server", type=click.Choice(["waitress", "gunicorn"]), default=None,
               help="The HTTP server (default: waitress on Windows, gunicorn elsewhere).")
 @click.option("--workers", default=1, show_default=True, help="gunicorn worker processes.")
-def dp_node_run(root, bind, server, workers):
+@click.option("--cert", default=None, help="Serve HTTPS with this certificate (PEM).")
+@click.option("--key", default=None, help="The certificate's private key (PEM).")
+@click.option("--self-signed", is_flag=True,
+              help="Serve HTTPS with the node's own certificate, made on first start in "
+                   "<root>/.depot/tls/ and reused after.")
+def dp_node_run(root, bind, server, workers, cert, key, self_signed):
     """Serve a content root as a DP node (key from DEPOT_DP_KEY)."""
     from portal.dpnode import NodeMisconfigured
     from portal.dpnode.cli import serve
 
     try:
-        serve(root, bind, workers, server)
+        serve(root, bind, workers, server, cert=cert, key=key, self_signed=self_signed)
+    except NodeMisconfigured as exc:
+        raise click.ClickException(exc.message)
+
+
+@dp_node_cli.command("fingerprint")
+@click.option("--root", default=None, help="The content root (for a --self-signed node).")
+@click.option("--cert", default=None, help="A certificate file (default: the self-signed one).")
+def dp_node_fingerprint(root, cert):
+    """Print the SHA-256 fingerprint of the node's certificate, to compare with the console's."""
+    from portal.dpnode import NodeMisconfigured
+    from portal.dpnode.cli import fingerprint
+
+    try:
+        click.echo(fingerprint(root, cert))
     except NodeMisconfigured as exc:
         raise click.ClickException(exc.message)
 

@@ -79,7 +79,7 @@ def add_device(name=None, serial=None, macs=None, ips=None, group=None, seen_ago
 def add_dp(name, site=None):
     """A DP node row (nothing listens; Computer Management only names DPs)."""
     return _saved(DistributionPoint(name=name, kind="local", site=site or name,
-                                    url=f"http://127.0.0.1:9/{name}"))
+                                    url=f"http://127.0.0.1:9/{name}", allow_plain_http=True))
 
 
 def make_device(name, *, ips=(), remote_ip=None, group=None, serial=None):

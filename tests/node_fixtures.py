@@ -15,7 +15,7 @@ from portal.models import DistributionPoint
 from portal.services import dp_management
 from tests.factories import write_file
 from tests.helpers import copy_one
-from tests.servers import serve_in_process
+from tests.servers import TlsLoopback, serve_in_process
 
 KEY = "node-key-0123456789abcdef"
 IMAGE = "Images/Win11.wim"  # what `content` puts at central
@@ -107,6 +107,69 @@ def node(tmp_path, node_settings, monkeypatch):
     served.stop()
 
 
+class TlsNode(Node):
+    """A node served over HTTPS in this process with a self-signed certificate (`certificates`:
+    two pairs, "a" served first); `keyed` counts the requests that reached the node's app with
+    a key, so a test can tell that a refused certificate was sent nothing."""
+
+    def __init__(self, app, root: str, certificates: dict):
+        self.certificates, self.keyed = certificates, []
+        inner = app.wsgi_app
+
+        def counting(environ, start_response):
+            if environ.get("HTTP_AUTHORIZATION"):
+                self.keyed.append(environ["PATH_INFO"])
+            return inner(environ, start_response)
+
+        app.wsgi_app = counting
+        self._served = TlsLoopback(app, "tls-node", certificates["a"])
+        super().__init__(self._served.start(), root, app)
+        self.http.verify = False  # the test client trusts it (warnings below say so)
+
+    def call(self, method: str, path: str, **kw) -> requests.Response:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return super().call(method, path, **kw)
+
+    def fingerprint(self, which: str) -> str:
+        from portal.core import tls
+
+        return tls.fingerprint_file(self.certificates[which][0])
+
+    def serve_with(self, which: str) -> None:
+        """Stop, then serve again on the same port with certificate pair `which`."""
+        self._served.stop()
+        self._served.certificate = self.certificates[which]
+        self.url = self._served.start()
+
+    def stop(self) -> None:
+        self._served.stop()
+        self.http.close()
+
+
+@pytest.fixture(scope="session")
+def node_certificates(tmp_path_factory):
+    """Two self-signed certificate pairs made as `dp-node run --self-signed` makes its own."""
+    from portal.dpnode.tls import ensure_self_signed
+
+    return {which: ensure_self_signed(str(tmp_path_factory.mktemp(f"cert-{which}")))
+            for which in ("a", "b")}
+
+
+@pytest.fixture
+def tls_node(tmp_path, node_certificates):
+    """A DP node serving HTTPS with certificate "a" (see TlsNode)."""
+    root = tmp_path / "tls-node-root"
+    root.mkdir()
+    config = type("TlsNodeConfig", (NodeConfig,), dict(
+        DEPOT_DP_ROOT=str(root), DEPOT_DP_KEY=KEY, TESTING=True, DEPOT_DP_RESERVE_BYTES=0))
+    served = TlsNode(create_node_app(config), str(root), node_certificates)
+    yield served
+    served.stop()
+
+
 @pytest.fixture
 def central_node(app):
     """Central's DP node (downloads only, central's root and key) served in this process; the
@@ -142,7 +205,8 @@ def received(node):
 @pytest.fixture
 def seattle(app, admin, node, work):
     """The `node` added as the local DP "Seattle" (site "Seattle office"), its first rescan done."""
-    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office")
+    dp = dp_management.add_local(admin, "Seattle", node.url, KEY, "Seattle office",
+                                 allow_plain_http=True)
     work()
     return db.session.get(DistributionPoint, dp.id)
 

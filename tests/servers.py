@@ -85,6 +85,28 @@ class WaitressLoopback(LoopbackServer):
         self._server = self._thread = None
 
 
+class TlsLoopback(LoopbackServer):
+    """An app served over HTTPS on 127.0.0.1 by werkzeug's threaded server with a certificate and
+    key (files); `certificate` may be changed between a stop and a start on the same port, as a
+    node whose certificate was replaced (or a machine that took its address)."""
+
+    def __init__(self, app, name: str, certificate: tuple[str, str]):
+        super().__init__(app, name)
+        self.certificate = certificate
+
+    def start(self) -> str:
+        self.url = super().start().replace("http://", "https://", 1)
+        return self.url
+
+    def _bind(self, port: int):
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*self.certificate)
+        server = make_server("127.0.0.1", port, self.app, threaded=True, ssl_context=context)
+        return server, server.server_port, lambda: server.serve_forever(poll_interval=0.05)
+
+
 def serve_in_process(app, name: str):
     """LoopbackServer, or WaitressLoopback when DEPOT_TEST_DP_SERVER=waitress (make test runs
     tests/dpnode once more so)."""
@@ -107,7 +129,8 @@ class ClosedPort:
         self._sock.close()
 
 
-LISTENING = re.compile(r"(?:Listening at:|Serving on) http://[\d.]+:(\d+)")  # gunicorn, waitress
+# gunicorn, waitress (and cheroot, the node's HTTPS server without gunicorn)
+LISTENING = re.compile(r"(?:Listening at:|Serving on) https?://[\d.]+:(\d+)")
 
 
 def log_text(path) -> str:

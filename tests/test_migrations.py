@@ -18,3 +18,30 @@ def test_only_one_active_job_per_dedup_key_is_enforced_by_the_database(app):
     """Is the partial unique index on active jobs present after migrating?"""
     indexes = {ix["name"]: ix for ix in inspect(db.engine).get_indexes("jobs")}
     assert indexes["uq_jobs_active_dedup_key"]["unique"]
+
+
+def test_0007_keeps_existing_plain_http_nodes_working(app):
+    """Does upgrading to 0007 mark DP nodes already reached over http:// as allowed plain HTTP
+    (so nothing stops on upgrade), and leave https nodes and others unticked?"""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    db.session.remove()
+    downgrade(revision="0006")
+    try:
+        with db.engine.begin() as conn:
+            for name, kind, url in [("Plain", "local", "http://dp:8081"),
+                                    ("Secure", "local", "https://dp:8443"),
+                                    ("Bucket", "cloud", None)]:
+                conn.execute(text("INSERT INTO distribution_points (name, kind, site, url, status, "
+                                  "disabled, created_at) VALUES (:n, :k, '', :u, 'online', "
+                                  ":f, CURRENT_TIMESTAMP)"),
+                             {"n": name, "k": kind, "u": url, "f": False})
+    finally:
+        upgrade(revision="head")
+    with db.engine.connect() as conn:
+        rows = dict(conn.execute(text(
+            "SELECT name, allow_plain_http FROM distribution_points "
+            "WHERE name IN ('Plain', 'Secure', 'Bucket')")).all())
+    assert {k: bool(v) for k, v in rows.items()} == {"Plain": True, "Secure": False,
+                                                     "Bucket": False}

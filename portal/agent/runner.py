@@ -12,7 +12,8 @@ import time
 from .api import ServerError
 from .reports import FINISHED, Reporter, deliver_saved_final
 from .staging import BadPath, already_staged, confined, is_hex_digest, size_or_zero
-from .transfer import HashMismatch, LinkRefused, Stopped, TransferError, fetch
+from .transfer import (CertificateMismatch, HashMismatch, LinkRefused, Stopped, TransferError,
+                       fetch)
 
 log = logging.getLogger("depot.agent")
 # Waits between tries of a file that makes no progress: about 5 minutes of patience with a DP
@@ -179,15 +180,19 @@ class Runner:
         path = meta["path"]
         tries, last_error = 0, None
         while True:
-            url = next((f["url"] for f in self.manifest["files"] if f["path"] == path), None)
+            item = next((f for f in self.manifest["files"] if f["path"] == path), {})
+            url = item.get("url")
             before = os.path.getsize(partial) if os.path.exists(partial) else 0
             fresh_links = False
             try:
                 fetch(url, partial, meta["size"], meta["sha256"], path, self.agent.cap,
-                      self._stop_reason, on_bytes)
+                      self._stop_reason, on_bytes, tls_fingerprint=item.get("tls_fingerprint"))
                 return
             except HashMismatch as exc:
                 raise Failed(f"hash mismatch: {path} at {dp}: {exc}") from None
+            except CertificateMismatch as exc:
+                raise Failed(f"certificate refused: {dp} is not the server it should be: "
+                             f"{exc}") from None
             except LinkRefused as exc:
                 log.info("%s; asking the server for fresh links", exc)
                 last_error = exc

@@ -1,7 +1,10 @@
 """One file from a download link into a partial file: HTTP Range resume, a bandwidth cap, SHA-256."""
 import hashlib
+import http.client
 import logging
 import os
+import re
+import ssl
 import threading
 import time
 import urllib.error
@@ -22,6 +25,10 @@ class TransferError(Exception):
 
 class HashMismatch(Exception):
     """The whole file arrived but its SHA-256 (or size) is not the pinned one."""
+
+
+class CertificateMismatch(Exception):
+    """The DP node presented another TLS certificate than the one central pinned for it."""
 
 
 class Stopped(Exception):
@@ -64,6 +71,56 @@ class RateCap:
             self.start, self.sent = time.monotonic(), 0
 
 
+def normalise_fingerprint(value: str) -> str:
+    """A SHA-256 fingerprint as 64 lowercase hex digits ("AB:CD:..." accepted); ValueError else.
+    (The agent's copy of portal.core.tls.normalise: it imports nothing of Depot.)"""
+    text = re.sub(r"[\s:\-]", "", str(value).strip().lower())
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ValueError(f"not a SHA-256 fingerprint: {value!r}")
+    return text
+
+
+class _PinnedConnection(http.client.HTTPSConnection):
+    """An HTTPS connection that accepts exactly the certificate with the pinned fingerprint, checked
+    right after the handshake, before the request is sent (a self-signed node has no CA)."""
+
+    def __init__(self, *args, fingerprint: str, **kw):
+        super().__init__(*args, **kw)
+        self.fingerprint = fingerprint
+
+    def connect(self):
+        super().connect()
+        der = self.sock.getpeercert(binary_form=True) or b""
+        presented = hashlib.sha256(der).hexdigest()
+        if presented != self.fingerprint:
+            self.close()
+            raise CertificateMismatch(f"the DP presented the TLS certificate {presented}, not "
+                                      f"{self.fingerprint} that the server pinned for it")
+
+
+class _PinnedHandler(urllib.request.HTTPSHandler):
+    def __init__(self, fingerprint: str):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the fingerprint is the check
+        super().__init__(context=context)
+        self.fingerprint, self.pinned_context = fingerprint, context
+
+    def https_open(self, req):
+        def connection(host, **kw):
+            kw["context"] = self.pinned_context
+            return _PinnedConnection(host, fingerprint=self.fingerprint, **kw)
+
+        return self.do_open(connection, req)
+
+
+def opener_for(url: str, fingerprint: str | None):
+    """urlopen, pinned to `fingerprint` for an https:// URL when the manifest gives one."""
+    if fingerprint and url.lower().startswith("https://"):
+        return urllib.request.build_opener(_PinnedHandler(normalise_fingerprint(fingerprint))).open
+    return urllib.request.urlopen
+
+
 def hash_prefix(path: str) -> tuple["hashlib._Hash", int]:
     """The SHA-256 state and size of what a partial file already holds."""
     hasher, size = hashlib.sha256(), 0
@@ -75,9 +132,11 @@ def hash_prefix(path: str) -> tuple["hashlib._Hash", int]:
 
 
 def fetch(url: str, partial: str, size: int, sha256: str, label: str, cap: RateCap,
-          stop_reason, on_bytes) -> None:
+          stop_reason, on_bytes, tls_fingerprint: str | None = None) -> None:
     """Make `partial` the whole file at `url`, resuming from what it holds. `stop_reason()`
-    returns why to stop (or None), checked between pieces; `on_bytes(total_so_far)` after each."""
+    returns why to stop (or None), checked between pieces; `on_bytes(total_so_far)` after each.
+    An https:// URL with `tls_fingerprint` is fetched from the server with that certificate only
+    (CertificateMismatch otherwise)."""
     have = 0
     if os.path.exists(partial):
         if os.path.getsize(partial) > size:
@@ -86,7 +145,8 @@ def fetch(url: str, partial: str, size: int, sha256: str, label: str, cap: RateC
     else:
         hasher = hashlib.sha256()
     if have < size:
-        hasher, have = _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher, have)
+        hasher, have = _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher,
+                                 have, tls_fingerprint)
     if have != size:
         raise TransferError(f"{label}: the connection ended at byte {have} of {size}")
     digest = hasher.hexdigest()
@@ -96,13 +156,16 @@ def fetch(url: str, partial: str, size: int, sha256: str, label: str, cap: RateC
     log.info("%s: verified (sha256 %s...)", label, digest[:16])
 
 
-def _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher, have):
+def _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher, have,
+              tls_fingerprint=None):
     headers = {"User-Agent": "depot-agent"}
     if have:
         headers["Range"] = f"bytes={have}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT)
+        response = opener_for(url, tls_fingerprint)(request, timeout=TIMEOUT)
+    except CertificateMismatch as exc:
+        raise CertificateMismatch(f"{label}: {exc}") from None
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 403:
@@ -111,7 +174,11 @@ def _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher, hav
             os.truncate(partial, 0)
             raise TransferError(f"{label}: the DP cannot resume at byte {have}; starting over") from None
         raise TransferError(f"{label}: the DP answered {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, CertificateMismatch):
+            raise CertificateMismatch(f"{label}: {exc.reason}") from None
+        raise TransferError(f"{label}: {getattr(exc, 'reason', exc)}") from None
+    except OSError as exc:
         raise TransferError(f"{label}: {getattr(exc, 'reason', exc)}") from None
     with response:
         mode = "ab"

@@ -43,6 +43,16 @@ class DistributionPoint(db.Model):
     # What a cloud DP needs that is not secret, as JSON: S3 endpoint, region, bucket, prefix; an
     # OAuth DP's folder and the account it is connected to (see `settings`).
     config: Mapped[str | None] = mapped_column(Text)
+    # A DP node's TLS certificate, pinned at Add local (trust on first use): its SHA-256, 64
+    # lowercase hex digits (portal.core.tls). None: no pin (plain HTTP, or a CA-signed URL).
+    tls_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # The admin allowed the DP key to cross the network in clear (an http:// node URL).
+    allow_plain_http: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+
+    @property
+    def plain_http(self) -> bool:
+        """A DP node reached over plain HTTP (its key crosses the network in clear)."""
+        return self.kind == "local" and bool(self.url) and self.url.startswith("http://")
 
     @property
     def settings(self) -> dict:
@@ -64,6 +74,7 @@ class DistributionPoint(db.Model):
             "total_bytes": self.total_bytes, "last_scan_at": isoformat(self.last_scan_at),
             "disabled": self.disabled, "bandwidth_limit": self.bandwidth_limit,
             "allowed_hours": self.allowed_hours, "counts": counts or {},
+            "tls_fingerprint": self.tls_fingerprint, "allow_plain_http": self.allow_plain_http,
             # Only what is not secret: keys and tokens never leave the database.
             "settings": {k: v for k, v in self.settings.items() if k in PUBLIC_SETTINGS},
         }

@@ -82,13 +82,22 @@ def manifest(device: Device, deployment_id: int, public_url: str | None = None) 
     try:
         with open_storage(dp, public_url=public_url) as backend:
             answer["files"] = [
-                {"key": pinned["key"], "path": f["path"], "size": f["size"],
-                 "sha256": f["sha256"], "url": backend.download_link(f["path"], ttl)}
+                _item(dp, pinned["key"], f, backend.download_link(f["path"], ttl))
                 for pinned in deployment.assets for f in pinned["files"]]
     except StorageRefused as exc:  # asking again will not change it: no agent could ever start
         _fail_changed(deployment, f"{dp.name} gives no download link: {exc.message}")
     answer["bytes_total"] = sum(f["size"] for f in answer["files"])
     return answer
+
+
+def _item(dp: DistributionPoint, key: str, file: dict, url: str) -> dict:
+    """One file of the manifest; a DP node's https link carries the certificate pinned for the
+    node, which the agent holds the download to (the node's certificate is self-signed)."""
+    item = {"key": key, "path": file["path"], "size": file["size"], "sha256": file["sha256"],
+            "url": url}
+    if dp.kind == "local" and dp.tls_fingerprint and url.startswith("https://"):
+        item["tls_fingerprint"] = dp.tls_fingerprint
+    return item
 
 
 def _fail_changed(deployment: Deployment, message: str):

@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.core import tls
 from portal.core.errors import Conflict, DepotError, NeedsAuth
 from portal.core.names import clean_name
 from portal.extensions import db
@@ -16,6 +17,7 @@ from portal.services import audit, jobs, notifications, secrets
 from portal.services.actors import Actor
 from portal.services.backends import open_storage, probe_storage
 from portal.services.permissions import require
+from portal.storage.dpnode import CertificateChanged, PlainHttpRefused, read_fingerprint
 
 MIN_KEY_LENGTH = 16
 log = logging.getLogger(__name__)
@@ -67,40 +69,111 @@ def clean_bandwidth(value) -> int | None:
     return value
 
 
-def test_connection(url, key, name: str | None = None) -> dict:
-    """Ask the node at `url` for its health with `key`; its answer, or an error saying why not."""
-    with probe_storage("local", None, url=clean_url(url), secret=clean_key(key),
-                       name=name) as backend:
-        return backend.check()
+def clean_flag(value, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise DepotError(f"{field} must be true or false")
+    return value
 
 
-def add_local(actor: Actor, name, url, key, site=None) -> DistributionPoint:
-    """Add a DP node after a successful connection test; its first rescan is queued at once."""
+def test_connection(url, key, name: str | None = None, *, allow_plain_http=False,
+                    expected_fingerprint=None) -> dict:
+    """Ask the node at `url` for its health with `key`: its answer with `tls_fingerprint`, the
+    SHA-256 of the certificate it presents (None over plain HTTP), or an error saying why not.
+
+    Over HTTPS the certificate is read first, trusting nothing, and the key is then sent only
+    through a connection pinned to it (trust on first use: the admin is shown the fingerprint).
+    With `expected_fingerprint` (the one shown at an earlier test) another certificate is
+    refused. Plain HTTP is refused unless `allow_plain_http`."""
+    url, key = clean_url(url), clean_key(key)
+    name = name or "the node"
+    allow_plain_http = clean_flag(allow_plain_http, "allow_plain_http")
+    presented = None
+    if url.startswith("https://"):
+        presented = read_fingerprint(url)
+        if expected_fingerprint:
+            expected = tls.normalise(expected_fingerprint)
+            if presented != expected:
+                raise CertificateChanged(name, expected, presented)
+    elif not allow_plain_http:
+        raise PlainHttpRefused(name)
+    with probe_storage("local", None, url=url, secret=key, name=name, tls_fingerprint=presented,
+                       allow_plain_http=allow_plain_http) as backend:
+        health = backend.check()
+    return {**health, "tls_fingerprint": presented}
+
+
+def add_local(actor: Actor, name, url, key, site=None, *, allow_plain_http=False,
+              tls_fingerprint=None) -> DistributionPoint:
+    """Add a DP node after a successful connection test, its certificate pinned (the one shown at
+    the test when `tls_fingerprint` is given); its first rescan is queued at once."""
     require(actor.user, "manage_dps")
     name, url, key = _clean(name, "name"), clean_url(url), clean_key(key)
     site = _clean(site, "site") if site not in (None, "") else ""
     if db.session.scalars(select(DistributionPoint).where(DistributionPoint.name == name)).first():
         raise Conflict(f"a distribution point named {name} already exists")
-    health = test_connection(url, key, name)
+    health = test_connection(url, key, name, allow_plain_http=allow_plain_http,
+                             expected_fingerprint=tls_fingerprint)
     dp = DistributionPoint(name=name, kind="local", site=site, url=url, secret=secrets.encrypt(key),
                            status="online", free_bytes=health.get("free_bytes"),
-                           total_bytes=health.get("total_bytes"), checked_at=utcnow())
+                           total_bytes=health.get("total_bytes"), checked_at=utcnow(),
+                           tls_fingerprint=health["tls_fingerprint"],
+                           allow_plain_http=allow_plain_http)
     db.session.add(dp)
     db.session.flush()
-    audit.record(actor, "dp.create", target=name, kind="local", url=url, site=site)
+    audit.record(actor, "dp.create", target=name, kind="local", url=url, site=site,
+                 tls_fingerprint=health["tls_fingerprint"], allow_plain_http=allow_plain_http)
     db.session.commit()
     jobs.start_job("rescan", actor, dp_id=dp.id, dedup_key=f"rescan:{dp.id}")
     return dp
 
 
+def presented_certificate(dp: DistributionPoint) -> tuple[str | None, str | None]:
+    """(fingerprint the DP node presents now, or None; why it could not be read, or None), for
+    its Edit page; (None, None) for a node not reached over HTTPS."""
+    if dp.kind != "local" or not (dp.url or "").startswith("https://"):
+        return None, None
+    try:
+        return read_fingerprint(dp.url), None
+    except DepotError as exc:
+        return None, exc.message
+
+
+def accept_certificate(actor: Actor, dp: DistributionPoint, fingerprint) -> DistributionPoint:
+    """Pin the certificate a DP node presents now in place of the old one (admins; audited),
+    once the key works through it. `fingerprint` is the one the admin was shown: if the node
+    presents yet another, nothing is pinned."""
+    require(actor.user, "manage_dps")
+    if dp.kind != "local" or not (dp.url or "").startswith("https://"):
+        raise DepotError(f"{dp.name} is not a DP node reached over HTTPS: there is no "
+                         "certificate to accept")
+    wanted = tls.normalise(fingerprint)
+    presented = read_fingerprint(dp.url)
+    if presented != wanted:
+        raise Conflict(f"{dp.name} now presents the certificate {tls.display(presented)}, not "
+                       f"{tls.display(wanted)} that you accepted: nothing was changed; compare "
+                       "again with what the node prints at start")
+    if presented == dp.tls_fingerprint:
+        return dp
+    with probe_storage("local", None, url=dp.url, secret=secrets.decrypt(dp.secret),
+                       name=dp.name, tls_fingerprint=presented) as backend:
+        backend.check()  # the node behind the new certificate takes the key
+    old, dp.tls_fingerprint = dp.tls_fingerprint, presented
+    audit.record(actor, "dp.accept_certificate", target=dp.name, url=dp.url,
+                 old_fingerprint=old, new_fingerprint=presented)
+    db.session.commit()
+    return dp
+
+
 def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> DistributionPoint:
-    """Change a DP's name, site, URL, key, maintenance flag, bandwidth cap or allowed hours."""
+    """Change a DP's name, site, URL, key, maintenance flag, bandwidth cap or allowed hours, and
+    a DP node's "allow plain HTTP". A new URL pins the certificate found there; a new key alone
+    is sent only to the pinned one."""
     require(actor.user, "manage_dps")
     allowed = {"name", "site", "disabled", "bandwidth_limit", "allowed_hours"}
     if dp.is_central:
         allowed = {"name", "site"}
     elif dp.kind == "local":
-        allowed |= {"url", "key"}
+        allowed |= {"url", "key", "allow_plain_http"}
     elif dp.provider == "s3":
         allowed |= {"access_key_id", "secret_access_key"}  # keys can be replaced, never read
     unknown = set(changes) - allowed
@@ -123,14 +196,23 @@ def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> Distributio
         values["bandwidth_limit"] = clean_bandwidth(changes["bandwidth_limit"])
     if "allowed_hours" in changes:
         values["allowed_hours"] = clean_hours(changes["allowed_hours"])
+    plain = dp.allow_plain_http
+    if "allow_plain_http" in changes:
+        plain = values["allow_plain_http"] = clean_flag(changes["allow_plain_http"],
+                                                        "allow_plain_http")
     if "url" in changes or "key" in changes:
         url = clean_url(changes.get("url", dp.url))
         if url != dp.url and "key" not in changes:
             # The stored key is only ever sent to the URL it was entered for.
             raise DepotError("a new URL needs the node's key entered again")
         key = clean_key(changes["key"]) if "key" in changes else secrets.decrypt(dp.secret)
-        test_connection(url, key, dp.name)
+        health = test_connection(url, key, dp.name, allow_plain_http=plain,
+                                 expected_fingerprint=dp.tls_fingerprint if url == dp.url else None)
         values["url"], values["secret"] = url, secrets.encrypt(key)
+        if health["tls_fingerprint"] != dp.tls_fingerprint:
+            values["tls_fingerprint"] = health["tls_fingerprint"]
+    if dp.kind == "local" and not plain and not values.get("url", dp.url).startswith("https://"):
+        raise PlainHttpRefused(dp.name)
     if "access_key_id" in changes or "secret_access_key" in changes:
         from portal.services.cloud_dps import replace_s3_keys
 

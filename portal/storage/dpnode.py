@@ -1,13 +1,18 @@
-"""A local DP: a Depot DP node at a branch, reached over HTTP(S) with its key."""
+"""A local DP: a Depot DP node at a branch, reached over HTTPS with its key (the node's
+certificate pinned by fingerprint, see portal.storage.node_tls), or over plain HTTP where the
+admin allowed it for that DP."""
 import json
+import ssl
 from typing import Iterator
+from urllib.parse import urlsplit
 
 import requests
 
-from portal.core import signing
+from portal.core import signing, tls
 from portal.core.errors import DamagedInTransit, PlanAgain, StorageRefused, StorageUnavailable
 from portal.core.files import FileEntry
 from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState, json_object
+from portal.storage.node_tls import is_pin_mismatch, pinned_session
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 120  # a finish hashes the whole file on the node before it answers
@@ -39,21 +44,79 @@ class NodeError(StorageRefused):
         self.node_code, self.node_status = node_code, node_status
 
 
+class PlainHttpRefused(StorageRefused):
+    """The node's URL is plain http:// and the admin did not allow the key to go in clear: the
+    DP's settings are the trouble (400), not the node."""
+
+    def __init__(self, name: str):
+        super().__init__(plain_http_message(name), code="plain_http_refused", status=400)
+
+
+class CertificateChanged(StorageRefused):
+    """The node presents another certificate than the pinned one: refused until an admin accepts
+    the new one (`pinned` and `presented` are fingerprints)."""
+
+    def __init__(self, name: str, pinned: str, presented: str | None):
+        shown = tls.display(presented) if presented else "(could not be read)"
+        super().__init__(
+            f"{name} presents another TLS certificate than the pinned one, so it is not sent the "
+            f"key. Pinned: {tls.display(pinned)}. Presented: {shown}. If it was replaced on "
+            "purpose, compare with what the node prints and accept it on the DP's Edit page.",
+            code="certificate_changed", status=409)
+        self.pinned, self.presented = pinned, presented
+
+
+def plain_http_message(name: str) -> str:
+    return (f"{name}'s URL is plain http://, which would send the DP key across the network in "
+            "clear: serve the node over HTTPS (dp-node run --self-signed, or --cert and --key) "
+            "and use its https:// URL, or tick \"Allow plain HTTP\" for this DP")
+
+
+def server_address(url: str) -> tuple[str, int]:
+    """(host, port) of an https:// URL."""
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or 443
+
+
+def read_fingerprint(url: str, timeout: float = CONNECT_TIMEOUT) -> str:
+    """The fingerprint of the certificate the server of an https:// URL presents (trusting
+    nothing, sending nothing); NodeUnreachable when no TLS server answers there."""
+    try:
+        return tls.presented_fingerprint(*server_address(url), timeout=timeout)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise NodeUnreachable(f"{url} gives no TLS certificate (is it the node's https:// URL, "
+                              f"and does the node run with --self-signed or --cert?): "
+                              f"{type(exc).__name__}: {exc}") from None
+
+
 class DpNodeStorage(StorageBackend):
     """The DP node API (`portal.dpnode`) as a storage backend."""
 
     hashing = "self"
 
     def __init__(self, dp=None, *, secret: str | None = None, env: StorageEnv | None = None,
-                 url: str | None = None, name: str | None = None):
+                 url: str | None = None, name: str | None = None,
+                 tls_fingerprint: str | None = None, allow_plain_http: bool = False):
         super().__init__(dp, env=env)
         key = secret
         if dp is not None:
             url, name = dp.url, dp.name
+            tls_fingerprint, allow_plain_http = dp.tls_fingerprint, dp.allow_plain_http
         self.url, self.key, self.name = url.rstrip("/"), key, name or "the DP node"
-        self.http = requests.Session()
+        self.fingerprint = tls.normalise(tls_fingerprint) if tls_fingerprint else None
+        self.allow_plain_http = bool(allow_plain_http)
+        self.http = pinned_session(self.fingerprint if self.is_https else None)
         self.http.headers["Authorization"] = f"Bearer {key}"
         self._features: set[str] | None = None
+
+    @property
+    def is_https(self) -> bool:
+        return self.url.lower().startswith("https://")
+
+    def check_transport(self) -> None:
+        """Refuse, before anything is sent, to send the key over plain HTTP unless allowed."""
+        if not self.is_https and not self.allow_plain_http:
+            raise PlainHttpRefused(self.name)
 
     @property
     def reuses_parts(self) -> bool:
@@ -65,11 +128,14 @@ class DpNodeStorage(StorageBackend):
 
     def _call(self, method: str, path: str, *, stream: bool = False, timeout: float = READ_TIMEOUT,
               **kw) -> requests.Response:
+        self.check_transport()
         try:
             response = self.http.request(method, f"{self.url}/dp/v1{path}", stream=stream,
                                          timeout=(CONNECT_TIMEOUT, timeout),
                                          allow_redirects=False, **kw)
         except requests.RequestException as exc:
+            if self.fingerprint and is_pin_mismatch(exc):
+                raise self._changed() from None
             raise NodeUnreachable(f"{self.name} ({self.url}) does not answer: "
                                   f"{type(exc).__name__}") from None
         if 300 <= response.status_code < 400:
@@ -87,6 +153,13 @@ class DpNodeStorage(StorageBackend):
         elif response.status_code >= 500 and response.status_code != 507:
             raise NodeUnreachable(f"{self.name} failed: {message}")
         raise NodeError(f"{self.name}: {message}", code, response.status_code)
+
+    def _changed(self) -> CertificateChanged:
+        try:
+            presented = read_fingerprint(self.url)
+        except NodeUnreachable:
+            presented = None
+        return CertificateChanged(self.name, self.fingerprint, presented)
 
     # --- the storage interface -------------------------------------------------------------
 

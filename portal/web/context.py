@@ -2,6 +2,7 @@
 statuses the badges and filters show, and the template filters."""
 from flask_login import current_user
 
+from portal.core import tls
 from portal.core.errors import NotFound
 from portal.core.libraries import LIBRARIES, SLUGS
 from portal.core.units import human_bytes
@@ -48,6 +49,7 @@ def init_app(app) -> None:
         }
 
     app.add_template_filter(human_bytes, "bytes")
+    app.add_template_filter(tls.display, "fingerprint")  # "AB:CD:..." as dp-node prints it
 
     @app.template_filter("when")
     def _when(value):

@@ -15,7 +15,7 @@ DPS = "/api/v1/distribution-points"
 
 def local_dp(api, node, name="Seattle", site="Seattle", key=KEY, url=None):
     return api.post(DPS, json={"name": name, "kind": "local", "url": url or node.url, "key": key,
-                               "site": site})
+                               "site": site, "allow_plain_http": True})
 
 
 def saved_nothing():
@@ -104,7 +104,8 @@ def test_unreachable_node_is_refused_and_nothing_is_saved(api_as, refused_url):
 ])
 def test_bad_input_is_a_400_and_saves_nothing(api_as, node, changes, message):
     """Are a bad URL, a short key, a control character in a name and an unknown kind each a 400?"""
-    body = {"name": "Seattle", "kind": "local", "url": node.url, "key": KEY, "site": "Seattle"}
+    body = {"name": "Seattle", "kind": "local", "url": node.url, "key": KEY, "site": "Seattle",
+            "allow_plain_http": True}
     body.update(changes)
     status, code, text = error_of(api_as("admin").post(DPS, json=body))
     assert (status, code) == (400, "invalid") and message in text
@@ -129,7 +130,7 @@ def test_only_admins_manage_local_dps(api_as, node, role, central):
     dp_id = local_dp(api_as("admin"), node).get_json()["id"]
     api = api_as(role)
     assert local_dp(api, node, name="Boise").status_code == 403
-    assert api.post(f"{DPS}/test", json={"url": node.url, "key": KEY}).status_code == 403
+    assert api.post(f"{DPS}/test", json={"url": node.url, "key": KEY, "allow_plain_http": True}).status_code == 403
     assert api.patch(f"{DPS}/{dp_id}", json={"disabled": True}).status_code == 403
     assert api.delete(f"{DPS}/{dp_id}").status_code == 403
     assert api.delete(f"{DPS}/{central.id}").status_code == 403
@@ -140,13 +141,13 @@ def test_only_admins_manage_local_dps(api_as, node, role, central):
 def test_connection_test_saves_nothing(api_as, node, refused_url):
     """Does the test endpoint report the node's version and space, or why not, without saving?"""
     api = api_as("admin")
-    ok = api.post(f"{DPS}/test", json={"url": node.url, "key": KEY})
+    ok = api.post(f"{DPS}/test", json={"url": node.url, "key": KEY, "allow_plain_http": True})
     assert ok.status_code == 200
     body = ok.get_json()
     assert body["ok"] is True and body["health"]["version"] and body["health"]["free_bytes"] > 0
-    wrong = api.post(f"{DPS}/test", json={"url": node.url, "key": "x" * 20})
+    wrong = api.post(f"{DPS}/test", json={"url": node.url, "key": "x" * 20, "allow_plain_http": True})
     assert error_of(wrong)[:2] == (400, "dp_error") and "refused the key" in error_of(wrong)[2]
-    down = api.post(f"{DPS}/test", json={"url": refused_url, "key": KEY})
+    down = api.post(f"{DPS}/test", json={"url": refused_url, "key": KEY, "allow_plain_http": True})
     assert error_of(down)[:2] == (502, "dp_unreachable") and "does not answer" in error_of(down)[2]
     assert error_of(api.post(f"{DPS}/test", json={"url": "nope", "key": KEY}))[0] == 400
     assert saved_nothing()

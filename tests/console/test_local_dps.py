@@ -62,7 +62,7 @@ def test_list_offers_add_edit_and_forget_to_admins_only(login_as, seattle):
 def test_test_connection_reports_version_and_space(login_as, node):
     """Does "Test connection" answer with the node's version and free space, saving nothing?"""
     console = login_as("admin")
-    response = console.post(f"{NEW}/test", {"name": "Seattle", "url": node.url, "key": KEY},
+    response = console.post(f"{NEW}/test", {"name": "Seattle", "url": node.url, "allow_plain_http": "y", "key": KEY},
                             hx=True)
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and body.lstrip().startswith('<div id="connection-result"')
@@ -73,13 +73,13 @@ def test_test_connection_reports_version_and_space(login_as, node):
 def test_test_connection_says_why_not(login_as, node, refused_url):
     """Does a wrong key or a URL where nothing listens give the reason in the result, saving nothing?"""
     console = login_as("admin")
-    wrong = console.post(f"{NEW}/test", {"name": "Seattle", "url": node.url, "key": "w" * 20},
+    wrong = console.post(f"{NEW}/test", {"name": "Seattle", "url": node.url, "allow_plain_http": "y", "key": "w" * 20},
                          hx=True).get_data(as_text=True)
     assert "Seattle refused the key" in wrong and "Connected" not in wrong
-    down = console.post(f"{NEW}/test", {"name": "", "url": refused_url,
+    down = console.post(f"{NEW}/test", {"name": "", "url": refused_url, "allow_plain_http": "y",
                                         "key": KEY}, hx=True).get_data(as_text=True)
     assert "the node (http://127.0.0.1:" in down and "does not answer" in down
-    short = console.post(f"{NEW}/test", {"url": node.url, "key": "short"}, hx=True)
+    short = console.post(f"{NEW}/test", {"url": node.url, "allow_plain_http": "y", "key": "short"}, hx=True)
     assert "16 characters or more" in short.get_data(as_text=True)
     assert dp_names() == ["Central"]
 
@@ -87,7 +87,7 @@ def test_test_connection_says_why_not(login_as, node, refused_url):
 def test_test_connection_without_htmx_shows_the_form_again(login_as, node):
     """Without JavaScript, does the test button's post give the whole form back with the result?"""
     console = login_as("admin")
-    html = form_post(console, f"{NEW}/test", NEW, {"name": "Seattle", "url": node.url,
+    html = form_post(console, f"{NEW}/test", NEW, {"name": "Seattle", "url": node.url, "allow_plain_http": "y",
                                                    "key": KEY}).get_data(as_text=True)
     assert html.startswith("<!doctype html>") and 'id="local-dp-form"' in html
     assert "Connected: version" in html and f'value="{node.url}"' in html and KEY not in html
@@ -97,7 +97,7 @@ def test_add_local_with_the_form(login_as, node):
     """Does the form (with its CSRF token) add the DP, queue its first rescan and go to the list (303)?"""
     write_file(node.root, "Images/Branch.wim", b"branch")
     console = login_as("admin")
-    response = form_post(console, NEW, NEW, {"name": "Seattle", "url": node.url + "/", "key": KEY,
+    response = form_post(console, NEW, NEW, {"name": "Seattle", "url": node.url + "/", "key": KEY, "allow_plain_http": "y",
                                              "site": "Seattle"})
     assert response.status_code == 303 and response.headers["Location"] == LIST
     dp = db.session.query(DistributionPoint).filter_by(name="Seattle").one()
@@ -110,7 +110,7 @@ def test_add_local_with_the_form(login_as, node):
 
 def test_add_local_with_htmx_redirects_the_page(hx_client, node):
     """Does an htmx add answer with HX-Redirect to the list?"""
-    response = hx_client.post(NEW, {"name": "Seattle", "url": node.url, "key": KEY, "site": ""})
+    response = hx_client.post(NEW, {"name": "Seattle", "url": node.url, "allow_plain_http": "y", "key": KEY, "site": ""})
     assert response.status_code == 200 and response.headers["HX-Redirect"] == LIST
     assert dp_names() == ["Central", "Seattle"]
 
@@ -118,14 +118,14 @@ def test_add_local_with_htmx_redirects_the_page(hx_client, node):
 def test_add_without_csrf_token_is_refused(login_as, node):
     """Is an add without the CSRF token refused (400) with nothing saved?"""
     console = login_as("admin")
-    response = console.client.post(NEW, data={"name": "Seattle", "url": node.url, "key": KEY})
+    response = console.client.post(NEW, data={"name": "Seattle", "url": node.url, "allow_plain_http": "y", "key": KEY})
     assert response.status_code == 400 and "security token" in response.get_data(as_text=True)
     assert dp_names() == ["Central"]
 
 
 def test_wrong_key_shows_the_message_and_saves_nothing(hx_client, node):
     """Does a wrong key re-render the form with the message and the entered values, but not the key?"""
-    response = hx_client.post(NEW, {"name": "Seattle", "url": node.url,
+    response = hx_client.post(NEW, {"name": "Seattle", "url": node.url, "allow_plain_http": "y",
                                     "key": "wrong-key-0123456789", "site": "Seattle office"})
     body = response.get_data(as_text=True)
     assert response.status_code == 400 and "HX-Redirect" not in response.headers
@@ -145,7 +145,7 @@ def test_wrong_key_shows_the_message_and_saves_nothing(hx_client, node):
 def test_bad_input_shows_the_message_and_saves_nothing(login_as, node, data, status, message):
     """Are a bad URL, a control character, a short key and a taken name each shown on the form?"""
     console = login_as("admin")
-    fields = dict({"name": "Seattle", "url": node.url, "key": KEY, "site": ""}, **data)
+    fields = dict({"name": "Seattle", "url": node.url, "allow_plain_http": "y", "key": KEY, "site": ""}, **data)
     response = form_post(console, NEW, NEW, fields)
     html = response.get_data(as_text=True)
     assert response.status_code == status and html.startswith("<!doctype html>")
@@ -175,7 +175,7 @@ def test_disable_for_maintenance_while_the_node_is_down(login_as, seattle, node)
     node.stop()
     console = login_as("admin")
     url = f"/distribution-points/{seattle.id}/edit"
-    response = form_post(console, url, url, {"name": "Seattle", "site": "Seattle", "url": seattle.url,
+    response = form_post(console, url, url, {"name": "Seattle", "site": "Seattle", "url": seattle.url, "allow_plain_http": "y",
                                              "key": "", "disabled": "y", "bandwidth_limit": "12.5",
                                              "allowed_hours": "22-6"})
     assert response.status_code == 303 and response.headers["Location"] == LIST
@@ -190,7 +190,7 @@ def test_edit_with_htmx_redirects_and_clears_limits(hx_client, admin, seattle):
     """Does an htmx save answer with HX-Redirect, and empty fields clear the cap and the hours?"""
     dp_management.update_dp(admin, seattle, {"bandwidth_limit": 10_000_000, "allowed_hours": "1-5"})
     response = hx_client.post(f"/distribution-points/{seattle.id}/edit", {
-        "name": "Seattle branch", "site": "Seattle", "url": seattle.url, "bandwidth_limit": "",
+        "name": "Seattle branch", "site": "Seattle", "url": seattle.url, "allow_plain_http": "y", "bandwidth_limit": "",
         "allowed_hours": ""})
     assert response.headers["HX-Redirect"] == LIST
     dp = db.session.get(DistributionPoint, seattle.id)
@@ -210,7 +210,7 @@ def test_edit_with_htmx_redirects_and_clears_limits(hx_client, admin, seattle):
 def test_edit_bad_input_changes_nothing(hx_client, seattle, data, message):
     """Are bad hours, a bad cap, a key or URL the node refuses, and a taken name shown, changing nothing?"""
     before = (seattle.name, seattle.url, seattle.secret, seattle.allowed_hours, seattle.bandwidth_limit)
-    fields = dict({"name": "Seattle", "site": "Seattle", "url": seattle.url, "key": "",
+    fields = dict({"name": "Seattle", "site": "Seattle", "url": seattle.url, "allow_plain_http": "y", "key": "",
                    "bandwidth_limit": "", "allowed_hours": ""}, **data)
     response = hx_client.post(f"/distribution-points/{seattle.id}/edit", fields)
     body = response.get_data(as_text=True)
@@ -254,10 +254,10 @@ def test_others_get_403_and_nothing_changes(login_as, seattle, node, role):
     edit = f"/distribution-points/{seattle.id}/edit"
     assert console.get(NEW).status_code == 403
     assert console.get(edit).status_code == 403
-    fields = {"name": "Boise", "url": node.url, "key": KEY, "site": "Boise"}
+    fields = {"name": "Boise", "url": node.url, "allow_plain_http": "y", "key": KEY, "site": "Boise"}
     assert console.post(NEW, fields).status_code == 403
     assert console.post(f"{NEW}/test", fields).status_code == 403
-    assert console.post(edit, {"name": "Hacked", "url": seattle.url, "disabled": "y"}).status_code == 403
+    assert console.post(edit, {"name": "Hacked", "url": seattle.url, "allow_plain_http": "y", "disabled": "y"}).status_code == 403
     forget = console.post(f"/distribution-points/{seattle.id}/delete", hx=True)
     assert forget.status_code == 403 and forget.headers["HX-Retarget"] == "#flash"
     assert dp_names() == ["Central", "Seattle"]

@@ -155,7 +155,7 @@ def test_a_dp_that_does_not_answer_is_retried_then_fails(central, admin, rescan,
                                                          refused_url):
     """Is a copy to a DP that is down tried again with growing waits, then failed with the reason?"""
     down = DistributionPoint(name="Down", kind="local", site="", url=refused_url,
-                             secret=secrets.encrypt(KEY), status="online")
+                             secret=secrets.encrypt(KEY), status="online", allow_plain_http=True)
     db.session.add(down)
     db.session.commit()
     write_file(central.root, "Images/a.wim", b"a")

@@ -94,7 +94,8 @@ def test_copy_continues_after_the_whole_server_is_killed(central, node, received
         scan = http.post(f"{base}/distribution-points/{central.id}/rescan", timeout=30).json()["job"]
         wait_for(lambda: job(scan["id"])["state"] == "succeeded", timeout=60, message="the rescan")
         dp = http.post(f"{base}/distribution-points", json={
-            "name": "Seattle", "kind": "local", "url": node.url, "key": KEY, "site": "Seattle"},
+            "name": "Seattle", "kind": "local", "url": node.url, "key": KEY, "site": "Seattle",
+            "allow_plain_http": True},
             timeout=30).json()
         http.patch(f"{base}/distribution-points/{dp['id']}", json={"bandwidth_limit": MB}, timeout=30)
         [copy] = http.post(f"{base}/copies", json={"asset_keys": ["Images/Win11.wim"],

@@ -101,7 +101,7 @@ def test_every_enabled_dp_is_verified_on_a_schedule(central, rescan, seattle, ad
 
     write_file(central.root, "Images/a.wim", b"a")
     rescan(central)
-    down = dp_management.add_local(admin, "Spare", seattle.url, KEY)
+    down = dp_management.add_local(admin, "Spare", seattle.url, KEY, allow_plain_http=True)
     dp_management.update_dp(admin, down, {"disabled": True})
     work()
     get_queue("default").enqueue("portal.jobs.maintenance.verify_everything")

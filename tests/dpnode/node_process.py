@@ -13,11 +13,12 @@ PYTHON_M_NODE = [sys.executable, "-m", "portal.dpnode"]
 SERVER = os.environ.get("DEPOT_TEST_DP_SERVER", "gunicorn")
 
 
-def start_node(root, log_path, key=KEY, command=None):
-    """The node command on a port of its own choosing (bind :0), in its own process group."""
+def start_node(root, log_path, key=KEY, command=None, extra=()):
+    """The node command on a port of its own choosing (bind :0), in its own process group;
+    `extra` arguments after run's own (e.g. --self-signed)."""
     env = dict(os.environ, DEPOT_DP_KEY=key, DEPOT_DP_RESERVE_BYTES="0")
     argv = [*(command or [FLASK, "--app", "wsgi", "dp-node"]), "run", "--root", str(root),
-            "--bind", "127.0.0.1:0", "--server", SERVER]
+            "--bind", "127.0.0.1:0", "--server", SERVER, *extra]
     with open(log_path, "wb") as log:
         return subprocess.Popen(argv, env=env, cwd=str(BASE_DIR), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

@@ -252,9 +252,10 @@ def test_a_url_that_is_not_a_node_gets_a_clear_message(app, not_a_node):
     from portal.services import dp_management
 
     with pytest.raises(DepotError, match="did not answer like a DP node"):
-        dp_management.test_connection(not_a_node, KEY, "Seattle")
+        dp_management.test_connection(not_a_node, KEY, "Seattle", allow_plain_http=True)
     with pytest.raises(DepotError, match="answered with a redirect"):
-        dp_management.test_connection(f"{not_a_node}/redirect", KEY, "Seattle")
+        dp_management.test_connection(f"{not_a_node}/redirect", KEY, "Seattle",
+                                      allow_plain_http=True)
 
 
 def test_a_scan_waiting_for_another_says_it_is_alive(node, monkeypatch):

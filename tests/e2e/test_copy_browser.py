@@ -32,7 +32,8 @@ def test_copy_to_a_dp_node_with_progress(app, central, node, live_server, start_
     for name in ("Win11-23H2", "Win10-22H2", "Server2025"):
         factories.write_file(central.root, f"Images/{name}.wim", os.urandom(3 * MB))
     dps.request_rescan(central, actor)
-    seattle = dp_management.add_local(actor, "Seattle", node.url, KEY, "Seattle office")
+    seattle = dp_management.add_local(actor, "Seattle", node.url, KEY, "Seattle office",
+                                      allow_plain_http=True)
     run_worker()
     # 2 MiB/s, so the bars are seen moving.
     dp_management.update_dp(actor, seattle, {"bandwidth_limit": 2 * MB})

@@ -74,7 +74,8 @@ def test_deploy_to_a_group_and_watch_it(app, central, node, live_server, agents,
     actor = Actor(admin, via="console")
     factories.write_file(central.root, "Images/Win11-23H2.img", os.urandom(3 * MiB))
     dps.request_rescan(central, actor)
-    seattle = dp_management.add_local(actor, "Seattle", node.url, KEY, "Seattle office")
+    seattle = dp_management.add_local(actor, "Seattle", node.url, KEY, "Seattle office",
+                                      allow_plain_http=True)
     run_worker()
     copies.request_copies(actor, ["Images/Win11-23H2.img"], [seattle.id])
     run_worker()

@@ -79,7 +79,8 @@ def silent_port():
 
 def add_nodes(names_urls):
     key = secrets.encrypt(KEY)
-    rows = [DistributionPoint(name=name, kind="local", site="Branch", url=url, secret=key)
+    rows = [DistributionPoint(name=name, kind="local", site="Branch", url=url, secret=key,
+                              allow_plain_http=True)
             for name, url in names_urls]
     db.session.add_all(rows)
     db.session.commit()

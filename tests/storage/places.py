@@ -275,7 +275,8 @@ class NodePlace(FolderPlace):
 
     def __init__(self, node):
         dp = DistributionPoint(name="Seattle", kind="local", url=node.url, site="Seattle office",
-                               secret=secrets.encrypt(KEY), status="online")
+                               secret=secrets.encrypt(KEY), status="online",
+                               allow_plain_http=True)
         db.session.add(dp)
         db.session.commit()
         super().__init__(dp, node.root)

@@ -29,14 +29,18 @@ def list_dps():
 
 @bp.post("/distribution-points")
 def create_dp():
-    """Add a DP after a connection test (201): a DP node {name, kind: "local", url, key, site} or
+    """Add a DP after a connection test (201): a DP node {name, kind: "local", url, key, site,
+    allow_plain_http (default false: an http:// URL is refused), tls_fingerprint (optional: the
+    one a test showed; another certificate is refused)}, its certificate pinned, or
     an S3-compatible bucket {name, kind: "cloud", provider: "s3", endpoint_url, region, bucket,
     prefix, access_key_id, secret_access_key, site}. OAuth providers need a person at the
     provider's consent page: they are added in the console."""
     body = json_body()
     if body.get("kind") == "local":
         dp = dp_management.add_local(api_actor(), body.get("name"), body.get("url"),
-                                     body.get("key"), body.get("site"))
+                                     body.get("key"), body.get("site"),
+                                     allow_plain_http=body.get("allow_plain_http", False),
+                                     tls_fingerprint=body.get("tls_fingerprint"))
     elif body.get("kind") == "cloud":
         title = cloud_dps.provider_title(body.get("provider"))
         if body.get("provider") != "s3":
@@ -51,7 +55,8 @@ def create_dp():
 @bp.post("/distribution-points/test")
 def test_dp():
     """Try {url, key} against a DP node, or an S3 bucket's settings and keys {kind: "cloud",
-    provider: "s3", ...}, without saving anything: what it said, or why not."""
+    provider: "s3", ...}, without saving anything: what it said (a node's health carries
+    `tls_fingerprint`, its certificate's SHA-256), or why not."""
     require(g.api_user, "manage_dps")  # it makes the server connect where it is told
     body = json_body()
     if body.get("kind") == "cloud":
@@ -59,7 +64,9 @@ def test_dp():
         if body.get("provider") != "s3":
             raise DepotError("only S3-compatible DPs are tested with keys")
         return {"ok": True, "bucket": cloud_dps.test_s3(body, body.get("name"))}
-    return {"ok": True, "health": dp_management.test_connection(body.get("url"), body.get("key"))}
+    health = dp_management.test_connection(body.get("url"), body.get("key"),
+                                           allow_plain_http=body.get("allow_plain_http", False))
+    return {"ok": True, "health": health}
 
 
 @bp.get("/distribution-points/<int:dp_id>")
@@ -70,9 +77,18 @@ def get_dp(dp_id: int):
 
 @bp.patch("/distribution-points/<int:dp_id>")
 def update_dp(dp_id: int):
-    """Change name, site, url, key, disabled, bandwidth_limit or allowed_hours."""
+    """Change name, site, url, key, disabled, bandwidth_limit, allowed_hours or allow_plain_http."""
     dp = dps.get_dp(dp_id, g.api_user)
     return _dp_json(dp_management.update_dp(api_actor(), dp, json_body()))
+
+
+@bp.post("/distribution-points/<int:dp_id>/accept-certificate")
+def accept_certificate(dp_id: int):
+    """Pin the certificate a DP node presents now {fingerprint: the one the caller checked}
+    (admins; audited as dp.accept_certificate)."""
+    dp = dps.get_dp(dp_id, g.api_user)
+    return _dp_json(dp_management.accept_certificate(api_actor(), dp,
+                                                     json_body().get("fingerprint")))
 
 
 @bp.delete("/distribution-points/<int:dp_id>")

@@ -3,7 +3,7 @@ DP switcher."""
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DecimalField, PasswordField, StringField
+from wtforms import BooleanField, DecimalField, HiddenField, PasswordField, StringField
 from wtforms.validators import NumberRange, Optional
 
 from portal.web.fields import IdField
@@ -18,6 +18,9 @@ class LocalDpForm(FlaskForm):
     url = StringField("URL of the DP node")
     key = PasswordField("Key (the node's DEPOT_DP_KEY)")  # never rendered back
     site = StringField("Site")
+    allow_plain_http = BooleanField("Allow plain HTTP (the key crosses the network in clear)")
+    # The certificate fingerprint shown by Test connection: Add pins that one or refuses.
+    tls_fingerprint = HiddenField()
 
 
 class EditLocalDpForm(FlaskForm):
@@ -30,6 +33,7 @@ class EditLocalDpForm(FlaskForm):
         "Bandwidth limit for copies (MB/s, empty: no limit)", places=None,
         validators=[Optional(), NumberRange(min=Decimal("0.1"), max=Decimal(100_000))])
     allowed_hours = StringField("Copies only during (e.g. 22-6, empty: any time)")
+    allow_plain_http = BooleanField("Allow plain HTTP (the key crosses the network in clear)")
 
     @classmethod
     def for_dp(cls, dp) -> "EditLocalDpForm":
@@ -37,7 +41,7 @@ class EditLocalDpForm(FlaskForm):
         limit = Decimal(dp.bandwidth_limit) / MB if dp.bandwidth_limit else None
         return cls(formdata=None, name=dp.name, site=dp.site, url=dp.url, disabled=dp.disabled,
                    bandwidth_limit=limit.normalize() if limit is not None else None,
-                   allowed_hours=dp.allowed_hours or "")
+                   allowed_hours=dp.allowed_hours or "", allow_plain_http=dp.allow_plain_http)
 
     def changes(self, dp) -> dict:
         """What update_dp should change: the URL only if edited and the key only if entered, so
@@ -46,12 +50,17 @@ class EditLocalDpForm(FlaskForm):
         changes = {"name": self.name.data, "site": self.site.data or "",
                    "disabled": bool(self.disabled.data),
                    "bandwidth_limit": int(limit * MB) if limit else None,
-                   "allowed_hours": (self.allowed_hours.data or "").strip() or None}
+                   "allowed_hours": (self.allowed_hours.data or "").strip() or None,
+                   "allow_plain_http": bool(self.allow_plain_http.data)}
         if (self.url.data or "").strip().rstrip("/") != dp.url:
             changes["url"] = self.url.data
         if self.key.data:
             changes["key"] = self.key.data
         return changes
+
+
+class AcceptCertificateForm(FlaskForm):
+    fingerprint = HiddenField()  # the one the admin was shown
 
 
 class S3DpForm(FlaskForm):

@@ -5,6 +5,7 @@ from flask_login import current_user, login_required
 
 from portal.blueprints.distribution_points import bp
 from portal.blueprints.distribution_points.forms import (
+    AcceptCertificateForm,
     EditLocalDpForm,
     LocalDpForm,
     OAuthDpForm,
@@ -91,7 +92,8 @@ def create_local():
     form = LocalDpForm()  # CSRF is checked app-wide; the service checks the fields
     try:
         dp_management.add_local(console_actor(), form.name.data, form.url.data, form.key.data,
-                                form.site.data)
+                                form.site.data, allow_plain_http=bool(form.allow_plain_http.data),
+                                tls_fingerprint=form.tls_fingerprint.data or None)
     except DepotError as exc:
         return _new_local_page(form, exc.message, exc.status)
     return _to_list()
@@ -106,8 +108,9 @@ def test_local():
     form = LocalDpForm()
     health, test_error = None, None
     try:
-        health = dp_management.test_connection(form.url.data, form.key.data,
-                                               (form.name.data or "").strip() or "the node")
+        health = dp_management.test_connection(
+            form.url.data, form.key.data, (form.name.data or "").strip() or "the node",
+            allow_plain_http=bool(form.allow_plain_http.data))
     except DepotError as exc:
         test_error = exc.message
     return page_or_fragment("distribution_points/new_local.html",
@@ -123,10 +126,13 @@ def _local_dp(dp_id: int):
     return dp
 
 
-def _edit_page(dp, form, error=None, status=200):
+def _edit_page(dp, form, error=None, status=200, notice=None):
+    presented, unreadable = dp_management.presented_certificate(dp)
     return page_or_fragment("distribution_points/edit_local.html",
                             "distribution_points/_edit_form.html", dp=dp, form=form,
-                            error=error), status
+                            error=error, notice=notice, presented=presented,
+                            unreadable=unreadable, accept_form=AcceptCertificateForm(
+                                formdata=None, fingerprint=presented)), status
 
 
 @bp.get("/<int:dp_id>/edit")
@@ -150,6 +156,21 @@ def update_local(dp_id: int):
     except DepotError as exc:
         return _edit_page(dp, form, exc.message, exc.status)
     return _to_list()
+
+
+@bp.post("/<int:dp_id>/accept-certificate")
+@login_required
+def accept_certificate(dp_id: int):
+    """Pin the certificate the node presents now (the one shown on the Edit page), once the key
+    works through it; the Edit page again, saying what happened."""
+    dp = _local_dp(dp_id)
+    form = AcceptCertificateForm()
+    try:
+        dp_management.accept_certificate(console_actor(), dp, form.fingerprint.data or "")
+    except DepotError as exc:
+        return _edit_page(dp, EditLocalDpForm.for_dp(dp), exc.message, exc.status)
+    return _edit_page(dp, EditLocalDpForm.for_dp(dp),
+                      notice="The new certificate is pinned: Depot talks to the node again.")
 
 
 @bp.post("/<int:dp_id>/delete")
