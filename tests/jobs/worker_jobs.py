@@ -4,14 +4,14 @@ import os
 
 from flask import current_app
 
+import portal.jobs
+from portal.extensions import db
+from portal.models import User
+
 
 def app_facts() -> dict:
     """What the work horse running this job sees: its pid, whether it had to build the app itself
     (as a plain worker's horse does), and a query through the app's database."""
-    import portal.jobs
-    from portal.extensions import db
-    from portal.models import User
-
     built_before = portal.jobs._app is not None
     with portal.jobs.app_context():
         users = db.session.query(User).count()
@@ -21,5 +21,5 @@ def app_facts() -> dict:
 
 def fails() -> None:
     """A job that raises, as a job with a bug would."""
-    with __import__("portal.jobs", fromlist=["app_context"]).app_context():
+    with portal.jobs.app_context():
         raise RuntimeError("this job fails on purpose")
