@@ -18,8 +18,8 @@ def _children(redis_url: str, port: str) -> dict[str, list[str]]:
         "web": [os.path.join(BIN, "gunicorn"), "--bind", f"0.0.0.0:{port}", "--worker-class",
                 "gthread", "--workers", "2", "--threads", "8", "--access-logfile", "-",
                 "--no-control-socket", "wsgi:app"],
-        "worker": [os.path.join(BIN, "rq"), "worker", "--url", redis_url, "--with-scheduler",
-                   "rescans", "copies", "default"],
+        "worker": [os.path.join(BIN, "rq"), "worker", "--url", redis_url, "--worker-class",
+                   "portal.jobs.worker.Worker", "--with-scheduler", "rescans", "copies", "default"],
         "cron": [os.path.join(BIN, "rq"), "cron", "--url", redis_url, "portal.jobs.cron"],
         # execs gunicorn in place, so the pid watched and stopped here is the node's own
         "node": [os.path.join(BIN, "flask"), "--app", "wsgi", "dp-node", "central"],

@@ -9,6 +9,8 @@ from portal.config import BASE_DIR
 from portal.extensions import QUEUE_NAMES
 from portal.launcher import descendants
 
+WORKER_CLASS = "portal.jobs.worker.Worker"
+
 
 def kill_hard(proc: subprocess.Popen, timeout: float = 30) -> None:
     """SIGKILL a process and all its descendants at once, as `kill -9` of its process group."""
@@ -30,13 +32,15 @@ def is_gone(pid: int) -> bool:
 
 
 class WorkerProcess:
-    """A plain `rq worker --with-scheduler` process, in its own process group."""
+    """An `rq worker --with-scheduler` process of Depot's worker class (the app built once per
+    worker), in its own process group, as the production command runs it."""
 
     def __init__(self, env, log_path):
         self.log = open(log_path, "wb")
         rq = os.path.join(os.path.dirname(sys.executable), "rq")
         self.proc = subprocess.Popen(
-            [rq, "worker", "--url", env["REDIS_URL"], "--with-scheduler", *QUEUE_NAMES],
+            [rq, "worker", "--url", env["REDIS_URL"], "--worker-class", WORKER_CLASS,
+             "--with-scheduler", *QUEUE_NAMES],
             env=env, cwd=str(BASE_DIR), stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
@@ -49,6 +53,25 @@ class WorkerProcess:
         RQ's dequeue and scheduler, one or two seconds for each worker of the suite)."""
         if self.proc.poll() is None:
             self.kill()
+        self.log.close()
+
+
+class CronProcess:
+    """`rq cron portal.jobs.cron` (the recovery sweep, the health check ...), in its own process
+    group; a site runs exactly one."""
+
+    def __init__(self, env, log_path):
+        self.log = open(log_path, "wb")
+        rq = os.path.join(os.path.dirname(sys.executable), "rq")
+        self.proc = subprocess.Popen(
+            [rq, "cron", "--url", env["REDIS_URL"], "portal.jobs.cron"],
+            env=env, cwd=str(BASE_DIR), stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def stop(self):
+        """SIGKILL, as WorkerProcess.stop: nothing it does is left to check."""
+        if self.proc.poll() is None:
+            kill_hard(self.proc)
         self.log.close()
 
 

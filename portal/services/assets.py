@@ -12,7 +12,13 @@ from portal.models import Asset, DistributionPoint, InventoryFile, utcnow
 
 
 def rebuild_assets(dp_id: int) -> None:
-    """Group a DP's inventory into assets (top-level library entries) with their digests."""
+    """Group a DP's inventory into assets (top-level library entries) with their digests.
+
+    One rebuild of a DP at a time: two workers rebuilding the same DP's assets at once (two copies
+    to it ending together) would both insert an asset neither saw yet, and the second would fail
+    on `uq_assets_dp_key`. The DP's row is locked first, until the caller's transaction ends.
+    """
+    lock_dp(dp_id)
     groups: dict[tuple[str, str], dict] = {}
     for row in db.session.execute(
         select(InventoryFile.path, InventoryFile.size, InventoryFile.mtime_ns,
@@ -52,6 +58,14 @@ def rebuild_assets(dp_id: int) -> None:
     for asset in existing.values():
         db.session.delete(asset)
     db.session.flush()
+
+
+def lock_dp(dp_id: int) -> None:
+    """Lock a DP's row until the transaction ends (PostgreSQL: FOR NO KEY UPDATE, which rows
+    inserted meanwhile with a foreign key to it do not wait for; SQLite writes one transaction
+    at a time already and has no row locks)."""
+    db.session.execute(select(DistributionPoint.id).where(DistributionPoint.id == dp_id)
+                       .with_for_update(key_share=True))
 
 
 def central_dp() -> DistributionPoint:
