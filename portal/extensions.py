@@ -29,7 +29,9 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = Htmx()
 
-QUEUE_NAMES = ("rescans", "copies", "default")
+# the order a worker takes them in: the short maintenance jobs of `default` (recovery sweep,
+# health checks, heartbeat flush) first, so a backlog of copies never holds them up
+QUEUE_NAMES = ("default", "rescans", "copies")
 
 
 @event.listens_for(Engine, "connect")

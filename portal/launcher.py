@@ -19,7 +19,7 @@ def _children(redis_url: str, port: str) -> dict[str, list[str]]:
                 "gthread", "--workers", "2", "--threads", "8", "--access-logfile", "-",
                 "--no-control-socket", "wsgi:app"],
         "worker": [os.path.join(BIN, "rq"), "worker", "--url", redis_url, "--worker-class",
-                   "portal.jobs.worker.Worker", "--with-scheduler", "rescans", "copies", "default"],
+                   "portal.jobs.worker.Worker", "--with-scheduler", "default", "rescans", "copies"],
         "cron": [os.path.join(BIN, "rq"), "cron", "--url", redis_url, "portal.jobs.cron"],
         # execs gunicorn in place, so the pid watched and stopped here is the node's own
         "node": [os.path.join(BIN, "flask"), "--app", "wsgi", "dp-node", "central"],
