@@ -16,7 +16,7 @@ from portal.core.errors import DepotError
 from portal.extensions import db
 from portal.models import Deployment, Device, EnrollmentToken, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
-from portal.services import audit
+from portal.services import agent_cache, audit
 from portal.services.actors import Actor
 from portal.services.enrollment import find_valid_token, hash_token
 
@@ -122,6 +122,8 @@ def enroll(body: dict, remote_ip: str | None) -> tuple[Device, str]:
         db.session.execute(update(Deployment).where(
             Deployment.device_id == device.id,
             Deployment.state.in_(ACTIVE_DEPLOYMENT_STATES)).values(report_seq=0))
+        # (its old token is tombstoned and its markers dropped on commit: agent_cache's hooks)
+        agent_cache.work_changed_on_commit(db.session, [device.id])
     token.uses = EnrollmentToken.uses + 1  # in SQL: two enrollments at once both count
     token.last_used_at = now
     db.session.flush()

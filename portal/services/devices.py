@@ -158,5 +158,5 @@ def forget_device(actor: Actor, device: Device) -> None:
                        .values(device_id=None))
     audit.record(actor, "device.forget", target=device.name, device_id=device.id,
                  serial=device.serial)
-    db.session.delete(device)
+    db.session.delete(device)  # its token is tombstoned on commit (agent_cache's hooks)
     db.session.commit()
