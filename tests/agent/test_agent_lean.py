@@ -352,3 +352,23 @@ def test_redis_down_falls_back_to_the_database(agent_calls, settled, app, monkey
     assert agent_calls.call("POST", "/heartbeat", token, json=AGENT_FACTS).status_code == 200
     assert agent_calls.call("GET", "/work", token).json["deployments"] == []
     assert last_seen(device_id) >= before
+
+
+def test_device_pages_show_pending_last_seen(agent_calls, settled, app):
+    """Before the flush, do the device list and the device's own record show the last seen of
+    a quiet heartbeat (newer than the database's), and leave the row unchanged?"""
+    device_id, token = settled
+    past = utcnow() - timedelta(hours=1)
+    db.session.get(Device, device_id).last_seen_at = past
+    db.session.commit()
+    assert agent_calls.call("POST", "/heartbeat", token, json=AGENT_FACTS).status_code == 200
+    db.session.expire_all()
+    [listed], _ = devices.list_devices()
+    assert listed.last_seen_at > past and devices.device_status(listed) == "online"
+    assert devices.get_device(device_id).last_seen_at > past
+    assert not db.session.dirty
+    db.session.expire_all()
+    assert db.session.get(Device, device_id).last_seen_at == past
+    get_redis().hset(agent_cache.SEEN, str(device_id), "not a time")
+    db.session.expire_all()
+    assert devices.get_device(device_id).last_seen_at == past
