@@ -173,10 +173,8 @@ def _after_flush(session, _flush_context) -> None:
     for obj in list(session.new) + list(session.dirty) + list(session.deleted):
         if isinstance(obj, Deployment):
             pending = pending or _pending(session)
-            state = inspect(obj)
             pending["work"].add(obj.device_id)
-            old = state.attrs.device_id.history.deleted
-            pending["work"].update(old or ())
+            pending["work"].update(inspect(obj).attrs.device_id.history.deleted or ())
         elif isinstance(obj, Device):
             history = inspect(obj).attrs.token_hash.history
             if obj in session.deleted:
@@ -197,8 +195,9 @@ def _after_commit(session) -> None:
     work_changed(pending["work"] - pending["devices"])
 
 
-def _after_rollback(session) -> None:
-    session.info.pop(_PENDING, None)
+def _after_soft_rollback(session, previous_transaction) -> None:
+    if previous_transaction.parent is None:  # the outermost transaction: nothing will commit
+        session.info.pop(_PENDING, None)
 
 
 def install_session_hooks() -> None:
@@ -206,9 +205,4 @@ def install_session_hooks() -> None:
     if not event.contains(Session, "after_flush", _after_flush):
         event.listen(Session, "after_flush", _after_flush)
         event.listen(Session, "after_commit", _after_commit)
-        event.listen(Session, "after_soft_rollback", _after_rollback_soft)
-
-
-def _after_rollback_soft(session, previous_transaction) -> None:
-    if previous_transaction.parent is None:  # the outermost transaction: nothing will commit
-        _after_rollback(session)
+        event.listen(Session, "after_soft_rollback", _after_soft_rollback)

@@ -372,3 +372,18 @@ def test_device_pages_show_pending_last_seen(agent_calls, settled, app):
     get_redis().hset(agent_cache.SEEN, str(device_id), "not a time")
     db.session.expire_all()
     assert devices.get_device(device_id).last_seen_at == past
+
+
+def test_rolled_back_changes_bump_nothing(agent_calls, settled, central, image, deploy):
+    """A deployment changed and flushed, then rolled back (a change that failed): is the work
+    version left as it was (nothing reaches Redis before a commit), and a commit bumps it?"""
+    device_id, _ = settled
+    deployment = deploy(device_id, central, image)
+    version = agent_cache.work_version(device_id)
+    deployment.state = "cancelled"
+    db.session.flush()
+    db.session.rollback()
+    assert agent_cache.work_version(device_id) == version
+    deployment.state = "cancelled"
+    db.session.commit()
+    assert agent_cache.work_version(device_id) != version
