@@ -2,7 +2,9 @@
 
 Every call but enrollment comes with a device token; only its SHA-256 is stored
 (`Device.token_hash`, hashed like enrollment tokens). 5,000 agents heartbeat every minute, so a
-heartbeat writes only the facts that changed plus `last_seen_at`. What an agent asks about its
+heartbeat writes only the facts that changed plus `last_seen_at`; with DEPOT_AGENT_LEAN one that
+repeats the last one written never gets here (the agent API's fast path keeps its time in Redis
+for `agent_flush`). What an agent asks about its
 deployments (work, manifests, progress) is in `agent_deployments`.
 """
 import ipaddress
