@@ -152,13 +152,20 @@ def test_changed_facts_go_the_slow_path_and_are_written_at_once(agent_calls, set
     assert seen == []
 
 
-def test_new_deployment_is_seen_on_the_next_poll(agent_calls, settled, central, image, deploy):
+def test_new_deployment_is_seen_on_the_next_poll(agent_calls, settled, enroll_secret, central,
+                                                 image, deploy):
     """After an idle poll, does a deployment created for the device show in the next poll, and
-    one for another device leave this one's marker alone?"""
+    leave another device's marker alone?"""
     device_id, token = settled
+    _, other = agent_calls.enrolled(enroll_secret, serial="SN-0002",
+                                    mac_addresses=["52:54:00:aa:bb:02"])
+    assert agent_calls.call("GET", "/work", other).json["deployments"] == []
     deployment = deploy(device_id, central, image)
     work = agent_calls.call("GET", "/work", token).json
     assert [d["id"] for d in work["deployments"]] == [deployment.id]
+    with statements() as seen:
+        assert agent_calls.call("GET", "/work", other).json["deployments"] == []
+    assert seen == []
 
 
 def test_deployment_committed_during_a_poll_is_not_missed(agent_calls, enroll_secret, central,
