@@ -34,7 +34,9 @@ def create_app(config_class=None):
 
     from portal import cli, web
     from portal.blueprints import register_blueprints
+    from portal.blueprints.agent_api import fast
 
+    fast.init_app(app)  # before web.init_app: ProxyFix goes around the agent API's fast path
     web.init_app(app)
     # Before the blueprints' rules are bound: an <int:id> past what the database's integer
     # columns hold is no route (404), not a driver overflow (500).

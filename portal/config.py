@@ -120,6 +120,14 @@ class Config:
     # Requests a minute one device may make to /agent/v1/, and enrollments a minute from one address.
     DEPOT_AGENT_RATE_LIMIT = _env_int("DEPOT_AGENT_RATE_LIMIT", 120)
     DEPOT_ENROLL_RATE_LIMIT = _env_int("DEPOT_ENROLL_RATE_LIMIT", 30)
+    # The lean agent path (portal/blueprints/agent_api/fast.py): quiet heartbeats and idle work
+    # polls answered from Redis without the database (0: every call through Flask, as before).
+    # Device tokens are cached TOKEN_TTL s, a device's "no work" marker lives IDLE_TTL s, and the
+    # last-seen times of quiet heartbeats are written to the database every SEEN_FLUSH s.
+    DEPOT_AGENT_LEAN = _env_int("DEPOT_AGENT_LEAN", 1) == 1
+    DEPOT_AGENT_TOKEN_TTL = _env_int("DEPOT_AGENT_TOKEN_TTL", 3600)
+    DEPOT_AGENT_IDLE_TTL = _env_int("DEPOT_AGENT_IDLE_TTL", 3600)
+    DEPOT_AGENT_SEEN_FLUSH = _env_int("DEPOT_AGENT_SEEN_FLUSH", 15)
     # How long the download links handed to agents stay valid (they ask again when one expires).
     DEPOT_DOWNLOAD_LINK_TTL = _env_int("DEPOT_DOWNLOAD_LINK_TTL", 3600)
     # A deployment whose agent has said nothing for this long fails ("the agent went silent").

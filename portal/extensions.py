@@ -101,7 +101,12 @@ def redis_url(app) -> str:
 
 def get_redis() -> redis.Redis:
     """The current app's Redis connection, opened on first use."""
-    app = current_app._get_current_object()
+    return redis_for(current_app._get_current_object())
+
+
+def redis_for(app) -> redis.Redis:
+    """This app's Redis connection, opened on first use (outside an app context too: the agent
+    API's fast path has none)."""
     conn = app.extensions.get("depot_redis")
     if conn is None:
         conn = redis.Redis.from_url(redis_url(app), socket_connect_timeout=5, health_check_interval=30)

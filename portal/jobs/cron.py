@@ -1,6 +1,7 @@
 """Schedule for `rq cron portal.jobs.cron`: the recovery sweep and the DP health check, each run
 at start and then every few seconds, a weekly verify of every DP, and a daily sweep of partial
-cloud uploads nobody continued; every minute, deployments whose agent went silent fail.
+cloud uploads nobody continued; every minute, deployments whose agent went silent fail; every
+DEPOT_AGENT_SEEN_FLUSH seconds, the last-seen times of quiet heartbeats go to the database.
 
 The schedule lives here in code, not in Redis, so a Redis that restarts empty loses nothing.
 """
@@ -11,6 +12,7 @@ from portal.jobs.maintenance import (
                                      HEALTH_JOB_TIMEOUT,
                                      check_dp_health,
                                      fail_silent_deployments,
+                                     flush_agent_seen,
                                      recover_lost_jobs,
                                      sweep_abandoned_uploads,
                                      verify_everything,
@@ -28,3 +30,5 @@ cron.register(sweep_abandoned_uploads, "default", cron=Config.DEPOT_SWEEP_CRON, 
               job_timeout=900)
 cron.register(fail_silent_deployments, "default", interval=60, ttl=240, result_ttl=600,
               job_timeout=300)
+cron.register(flush_agent_seen, "default", interval=Config.DEPOT_AGENT_SEEN_FLUSH,
+              ttl=max(60, 4 * Config.DEPOT_AGENT_SEEN_FLUSH), result_ttl=60, job_timeout=120)

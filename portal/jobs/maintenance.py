@@ -5,7 +5,14 @@ from redis.exceptions import LockError
 
 from portal.extensions import get_redis
 from portal.jobs import app_context
-from portal.services import agent_deployments, dp_management, job_recovery, transfer, verify
+from portal.services import (
+    agent_deployments,
+    agent_flush,
+    dp_management,
+    job_recovery,
+    transfer,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 # A node that does not answer costs a check up to the node client's connect and read timeouts.
@@ -61,3 +68,9 @@ def fail_silent_deployments() -> dict:
         if outcome["failed"] or outcome["cancelled"]:
             log.warning("deployments whose agent went silent: %s", outcome)
         return outcome
+
+
+def flush_agent_seen() -> int:
+    """Write the last-seen times of quiet heartbeats (kept in Redis) to the devices."""
+    with app_context():
+        return agent_flush.flush_seen()

@@ -16,7 +16,7 @@ from portal.core.errors import Conflict, DepotError, NotFound, StorageRefused
 from portal.extensions import db
 from portal.models import Asset, Deployment, Device, DistributionPoint, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES, FINISHED_DEPLOYMENT_STATES
-from portal.services import notifications
+from portal.services import agent_cache, notifications
 from portal.services.agents import text_fact
 from portal.services.assets import central_dp
 from portal.services.backends import open_storage
@@ -168,6 +168,8 @@ def report_progress(device: Device, deployment_id: int, body: dict) -> dict:
         update(Deployment).where(Deployment.id == deployment.id, Deployment.state == old,
                                  Deployment.report_seq == deployment.report_seq)
         .values(**values).execution_options(synchronize_session=False)).rowcount
+    if applied:
+        agent_cache.work_changed_on_commit(db.session, [device.id])
     if applied and new == "failed":
         db.session.refresh(deployment)
         notifications.deployment_failed(deployment)
@@ -207,6 +209,7 @@ def fail_silent_deployments(silent_after: int | None = None) -> dict:
             .values(state=state, error=error, finished_at=utcnow())
             .execution_options(synchronize_session=False)).rowcount
         if applied:
+            agent_cache.work_changed_on_commit(db.session, [deployment.device_id])
             outcome[state].append(deployment.id)
             if state == "failed":
                 db.session.refresh(deployment)

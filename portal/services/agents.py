@@ -2,7 +2,9 @@
 
 Every call but enrollment comes with a device token; only its SHA-256 is stored
 (`Device.token_hash`, hashed like enrollment tokens). 5,000 agents heartbeat every minute, so a
-heartbeat writes only the facts that changed plus `last_seen_at`. What an agent asks about its
+heartbeat writes only the facts that changed plus `last_seen_at`; with DEPOT_AGENT_LEAN one that
+repeats the last one written never gets here (the agent API's fast path keeps its time in Redis
+for `agent_flush`). What an agent asks about its
 deployments (work, manifests, progress) is in `agent_deployments`.
 """
 import ipaddress
@@ -16,7 +18,7 @@ from portal.core.errors import DepotError
 from portal.extensions import db
 from portal.models import Deployment, Device, EnrollmentToken, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
-from portal.services import audit
+from portal.services import agent_cache, audit
 from portal.services.actors import Actor
 from portal.services.enrollment import find_valid_token, hash_token
 
@@ -122,6 +124,8 @@ def enroll(body: dict, remote_ip: str | None) -> tuple[Device, str]:
         db.session.execute(update(Deployment).where(
             Deployment.device_id == device.id,
             Deployment.state.in_(ACTIVE_DEPLOYMENT_STATES)).values(report_seq=0))
+        # (its old token is tombstoned and its markers dropped on commit: agent_cache's hooks)
+        agent_cache.work_changed_on_commit(db.session, [device.id])
     token.uses = EnrollmentToken.uses + 1  # in SQL: two enrollments at once both count
     token.last_used_at = now
     db.session.flush()

@@ -20,7 +20,7 @@ from portal.models import (
     utcnow,
 )
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES, DEPLOYMENT_STATES
-from portal.services import audit
+from portal.services import agent_cache, audit
 from portal.services.actors import Actor
 from portal.services.assets import central_dp
 from portal.services.computers import MAX_ID
@@ -250,6 +250,7 @@ def cancel_deployment(actor: Actor, deployment_id) -> Deployment:
                        "nothing to cancel", code="deployment_finished")
     audit.record(actor, "deployment.cancel", f"deployment {deployment.id}",
                  device=deployment.device_name)
+    agent_cache.work_changed_on_commit(db.session, [deployment.device_id])
     db.session.commit()
     db.session.refresh(deployment)
     return deployment

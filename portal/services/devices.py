@@ -12,6 +12,7 @@ from portal.extensions import db
 from portal.models import Deployment, Device, DeviceGroup, DistributionPoint, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
 from portal.services import audit
+from portal.services.agent_flush import with_pending_seen
 from portal.services.actors import Actor
 from portal.services.computers import clean_id, clean_text, may_manage, refuse_unknown
 
@@ -47,7 +48,9 @@ def group_filter(value) -> int | str | None:
 
 def list_devices(q: str | None = None, group_id=None, status: str | None = None,
                  page: int = 1, per_page: int = 50) -> tuple[list[Device], int]:
-    """Devices by name, filtered; q searches name, serial, MAC and IP addresses: (page, total)."""
+    """Devices by name, filtered; q searches name, serial, MAC and IP addresses: (page, total).
+    Last seen includes quiet heartbeats not yet flushed; the status filter goes by the database's
+    (at most DEPOT_AGENT_SEEN_FLUSH s behind)."""
     query = select(Device)
     q = (q or "").strip()
     if q:
@@ -73,7 +76,7 @@ def list_devices(q: str | None = None, group_id=None, status: str | None = None,
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     items = db.session.scalars(query.order_by(func.lower(Device.name), Device.id)
                                .offset((page - 1) * per_page).limit(per_page)).all()
-    return list(items), total
+    return with_pending_seen(list(items)), total
 
 
 def get_device(device_id) -> Device:
@@ -81,7 +84,7 @@ def get_device(device_id) -> Device:
     device = db.session.get(Device, device_id) if isinstance(device_id, int) else None
     if device is None:
         raise NotFound(f"no device {device_id}")
-    return device
+    return with_pending_seen([device])[0]
 
 
 def device_history(device_id: int, limit: int = 100, user=None) -> list[Deployment]:
@@ -158,5 +161,5 @@ def forget_device(actor: Actor, device: Device) -> None:
                        .values(device_id=None))
     audit.record(actor, "device.forget", target=device.name, device_id=device.id,
                  serial=device.serial)
-    db.session.delete(device)
+    db.session.delete(device)  # its token is tombstoned on commit (agent_cache's hooks)
     db.session.commit()

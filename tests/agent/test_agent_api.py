@@ -441,9 +441,12 @@ def test_the_sweep_ends_deployments_whose_agent_went_silent(agent_calls, enroll_
 
 def test_unchanged_heartbeat_writes_only_last_seen(agent_calls, enroll_secret, app):
     """With 5,000 agents in mind: does a heartbeat that changes no fact write only last_seen_at
-    (one UPDATE of one column), and one that changes the OS write that column too?"""
+    (one UPDATE of one column), and one that changes the OS write that column too? (The slow
+    path, DEPOT_AGENT_LEAN=0; with it on, a quiet heartbeat writes nothing at once:
+    test_agent_lean.py.)"""
     from sqlalchemy import event
 
+    app.config["DEPOT_AGENT_LEAN"] = False
     _, token = agent_calls.enrolled(enroll_secret)
     body = {k: v for k, v in AGENT_FACTS.items()}
     agent_calls.call("POST", "/heartbeat", token, json=body)  # remote_ip etc. settle

@@ -3,12 +3,15 @@
 Every call but enrollment and the central download links needs `Authorization: Bearer <device
 token>`; each device may make DEPOT_AGENT_RATE_LIMIT calls a minute, each address
 DEPOT_ENROLL_RATE_LIMIT enrollments a minute (429 with Retry-After beyond that).
+
+Quiet heartbeats and idle work polls are answered before Flask by `fast` (DEPOT_AGENT_LEAN).
 """
 from flask import Blueprint, current_app, g, request
 
 from portal.blueprints.agent_api.limits import check_rate
 from portal.core.errors import Unauthorized
 from portal.extensions import csrf
+from portal.services import agent_cache
 from portal.services.agents import device_for_token
 from portal.web.auth import client_ip
 from portal.web.views import bearer_token
@@ -32,6 +35,8 @@ def _authenticate():
         raise Unauthorized("the device token is unknown (the device was removed or enrolled "
                            "again); enroll again")
     check_rate(f"device:{device.id}", current_app.config["DEPOT_AGENT_RATE_LIMIT"])
+    if agent_cache.lean():  # the next call of this token can take the fast path
+        agent_cache.cache_device(device.token_hash, device.id)
     g.device = device
     return None
 

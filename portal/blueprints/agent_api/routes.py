@@ -3,7 +3,7 @@ from flask import current_app, g, jsonify, redirect, request
 
 from portal.blueprints.agent_api import bp, remote_ip
 from portal.blueprints.agent_api.limits import check_rate
-from portal.services import agent_deployments, agents
+from portal.services import agent_cache, agent_deployments, agents
 from portal.web.views import json_body
 
 
@@ -19,14 +19,23 @@ def enroll():
 @bp.post("/heartbeat")
 def heartbeat():
     """The device is alive; its facts as it sees them now."""
-    return agents.heartbeat(g.device, json_body(), remote_ip())
+    device_id = g.device.id  # before the commit expires the row
+    answer = agents.heartbeat(g.device, json_body(), remote_ip())
+    if agent_cache.lean():  # written: the same heartbeat again is quiet (the fast path's)
+        agent_cache.remember_facts(device_id,
+                                   agent_cache.facts_digest(request.get_data(), remote_ip()))
+    return answer
 
 
 @bp.get("/work")
 def work():
     """The device's unfinished deployments."""
+    lean = agent_cache.lean()
+    version = agent_cache.work_version(g.device.id) if lean else None  # before the database
     items = [{"id": d.id, "state": d.state, "cancel_requested": d.cancel_requested}
              for d in agent_deployments.work(g.device)]
+    if lean and not items:  # nothing: the fast path answers until a deployment changes
+        agent_cache.mark_idle(g.device.id, version)
     return {"deployments": items, "interval": current_app.config["DEPOT_AGENT_INTERVAL"]}
 
 
