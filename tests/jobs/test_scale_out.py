@@ -8,7 +8,7 @@ ending together) do not collide on `uq_assets_dp_key`.
 
 Each module run creates a database of its own (`depot_scaleout_<random>`) on the PostgreSQL at
 127.0.0.1:5432 (user postgres; DEPOT_TEST_PG_SERVER to point elsewhere) and drops it after; the
-tests are skipped when no PostgreSQL answers there. The whole-site test takes about a minute on
+tests are skipped when no PostgreSQL answers there. The whole-site test takes 20-60 s on
 two cores, so it runs in the suite on PostgreSQL (CI's second run) and where DEPOT_TEST_SCALE_OUT
 is set, not in every `make test` on SQLite.
 """
@@ -250,7 +250,8 @@ def site(app, tmp_path):
         root.mkdir()
         node = CountingNode(str(root), held=key_of(HELD) if index == 0 else None)
         nodes.append(node)
-        dps.append(dp_management.add_local(admin, f"Branch {index}", node.url, KEY, f"Site {index}"))
+        dps.append(dp_management.add_local(admin, f"Branch {index}", node.url, KEY, f"Site {index}",
+                                           allow_plain_http=True))
     run_worker()  # central's rescan and the nodes' first ones, here
     assert db.session.scalar(select(func.count()).select_from(Asset).where(
         Asset.dp_id == central.id, Asset.digest.is_not(None))) == ASSETS
@@ -309,7 +310,7 @@ def worker_holding(rq_job_id: str, workers: list) -> WorkerProcess | None:
 @pytest.mark.slow
 @pytest.mark.skipif(not (os.environ.get("DEPOT_TEST_DATABASE_URL", "").startswith("postgresql")
                          or os.environ.get("DEPOT_TEST_SCALE_OUT")),
-                    reason="a minute of 11 processes: runs with the suite on PostgreSQL "
+                    reason="11 processes for 20-60 s: runs with the suite on PostgreSQL "
                            "(DEPOT_TEST_DATABASE_URL) or with DEPOT_TEST_SCALE_OUT=1")
 def test_two_consoles_three_workers_one_killed(app, site, site_env, processes, tmp_path):
     """200 copies to 5 DP nodes, queued through two console processes and run by three workers,
