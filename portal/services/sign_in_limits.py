@@ -62,8 +62,9 @@ def in_words(seconds: int) -> str:
 
 def _settings() -> dict:
     cfg = current_app.config
-    return {name: int(cfg[f"DEPOT_LOGIN_{name}"]) for name in (
-        "FREE_FAILURES", "MAX_DELAY", "WINDOW", "ADDRESS_LIMIT", "ACCOUNT_CEILING", "ACCOUNT_DELAY")}
+    names = ("FREE_FAILURES", "MAX_DELAY", "WINDOW", "ADDRESS_LIMIT", "ACCOUNT_CEILING",
+             "ACCOUNT_DELAY")
+    return {name: int(cfg[f"DEPOT_LOGIN_{name}"]) for name in names}
 
 
 def _pair_wait(failures: int, last: float, now: float, s: dict, account_failures: int) -> int:

@@ -43,7 +43,8 @@ def test_repeated_wrong_sign_ins_are_slowed_down(app, client):
         assert login(client, user.email, "wrong password").status_code == 401
     response = login(client, user.email, PASSWORD)
     assert response.status_code == 429
-    assert "Too many failed sign-ins to this account from this address. Try again in" in response.get_data(as_text=True)
+    assert ("Too many failed sign-ins to this account from this address. Try again in"
+            in response.get_data(as_text=True))
     assert client.get("/").status_code == 302
 
 
