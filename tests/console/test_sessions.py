@@ -181,3 +181,19 @@ def test_sign_in_is_audited(app):
     sign_in(app, user)
     [event] = db.session.query(AuditEvent).filter_by(action="auth.login").all()
     assert (event.actor, event.target, event.ip) == (user.email, user.email, "127.0.0.1")
+
+
+def test_the_password_page_works_as_an_htmx_fragment(app):
+    """Does the Password tab show its form, and an htmx change answer with the section only,
+    the session going on under the new version?"""
+    user = make_user("technician")
+    console = sign_in(app, user)
+    page = console.get("/settings/password").get_data(as_text=True)
+    assert 'name="current"' in page and 'autocomplete="new-password"' in page
+    response = console.post("/settings/password", {"current": PASSWORD, "new": NEW_PASSWORD,
+                                                   "confirm": NEW_PASSWORD}, hx=True)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200 and text.lstrip().startswith('<section id="password">')
+    assert "Password changed" in text and signed_in(console.client)
+    with console.client.session_transaction() as session:
+        assert session["_user_id"] == f"{user.id}:1"
