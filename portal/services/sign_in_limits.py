@@ -10,9 +10,11 @@ Three Redis counters, so that nobody can lock a person out from elsewhere:
   window, each address must wait DEPOT_LOGIN_ACCOUNT_DELAY seconds between its own tries on X.
   Never a lock: an address that has not failed on X signs in at once.
 
-Keys hold SHA-256 digests, never an email or address in clear.
+An IPv6 address counts as its /64 (one host usually holds a whole /64, and could otherwise take
+a fresh address for every try). Keys hold SHA-256 digests, never an email or address in clear.
 """
 import hashlib
+import ipaddress
 import time
 from dataclasses import dataclass
 
@@ -45,8 +47,22 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
+def address_bucket(address: str | None) -> str:
+    """What an address counts as: an IPv4 address itself (an IPv4-mapped IPv6 one too), an IPv6
+    address its /64 network; anything else as given."""
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return address or "unknown"
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def keys_for(email: str, address: str | None) -> Keys:
-    address = address or "unknown"
+    address = address_bucket(address)
     return Keys(pair=PREFIX + "pair:" + _digest(email, address),
                 address=PREFIX + "address:" + _digest(address),
                 account=PREFIX + "account:" + _digest(email))

@@ -4,7 +4,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent
-from portal.services.sign_in_limits import in_words
+from portal.services.sign_in_limits import address_bucket, in_words
 from tests.factories import PASSWORD, make_user
 from tests.helpers import csrf_from
 
@@ -153,3 +153,25 @@ def test_a_disabled_account_fails_like_a_wrong_password(app, api_as):
                                             (900, "15 minutes")])
 def test_waits_are_told_in_words(seconds, words):
     assert in_words(seconds) == words
+
+
+def test_an_ipv6_network_counts_as_one_address(app):
+    """Do failures from many addresses of one IPv6 /64 count as one address (a host cannot take
+    a fresh address per try), another /64 being unaffected?"""
+    users = [make_user("viewer") for _ in range(4)]
+    for n, user in enumerate(users):
+        for k in range(2):
+            client = browser(app, f"2001:db8:1:2::{n * 2 + k + 1:x}")
+            assert login(client, user.email, WRONG).status_code == 401
+    response = login(browser(app, "2001:db8:1:2:ffff::9"), users[0].email, PASSWORD)
+    assert "from this address" in response.get_data(as_text=True)
+    assert login(browser(app, "2001:db8:1:3::1"), users[0].email, PASSWORD).status_code == 303
+
+
+@pytest.mark.parametrize("address, bucket", [
+    ("203.0.113.7", "203.0.113.7"), ("::ffff:203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"), ("fe80::1%eth0", "fe80::/64"),
+    (None, "unknown"), ("not-an-address", "not-an-address"),
+])
+def test_what_an_address_counts_as(address, bucket):
+    assert address_bucket(address) == bucket
