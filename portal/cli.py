@@ -36,8 +36,14 @@ def initialise() -> None:
                    f"DEPOT_CENTRAL_ROOT to another folder.", err=True)
         sys.exit(1)
     click.echo(f"Central distribution point: {central.root}")
-    user, generated = accounts.ensure_first_admin(
-        current_app.config["DEPOT_ADMIN_EMAIL"], current_app.config["DEPOT_ADMIN_PASSWORD"])
+    try:
+        user, generated = accounts.ensure_first_admin(
+            current_app.config["DEPOT_ADMIN_EMAIL"], current_app.config["DEPOT_ADMIN_PASSWORD"])
+    except DepotError as exc:
+        click.echo(f"error: the first admin from DEPOT_ADMIN_EMAIL / DEPOT_ADMIN_PASSWORD was "
+                   f"refused: {exc.message}. Fix it, or unset DEPOT_ADMIN_PASSWORD to have one "
+                   f"generated.", err=True)
+        sys.exit(1)
     if user and generated:
         click.echo("=" * 64)
         click.echo(f"First admin created: {user.email}")

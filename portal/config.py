@@ -132,8 +132,16 @@ class Config:
     DEPOT_DOWNLOAD_LINK_TTL = _env_int("DEPOT_DOWNLOAD_LINK_TTL", 3600)
     # A deployment whose agent has said nothing for this long fails ("the agent went silent").
     DEPOT_DEPLOYMENT_SILENT_AFTER = _env_int("DEPOT_DEPLOYMENT_SILENT_AFTER", 1800)
+    # Sign-in throttling (portal/services/sign_in_limits.py). One address on one account: FREE
+    # failures, then waits doubling up to MAX_DELAY s. One address on any accounts: ADDRESS_LIMIT
+    # failures per WINDOW s, then none until the window ends. One account from every address:
+    # past ACCOUNT_CEILING failures per window, each address waits ACCOUNT_DELAY s between tries.
     DEPOT_LOGIN_FREE_FAILURES = _env_int("DEPOT_LOGIN_FREE_FAILURES", 3)
-    DEPOT_LOGIN_MAX_DELAY = _env_int("DEPOT_LOGIN_MAX_DELAY", 60)
+    DEPOT_LOGIN_MAX_DELAY = _env_int("DEPOT_LOGIN_MAX_DELAY", 900)
+    DEPOT_LOGIN_WINDOW = _env_int("DEPOT_LOGIN_WINDOW", 900)
+    DEPOT_LOGIN_ADDRESS_LIMIT = _env_int("DEPOT_LOGIN_ADDRESS_LIMIT", 20)
+    DEPOT_LOGIN_ACCOUNT_CEILING = _env_int("DEPOT_LOGIN_ACCOUNT_CEILING", 10)
+    DEPOT_LOGIN_ACCOUNT_DELAY = _env_int("DEPOT_LOGIN_ACCOUNT_DELAY", 10)
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True

@@ -39,10 +39,10 @@ def test_init_creates_the_first_admin_once_with_a_printed_password(app, runner):
 def test_init_takes_the_admin_from_the_environment(app, runner):
     """Does `init` take the first admin's email and password from the environment, never
     printing the password?"""
-    app.config.update(DEPOT_ADMIN_EMAIL="it@example.com", DEPOT_ADMIN_PASSWORD="from the env")
+    app.config.update(DEPOT_ADMIN_EMAIL="it@example.com", DEPOT_ADMIN_PASSWORD="env sparrow tulip 9")
     result = runner.invoke(args=["init"])
     assert "First admin created: it@example.com (password from DEPOT_ADMIN_PASSWORD)" in result.output
-    assert "from the env" not in result.output
+    assert "env sparrow tulip 9" not in result.output
 
 
 def test_init_refuses_a_configured_root_that_does_not_exist(app, runner, tmp_path):
@@ -148,7 +148,7 @@ def test_make_run_serves_and_ctrl_c_stops_everything(app, worker_env, tmp_path):
     """Does the launcher behind `make run` serve the console, run a worker and central's DP node
     (a signed link of central's downloads, whole and a Range of it), and stop all on Ctrl-C?"""
     env = dict(worker_env, PORT="0", DEPOT_ADMIN_EMAIL="boss@example.com",
-               DEPOT_ADMIN_PASSWORD="launcher password", DEPOT_CENTRAL_DP_BIND="127.0.0.1:0",
+               DEPOT_ADMIN_PASSWORD="launcher walrus pretzel", DEPOT_CENTRAL_DP_BIND="127.0.0.1:0",
                DEPOT_CENTRAL_DP_URL="http://127.0.0.1:1")  # port 0: the URL must be given
     del env["DEPOT_CENTRAL_DP_KEY"]  # generated into the instance folder, for both to read
     write_file(worker_env["DEPOT_CENTRAL_ROOT"], "Images/run.wim", b"r" * 5000)

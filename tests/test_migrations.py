@@ -45,3 +45,24 @@ def test_0007_keeps_existing_plain_http_nodes_working(app):
             "WHERE name IN ('Plain', 'Secure', 'Bucket')")).all())
     assert {k: bool(v) for k, v in rows.items()} == {"Plain": True, "Secure": False,
                                                      "Bucket": False}
+
+
+def test_0008_gives_existing_users_session_version_0(app):
+    """Does upgrading to 0008 keep existing users, each at session version 0 (and downgrading
+    drop the column again)?"""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    db.session.remove()
+    downgrade(revision="0007")
+    try:
+        assert "session_version" not in {c["name"] for c in inspect(db.engine).get_columns("users")}
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (email, password_hash, role, sites, active, "
+                              "created_at) VALUES ('old@example.com', 'x', 'admin', '[]', :t, "
+                              "CURRENT_TIMESTAMP)"), {"t": True})
+    finally:
+        upgrade(revision="head")
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT session_version FROM users "
+                                 "WHERE email = 'old@example.com'")).scalar_one() == 0

@@ -21,6 +21,9 @@ class User(UserMixin, db.Model):
     # For viewers: the sites whose DPs they may see; empty means every site.
     sites: Mapped[list] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(default=True)
+    # Stored in the console session at sign-in (as part of get_id) and checked on every request:
+    # raising it ends every console session of this user (sign-out, password, role, deactivation).
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
     selected_dp_id: Mapped[int | None] = mapped_column(
         ForeignKey("distribution_points.id", ondelete="SET NULL")
     )
@@ -33,6 +36,14 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:
         return self.active
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session: the id and the session version, "7:3"."""
+        return f"{self.id}:{self.session_version}"
+
+    def end_sessions(self) -> None:
+        """End every console session of this user (they sign in again); API tokens are kept."""
+        self.session_version = (self.session_version or 0) + 1
 
     def to_dict(self) -> dict:
         return {

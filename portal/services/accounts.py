@@ -3,23 +3,28 @@ import functools
 import hashlib
 import re
 import secrets
-import time
 
-from flask import current_app
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn import zxcvbn
 
 from portal.core.errors import Conflict, DepotError, NotFound
 from portal.core.names import clean_name
-from portal.extensions import db, get_redis
+from portal.extensions import db
 from portal.models import ApiToken, User, utcnow
 from portal.models.accounts import ROLES
-from portal.services import audit
+from portal.services import audit, sign_in_limits
 from portal.services.actors import Actor
 from portal.services.permissions import require
+from portal.services.sign_in_limits import TooManyAttempts  # noqa: F401 (raised by authenticate)
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD = 8
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+# zxcvbn's score: 0 too guessable ... 4 very unguessable; 3 is "safely unguessable" (about 10^10
+# guesses), what it advises for a password guarded by throttling, like ours.
+MIN_PASSWORD_SCORE = 3
+ZXCVBN_MAX_LENGTH = 72  # zxcvbn refuses longer input (its cost grows with length)
 GENERIC_LOGIN_ERROR = "Invalid email or password."
 
 
@@ -34,12 +39,8 @@ class InvalidCredentials(DepotError):
     code, status = "invalid_credentials", 401
 
 
-class TooManyAttempts(DepotError):
-    code, status = "too_many_attempts", 429
-
-    def __init__(self, retry_after: int):
-        super().__init__(f"Too many failed sign-ins. Try again in {retry_after} seconds.")
-        self.retry_after = retry_after
+class WeakPassword(DepotError):
+    code = "weak_password"
 
 
 def _clean_email(value) -> str:
@@ -51,13 +52,23 @@ def _clean_email(value) -> str:
     return value
 
 
-def _clean_password(value) -> str:
+def _clean_password(value, email: str | None = None) -> str:
+    """A new password, or WeakPassword saying why not: at least 12 characters, and not easy to
+    guess as zxcvbn judges it (common passwords, words, keyboard runs, dates, the email)."""
     if not isinstance(value, str):
         raise DepotError("password must be a string")
     if len(value) < MIN_PASSWORD:
-        raise DepotError(f"password must be at least {MIN_PASSWORD} characters")
-    if len(value) > 1024:
-        raise DepotError("password must be at most 1024 characters")
+        raise WeakPassword(f"password must be at least {MIN_PASSWORD} characters")
+    if len(value) > MAX_PASSWORD:
+        raise DepotError(f"password must be at most {MAX_PASSWORD} characters")
+    hints = [email, *email.split("@"), *re.split(r"[@._+-]", email)] if email else []
+    result = zxcvbn(value[:ZXCVBN_MAX_LENGTH], user_inputs=[h for h in hints if h])
+    if result["score"] < MIN_PASSWORD_SCORE:
+        feedback = result["feedback"]
+        why = feedback.get("warning") or "it is easy to guess"
+        advice = " ".join(feedback.get("suggestions") or []) or \
+            "Use a few uncommon words or a password manager's random password."
+        raise WeakPassword(f"password is too easy to guess: {why.rstrip('.')}. {advice}")
     return value
 
 
@@ -80,47 +91,57 @@ def _clean_sites(value) -> list[str]:
 
 # --- sign-in -------------------------------------------------------------------------------
 
-def _failure_key(email: str) -> str:
-    return "depot:login-failures:" + hashlib.sha256(email.encode()).hexdigest()
-
-
-def login_delay(email: str) -> int:
-    """Seconds this email must wait before the next attempt (0 when it may try now)."""
-    data = get_redis().hgetall(_failure_key(email))
-    failures = int(data.get(b"n", 0))
-    free = current_app.config["DEPOT_LOGIN_FREE_FAILURES"]
-    if failures < free:
-        return 0
-    delay = min(2 ** (failures - free), current_app.config["DEPOT_LOGIN_MAX_DELAY"])
-    return max(0, int(float(data.get(b"at", 0)) + delay - time.time() + 0.999))
-
-
-def _record_failure(email: str) -> None:
-    key = _failure_key(email)
-    pipe = get_redis().pipeline()
-    pipe.hincrby(key, "n", 1)
-    pipe.hset(key, "at", time.time())
-    pipe.expire(key, 3600)
-    pipe.execute()
-
-
-def authenticate(email, password) -> User:
+def authenticate(email, password, ip: str | None = None, via: str = "console") -> User:
     """The user with this email and password; the same error whichever part was wrong.
 
-    Repeated failures for one email are slowed down: after a few free tries each further
-    attempt must wait twice as long as the last (up to a minute), right password or not.
+    Failures are throttled per account from this address, per address and per account
+    (services/sign_in_limits.py): a refused try raises TooManyAttempts before the password is
+    checked. Failures, the limits they reach and sign-ins are audited. Passwords set before
+    the policy (shorter or guessable) still sign in.
     """
     if not isinstance(email, str) or not isinstance(password, str):
         raise InvalidCredentials(GENERIC_LOGIN_ERROR)
-    email = email.strip().lower()
-    if wait := login_delay(email):
-        raise TooManyAttempts(wait)
+    email = email.strip().lower()[:254]
+    anonymous = Actor(None, via=via, ip=ip, name="anonymous")
+    sign_in_limits.check(email, ip)  # refused tries are not audited one by one (a flood)
     user = db.session.scalars(select(User).where(User.email == email)).first()
     ok = check_password_hash(user.password_hash if user else _dummy_hash(), password)
     if not (user and ok and user.active):
-        _record_failure(email)
+        reason = "unknown email" if user is None else "wrong password" if not ok else "disabled"
+        reached = sign_in_limits.record_failure(email, ip)
+        audit.record(anonymous, "auth.login_failed", target=email, reason=reason)
+        for scope in reached:
+            audit.record(anonymous, "auth.login_throttled", target=email, limit=scope)
+        db.session.commit()
         raise InvalidCredentials(GENERIC_LOGIN_ERROR)
-    get_redis().delete(_failure_key(email))
+    sign_in_limits.record_success(email, ip)
+    audit.record(Actor(user, via=via, ip=ip), "auth.login", target=email)
+    db.session.commit()
+    return user
+
+
+def sign_out(actor: Actor) -> None:
+    """End every console session of the actor (this one included), audited."""
+    actor.user.end_sessions()
+    audit.record(actor, "auth.logout", target=actor.user.email)
+    db.session.commit()
+
+
+def change_own_password(actor: Actor, current, new) -> User:
+    """A person's new password, given their current one: their other sessions end (the caller
+    keeps this one by signing in again)."""
+    user = actor.user
+    if not isinstance(current, str) or not check_password_hash(user.password_hash, current):
+        audit.record(actor, "user.password_change_refused", target=user.email)
+        db.session.commit()
+        raise InvalidCredentials("Your current password is not right.")
+    password = _clean_password(new, user.email)
+    if check_password_hash(user.password_hash, password):
+        raise DepotError("the new password must differ from the current one")
+    user.password_hash = generate_password_hash(password)
+    user.end_sessions()
+    audit.record(actor, "user.password_change", target=user.email, sessions_ended=True)
+    db.session.commit()
     return user
 
 
@@ -141,7 +162,8 @@ def create_user(actor: Actor, email, password, role, sites=None) -> User:
     """Add a person; admins only."""
     if actor.user is not None:
         require(actor.user, "manage_users")
-    email, password, role = _clean_email(email), _clean_password(password), _clean_role(role)
+    email, role = _clean_email(email), _clean_role(role)
+    password = _clean_password(password, email)
     sites = _clean_sites(sites)
     if db.session.scalars(select(User).where(User.email == email)).first():
         raise Conflict(f"a user with email {email} already exists")
@@ -180,13 +202,18 @@ def update_user(actor: Actor, user: User, changes: dict) -> User:
             raise DepotError("active must be true or false")
         values["active"] = changes["active"]
     if "password" in changes:
-        values["password_hash"] = generate_password_hash(_clean_password(changes["password"]))
+        values["password_hash"] = generate_password_hash(
+            _clean_password(changes["password"], values.get("email", user.email)))
     demoted = values.get("role", user.role) != "admin" or values.get("active", user.active) is False
     if user.role == "admin" and demoted and not _admins_left(user):
         raise Conflict("this is the last active admin; make someone else admin first")
+    end_sessions = ("password_hash" in values or values.get("role", user.role) != user.role
+                    or (user.active and values.get("active") is False))
     for key, value in values.items():
         setattr(user, key, value)
-    audit.record(actor, "user.update", target=user.email,
+    if end_sessions:
+        user.end_sessions()
+    audit.record(actor, "user.update", target=user.email, sessions_ended=end_sessions,
                  fields=sorted(k if k != "password_hash" else "password" for k in values))
     db.session.commit()
     return user
@@ -208,7 +235,7 @@ def ensure_first_admin(email: str | None, password: str | None) -> tuple[User | 
         return None, None
     generated = None
     if not password:
-        password = generated = secrets.token_urlsafe(12)
+        password = generated = secrets.token_urlsafe(18)  # 24 random characters
     user = create_user(Actor(None, via="cli"), email or "admin@depot.local", password, "admin")
     return user, generated
 

@@ -7,6 +7,7 @@ class Actor:
     user: object | None  # a User, or None for the system itself
     via: str = "system"  # console, api, cli, system
     ip: str | None = None
+    name: str | None = None  # who it is when there is no user: "anonymous" for a failed sign-in
 
     @property
     def user_id(self) -> int | None:
@@ -14,7 +15,7 @@ class Actor:
 
     @property
     def label(self) -> str:
-        return getattr(self.user, "email", None) or "system"
+        return getattr(self.user, "email", None) or self.name or "system"
 
 
 SYSTEM = Actor(None)

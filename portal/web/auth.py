@@ -16,9 +16,17 @@ def init_app(app) -> None:
 
 
 @login_manager.user_loader
-def _load_user(user_id: str):
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user and user.active else None
+def _load_user(session_id: str):
+    """The signed-in user, checked on every request: the session's "id:version" must carry the
+    user's current session version (sign-out, a new password, a new role or deactivation raise
+    it), so a copied cookie stops working with them. Sessions without a version end."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdecimal() and version.isdecimal()) or len(user_id) > 18 or len(version) > 18:
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return user
 
 
 def client_ip() -> str | None:

@@ -77,7 +77,7 @@ def test_audit_log_filters_and_pages(api_as, central):
     """Is the audit log admins-only, newest first, filterable and paginated?"""
     admin = api_as("admin")
     for n in range(3):
-        admin.post("/api/v1/users", json={"email": f"u{n}@example.com", "password": "long enough",
+        admin.post("/api/v1/users", json={"email": f"u{n}@example.com", "password": "plum kettle orbit",
                                           "role": "viewer"})
     admin.post(f"/api/v1/distribution-points/{central.id}/rescan")
     body = admin.get(f"/api/v1/audit?action=user.&actor={admin.user.email}&per_page=2").get_json()

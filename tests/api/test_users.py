@@ -12,7 +12,7 @@ def users_count():
 def test_admin_creates_lists_updates_and_deletes(api_as):
     """Can an admin manage users through the API, each change audited with the actor?"""
     api = api_as("admin")
-    response = api.post("/api/v1/users", json={"email": "branch@example.com", "password": "long enough",
+    response = api.post("/api/v1/users", json={"email": "branch@example.com", "password": "plum kettle orbit",
                                                "role": "viewer", "sites": ["Seattle"]})
     assert response.status_code == 201
     created = response.get_json()
@@ -34,7 +34,7 @@ def test_only_admins_manage_users(api_as, role):
     api = api_as(role)
     before = users_count()
     assert api.get("/api/v1/users").status_code == 403
-    response = api.post("/api/v1/users", json={"email": "x@example.com", "password": "long enough",
+    response = api.post("/api/v1/users", json={"email": "x@example.com", "password": "plum kettle orbit",
                                                "role": "admin"})
     assert response.status_code == 403
     assert response.get_json()["error"]["code"] == "forbidden"
@@ -46,16 +46,16 @@ def test_only_admins_manage_users(api_as, role):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"email": "not-an-email", "password": "long enough", "role": "viewer"}, "email must look like"),
-    ({"email": 5, "password": "long enough", "role": "viewer"}, "email must be a string"),
-    ({"email": "a@example.com", "password": "short", "role": "viewer"}, "at least 8"),
+    ({"email": "not-an-email", "password": "plum kettle orbit", "role": "viewer"}, "email must look like"),
+    ({"email": 5, "password": "plum kettle orbit", "role": "viewer"}, "email must be a string"),
+    ({"email": "a@example.com", "password": "short", "role": "viewer"}, "at least 12"),
     ({"email": "a@example.com", "password": ["x"], "role": "viewer"}, "password must be a string"),
-    ({"email": "a@example.com", "password": "long enough", "role": "root"}, "role must be one of"),
-    ({"email": "a@example.com", "password": "long enough", "role": "viewer", "sites": "Seattle"},
+    ({"email": "a@example.com", "password": "plum kettle orbit", "role": "root"}, "role must be one of"),
+    ({"email": "a@example.com", "password": "plum kettle orbit", "role": "viewer", "sites": "Seattle"},
      "sites must be a list"),
-    ({"email": "a@example.com", "password": "long enough", "role": "viewer", "sites": ["Sea\x00"]},
+    ({"email": "a@example.com", "password": "plum kettle orbit", "role": "viewer", "sites": ["Sea\x00"]},
      "control characters"),
-    ({"email": "a@example.com", "password": "long enough", "role": "viewer", "sites": ["s" * 101]},
+    ({"email": "a@example.com", "password": "plum kettle orbit", "role": "viewer", "sites": ["s" * 101]},
      "at most 100"),
 ])
 def test_bad_user_input_is_refused(api_as, body, message):
@@ -71,7 +71,7 @@ def test_bad_user_input_is_refused(api_as, body, message):
 def test_duplicate_email_is_a_conflict(api_as):
     """Is a second user with an email already taken a 409?"""
     api = api_as("admin")
-    response = api.post("/api/v1/users", json={"email": api.user.email, "password": "long enough",
+    response = api.post("/api/v1/users", json={"email": api.user.email, "password": "plum kettle orbit",
                                                "role": "viewer"})
     assert response.status_code == 409
 

@@ -13,7 +13,7 @@ from portal.web.views import json_body
 def create_token():
     """Exchange email and password for a personal API token (201 {token})."""
     body = json_body()
-    user = accounts.authenticate(body.get("email"), body.get("password"))
+    user = accounts.authenticate(body.get("email"), body.get("password"), ip=client_ip(), via="api")
     token, secret = accounts.create_token(Actor(user, via="api", ip=client_ip()), user,
                                           body.get("name", "API token"))
     return {"token": secret, "id": token.id, "name": token.name}, 201

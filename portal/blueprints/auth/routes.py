@@ -8,19 +8,23 @@ from portal.blueprints.auth import bp
 from portal.blueprints.auth.forms import LoginForm
 from portal.core.errors import DepotError
 from portal.services import accounts
+from portal.web.auth import client_ip, console_actor
 from portal.web.views import see_other
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Sign in; the same message whichever of email or password was wrong."""
+    """Sign in; the same message whichever of email or password was wrong. The session keeps the
+    user's session version (User.get_id), so sign-out or a new password elsewhere ends it."""
     form = LoginForm()
-    error, status = None, 200
+    error, status, headers = None, 200, {}
     if form.validate_on_submit():
         try:
-            user = accounts.authenticate(form.email.data, form.password.data)
+            user = accounts.authenticate(form.email.data, form.password.data, ip=client_ip())
         except DepotError as exc:
             error, status = exc.message, exc.status
+            if getattr(exc, "retry_after", None):
+                headers["Retry-After"] = str(exc.retry_after)
         else:
             login_user(user)
             target = request.args.get("next", "")
@@ -29,12 +33,13 @@ def login():
             return redirect(target, code=303)
     elif request.method == "POST":
         error, status = "Enter your email and password.", 400
-    return render_template("auth/login.html", form=form, error=error), status
+    return render_template("auth/login.html", form=form, error=error), status, headers
 
 
 @bp.post("/logout")
 @login_required
 def logout():
-    """Sign out."""
+    """Sign out, ending every console session of this user (a copied cookie included)."""
+    accounts.sign_out(console_actor())
     logout_user()
     return see_other("auth.login")

@@ -1,4 +1,4 @@
-"""The Settings forms: add a user, create an API token, create an enrollment token."""
+"""The Settings forms: add a user, your password, create an API token or an enrollment token."""
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -9,7 +9,8 @@ class UserForm(FlaskForm):
     """A person who can sign in: email, first password, role, and the sites a viewer sees."""
 
     email = StringField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=1024)])
+    password = PasswordField("Password (at least 12 characters, not easy to guess)",
+                             validators=[DataRequired(), Length(max=1024)])
     role = SelectField("Role", choices=[SelectChoice("admin", "Admin"),
                                         SelectChoice("technician", "Technician"),
                                         SelectChoice("viewer", "Viewer (read-only)")])
@@ -19,6 +20,16 @@ class UserForm(FlaskForm):
     def site_list(self) -> list[str]:
         """The sites entered, blanks dropped."""
         return [s for s in (self.sites.data or "").split(",") if s.strip()]
+
+
+class PasswordForm(FlaskForm):
+    """A person's own new password: the current one, the new one twice. The service checks
+    the policy (length, guessability) and says why a password will not do."""
+
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+    new = PasswordField("New password (at least 12 characters, not easy to guess)",
+                        validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
 
 
 class TokenForm(FlaskForm):

@@ -2,10 +2,10 @@
 import io
 
 from flask import request, send_file
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, login_user
 
 from portal.blueprints.settings import bp
-from portal.blueprints.settings.forms import EnrollmentTokenForm, TokenForm, UserForm
+from portal.blueprints.settings.forms import EnrollmentTokenForm, PasswordForm, TokenForm, UserForm
 from portal.core.errors import DepotError
 from portal.services import accounts, audit, device_groups
 from portal.services import enrollment as enroll
@@ -56,6 +56,35 @@ def delete_user(user_id: int):
     """Remove a person."""
     accounts.delete_user(console_actor(), accounts.get_user(user_id))
     return _users_page(UserForm(formdata=None)) if request.htmx else see_other(".users")
+
+
+def _password_page(form, error=None, done=False, status=200):
+    return page_or_fragment("settings/password.html", "settings/_password.html", form=form,
+                            error=error, done=done), status
+
+
+@bp.get("/password")
+@login_required
+def password():
+    """Change your own password."""
+    return _password_page(PasswordForm())
+
+
+@bp.post("/password")
+@login_required
+def change_password():
+    """A new password: every other console session of yours ends, this one goes on."""
+    form = PasswordForm()
+    if not form.validate_on_submit():
+        return _password_page(form, form_errors(form), status=400)
+    if form.new.data != form.confirm.data:
+        return _password_page(form, "The two new passwords differ.", status=400)
+    try:
+        user = accounts.change_own_password(console_actor(), form.current.data, form.new.data)
+    except DepotError as exc:
+        return _password_page(form, exc.message, status=exc.status)
+    login_user(user)  # this session under the new session version; the others are over
+    return _password_page(PasswordForm(formdata=None), done=True)
 
 
 def _tokens_page(form, new_token=None, status=200):
