@@ -232,3 +232,29 @@ def test_a_technician_may_not_decide_through_the_service(agent_calls, enroll_sec
             decide(technician, claims.get_claim(claim_id))
         assert refused.value.status == 403
     assert claims.get_claim(claim_id).is_claim
+
+
+def test_approving_while_redis_is_down_still_merges(agent_calls, enroll_secret, known, admin,
+                                                    monkeypatch, caplog):
+    """With Redis not answering, is the approval committed all the same (the database decides;
+    the cache's failure logged as an error), and the device served by the slow path after?"""
+    from redis.exceptions import ConnectionError as RedisDown
+
+    device_id, token, deployment_id = known
+    claim_id, claim_token = claim_on(agent_calls, enroll_secret)
+
+    class Down:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise RedisDown("no Redis")
+            return fail
+
+    monkeypatch.setattr(agent_cache, "get_redis", lambda: Down())
+    claims.approve(admin, claims.get_claim(claim_id))
+    assert "moved device token not re-cached" in caplog.text
+    db.session.expire_all()
+    assert db.session.get(Device, device_id).token_hash == hash_token(claim_token)
+    monkeypatch.undo()
+    get_redis().delete(agent_cache.token_key(hash_token(claim_token)))  # what the TTL would do
+    [item] = agent_calls.call("GET", "/work", claim_token).json["deployments"]
+    assert item["id"] == deployment_id
