@@ -117,8 +117,19 @@ class Device(db.Model):
     last_seen_at: Mapped[datetime | None] = mapped_column(index=True)
     # Bytes free under the agent's target folder, as last reported.
     free_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # A pending claim: an enrollment whose serial and MAC match this known device, made without
+    # its device token. It gets a token but no work until an admin approves (the two records
+    # merge) or refuses (it is deleted); see `portal.services.claims`.
+    claims_device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), index=True)
 
     group = relationship("DeviceGroup")
+    claims = relationship("Device", remote_side=[id], foreign_keys=[claims_device_id])
+
+    @property
+    def is_claim(self) -> bool:
+        """Whether this record is a pending claim on another device (no work, no links)."""
+        return self.claims_device_id is not None
 
     def to_dict(self, status: str | None = None) -> dict:
         return {
@@ -128,5 +139,5 @@ class Device(db.Model):
             "os": self.os, "agent_version": self.agent_version, "group_id": self.group_id,
             "group": self.group.name if self.group else None, "status": status,
             "enrolled_at": isoformat(self.enrolled_at), "last_seen_at": isoformat(self.last_seen_at),
-            "free_bytes": self.free_bytes,
+            "free_bytes": self.free_bytes, "claims_device_id": self.claims_device_id,
         }

@@ -18,8 +18,9 @@
 
 Version bumps and tombstones follow the ORM: any Deployment row added or changed in a session
 bumps its device's version, any Device deleted or given a new token hash tombstones the old one,
-on commit (`install_session_hooks`). Bulk UPDATEs of deployments say which devices they touched
-(`work_changed_on_commit`). Both happen whether DEPOT_AGENT_LEAN is on or not, so switching it
+on commit (`install_session_hooks`); a token that moves to another device (a claim approved) is
+re-pointed instead (`token_moved_on_commit`). Bulk UPDATEs of deployments say which devices they
+touched (`work_changed_on_commit`). Both happen whether DEPOT_AGENT_LEAN is on or not, so switching it
 back on never meets a stale marker. Redis failing is logged: reads fall back to the database; a
 bump or tombstone that could not be written is logged as an error (the marker or cache entry
 then lives until its TTL).
@@ -154,6 +155,27 @@ def revoke(token_hashes, device_ids=()) -> None:
                   "up to DEPOT_AGENT_TOKEN_TTL s", exc)
 
 
+def move_token(token_hash: str, device_id: int) -> None:
+    """The token now belongs to another device (a claim was approved): point its cache entry at
+    that device, overwriting what a request just before may have cached (call after commit)."""
+    try:
+        get_redis().set(token_key(token_hash), str(device_id),
+                        ex=current_app.config["DEPOT_AGENT_TOKEN_TTL"])
+    except REDIS_ERRORS as exc:
+        log.error("moved device token not re-cached (Redis: %s): it is tombstoned or names "
+                  "the old record for up to DEPOT_AGENT_TOKEN_TTL s", exc)
+        try:  # at least not left naming the deleted record (then the slow path decides)
+            get_redis().delete(token_key(token_hash))
+        except REDIS_ERRORS:
+            pass
+
+
+def token_moved_on_commit(session, token_hash: str, device_id: int) -> None:
+    """When `session` commits, the token (its hash) keeps working, for `device_id`: it is not
+    tombstoned although the record that held it goes (claims merging)."""
+    _pending(session)["moved"][token_hash] = device_id
+
+
 def work_changed_on_commit(session, device_ids) -> None:
     """Bump these devices' work versions when `session` commits (for bulk UPDATEs the ORM does
     not see row by row)."""
@@ -161,7 +183,8 @@ def work_changed_on_commit(session, device_ids) -> None:
 
 
 def _pending(session) -> dict:
-    return session.info.setdefault(_PENDING, {"work": set(), "tokens": set(), "devices": set()})
+    return session.info.setdefault(_PENDING, {"work": set(), "tokens": set(), "devices": set(),
+                                                 "moved": {}})
 
 
 # --- the ORM hooks -------------------------------------------------------------------------
@@ -191,7 +214,9 @@ def _after_commit(session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending or not has_app_context():
         return
-    revoke(pending["tokens"], pending["devices"])
+    revoke(pending["tokens"] - set(pending["moved"]), pending["devices"])
+    for token_hash, device_id in pending["moved"].items():
+        move_token(token_hash, device_id)
     work_changed(pending["work"] - pending["devices"])
 
 

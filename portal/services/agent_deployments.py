@@ -34,10 +34,16 @@ class IllegalTransition(Conflict):
     code = "illegal_transition"
 
 
+class ClaimPending(DepotError):
+    code, status = "claim_pending", 403
+
+
 # --- work and manifests --------------------------------------------------------------------
 
 def work(device: Device) -> list[Deployment]:
-    """The device's unfinished deployments, oldest first."""
+    """The device's unfinished deployments, oldest first; none for a pending claim."""
+    if device.is_claim:
+        return []
     return list(db.session.scalars(
         select(Deployment).where(Deployment.device_id == device.id,
                                  Deployment.state.in_(ACTIVE_DEPLOYMENT_STATES))
@@ -45,7 +51,11 @@ def work(device: Device) -> list[Deployment]:
 
 
 def deployment_of(device: Device, deployment_id: int) -> Deployment:
-    """One of this device's deployments; NotFound for anyone else's."""
+    """One of this device's deployments; NotFound for anyone else's, ClaimPending for a claim
+    (it has none, and gets no link before an admin approves it)."""
+    if device.is_claim:
+        raise ClaimPending("this enrollment claims to be a known device and waits for an admin "
+                           "to approve it")
     deployment = db.session.get(Deployment, deployment_id)
     if deployment is None or deployment.device_id != device.id:
         raise NotFound(f"no deployment {deployment_id} for this device")

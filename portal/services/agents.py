@@ -12,17 +12,18 @@ import re
 import secrets as token_secrets
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from portal.core.errors import DepotError
+from portal.core.errors import Conflict, DepotError
 from portal.extensions import db
 from portal.models import Deployment, Device, EnrollmentToken, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
-from portal.services import agent_cache, audit
+from portal.services import agent_cache, audit, notifications
 from portal.services.actors import Actor
 from portal.services.enrollment import find_valid_token, hash_token
 
 MAX_ADDRESSES = 32
+MAX_PENDING_CLAIMS = 3
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -97,15 +98,27 @@ def clean_facts(body: dict, *, enrolling: bool = False) -> dict:
 
 # --- enrollment and tokens -----------------------------------------------------------------
 
-def enroll(body: dict, remote_ip: str | None) -> tuple[Device, str]:
-    """Enroll a device with an enrollment token: (device, its new device token). The same serial
-    and a shared MAC as a known device enroll that device again (its old token stops working)."""
+def enroll(body: dict, remote_ip: str | None,
+           device_token: str | None = None) -> tuple[Device, str]:
+    """Enroll a device with an enrollment token: (device, its new device token).
+
+    An agent that shows its valid device token (`device_token`, from the Authorization header
+    or the body) enrolls its own device again: a new token, the old one stops working. Without
+    it, the same serial and a shared MAC as a known device make a pending claim on that device
+    (a record of its own, with a token but no work until an admin approves it); nobody takes a
+    device over with an enrollment token and facts that are not secret."""
     token = find_valid_token(body.get("enroll_token"))
     facts = clean_facts(body, enrolling=True)
-    device = _same_device(facts.get("serial", ""), facts.get("mac_addresses", []))
+    device = device_for_token(device_token if device_token is not None
+                              else body.get("device_token"))
+    claimed = None
+    if device is None:
+        claimed = _same_device(facts.get("serial", ""), facts.get("mac_addresses", []))
+        if claimed is not None:
+            _refuse_too_many_claims(claimed)
     again = device is not None
     if device is None:
-        device = Device(name=facts["name"])
+        device = Device(name=facts["name"], claims_device_id=claimed.id if claimed else None)
         db.session.add(device)
     _follow_hostname(device, facts.pop("name"))
     for field, value in facts.items():
@@ -116,32 +129,54 @@ def enroll(body: dict, remote_ip: str | None) -> tuple[Device, str]:
     device.enrollment_token_id = token.id
     device.remote_ip = remote_ip
     device.last_seen_at = now
-    if token.group_id is not None:
+    if token.group_id is not None and not device.is_claim:  # a claim joins no group: no work
         device.group_id = token.group_id
     if again:
-        # Its agent starts over (a new state folder numbers its reports from 1); the old token
-        # is dead, so no report of the old one can arrive any more.
-        db.session.execute(update(Deployment).where(
-            Deployment.device_id == device.id,
-            Deployment.state.in_(ACTIVE_DEPLOYMENT_STATES)).values(report_seq=0))
-        # (its old token is tombstoned and its markers dropped on commit: agent_cache's hooks)
-        agent_cache.work_changed_on_commit(db.session, [device.id])
+        restart_reports(device.id)
     token.uses = EnrollmentToken.uses + 1  # in SQL: two enrollments at once both count
     token.last_used_at = now
     db.session.flush()
-    audit.record(Actor(None, via="agent", ip=remote_ip), "device.enroll", target=device.name,
-                 device_id=device.id, serial=device.serial, enrollment_token=token.name,
-                 again=again)
+    actor = Actor(None, via="agent", ip=remote_ip)
+    if claimed is not None:
+        audit.record(actor, "device.claim", target=claimed.name, device_id=claimed.id,
+                     claim_id=device.id, serial=device.serial, hostname=device.hostname,
+                     enrollment_token=token.name)
+        notifications.device_claimed(device, claimed)
+    else:
+        audit.record(actor, "device.enroll", target=device.name, device_id=device.id,
+                     serial=device.serial, enrollment_token=token.name, again=again)
     db.session.commit()
     return device, secret
 
 
+def restart_reports(device_id: int) -> None:
+    """The device's agent starts over (a new state folder numbers its reports from 1); its old
+    token is dead, so no report of the old one can arrive any more. Caller commits."""
+    db.session.execute(update(Deployment).where(
+        Deployment.device_id == device_id,
+        Deployment.state.in_(ACTIVE_DEPLOYMENT_STATES)).values(report_seq=0))
+    # (its old token is tombstoned and its markers dropped on commit: agent_cache's hooks)
+    agent_cache.work_changed_on_commit(db.session, [device_id])
+
+
+def _refuse_too_many_claims(device: Device) -> None:
+    """At most MAX_PENDING_CLAIMS claims wait on one device: enough for a real one reinstalled
+    a few times, not a flood of notifications from whoever holds an enrollment token."""
+    waiting = db.session.scalar(select(func.count()).select_from(Device).where(
+        Device.claims_device_id == device.id))
+    if waiting >= MAX_PENDING_CLAIMS:
+        raise Conflict(f"{waiting} enrollments claiming to be {device.name} already wait for an "
+                       "admin; try again once they are approved or refused",
+                       code="claims_waiting")
+
+
 def _same_device(serial: str, macs: list[str]) -> Device | None:
-    """The device this serial and any of these MACs already name (the latest seen), if any."""
+    """The device this serial and any of these MACs already name (the latest seen), if any;
+    pending claims name no device."""
     if not serial or not macs:
         return None
     candidates = db.session.scalars(
-        select(Device).where(Device.serial == serial)
+        select(Device).where(Device.serial == serial, Device.claims_device_id.is_(None))
         .order_by(Device.last_seen_at.desc().nulls_last(), Device.id.desc())).all()
     for device in candidates:
         if set(device.mac_addresses or []) & set(macs):

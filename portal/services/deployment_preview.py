@@ -101,7 +101,9 @@ def form_options(user) -> dict:
     return {"images": by_library["Images"], "platform_packs": by_library["Platform Packs"],
             "application_packs": by_library["Application Packs"],
             "answer_files": by_library["Answer Files"],
-            "devices": list(db.session.scalars(select(Device).order_by(Device.name)
+            "devices": list(db.session.scalars(select(Device)
+                                               .where(Device.claims_device_id.is_(None))
+                                               .order_by(Device.name)
                                                .limit(MAX_DEVICES))),
             "groups": list(db.session.scalars(select(DeviceGroup).order_by(DeviceGroup.name))),
             "dps": dps}

@@ -116,7 +116,8 @@ def target_devices(device_ids=None, group_id=None) -> tuple[list[Device], Device
         group = db.session.get(DeviceGroup, group_id)
         if group is None:
             raise NotFound(f"no group {group_id}")
-        devices = list(db.session.scalars(select(Device).where(Device.group_id == group.id)
+        devices = list(db.session.scalars(select(Device).where(Device.group_id == group.id,
+                                                             Device.claims_device_id.is_(None))
                                           .order_by(Device.name).limit(MAX_DEVICES + 1)))
         if not devices:
             raise DepotError(f"group {group.name} has no devices yet")
@@ -134,6 +135,11 @@ def target_devices(device_ids=None, group_id=None) -> tuple[list[Device], Device
     unknown = [i for i in ids if i not in found]
     if unknown:
         raise NotFound(f"no device {', '.join(map(str, unknown))}")
+    claims = [found[i].name for i in ids if found[i].is_claim]
+    if claims:
+        raise DepotError(f"{', '.join(claims)}: a pending claim on a known device gets no "
+                         "deployment; approve or refuse it in Computer Management first",
+                         code="claim_pending", status=409)
     return [found[i] for i in ids], None
 
 

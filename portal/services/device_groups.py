@@ -19,7 +19,9 @@ def list_groups() -> list[DeviceGroup]:
 
 def device_counts() -> dict[int | None, int]:
     """How many devices each group holds ({group_id: n}; None: devices in no group)."""
-    rows = db.session.execute(select(Device.group_id, func.count()).group_by(Device.group_id))
+    rows = db.session.execute(select(Device.group_id, func.count())
+                              .where(Device.claims_device_id.is_(None))
+                              .group_by(Device.group_id))
     return {group_id: n for group_id, n in rows}
 
 

@@ -51,7 +51,7 @@ def list_devices(q: str | None = None, group_id=None, status: str | None = None,
     """Devices by name, filtered; q searches name, serial, MAC and IP addresses: (page, total).
     Last seen includes quiet heartbeats not yet flushed; the status filter goes by the database's
     (at most DEPOT_AGENT_SEEN_FLUSH s behind)."""
-    query = select(Device)
+    query = select(Device).where(Device.claims_device_id.is_(None))  # claims: `claims`
     q = (q or "").strip()
     if q:
         text_of = [Device.name, Device.serial, cast(Device.mac_addresses, String),
@@ -108,10 +108,18 @@ def _group_or_none(group_id) -> DeviceGroup | None:
     return group
 
 
+def _refuse_claim(device: Device) -> None:
+    """A pending claim joins no group and takes no other name until an admin decides on it."""
+    if device.is_claim:
+        raise DepotError(f"{device.name} claims to be {device.claims.name}: approve or refuse "
+                         "the claim first", code="claim_pending", status=409)
+
+
 def update_device(actor: Actor, device: Device, changes: dict) -> Device:
     """Rename a device or move it to another group (group_id None: no group)."""
     may_manage(actor)
     refuse_unknown(changes, DEVICE_FIELDS)
+    _refuse_claim(device)
     done = {}
     if "name" in changes:
         done["name"] = clean_text(changes["name"], "name", 255)
@@ -138,6 +146,8 @@ def move_devices(actor: Actor, device_ids, group_id) -> list[Device]:
         raise UnknownDevices(f"no device{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join(map(str, unknown))}; nothing was moved")
     for device in devices:
+        _refuse_claim(device)
+    for device in devices:
         device.group_id = group.id if group else None
     audit.record(actor, "device.move", target=group.name if group else "(no group)",
                  device_ids=ids, group_id=group.id if group else None)
@@ -151,6 +161,11 @@ def forget_device(actor: Actor, device: Device) -> None:
     Its unfinished deployments are cancelled, as no agent can report on them any more.
     """
     may_manage(actor)
+    for claim in db.session.scalars(select(Device).where(Device.claims_device_id == device.id)):
+        audit.record(actor, "device.claim_refuse", target=device.name, device_id=device.id,
+                     claim_id=claim.id, serial=claim.serial, ip=claim.remote_ip,
+                     reason="the device was forgotten")
+        db.session.delete(claim)  # its token is tombstoned on commit too
     now = utcnow()
     db.session.execute(
         update(Deployment)

@@ -7,10 +7,15 @@ from portal.services.permissions import can_see_dp
 
 
 def notify(kind: str, message: str, *, level: str = "info", dp_id: int | None = None,
-           job_id: str | None = None, deployment_id: int | None = None) -> int:
-    """Tell every active user who can see the DP; returns how many were told. Caller commits."""
+           job_id: str | None = None, deployment_id: int | None = None,
+           roles: tuple[str, ...] | None = None) -> int:
+    """Tell every active user who can see the DP (only those of `roles` when given); returns how
+    many were told. Caller commits."""
     dp = db.session.get(DistributionPoint, dp_id) if dp_id else None
-    users = db.session.scalars(select(User).where(User.active.is_(True))).all()
+    query = select(User).where(User.active.is_(True))
+    if roles is not None:
+        query = query.where(User.role.in_(roles))
+    users = db.session.scalars(query).all()
     count = 0
     for user in users:
         if dp is None or can_see_dp(user, dp):
@@ -42,6 +47,15 @@ def deployment_failed(deployment) -> int:
                   f"Deployment #{deployment.id} of {deployment.image} to {deployment.device_name} "
                   f"failed: {deployment.error}", level="error", dp_id=deployment.dp_id,
                   deployment_id=deployment.id)
+
+
+def device_claimed(claim, device) -> int:
+    """Tell the admins (who alone may decide) that an enrollment claims to be a known device.
+    Caller commits."""
+    return notify("device.claim",
+                  f"A new enrollment claims to be {device.name} (serial {device.serial or '?'}, "
+                  f"from {claim.remote_ip or 'an unknown address'}): approve or refuse it in "
+                  "Computer Management", level="warning", roles=("admin",))
 
 
 def unread_count(user_id: int) -> int:

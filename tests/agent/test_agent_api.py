@@ -80,20 +80,44 @@ def test_enroll_refuses_bad_facts(agent_calls, enroll_secret, facts, message):
     assert db.session.scalar(select(db.func.count(Device.id))) == 0
 
 
-def test_enroll_again_with_same_serial_and_mac_reuses_the_device(agent_calls, enroll_secret):
-    """Does the same serial plus a shared MAC enroll the same device again, with a new token
-    (the old one refused from then on), while another MAC makes a new device?"""
+def test_enroll_again_with_the_device_token_reuses_the_device(agent_calls, enroll_secret):
+    """Does an agent that shows its device token (header or body) with the same serial plus a
+    shared MAC enroll the same device again, with a new token (the old one refused from then on),
+    while another MAC makes a new device?"""
     first_id, first_token = agent_calls.enrolled(enroll_secret)
-    again_id, again_token = agent_calls.enrolled(
-        enroll_secret, hostname="pc-01-renamed",
-        mac_addresses=["52:54:00:aa:bb:99", "52:54:00:aa:bb:01"])
+    response = agent_calls.client.post(
+        "/agent/v1/enroll", headers={"Authorization": f"Bearer {first_token}"},
+        json={"enroll_token": enroll_secret, **agent_calls.facts, "hostname": "pc-01-renamed",
+              "mac_addresses": ["52:54:00:aa:bb:99", "52:54:00:aa:bb:01"]})
+    assert response.status_code == 201 and "claim" not in response.json
+    again_id, again_token = response.json["device_id"], response.json["device_token"]
     assert again_id == first_id and again_token != first_token
     assert db.session.get(Device, first_id).name == "pc-01-renamed"
     assert agent_calls.call("GET", "/work", first_token).status_code == 401
     assert agent_calls.call("GET", "/work", again_token).status_code == 200
+    third_id, third_token = agent_calls.enrolled(enroll_secret, device_token=again_token)
+    assert third_id == first_id
+    assert agent_calls.call("GET", "/work", again_token).status_code == 401
     other_id, _ = agent_calls.enrolled(enroll_secret, mac_addresses=["52:54:00:cc:cc:cc"])
     assert other_id != first_id
-    assert db.session.scalar(select(EnrollmentToken.uses)) == 3
+    assert db.session.scalar(select(EnrollmentToken.uses)) == 4
+    assert db.session.scalar(select(db.func.count(AuditEvent.id)).where(
+        AuditEvent.action == "device.claim")) == 0
+
+
+def test_enroll_again_without_the_device_token_is_only_a_claim(agent_calls, enroll_secret):
+    """Does the same serial plus a shared MAC without the device token (or with a wrong one)
+    make a pending claim: a record of its own, the known device and its token untouched?"""
+    first_id, first_token = agent_calls.enrolled(enroll_secret)
+    response = agent_calls.enroll(enroll_secret, hostname="attacker",
+                                  mac_addresses=["52:54:00:aa:bb:01"], device_token="ddt_wrong")
+    assert response.status_code == 201 and response.json["claim"] == "pending"
+    claim_id = response.json["device_id"]
+    assert claim_id != first_id
+    device = db.session.get(Device, first_id)
+    assert device.name == "pc-01" and device.token_hash == enrollment.hash_token(first_token)
+    assert db.session.get(Device, claim_id).claims_device_id == first_id
+    assert agent_calls.call("GET", "/work", first_token).status_code == 200
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer ddt_wrong", "Basic abc"])
@@ -549,16 +573,20 @@ def test_silent_sweep_runs_as_a_scheduled_job(agent_calls, enroll_secret, centra
 
 
 def test_reports_count_again_from_1_after_the_device_enrolls_again(agent_calls, enroll_secret,
-                                                                     central, image, deploy):
-    """An agent that lost its state folder (reinstalled) enrolls again and numbers its reports
-    from 1: are they applied to the unfinished deployment its old self had reported on? (Yes: the
-    old token is dead, so nothing stale can arrive; else the deployment would hear nothing more
-    until the silent sweep failed it.)"""
+                                                                     central, image, deploy,
+                                                                     admin):
+    """An agent that lost its state folder (reinstalled) enrolls again (a claim an admin
+    approves) and numbers its reports from 1: are they applied to the unfinished deployment its
+    old self had reported on? (Yes: the old token is dead, so nothing stale can arrive; else the
+    deployment would hear nothing more until the silent sweep failed it.)"""
+    from portal.services import claims
+
     device_id, token = agent_calls.enrolled(enroll_secret)
     deployment = deploy(device_id, central, image)
     report(agent_calls, token, deployment, seq=7, state="downloading", bytes_done=400)
-    again_id, new_token = agent_calls.enrolled(enroll_secret)
-    assert again_id == device_id
+    claim_id, new_token = agent_calls.enrolled(enroll_secret)
+    assert claim_id != device_id
+    claims.approve(admin, claims.get_claim(claim_id))
     answer = report(agent_calls, new_token, deployment, seq=1, state="downloading", bytes_done=600)
     assert answer.json == {"state": "downloading", "cancel": False}
     db.session.expire_all()
@@ -602,7 +630,7 @@ def test_an_admins_rename_outlives_heartbeats(agent_calls, enroll_secret, admin)
     assert agent_calls.call("POST", "/heartbeat", token, json={"hostname": "pc-01"}).status_code == 200
     db.session.expire_all()
     assert db.session.get(Device, device_id).name == "Reception PC"
-    again_id, token = agent_calls.enrolled(enroll_secret)
+    again_id, token = agent_calls.enrolled(enroll_secret, device_token=token)
     db.session.expire_all()
     assert again_id == device_id and db.session.get(Device, device_id).name == "Reception PC"
     agent_calls.call("POST", "/heartbeat", token, json={"hostname": "pc-02"})

@@ -234,10 +234,11 @@ def test_forgotten_device_token_is_refused_at_once(agent_calls, settled, admin):
 
 
 def test_enrolling_again_kills_the_old_token_at_once(agent_calls, settled, enroll_secret):
-    """Enrolled again (same serial and MAC): is the old, cached token refused at once and the
-    new one answered, its first heartbeat written (not mistaken for the old quiet one)?"""
+    """Enrolled again (same serial and MAC, with its device token): is the old, cached token
+    refused at once and the new one answered, its first heartbeat written (not mistaken for the
+    old quiet one)?"""
     device_id, old = settled
-    again, new = agent_calls.enrolled(enroll_secret, os="Windows 11")
+    again, new = agent_calls.enrolled(enroll_secret, os="Windows 11", device_token=old)
     assert again == device_id
     assert agent_calls.call("GET", "/work", old).status_code == 401
     with statements() as seen:

@@ -339,15 +339,21 @@ def test_sigterm_mid_download_stops_cleanly_and_resumes(central, rescan, start_a
 
 def test_agent_enrolls_again_when_its_token_is_refused(central, start_agent, app):
     """When the server no longer knows the device token (an admin reset it), does a running
-    agent enroll again with its enrollment token, as the same device?"""
+    agent enroll again with its enrollment token: a claim on its device (it holds no valid
+    token), which, once an admin approves it, goes on as the same device?"""
+    from portal.services import claims
+    from portal.services.actors import Actor
+
     agent = start_agent()
     device = wait_for(lambda: device_named("pc-a1"), timeout=60, message="the enrollment")
-    old_hash = device.token_hash
+    device_id, old_hash = device.id, device.token_hash
     device.token_hash = None
     db.session.commit()
-    wait_for(lambda: device_named("pc-a1").token_hash not in (None, old_hash), timeout=60,
-             message="a new enrollment")
+    [claim] = wait_for(lambda: claims.list_claims(device_id), timeout=60, message="a claim")
     assert "enrolling again" in agent.log
+    claims.approve(Actor(None, via="cli"), claim)
+    db.session.expire_all()
+    assert db.session.get(Device, device_id).token_hash not in (None, old_hash)
     assert db.session.scalar(select(db.func.count(Device.id))) == 1
     agent.signal(signal.SIGTERM)
     assert agent.wait(60) == 0

@@ -4,15 +4,19 @@ from flask import current_app, g, jsonify, redirect, request
 from portal.blueprints.agent_api import bp, remote_ip
 from portal.blueprints.agent_api.limits import check_rate
 from portal.services import agent_cache, agent_deployments, agents
-from portal.web.views import json_body
+from portal.web.views import bearer_token, json_body
 
 
 @bp.post("/enroll")
 def enroll():
-    """Enroll a device with an enrollment token: its device token and the intervals."""
+    """Enroll a device with an enrollment token (and its device token, when it still holds one:
+    then no claim): its device token and the intervals; `claim: "pending"` when it claims to be a
+    known device and waits for an admin."""
     check_rate(f"enroll:{remote_ip()}", current_app.config["DEPOT_ENROLL_RATE_LIMIT"])
-    device, token = agents.enroll(json_body(), remote_ip())
+    device, token = agents.enroll(json_body(), remote_ip(), bearer_token())
     answer = {"device_id": device.id, "device_token": token, **agents.intervals()}
+    if device.is_claim:
+        answer["claim"] = "pending"
     return jsonify(answer), 201
 
 

@@ -12,6 +12,7 @@ from portal.blueprints.computers.forms import (
 )
 from portal.core.errors import DepotError
 from portal.services import boundaries as subnets  # `boundaries` is the page's view
+from portal.services import claims as device_claims
 from portal.services import device_groups, devices
 from portal.services import distribution_points as dps
 from portal.web.auth import console_actor
@@ -38,6 +39,7 @@ def _devices_page(filters: dict, error=None, moved=None, status=200):
         "computers/index.html", "computers/_devices.html", devices=items, total=total,
         filters=filters, per_page=PER_PAGE, groups=groups,
         status_of={d.id: devices.device_status(d) for d in items}, error=error, moved=moved,
+        claims=device_claims.list_claims(),
         group=next((g for g in groups if g.id == chosen), None)), status
 
 
@@ -80,7 +82,8 @@ def _device_page(device, error=None, status=200):
     return page_or_fragment(
         "computers/device.html", "computers/_device.html", device=device,
         device_status=devices.device_status(device), groups=device_groups.list_groups(),
-        history=devices.device_history(device.id, user=current_user), error=error), status
+        history=devices.device_history(device.id, user=current_user), error=error,
+        claims=[] if device.is_claim else device_claims.list_claims(device.id)), status
 
 
 @bp.get("/<int:device_id>")
@@ -112,6 +115,24 @@ def forget_device(device_id: int):
     require_role_action("manage_devices")
     devices.forget_device(console_actor(), devices.get_device(device_id))
     return load_page(".index")
+
+
+@bp.post("/claims/<int:claim_id>/approve")
+@login_required
+def approve_claim(claim_id: int):
+    """Approve a pending claim: it merges into the device it claims to be (admins)."""
+    require_role_action("manage_devices")
+    device = device_claims.approve(console_actor(), device_claims.get_claim(claim_id))
+    return load_page(".show_device", device_id=device.id)
+
+
+@bp.post("/claims/<int:claim_id>/refuse")
+@login_required
+def refuse_claim(claim_id: int):
+    """Refuse a pending claim: its record and token go; the device is untouched (admins)."""
+    require_role_action("manage_devices")
+    device = device_claims.refuse(console_actor(), device_claims.get_claim(claim_id))
+    return load_page(".show_device", device_id=device.id)
 
 
 # --- groups ----------------------------------------------------------------------------------
