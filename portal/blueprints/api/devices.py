@@ -56,7 +56,8 @@ def get_device(device_id: int):
 def update_device(device_id: int):
     """Rename a device or move it {name, group_id} (group_id null: no group; admins only)."""
     require(g.api_user, "manage_devices")
-    device = devices.update_device(api_actor(), devices.get_device(device_id, g.api_user), json_body())
+    device = devices.get_device(device_id, g.api_user)
+    device = devices.update_device(api_actor(), device, json_body())
     return _device_dict(device)
 
 
@@ -110,7 +111,8 @@ def get_group(group_id: int):
 def update_group(group_id: int):
     """Change a group's name, description, preferred DP or fallbacks (admins only)."""
     require(g.api_user, "manage_devices")
-    group = device_groups.update_group(api_actor(), device_groups.get_group(group_id, g.api_user), json_body())
+    group = device_groups.get_group(group_id, g.api_user)
+    group = device_groups.update_group(api_actor(), group, json_body())
     return _group_dict(group, device_groups.device_counts())
 
 
@@ -151,8 +153,8 @@ def get_boundary(boundary_id: int):
 def update_boundary(boundary_id: int):
     """Change a boundary's name, subnet or DP (admins only)."""
     require(g.api_user, "manage_devices")
-    boundary = boundaries.update_boundary(api_actor(), boundaries.get_boundary(boundary_id, g.api_user),
-                                          json_body())
+    boundary = boundaries.get_boundary(boundary_id, g.api_user)
+    boundary = boundaries.update_boundary(api_actor(), boundary, json_body())
     return boundary.to_dict()
 
 

@@ -191,7 +191,8 @@ def delete_group(group_id: int):
 def _boundaries_page(form=None, error=None, status=200):
     return page_or_fragment(
         "computers/boundaries.html", "computers/_boundaries.html",
-        boundaries=subnets.list_boundaries(current_user), dps=dps.visible_dps(current_user), error=error,
+        boundaries=subnets.list_boundaries(current_user), dps=dps.visible_dps(current_user),
+        error=error,
         form=form or BoundaryForm(formdata=None)), status
 
 
