@@ -135,7 +135,7 @@ def recover():
 
 @click.group("secrets")
 def secrets_cli():
-    """Secrets at rest (DP keys, cloud keys and tokens)."""
+    """Secrets at rest (DP keys, cloud keys and tokens, upload sessions, enrollment tokens)."""
 
 
 @secrets_cli.command("rotate")

@@ -7,6 +7,15 @@ same file system, beside a small JSON record of the byte ranges received. Chunks
 any order and more than one at a time; `offset` is where the first gap starts. `finish` checks
 size and SHA-256, fsyncs, and renames into place atomically, so a partial file is never visible
 under its final name.
+
+Space: every upload under way sets aside what it has still to write (its declared size less the
+bytes received), and a new upload is refused (507) unless the disk's free space, less what is set
+aside, holds its size and the node's reserve. The uploads' records (`<id>.json`) are the ledger:
+finish, abort and the sweep of abandoned uploads remove the record and so release what it set
+aside, and a worker that dies mid-upload leaves nothing the sweep does not clear. A create checks
+and records under one lock for the whole node (`.depot/uploads.lock`, flock across gunicorn's
+workers, or between waitress's threads on Windows), so two uploads that each fit but not
+together cannot both start.
 """
 import errno
 import hashlib
@@ -22,6 +31,7 @@ from typing import Callable
 from portal.core import fileio, locks
 from portal.core.errors import Conflict, DepotError, DigestMismatch, InsufficientStorage, NotFound
 from portal.core.paths import confine
+from portal.core.units import human_bytes
 
 STATE_DIR = ".depot"
 READ_CHUNK = 1024 * 1024
@@ -166,16 +176,46 @@ class UploadStore:
     # --- space -----------------------------------------------------------------------------
 
     def space(self) -> tuple[int, int]:
-        """(free, total) bytes of the root's disk, free after the configured reserve."""
+        """(free, total) bytes of the root's disk, free after the configured reserve and what the
+        uploads under way have set aside."""
         usage = shutil.disk_usage(self.root)
-        return max(0, usage.free - self.reserve), usage.total
+        return max(0, usage.free - self.reserve - self.set_aside()[0]), usage.total
 
-    def _require_space(self, needed: int, path: str) -> None:
-        free, _ = self.space()
-        if needed > free:
+    def set_aside(self, other_than: str | None = None) -> tuple[int, int]:
+        """(bytes, uploads): what the uploads under way (but `other_than`) have still to write,
+        read from their records (the ledger)."""
+        total = count = 0
+        for name in os.listdir(self.dir):
+            uid, ext = os.path.splitext(name)
+            if ext != ".json" or uid == other_than:
+                continue
+            upload = self._load(uid)
+            if upload is not None:
+                total += max(0, upload.size - upload.received)
+                count += 1
+        return total, count
+
+    @contextmanager
+    def _ledger(self):
+        """The node's space ledger, held exclusively: what a create checks stays true until its
+        record is written (across the node's processes and threads)."""
+        with locks.open_locked(os.path.join(self.root, STATE_DIR, "uploads.lock"),
+                               os.O_RDWR | os.O_CREAT):
+            yield
+
+    def _require_space(self, needed: int, path: str, other_than: str | None = None) -> None:
+        """InsufficientStorage unless free space, less what other uploads set aside, holds
+        `needed` bytes and the reserve. Call it holding the ledger."""
+        free = shutil.disk_usage(self.root).free
+        aside, uploads = self.set_aside(other_than)
+        if needed + self.reserve > free - aside:
+            held = f", {human_bytes(aside)} of it set aside for {uploads} upload(s) under way" \
+                if uploads else ""
             raise InsufficientStorage(
-                f"not enough space for {path}: it needs {needed} more bytes, the DP has {free} free "
-                f"above its reserve of {self.reserve}")
+                f"not enough space for {path}: it needs {human_bytes(needed)} ({needed} bytes) "
+                f"more; the DP has {human_bytes(free)} free{held}, and keeps a reserve of "
+                f"{human_bytes(self.reserve)}. Free space at the DP, wait for the other uploads "
+                "to finish, or lower DEPOT_DP_RESERVE_BYTES")
 
     # --- the protocol ----------------------------------------------------------------------
 
@@ -189,17 +229,18 @@ class UploadStore:
             raise DepotError("sha256 must be 64 lowercase hex digits")
         self.sweep()
         uid = upload_id(path, size, sha256)
-        existing = self._load(uid)
-        if existing is not None and os.path.exists(self._part(uid)):
-            self._require_space(size - existing.received, path)
-            return existing, False
-        self._require_space(size, path)
-        with open(self._part(uid), "wb"):
-            pass
-        now = time.time()
-        upload = Upload(uid, path, size, sha256, created_at=now, updated_at=now)
-        self._save(upload)
-        return upload, True
+        with self._ledger():
+            existing = self._load(uid)
+            if existing is not None and os.path.exists(self._part(uid)):
+                self._require_space(size - existing.received, path, other_than=uid)
+                return existing, False
+            self._require_space(size, path)
+            with open(self._part(uid), "wb"):
+                pass
+            now = time.time()
+            upload = Upload(uid, path, size, sha256, created_at=now, updated_at=now)
+            self._save(upload)  # its entry in the ledger: what it sets aside
+            return upload, True
 
     def get(self, uid: str) -> Upload:
         upload = self._load(uid)

@@ -34,7 +34,7 @@ def storage_env(public_url: str | None = None) -> StorageEnv:
 
 def open_storage(dp: DistributionPoint, *, public_url: str | None = None) -> StorageBackend:
     """The backend of a saved DP, with its credentials decrypted (use it with `with`)."""
-    secret = secrets.decrypt(dp.secret) if dp.secret else None
+    secret = secrets.dp_secret(dp) if dp.secret else None
     tokens = DpTokens(dp.id, dp.name) if dp.provider in OAUTH_PROVIDERS else None
     return storage_for(dp, secret=secret, env=storage_env(public_url), tokens=tokens)
 
@@ -81,7 +81,11 @@ class DpTokens:
         with self._app.app_context(), self._engine.connect() as conn:
             stored = conn.scalar(select(DistributionPoint.secret).where(
                 DistributionPoint.id == self.dp_id))
-            return (token_record(json.loads(secrets.decrypt(stored))) if stored else None), stored
+            if not stored:
+                return None, stored
+            plain = secrets.decrypt(stored, f"the sign-in of {self.name}",
+                                    f"reconnect {self.name} (Distribution points, Reconnect)")
+            return token_record(json.loads(plain)), stored
 
     def save(self, token: dict, version: str | None) -> bool:
         """Store the renewed token unless the stored one changed since it was read (a Reconnect);

@@ -8,7 +8,13 @@ from portal.extensions import db
 from portal.models import Boundary
 from portal.services import audit
 from portal.services.actors import Actor
-from portal.services.computers import clean_text, existing_dp_id, may_manage, refuse_unknown
+from portal.services.computers import (
+    clean_text,
+    existing_dp_id,
+    may_manage,
+    refuse_unknown,
+    site_dp_ids,
+)
 
 BOUNDARY_FIELDS = {"name", "cidr", "dp_id"}
 
@@ -31,15 +37,23 @@ def clean_cidr(value) -> str:
                      f"(did you mean {meant}?)", code="host_bits_set")
 
 
-def list_boundaries() -> list[Boundary]:
-    """Every boundary, by name then subnet."""
-    return list(db.session.scalars(
-        select(Boundary).order_by(func.lower(Boundary.name), Boundary.cidr)))
+def list_boundaries(user=None) -> list[Boundary]:
+    """Every boundary the user may see (a viewer scoped to sites: those whose DP is at their
+    sites), by name then subnet; user None: every boundary."""
+    query = select(Boundary).order_by(func.lower(Boundary.name), Boundary.cidr)
+    dp_ids = site_dp_ids(user)
+    if dp_ids is not None:
+        query = query.where(Boundary.dp_id.in_(dp_ids))
+    return list(db.session.scalars(query))
 
 
-def get_boundary(boundary_id) -> Boundary:
-    """One boundary, or NotFound."""
+def get_boundary(boundary_id, user=None) -> Boundary:
+    """One boundary the user may see, or NotFound; user None: any boundary."""
     boundary = db.session.get(Boundary, boundary_id) if isinstance(boundary_id, int) else None
+    if boundary is not None:
+        dp_ids = site_dp_ids(user)
+        if dp_ids is not None and boundary.dp_id not in dp_ids:
+            boundary = None
     if boundary is None:
         raise NotFound(f"no boundary {boundary_id}")
     return boundary

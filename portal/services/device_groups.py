@@ -6,28 +6,49 @@ from portal.extensions import db
 from portal.models import Device, DeviceGroup, DistributionPoint, EnrollmentToken
 from portal.services import audit
 from portal.services.actors import Actor
-from portal.services.computers import clean_text, existing_dp_id, may_manage, refuse_unknown
+from portal.services.computers import (
+    clean_text,
+    existing_dp_id,
+    may_manage,
+    refuse_unknown,
+    visible_group_ids,
+)
 
 MAX_FALLBACKS = 10
 GROUP_FIELDS = {"name", "description", "preferred_dp_id", "fallback_dp_ids"}
 
 
-def list_groups() -> list[DeviceGroup]:
-    """Every group, by name."""
-    return list(db.session.scalars(select(DeviceGroup).order_by(func.lower(DeviceGroup.name))))
+def list_groups(user=None) -> list[DeviceGroup]:
+    """Every group the user may see (a viewer scoped to sites: their sites' groups, as
+    `computers` decides), by name; user None: every group."""
+    query = select(DeviceGroup).order_by(func.lower(DeviceGroup.name))
+    visible = visible_group_ids(user)
+    if visible is not None:
+        query = query.where(DeviceGroup.id.in_(visible))
+    return list(db.session.scalars(query))
 
 
-def device_counts() -> dict[int | None, int]:
-    """How many devices each group holds ({group_id: n}; None: devices in no group)."""
+def device_counts(user=None) -> dict[int | None, int]:
+    """How many devices each group holds ({group_id: n}; None: devices in no group), pending
+    claims left out. For a viewer scoped to sites only their groups, and no count of devices in
+    no group (those are at no site)."""
     rows = db.session.execute(select(Device.group_id, func.count())
                               .where(Device.claims_device_id.is_(None))
                               .group_by(Device.group_id))
-    return {group_id: n for group_id, n in rows}
+    counts = {group_id: n for group_id, n in rows}
+    visible = visible_group_ids(user)
+    if visible is not None:
+        counts = {group_id: n for group_id, n in counts.items() if group_id in visible}
+    return counts
 
 
-def get_group(group_id) -> DeviceGroup:
-    """One group, or NotFound."""
+def get_group(group_id, user=None) -> DeviceGroup:
+    """One group the user may see, or NotFound; user None: any group."""
     group = db.session.get(DeviceGroup, group_id) if isinstance(group_id, int) else None
+    if group is not None:
+        visible = visible_group_ids(user)
+        if visible is not None and group.id not in visible:
+            group = None
     if group is None:
         raise NotFound(f"no group {group_id}")
     return group

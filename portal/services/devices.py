@@ -14,7 +14,13 @@ from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
 from portal.services import audit
 from portal.services.agent_flush import with_pending_seen
 from portal.services.actors import Actor
-from portal.services.computers import clean_id, clean_text, may_manage, refuse_unknown
+from portal.services.computers import (
+    clean_id,
+    clean_text,
+    may_manage,
+    refuse_unknown,
+    visible_group_ids,
+)
 
 STATUSES = ("online", "offline", "never")
 UNGROUPED = "none"  # the group filter's value for devices in no group
@@ -47,11 +53,15 @@ def group_filter(value) -> int | str | None:
 
 
 def list_devices(q: str | None = None, group_id=None, status: str | None = None,
-                 page: int = 1, per_page: int = 50) -> tuple[list[Device], int]:
+                 page: int = 1, per_page: int = 50, user=None) -> tuple[list[Device], int]:
     """Devices by name, filtered; q searches name, serial, MAC and IP addresses: (page, total).
-    Last seen includes quiet heartbeats not yet flushed; the status filter goes by the database's
-    (at most DEPOT_AGENT_SEEN_FLUSH s behind)."""
+    A viewer scoped to sites gets only their sites' devices (`computers` says which those are);
+    user None: every device. Last seen includes quiet heartbeats not yet flushed; the status
+    filter goes by the database's (at most DEPOT_AGENT_SEEN_FLUSH s behind)."""
     query = select(Device).where(Device.claims_device_id.is_(None))  # claims: `claims`
+    groups = visible_group_ids(user)
+    if groups is not None:
+        query = query.where(Device.group_id.in_(groups))
     q = (q or "").strip()
     if q:
         text_of = [Device.name, Device.serial, cast(Device.mac_addresses, String),
@@ -79,12 +89,19 @@ def list_devices(q: str | None = None, group_id=None, status: str | None = None,
     return with_pending_seen(list(items)), total
 
 
-def get_device(device_id) -> Device:
-    """One device, or NotFound."""
+def get_device(device_id, user=None) -> Device:
+    """One device the user may see, or NotFound (a viewer scoped to sites never learns of other
+    sites' devices); user None: any device."""
     device = db.session.get(Device, device_id) if isinstance(device_id, int) else None
-    if device is None:
+    if device is None or not device_visible(user, device):
         raise NotFound(f"no device {device_id}")
     return with_pending_seen([device])[0]
+
+
+def device_visible(user, device: Device) -> bool:
+    """True when the user may see the device (its group is at one of a scoped viewer's sites)."""
+    groups = visible_group_ids(user)
+    return groups is None or device.group_id in groups
 
 
 def device_history(device_id: int, limit: int = 100, user=None) -> list[Deployment]:

@@ -154,7 +154,7 @@ def accept_certificate(actor: Actor, dp: DistributionPoint, fingerprint) -> Dist
                        "again with what the node prints at start")
     if presented == dp.tls_fingerprint:
         return dp
-    with probe_storage("local", None, url=dp.url, secret=secrets.decrypt(dp.secret),
+    with probe_storage("local", None, url=dp.url, secret=secrets.dp_secret(dp),
                        name=dp.name, tls_fingerprint=presented) as backend:
         backend.check()  # the node behind the new certificate takes the key
     old, dp.tls_fingerprint = dp.tls_fingerprint, presented
@@ -205,7 +205,7 @@ def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> Distributio
         if url != dp.url and "key" not in changes:
             # The stored key is only ever sent to the URL it was entered for.
             raise DepotError("a new URL needs the node's key entered again")
-        key = clean_key(changes["key"]) if "key" in changes else secrets.decrypt(dp.secret)
+        key = clean_key(changes["key"]) if "key" in changes else secrets.dp_secret(dp)
         health = test_connection(url, key, dp.name, allow_plain_http=plain,
                                  expected_fingerprint=dp.tls_fingerprint if url == dp.url else None)
         values["url"], values["secret"] = url, secrets.encrypt(key)

@@ -88,7 +88,9 @@ def token_secret(token: EnrollmentToken) -> str:
     if token.state != "valid":
         raise DepotError(f"the enrollment token {token.name} is {token.state}; create a new one",
                          code="enroll_token_invalid", status=409)
-    return vault.decrypt(token.secret)
+    return vault.decrypt(token.secret, f"the enrollment token {token.name}",
+                         "revoke it and create a new enrollment token (installers made with it "
+                         "keep working until it expires)")
 
 
 def revoke_enrollment_token(actor: Actor, token_id: int) -> EnrollmentToken:

@@ -22,8 +22,15 @@ def require(user, action: str) -> None:
         raise PermissionDenied(f"your role ({user.role}) may not {action.replace('_', ' ')}")
 
 
+def scoped_sites(user) -> list[str] | None:
+    """The sites a viewer scoped to sites is limited to; None for everyone who sees every site
+    (other roles, unscoped viewers, and no user at all: the CLI and the system)."""
+    if user is None or user.role != "viewer" or not user.sites:
+        return None
+    return list(user.sites)
+
+
 def can_see_dp(user, dp) -> bool:
     """Viewers scoped to sites see only those sites' DPs; everyone else sees every DP."""
-    if user.role != "viewer" or not user.sites:
-        return True
-    return dp.site in user.sites
+    sites = scoped_sites(user)
+    return sites is None or dp.site in sites

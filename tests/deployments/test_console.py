@@ -7,7 +7,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import Deployment, Job
 from portal.services import deployments as svc
-from tests.factories import make_device, make_group
+from tests.factories import add_dp, make_device, make_group
 from tests.node_fixtures import IMAGE, PACK
 
 
@@ -174,8 +174,10 @@ def test_images_page_offers_deploy_to_those_who_may(login_as, content):
 def test_a_site_viewer_sees_no_other_sites_deployments_in_a_devices_history(login_as, api_as,
                                                                              admin, content):
     """Does a device's history (page and API) show a viewer scoped to Seattle the deployments
-    served from central? (No: the Deployments list and page hide them from that viewer too.)"""
-    device = make_device("pc-1")
+    served from central? (No: the Deployments list and page hide them from that viewer too.)
+    The device is at Seattle (its group prefers Seattle's DP, offline, so central serves it)."""
+    seattle = make_group("Seattle", preferred=add_dp("Seattle DP", site="Seattle office"))
+    device = make_device("pc-1", group=seattle)
     [row] = _deploy(admin, device)
     viewer = login_as("viewer", sites=["Seattle office"])
     assert viewer.get(f"/deployments/{row.id}").status_code == 404

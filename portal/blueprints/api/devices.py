@@ -37,14 +37,15 @@ def list_devices():
     """Devices by name; ?q= searches name, serial, MAC, IP; ?group_id= (an id or none), ?status=."""
     page, per_page = pagination()
     items, total = devices.list_devices(request.args.get("q"), request.args.get("group_id"),
-                                        request.args.get("status") or None, page, per_page)
+                                        request.args.get("status") or None, page, per_page,
+                                        user=g.api_user)
     return paginated([_device_dict(d) for d in items], total, page, per_page)
 
 
 @bp.get("/devices/<int:device_id>")
 def get_device(device_id: int):
     """One device, with its status and its latest deployments."""
-    device = devices.get_device(device_id)
+    device = devices.get_device(device_id, g.api_user)
     body = _device_dict(device)
     body["deployments"] = [d.to_dict() for d in
                            devices.device_history(device.id, limit=20, user=g.api_user)]
@@ -55,7 +56,8 @@ def get_device(device_id: int):
 def update_device(device_id: int):
     """Rename a device or move it {name, group_id} (group_id null: no group; admins only)."""
     require(g.api_user, "manage_devices")
-    device = devices.update_device(api_actor(), devices.get_device(device_id), json_body())
+    device = devices.get_device(device_id, g.api_user)
+    device = devices.update_device(api_actor(), device, json_body())
     return _device_dict(device)
 
 
@@ -63,7 +65,7 @@ def update_device(device_id: int):
 def delete_device(device_id: int):
     """Forget a device: its token stops working, its history stays (admins only)."""
     require(g.api_user, "manage_devices")
-    devices.forget_device(api_actor(), devices.get_device(device_id))
+    devices.forget_device(api_actor(), devices.get_device(device_id, g.api_user))
     return "", 204
 
 
@@ -82,9 +84,10 @@ def move_devices():
 
 @bp.get("/groups")
 def list_groups():
-    """Every group with its preferred DP, ordered fallbacks and device count."""
-    counts = device_groups.device_counts()
-    return {"items": [_group_dict(grp, counts) for grp in device_groups.list_groups()],
+    """Every group with its preferred DP, ordered fallbacks and device count (a viewer scoped to
+    sites: their sites' groups)."""
+    counts = device_groups.device_counts(g.api_user)
+    return {"items": [_group_dict(grp, counts) for grp in device_groups.list_groups(g.api_user)],
             "ungrouped": counts.get(None, 0)}
 
 
@@ -101,14 +104,15 @@ def create_group():
 @bp.get("/groups/<int:group_id>")
 def get_group(group_id: int):
     """One group with its device count."""
-    return _group_dict(device_groups.get_group(group_id), device_groups.device_counts())
+    return _group_dict(device_groups.get_group(group_id, g.api_user), device_groups.device_counts())
 
 
 @bp.patch("/groups/<int:group_id>")
 def update_group(group_id: int):
     """Change a group's name, description, preferred DP or fallbacks (admins only)."""
     require(g.api_user, "manage_devices")
-    group = device_groups.update_group(api_actor(), device_groups.get_group(group_id), json_body())
+    group = device_groups.get_group(group_id, g.api_user)
+    group = device_groups.update_group(api_actor(), group, json_body())
     return _group_dict(group, device_groups.device_counts())
 
 
@@ -116,7 +120,7 @@ def update_group(group_id: int):
 def delete_group(group_id: int):
     """Delete a group; its devices stay, in no group (admins only)."""
     require(g.api_user, "manage_devices")
-    device_groups.delete_group(api_actor(), device_groups.get_group(group_id))
+    device_groups.delete_group(api_actor(), device_groups.get_group(group_id, g.api_user))
     return "", 204
 
 
@@ -124,8 +128,9 @@ def delete_group(group_id: int):
 
 @bp.get("/boundaries")
 def list_boundaries():
-    """Every boundary: a subnet (CIDR) and the DP its devices download from."""
-    return {"items": [b.to_dict() for b in boundaries.list_boundaries()]}
+    """Every boundary: a subnet (CIDR) and the DP its devices download from (a viewer scoped to
+    sites: those whose DP is at their sites)."""
+    return {"items": [b.to_dict() for b in boundaries.list_boundaries(g.api_user)]}
 
 
 @bp.post("/boundaries")
@@ -141,15 +146,15 @@ def create_boundary():
 @bp.get("/boundaries/<int:boundary_id>")
 def get_boundary(boundary_id: int):
     """One boundary."""
-    return boundaries.get_boundary(boundary_id).to_dict()
+    return boundaries.get_boundary(boundary_id, g.api_user).to_dict()
 
 
 @bp.patch("/boundaries/<int:boundary_id>")
 def update_boundary(boundary_id: int):
     """Change a boundary's name, subnet or DP (admins only)."""
     require(g.api_user, "manage_devices")
-    boundary = boundaries.update_boundary(api_actor(), boundaries.get_boundary(boundary_id),
-                                          json_body())
+    boundary = boundaries.get_boundary(boundary_id, g.api_user)
+    boundary = boundaries.update_boundary(api_actor(), boundary, json_body())
     return boundary.to_dict()
 
 
@@ -157,7 +162,7 @@ def update_boundary(boundary_id: int):
 def delete_boundary(boundary_id: int):
     """Remove a boundary (admins only)."""
     require(g.api_user, "manage_devices")
-    boundaries.delete_boundary(api_actor(), boundaries.get_boundary(boundary_id))
+    boundaries.delete_boundary(api_actor(), boundaries.get_boundary(boundary_id, g.api_user))
     return "", 204
 
 

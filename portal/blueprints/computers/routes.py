@@ -32,8 +32,9 @@ FALLBACK_SLOTS = 3
 
 def _devices_page(filters: dict, error=None, moved=None, status=200):
     items, total = devices.list_devices(filters["q"], filters["group_id"],
-                                        filters["status"] or None, filters["page"], PER_PAGE)
-    groups = device_groups.list_groups()
+                                        filters["status"] or None, filters["page"], PER_PAGE,
+                                        user=current_user)
+    groups = device_groups.list_groups(current_user)
     chosen = devices.group_filter(filters["group_id"])
     return page_or_fragment(
         "computers/index.html", "computers/_devices.html", devices=items, total=total,
@@ -81,7 +82,7 @@ def deploy():
 def _device_page(device, error=None, status=200):
     return page_or_fragment(
         "computers/device.html", "computers/_device.html", device=device,
-        device_status=devices.device_status(device), groups=device_groups.list_groups(),
+        device_status=devices.device_status(device), groups=device_groups.list_groups(current_user),
         history=devices.device_history(device.id, user=current_user), error=error,
         claims=[] if device.is_claim else device_claims.list_claims(device.id)), status
 
@@ -90,7 +91,7 @@ def _device_page(device, error=None, status=200):
 @login_required
 def show_device(device_id: int):
     """One device: what its agent last said, its group, and its deployments."""
-    return _device_page(devices.get_device(device_id))
+    return _device_page(devices.get_device(device_id, current_user))
 
 
 @bp.post("/<int:device_id>")
@@ -98,7 +99,7 @@ def show_device(device_id: int):
 def update_device(device_id: int):
     """Rename a device or move it to another group."""
     require_role_action("manage_devices")
-    device = devices.get_device(device_id)
+    device = devices.get_device(device_id, current_user)
     try:
         devices.update_device(console_actor(), device, DeviceForm().changes())
     except DepotError as exc:
@@ -113,7 +114,7 @@ def update_device(device_id: int):
 def forget_device(device_id: int):
     """Forget a device: its agent must enroll again; its deployments stay in the history."""
     require_role_action("manage_devices")
-    devices.forget_device(console_actor(), devices.get_device(device_id))
+    devices.forget_device(console_actor(), devices.get_device(device_id, current_user))
     return load_page(".index")
 
 
@@ -140,8 +141,9 @@ def refuse_claim(claim_id: int):
 def _groups_page(form=None, error=None, status=200):
     visible = dps.visible_dps(current_user)
     return page_or_fragment(
-        "computers/groups.html", "computers/_groups.html", groups=device_groups.list_groups(),
-        counts=device_groups.device_counts(), dps=visible,
+        "computers/groups.html", "computers/_groups.html",
+        groups=device_groups.list_groups(current_user),
+        counts=device_groups.device_counts(current_user), dps=visible,
         dp_names={dp.id: dp.name for dp in visible}, slots=FALLBACK_SLOTS, error=error,
         form=form or GroupForm(formdata=None)), status
 
@@ -179,7 +181,7 @@ def _group_form(group, form=None, error=None, status=200):
 def edit_group(group_id: int):
     """The form to change a group's name, description, preferred DP and fallbacks (admins)."""
     require_role_action("manage_devices")
-    return _group_form(device_groups.get_group(group_id))
+    return _group_form(device_groups.get_group(group_id, current_user))
 
 
 @bp.post("/groups/<int:group_id>")
@@ -187,7 +189,7 @@ def edit_group(group_id: int):
 def update_group(group_id: int):
     """Save a group's changes; errors: the form again, with why."""
     require_role_action("manage_devices")
-    group = device_groups.get_group(group_id)
+    group = device_groups.get_group(group_id, current_user)
     form = GroupForm()
     try:
         device_groups.update_group(console_actor(), group, form.values())
@@ -201,7 +203,7 @@ def update_group(group_id: int):
 def delete_group(group_id: int):
     """Delete a group; its devices stay, in no group."""
     require_role_action("manage_devices")
-    device_groups.delete_group(console_actor(), device_groups.get_group(group_id))
+    device_groups.delete_group(console_actor(), device_groups.get_group(group_id, current_user))
     return _groups_page() if request.htmx else see_other(".groups")
 
 
@@ -210,7 +212,8 @@ def delete_group(group_id: int):
 def _boundaries_page(form=None, error=None, status=200):
     return page_or_fragment(
         "computers/boundaries.html", "computers/_boundaries.html",
-        boundaries=subnets.list_boundaries(), dps=dps.visible_dps(current_user), error=error,
+        boundaries=subnets.list_boundaries(current_user), dps=dps.visible_dps(current_user),
+        error=error,
         form=form or BoundaryForm(formdata=None)), status
 
 
@@ -239,5 +242,5 @@ def create_boundary():
 def delete_boundary(boundary_id: int):
     """Remove a boundary."""
     require_role_action("manage_devices")
-    subnets.delete_boundary(console_actor(), subnets.get_boundary(boundary_id))
+    subnets.delete_boundary(console_actor(), subnets.get_boundary(boundary_id, current_user))
     return _boundaries_page() if request.htmx else see_other(".boundaries")
