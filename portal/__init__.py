@@ -25,6 +25,9 @@ def create_app(config_class=None):
     if not app.config.get("DEPOT_CENTRAL_DP_KEY"):  # shared with central's DP node
         app.config["DEPOT_CENTRAL_DP_KEY"] = _instance_secret(app.instance_path, "central_dp_key")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from portal.core.log_redaction import redact_logger
+
+    redact_logger("werkzeug")  # `flask run`'s request lines hold whole links
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))

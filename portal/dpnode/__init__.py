@@ -12,7 +12,7 @@ import os
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal.core import http_headers
+from portal.core import http_headers, log_redaction
 from portal.core.errors import DepotError, PermissionDenied, error_body
 from portal.core.files import ContentRoot
 from portal.dpnode.config import NodeConfig
@@ -41,6 +41,7 @@ def create_node_app(config_class=NodeConfig) -> Flask:
     app = Flask(__name__)
     app.config.from_object(config_class)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_redaction.redact_logger("werkzeug")  # its request lines hold whole links
     root = app.config["DEPOT_DP_ROOT"]
     check_settings(root, app.config["DEPOT_DP_KEY"])
     app.config["DEPOT_DP_ROOT"] = os.path.abspath(root)
