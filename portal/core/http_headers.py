@@ -22,7 +22,7 @@ def console_csp(form_targets=()) -> str:
     """The console's policy; `form_targets` are the origins (scheme://host[:port]) a form may
     be redirected to besides the console itself."""
     form_action = " ".join(["'self'", *sorted(set(form_targets))])
-    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; "
             f"object-src 'none'; frame-ancestors 'none'; form-action {form_action}; "
             "base-uri 'none'")
 

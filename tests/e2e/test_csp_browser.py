@@ -77,3 +77,19 @@ def test_the_branch_view_switches_sites_under_the_policy(app, central, live_serv
     expect(page).to_have_url(f"{live_server}/branch/?site=SEA")
     expect(page.get_by_role("heading", level=1)).to_have_text("SEA")
     assert not csp_violations
+
+
+def test_the_consent_poll_waits_until_its_message_is_shown(app, central, live_server, page):
+    """Does the Add cloud page's poll (every 2 s; its filter used to be eval'd JavaScript) send
+    nothing while "Waiting for you to allow access" is hidden, i.e. before Connect?"""
+    factories.make_user(role="admin", email="admin@example.com")
+    sign_in(page, live_server, "admin@example.com")
+    sent = []
+    page.on("request", lambda request: "/new-cloud/done" in request.url and sent.append(request))
+    page.add_init_script("""window.depotPolls = 0;
+        document.addEventListener("htmx:beforeRequest", (e) => {
+          if (e.detail.elt.id === "consent-wait") window.depotPolls += 1; });""")
+    page.goto(f"{live_server}/distribution-points/new-cloud?provider=onedrive")
+    expect(page.locator("#consent-wait")).to_be_hidden()
+    page.wait_for_function("() => window.depotPolls >= 2")  # two polls came due ...
+    assert sent == []  # ... and neither was sent
