@@ -132,3 +132,19 @@ def test_nothing_is_chmodded_on_windows(tmp_path, monkeypatch):
     with private_files.private_umask():
         pass
     assert calls == [] and (tmp_path / "inst").is_dir()
+
+
+def test_joining_a_live_embedded_redis_leaves_the_umask_alone(tmp_path, monkeypatch):
+    """A second process (a web worker) joins the running server: is the process-wide umask, which
+    its other threads create files under, left untouched then?"""
+    instance = tmp_path / "instance"
+    server = embedded_redis(str(instance))
+    try:
+        changed = []
+        monkeypatch.setattr(os, "umask", lambda mask: changed.append(mask) or 0o022)
+        joined = embedded_redis(str(instance))
+        assert joined.socket_file == server.socket_file and joined.ping()
+        assert changed == []
+    finally:
+        monkeypatch.undo()
+        stop_embedded_redis(server)
