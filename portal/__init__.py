@@ -14,6 +14,7 @@ def create_app(config_class=None):
     from flask import Flask
 
     from portal.config import BASE_DIR, Config
+    from portal.core.log_redaction import redact_logger
     from portal.extensions import csrf, db, htmx, login_manager, migrate
 
     config_class = config_class or Config
@@ -25,8 +26,6 @@ def create_app(config_class=None):
     if not app.config.get("DEPOT_CENTRAL_DP_KEY"):  # shared with central's DP node
         app.config["DEPOT_CENTRAL_DP_KEY"] = _instance_secret(app.instance_path, "central_dp_key")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from portal.core.log_redaction import redact_logger
-
     redact_logger("werkzeug")  # `flask run`'s request lines hold whole links
 
     db.init_app(app)
@@ -76,7 +75,7 @@ def _private_instance(app) -> None:
     except ArgumentError:
         return  # SQLAlchemy says what is wrong with it when it connects
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
-            and not url.query.get("mode") == "memory":
+            and url.query.get("mode") != "memory":
         # Flask-SQLAlchemy takes a relative SQLite path as relative to the instance folder.
         private_files.private_sqlite(os.path.join(app.instance_path, url.database))
 
