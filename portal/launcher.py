@@ -17,6 +17,7 @@ def _children(redis_url: str, port: str) -> dict[str, list[str]]:
     return {
         "web": [os.path.join(BIN, "gunicorn"), "--bind", f"0.0.0.0:{port}", "--worker-class",
                 "gthread", "--workers", "2", "--threads", "8", "--access-logfile", "-",
+                "--logger-class", "portal.core.gunicorn_logger.RedactingLogger",
                 "--no-control-socket", "wsgi:app"],
         "worker": [os.path.join(BIN, "rq"), "worker", "--url", redis_url, "--worker-class",
                    "portal.jobs.worker.Worker", "--with-scheduler", "default", "rescans", "copies"],

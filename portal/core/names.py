@@ -55,9 +55,20 @@ def unescape_component(text: str) -> bytes:
     return bytes(out)
 
 
+# Control (C0, DEL, C1) and format characters (the bidirectional overrides and isolates
+# U+202A-202E and U+2066-2069, the marks U+200E/F, zero-width ones), line and paragraph
+# separators: invisible, or making a name read other than it is.
+CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
 def has_control_characters(value: str) -> bool:
     """True when a person-supplied string holds control characters (tabs and newlines included)."""
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value)
+    return any(unicodedata.category(ch) in CONTROL_CATEGORIES for ch in value)
+
+
+def without_control_characters(value: str) -> str:
+    """`value` without the characters has_control_characters finds."""
+    return "".join(ch for ch in value if unicodedata.category(ch) not in CONTROL_CATEGORIES)
 
 
 def clean_name(value, field: str = "name", max_length: int = MAX_NAME_LENGTH) -> str:

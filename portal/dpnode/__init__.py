@@ -12,6 +12,7 @@ import os
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from portal.core import http_headers, log_redaction
 from portal.core.errors import DepotError, PermissionDenied, error_body
 from portal.core.files import ContentRoot
 from portal.dpnode.config import NodeConfig
@@ -40,6 +41,7 @@ def create_node_app(config_class=NodeConfig) -> Flask:
     app = Flask(__name__)
     app.config.from_object(config_class)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_redaction.redact_logger("werkzeug")  # its request lines hold whole links
     root = app.config["DEPOT_DP_ROOT"]
     check_settings(root, app.config["DEPOT_DP_KEY"])
     app.config["DEPOT_DP_ROOT"] = os.path.abspath(root)
@@ -47,6 +49,7 @@ def create_node_app(config_class=NodeConfig) -> Flask:
     from portal.dpnode.routes import bp, store
 
     _register_errors(app)
+    app.after_request(_security_headers)
     app.register_blueprint(bp)
     ContentRoot(app.config["DEPOT_DP_ROOT"]).ensure_layout()
     if app.config.get("DEPOT_DP_DOWNLOADS_ONLY"):
@@ -54,6 +57,16 @@ def create_node_app(config_class=NodeConfig) -> Flask:
     else:
         store(app).sweep()
     return app
+
+
+def _security_headers(response):
+    """Every answer: the node's security headers (portal.core.http_headers); its JSON (health,
+    inventory, uploads, errors) is never kept by a browser or a proxy. A download keeps the
+    caching send_file gives it (revalidated against the node, which checks the link)."""
+    http_headers.add_missing(response.headers, http_headers.NODE_HEADERS)
+    if request.endpoint != "dpnode.download" or response.status_code >= 400:
+        response.headers["Cache-Control"] = http_headers.NO_STORE
+    return response
 
 
 DOWNLOADS_ONLY_ENDPOINTS = {"dpnode.download", "dpnode.health"}

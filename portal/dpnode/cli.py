@@ -20,6 +20,8 @@ from portal.dpnode import tls as node_tls
 from portal.dpnode.config import BASE_DIR, NodeConfig, default_root
 
 DEFAULT_BIND = "0.0.0.0:8081"
+# Access log lines without the signatures of download links (portal/core/log_redaction.py).
+GUNICORN_LOGGER = "portal.core.gunicorn_logger.RedactingLogger"
 SERVERS = ("waitress", "gunicorn")
 THREADS = 16  # requests at once, under either server
 # glibc's malloc hands the node's multi-MiB buffers (a batch's body, the chunks read for it)
@@ -77,7 +79,7 @@ def _exec_gunicorn(root: str, bind: str, workers: int, pair: tuple[str, str] | N
     # gthread workers: a long download keeps its thread without tripping the worker timeout.
     argv = [gunicorn, "--bind", bind, "--worker-class", "gthread", "--workers", str(workers),
             "--threads", str(THREADS), "--chdir", str(BASE_DIR), "--access-logfile", "-",
-            "--no-control-socket"]
+            "--logger-class", GUNICORN_LOGGER, "--no-control-socket"]
     if pair is not None:
         argv += ["--certfile", pair[0], "--keyfile", pair[1]]
     argv.append("portal.dpnode:create_node_app()")

@@ -8,6 +8,7 @@ for `agent_flush`). What an agent asks about its
 deployments (work, manifests, progress) is in `agent_deployments`.
 """
 import ipaddress
+import logging
 import re
 import secrets as token_secrets
 
@@ -15,6 +16,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 
 from portal.core.errors import Conflict, DepotError
+from portal.core.names import has_control_characters, without_control_characters
 from portal.extensions import db
 from portal.models import Deployment, Device, EnrollmentToken, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
@@ -22,16 +24,19 @@ from portal.services import agent_cache, audit, notifications
 from portal.services.actors import Actor
 from portal.services.enrollment import find_valid_token, hash_token
 
+log = logging.getLogger(__name__)
+
 MAX_ADDRESSES = 32
 MAX_PENDING_CLAIMS = 3
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}$")
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+HOSTNAME_LENGTH = 255  # Device.name's column
 
 
 # --- the facts an agent reports ------------------------------------------------------------
 
 def text_fact(body: dict, field: str, max_length: int, required: bool = False) -> str | None:
-    """A string fact without control characters, trimmed to `max_length`; None when absent."""
+    """A string fact without control or format characters (bidirectional overrides among them),
+    trimmed to `max_length`; None when absent."""
     value = body.get(field)
     if value is None:
         if required:
@@ -39,9 +44,23 @@ def text_fact(body: dict, field: str, max_length: int, required: bool = False) -
         return None
     if not isinstance(value, str):
         raise DepotError(f"{field} must be a string")
-    value = CONTROL_RE.sub("", value).strip()[:max_length]
+    value = without_control_characters(value).strip()[:max_length]
     if required and not value:
         raise DepotError(f"{field} may not be empty")
+    return value
+
+
+def hostname_fact(body: dict, required: bool) -> str | None:
+    """The hostname, which names the device in the console, cleaned as text_fact cleans (so a
+    bidirectional override cannot make it read as another device's name: an admin's rename with
+    one is refused, portal.core.names.clean_name) and never empty when sent."""
+    raw = body.get("hostname")
+    if raw is None and not required:
+        return None
+    value = text_fact(body, "hostname", HOSTNAME_LENGTH, required=True)
+    if has_control_characters(raw):
+        log.warning("an agent reported the hostname %a: kept as %a, without control and format "
+                    "characters", raw[:HOSTNAME_LENGTH], value)
     return value
 
 
@@ -81,7 +100,7 @@ def _ips(value) -> list[str] | None:
 def clean_facts(body: dict, *, enrolling: bool = False) -> dict:
     """The facts of an enrollment or heartbeat, checked and trimmed; only the ones sent."""
     facts = {
-        "name": text_fact(body, "hostname", 255, required=enrolling),
+        "name": hostname_fact(body, required=enrolling),
         "serial": text_fact(body, "serial", 128),
         "mac_addresses": _macs(body.get("mac_addresses")),
         "ip_addresses": _ips(body.get("ip_addresses")),

@@ -192,6 +192,35 @@ def test_heartbeat_updates_facts_and_last_seen(agent_calls, enroll_secret):
     assert utcnow() - device.last_seen_at < timedelta(minutes=1)
 
 
+SPOOFS = ["SEA-LT-042\u202egnp.exe", "\u2066SEA-LT-042\u2069", "SEA\u200e-LT-042\u200f",
+          "SEA-LT\u0085-042\u009b", "SEA-LT-042\u200b\u2028"]
+
+
+@pytest.mark.parametrize("hostname", SPOOFS)
+def test_invisible_characters_never_reach_a_devices_name(agent_calls, enroll_secret, hostname,
+                                                         caplog):
+    """Are bidirectional overrides, isolates, marks, C1 controls and zero-width characters taken
+    out of a hostname at enrollment and heartbeat (an admin's rename with them is refused), and
+    out of the other text facts; and is a hostname of nothing else refused?"""
+    response = agent_calls.enroll(enroll_secret, hostname=hostname, serial="SN\u202e-0001",
+                                  os="Windows\u2067 11")
+    assert response.status_code == 201, response.json
+    device = db.session.get(Device, response.json["device_id"])
+    clean = "SEA-LT-042gnp.exe" if "gnp" in hostname else "SEA-LT-042"
+    assert (device.name, device.hostname) == (clean, clean)
+    assert (device.serial, device.os) == ("SN-0001", "Windows 11")
+    assert "kept as" in caplog.text
+    token = response.json["device_token"]
+    beat = agent_calls.call("POST", "/heartbeat", token, json={"hostname": "PC\u202e-9"})
+    assert beat.status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Device, device.id).name == "PC-9"
+    nothing = agent_calls.call("POST", "/heartbeat", token, json={"hostname": "\u202e\u200f "})
+    assert nothing.status_code == 400 and "hostname" in nothing.json["error"]["message"]
+    db.session.expire_all()
+    assert db.session.get(Device, device.id).name == "PC-9"
+
+
 def test_bad_heartbeat_changes_nothing(agent_calls, enroll_secret):
     """Is a heartbeat with a malformed fact refused (400) without touching the device?"""
     device_id, token = agent_calls.enrolled(enroll_secret)

@@ -124,6 +124,25 @@ def test_quiet_heartbeat_and_idle_poll_touch_no_database(agent_calls, settled, a
     assert last_seen(device_id) >= before
 
 
+def test_quiet_calls_carry_the_security_headers_flask_gives(agent_calls, settled, app):
+    """Does the fast path answer with the same security headers as the slow path (no-store,
+    the CSP, nosniff), a rate-limited answer included?"""
+    _, token = settled
+    names = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
+             "Referrer-Policy", "Cache-Control")
+    quiet = agent_calls.call("POST", "/heartbeat", token, json=AGENT_FACTS)
+    assert get_redis().hget(agent_cache.SEEN, str(settled[0])) is not None  # the fast path's
+    app.config["DEPOT_AGENT_LEAN"] = False
+    slow = agent_calls.call("POST", "/heartbeat", token, json=AGENT_FACTS)
+    assert [quiet.headers[n] for n in names] == [slow.headers[n] for n in names]
+    assert quiet.headers["Cache-Control"] == "no-store"
+    assert quiet.headers["X-Content-Type-Options"] == "nosniff"
+    app.config.update(DEPOT_AGENT_LEAN=True, DEPOT_AGENT_RATE_LIMIT=0)
+    limited = agent_calls.call("GET", "/work", token)
+    assert limited.status_code == 429
+    assert [limited.headers[n] for n in names] == [slow.headers[n] for n in names]
+
+
 def test_quiet_calls_work_with_the_database_gone(agent_calls, settled, app, monkeypatch):
     """With every database connection refused, do quiet calls still get 200?"""
     _, token = settled

@@ -4,7 +4,7 @@ import pytest
 
 from portal import create_app
 from portal.models import AuditEvent
-from portal.web.proxies import BadSetting, secure_cookies, trusted_proxies
+from portal.web.proxies import BadSetting, init_app, secure_cookies, trusted_proxies
 from tests.factories import PASSWORD, make_user
 from tests.helpers import Console, csrf_from
 
@@ -86,6 +86,43 @@ class TestSecureCookies:
         assert response.status_code == 303
         cookies = response.headers.getlist("Set-Cookie")
         assert cookies and all("Secure" in c for c in cookies)
+
+
+class TestSecureCookiesSetting:
+    @pytest.fixture
+    def config_overrides(self):
+        return {"DEPOT_SECURE_COOKIES": "1"}
+
+    def test_the_setting_marks_every_cookie_secure(self, app, client):
+        """With DEPOT_SECURE_COOKIES=1 (and no public URL), are the session cookie (which holds
+        the CSRF token too) and the remember cookie Secure, HttpOnly and SameSite=Lax, at
+        sign-in and at sign-out?"""
+        assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]
+        assert app.config["REMEMBER_COOKIE_HTTPONLY"] and app.config["SESSION_COOKIE_HTTPONLY"]
+        user = make_user("admin")
+        https = {"base_url": "https://localhost", "headers": {"Referer": "https://localhost/"}}
+        page = client.get("/login", **https)
+        cookies = page.headers.getlist("Set-Cookie")
+        signed_in = client.post("/login", data={
+            "email": user.email, "password": PASSWORD,
+            "csrf_token": csrf_from(page.get_data(as_text=True))}, **https)
+        assert signed_in.status_code == 303
+        cookies += signed_in.headers.getlist("Set-Cookie")
+        token = csrf_from(client.get("/", **https).get_data(as_text=True))
+        signed_out = client.post("/logout", data={"csrf_token": token}, **https)
+        assert signed_out.status_code in (302, 303)
+        cookies += signed_out.headers.getlist("Set-Cookie")
+        assert cookies
+        for cookie in cookies:
+            attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
+            assert {"secure", "httponly", "samesite"} <= attributes, cookie
+            assert "SameSite=Lax" in cookie
+
+    def test_off_wins_over_an_https_public_url(self, app):
+        app.config.update(DEPOT_SECURE_COOKIES="0", DEPOT_PUBLIC_URL="https://depot.example.com")
+        init_app(app)
+        assert not app.config["SESSION_COOKIE_SECURE"]
+        assert not app.config["REMEMBER_COOKIE_SECURE"]
 
 
 @pytest.mark.parametrize("value, count", [(None, 0), ("", 0), ("0", 0), (" 2 ", 2), ("10", 10)])

@@ -274,3 +274,27 @@ def test_a_scan_waiting_for_another_says_it_is_alive(node, monkeypatch):
     rest = list(records)
     assert [r["type"] for r in rest if r["type"] != "waiting"][:2] == ["start", "file"]
     assert rest[-1]["type"] == "end"
+
+
+def assert_node_headers(response, no_store=True):
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "sandbox" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert (response.headers.get("Cache-Control") == "no-store") is no_store
+
+
+def test_every_answer_carries_the_security_headers(node):
+    """Do the health check, the inventory, an error and a refused link carry the node's headers
+    and no-store, and a download the headers with its revalidation (no-store would not hurt it,
+    but a link is checked on every revalidation anyway)?"""
+    write_file(node.root, "Images/Win11.wim", b"w" * 100)
+    assert_node_headers(node.call("GET", "/health"))
+    assert_node_headers(node.call("GET", "/inventory"))
+    assert_node_headers(requests.get(f"{node.url}/dp/v1/health", timeout=30))
+    assert_node_headers(node.call("GET", "/nowhere"))
+    assert_node_headers(requests.get(link(node, ttl=-5), timeout=30))
+    download = requests.get(link(node), timeout=30)
+    assert download.status_code == 200 and download.content == b"w" * 100
+    assert_node_headers(download, no_store=False)

@@ -9,9 +9,13 @@ import signal
 import subprocess
 import sys
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
+import requests
 
 from portal.config import BASE_DIR
+from portal.core import signing
 from portal.dpnode.cli import MALLOC_SETTINGS
 from tests.dpnode.node_process import PYTHON_M_NODE, SERVER, start_node, wait_up
 from tests.node_fixtures import KEY
@@ -84,6 +88,35 @@ def test_python_m_node_serves_without_the_console(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
+
+
+def test_the_access_log_keeps_no_signature(tmp_path):
+    """Does a node's log (gunicorn's access log; waitress writes none) show a download's path
+    and expiry but not its signature, which would let whoever reads the log download the file
+    for the rest of the hour?"""
+    root = tmp_path / "root"
+    (root / "Images").mkdir(parents=True)
+    (root / "Images" / "a.wim").write_bytes(b"wim")
+    log_path = tmp_path / "node.log"
+    proc = start_node(root, log_path)
+    try:
+        node = wait_up(proc, log_path, root)
+        link = signing.sign(signing.DP_NODE, node.url, KEY, "Images/a.wim", 3600)
+        sig = parse_qs(urlsplit(link).query)["sig"][0]
+        assert requests.get(link, timeout=30).content == b"wim"
+        forged = link.replace(sig, "0" * 64)
+        assert requests.get(forged, timeout=30).status_code == 403
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    logged = log_text(log_path)
+    assert sig not in logged and "0" * 64 not in logged
+    if SERVER == "gunicorn":
+        lines = [line for line in logged.splitlines() if "/dp/v1/download?" in line]
+        assert len(lines) == 2, logged
+        assert all("path=Images%2Fa.wim&expires=" in line and "&sig=[redacted] " in line
+                   for line in lines)
+        assert '" 200 ' in lines[0] and '" 403 ' in lines[1]
 
 
 LEAN_PROBE = """

@@ -34,13 +34,35 @@ def browser():
         chromium.close()
 
 
+# Every page of a test's browser reports what the Content-Security-Policy refused to Python at
+# once (a page navigated away from cannot be asked later).
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.depotCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ` +
+                           `${e.documentURI}: ${e.sample || ""}`);
+});
+"""
+
+
 @pytest.fixture
-def page(browser):
+def csp_violations(browser):
+    """What the CSP refused in this test's pages (and console errors that say so); `page`
+    fails the test at its end when any."""
+    return []
+
+
+@pytest.fixture
+def page(browser, csp_violations):
     context = browser.new_context(viewport={"width": 1280, "height": 760})
+    context.expose_function("depotCspViolation", lambda text: csp_violations.append(text))
+    context.add_init_script(REPORT_VIOLATIONS)
+    context.on("console", lambda msg: msg.type == "error" and "Content Security Policy" in msg.text
+               and csp_violations.append(msg.text))
     page = context.new_page()
     page.set_default_timeout(30_000)
     yield page
     context.close()
+    assert not csp_violations, f"the Content-Security-Policy refused: {csp_violations}"
 
 
 @pytest.fixture

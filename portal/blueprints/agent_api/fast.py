@@ -12,7 +12,8 @@ One Redis round trip each (a Lua script: token -> device, the marker or facts, t
 last seen), no database, no Flask request, session, CSRF or login. Anything else (another path,
 no or an unknown token, changed facts, work, Redis not answering, DEPOT_AGENT_LEAN=0) goes on to
 the Flask routes unchanged, which answer it and write what lets the next one be fast (see
-`portal.services.agent_cache`). The bodies answered are the routes' own, byte for byte.
+`portal.services.agent_cache`). The bodies answered are the routes' own, byte for byte, with the
+same security headers (portal.web.headers).
 """
 import hashlib
 import io
@@ -23,6 +24,7 @@ import time
 from portal.blueprints.agent_api.limits import WINDOW
 from portal.core.errors import error_body
 from portal.services import agent_cache
+from portal.web.headers import answer_headers
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +97,14 @@ class AgentFastPath:
             return self.wsgi_app(environ, start_response)
         if outcome[0] == 2:
             beat, work = self._bodies(config)
-            return self._answer(start_response, "200 OK", beat if kind == "beat" else work)
+            return self._answer(start_response, "200 OK", beat if kind == "beat" else work,
+                                answer_headers(self.app))
         if outcome[0] == 3:
             limit = config["DEPOT_AGENT_RATE_LIMIT"]
             wait = max(1, int((window + 1) * WINDOW - now + 0.999))
             return self._answer(start_response, "429 TOO MANY REQUESTS", _json(error_body(
                 "rate_limited", f"more than {limit} calls a minute; try again in {wait} s")),
-                [("Retry-After", str(wait))])
+                [("Retry-After", str(wait)), *answer_headers(self.app)])
         return self.wsgi_app(environ, start_response)
 
     @staticmethod
