@@ -10,9 +10,11 @@ import logging
 import os
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from portal.core.errors import DepotError, PermissionDenied, error_body
+from portal.core.jsonbody import DepthLimitedLoads, too_large_message
 from portal.core.files import ContentRoot
 from portal.dpnode.config import NodeConfig
 
@@ -39,6 +41,7 @@ def create_node_app(config_class=NodeConfig) -> Flask:
     """Build a DP node app for the root and key in `config_class` (the environment by default)."""
     app = Flask(__name__)
     app.config.from_object(config_class)
+    app.json = NodeJSONProvider(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = app.config["DEPOT_DP_ROOT"]
     check_settings(root, app.config["DEPOT_DP_KEY"])
@@ -54,6 +57,11 @@ def create_node_app(config_class=NodeConfig) -> Flask:
     else:
         store(app).sweep()
     return app
+
+
+class NodeJSONProvider(DepthLimitedLoads, DefaultJSONProvider):
+    """Flask's JSON with request.get_json refusing nesting past portal.core.jsonbody.MAX_DEPTH
+    (the node's own JSON bodies are read by routes._json)."""
 
 
 DOWNLOADS_ONLY_ENDPOINTS = {"dpnode.download", "dpnode.health"}
@@ -79,6 +87,10 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(DepotError)
     def _domain_error(exc: DepotError):
         return answer(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        return answer(413, "too_large", too_large_message(request.max_content_length))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -24,6 +25,7 @@ from portal.core.errors import Conflict, DepotError, DigestMismatch, Insufficien
 from portal.core.paths import confine
 
 STATE_DIR = ".depot"
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 READ_CHUNK = 1024 * 1024
 
 
@@ -69,6 +71,11 @@ def part_shared(path: str, uid: str):
 def upload_id(path: str, size: int, sha256: str) -> str:
     """The upload's name, from what it will become."""
     return hashlib.sha256(f"{path}\0{size}\0{sha256}".encode()).hexdigest()[:32]
+
+
+def valid_upload_id(uid: str) -> bool:
+    """Whether `uid` has the shape upload_id gives (and so is safe in a file name)."""
+    return isinstance(uid, str) and UPLOAD_ID.fullmatch(uid) is not None
 
 
 def _merge(ranges: list[list[int]], start: int, end: int) -> list[list[int]]:

@@ -11,6 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.core.errors import Conflict, DepotError, NotFound
 from portal.core.names import clean_name
+from portal.core.numbers import is_id
 from portal.extensions import db, get_redis
 from portal.models import ApiToken, User, utcnow
 from portal.models.accounts import ROLES
@@ -127,7 +128,7 @@ def authenticate(email, password) -> User:
 # --- users ---------------------------------------------------------------------------------
 
 def get_user(user_id) -> User:
-    user = db.session.get(User, user_id) if isinstance(user_id, int) else None
+    user = db.session.get(User, user_id) if is_id(user_id) else None
     if user is None:
         raise NotFound(f"no user {user_id}")
     return user

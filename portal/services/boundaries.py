@@ -4,6 +4,7 @@ import ipaddress
 from sqlalchemy import func, select
 
 from portal.core.errors import Conflict, DepotError, NotFound
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import Boundary
 from portal.services import audit
@@ -39,7 +40,7 @@ def list_boundaries() -> list[Boundary]:
 
 def get_boundary(boundary_id) -> Boundary:
     """One boundary, or NotFound."""
-    boundary = db.session.get(Boundary, boundary_id) if isinstance(boundary_id, int) else None
+    boundary = db.session.get(Boundary, boundary_id) if is_id(boundary_id) else None
     if boundary is None:
         raise NotFound(f"no boundary {boundary_id}")
     return boundary

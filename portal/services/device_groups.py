@@ -2,6 +2,7 @@
 from sqlalchemy import func, select, update
 
 from portal.core.errors import Conflict, DepotError, NotFound
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import Device, DeviceGroup, DistributionPoint, EnrollmentToken
 from portal.services import audit
@@ -25,7 +26,7 @@ def device_counts() -> dict[int | None, int]:
 
 def get_group(group_id) -> DeviceGroup:
     """One group, or NotFound."""
-    group = db.session.get(DeviceGroup, group_id) if isinstance(group_id, int) else None
+    group = db.session.get(DeviceGroup, group_id) if is_id(group_id) else None
     if group is None:
         raise NotFound(f"no group {group_id}")
     return group

@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy import String, cast, func, or_, select, update
 
 from portal.core.errors import DepotError, NotFound
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import Deployment, Device, DeviceGroup, DistributionPoint, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
@@ -81,7 +82,7 @@ def list_devices(q: str | None = None, group_id=None, status: str | None = None,
 
 def get_device(device_id) -> Device:
     """One device, or NotFound."""
-    device = db.session.get(Device, device_id) if isinstance(device_id, int) else None
+    device = db.session.get(Device, device_id) if is_id(device_id) else None
     if device is None:
         raise NotFound(f"no device {device_id}")
     return with_pending_seen([device])[0]

@@ -6,17 +6,19 @@
 - `errors`: every error as JSON for programs, a page or a flash for people;
 - `context`: what every console page's layout needs, the lists of statuses, the filters;
 - `fields`: form fields the console's forms share (repeated inputs, ids, numbered slots);
-- `proxies`: which X-Forwarded-* headers to believe behind a reverse proxy, secure cookies.
+- `proxies`: which X-Forwarded-* headers to believe behind a reverse proxy, secure cookies;
+- `bodies`: how large (DEPOT_MAX_BODY_MB) and how deep a request's body may be.
 
 The errors themselves are the one family in `portal.core.errors`.
 """
 
 
 def init_app(app) -> None:
-    """Proxies, sign-in, the error handlers and the layout's context for the app."""
-    from portal.web import auth, context, errors, proxies
+    """Proxies, body limits, sign-in, the error handlers and the layout's context for the app."""
+    from portal.web import auth, bodies, context, errors, proxies
 
     proxies.init_app(app)
+    bodies.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
     context.init_app(app)
