@@ -2,11 +2,15 @@
 slots and finite decimals. Values stay as sent; the services check them (the API sends the
 same), and a field only turns what cannot be read into the message a person sees. Ids are read
 by portal.core.numbers: ASCII digits up to the id column's largest, nothing else."""
+import re
+
 from wtforms import DecimalField, Field, StringField
 from wtforms.utils import unset_value
 
 from portal.core.errors import DepotError
 from portal.core.numbers import clean_id, finite_decimal
+
+SLOT_NUMBER = re.compile(r"[0-9]{1,4}")  # ASCII (isdigit takes "²", which int() refuses)
 
 
 def stripped(value):
@@ -65,8 +69,8 @@ class SlotsField(Field):
     def process(self, formdata, data=unset_value, extra_filters=None):
         super().process(None, data, extra_filters)
         if formdata is not None:
-            slots = sorted((key for key in formdata
-                            if key.startswith(self.prefix) and key[len(self.prefix):].isdigit()),
+            slots = sorted((key for key in formdata if key.startswith(self.prefix)
+                            and SLOT_NUMBER.fullmatch(key[len(self.prefix):])),
                            key=lambda key: int(key[len(self.prefix):]))
             self.raw_data = [formdata[key] for key in slots]
             self.data = [value for value in self.raw_data if value]

@@ -5,7 +5,7 @@ import pytest
 
 from portal.core.jsonbody import MAX_DEPTH
 from portal.extensions import db
-from portal.models import DistributionPoint, EnrollmentToken
+from portal.models import DeviceGroup, DistributionPoint, EnrollmentToken
 from portal.web.bodies import max_body_bytes
 from portal.web.proxies import BadSetting
 from tests.factories import PASSWORD, make_user
@@ -243,3 +243,14 @@ def test_a_hand_edited_created_link_shows_the_page(login_as, created):
     """Does the enrollment page's ?created= past the column show the page, not a 500?"""
     response = login_as("admin").get(f"/settings/enrollment?created={created}")
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("slot", ["fallback_²", "fallback_" + "9" * 5000])
+def test_a_slot_that_is_no_number_is_not_a_slot(login_as, central, slot):
+    """Is a numbered input whose number is not ASCII digits (or far too long) left out, not a
+    500, when a group is added?"""
+    console = login_as("admin")
+    response = console.post("/computers/groups", {"name": "Remote", "fallback_1": central.id,
+                                                  slot: central.id}, hx=True)
+    assert response.status_code < 400, response.get_data(as_text=True)
+    assert db.session.query(DeviceGroup).one().fallback_dp_ids == [central.id]
