@@ -59,7 +59,7 @@ def _json() -> dict:
     """The request's JSON object (portal.core.jsonbody), at most DEPOT_DP_MAX_JSON bytes: the
     node's MAX_CONTENT_LENGTH is an upload chunk's size."""
     request.max_content_length = current_app.config["DEPOT_DP_MAX_JSON"]  # before it is read
-    return jsonbody.parse_object(request.get_data(), request.is_json, request.mimetype)
+    return jsonbody.read_object(request)
 
 
 @bp.get("/health")

@@ -49,7 +49,7 @@ def paginated(items: list, total: int, page: int, per_page: int) -> dict:
 def json_body() -> dict:
     """The request's JSON object, or a 400 (415 when not sent as JSON) that says what is wrong
     with it: see portal.core.jsonbody."""
-    return jsonbody.parse_object(request.get_data(), request.is_json, request.mimetype)
+    return jsonbody.read_object(request)
 
 
 def bearer_token() -> str | None:

@@ -1,6 +1,8 @@
 """What a request may send (issue 13, items 1, 5 and 12): bodies past DEPOT_MAX_BODY_MB (413),
 JSON nested too deep (400), bodies not sent as JSON (415), and ids and numbers that are not
 whole numbers a column holds (400 or a form error), each with a message and never a 500."""
+import io
+
 import pytest
 
 from portal.core.jsonbody import MAX_DEPTH
@@ -34,6 +36,40 @@ def test_a_body_past_the_limit_is_a_413_before_it_is_read(client, path):
     assert response.status_code == 413
     code, message = error_of(response)
     assert code == "too_large" and "2 MB" in message
+
+
+class CountingBody(io.RawIOBase):
+    """A request body of `size` bytes that counts what the server reads of it."""
+
+    def __init__(self, size: int):
+        self.left, self.read_bytes = size, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = min(len(buffer), self.left)
+        buffer[:n] = b" " * n
+        self.left -= n
+        self.read_bytes += n
+        return n
+
+
+def test_a_200_mb_body_is_not_read(client):
+    """Is a 200 MB body announced by Content-Length refused without reading a byte of it?"""
+    body = CountingBody(200 * 1024 * 1024)
+    response = client.post("/agent/v1/enroll", content_type=JSON, environ_overrides={
+        "wsgi.input": body, "CONTENT_LENGTH": str(200 * 1024 * 1024)})
+    assert response.status_code == 413 and body.read_bytes == 0
+
+
+def test_a_chunked_body_is_read_no_further_than_the_limit(client):
+    """Is a body without Content-Length (chunked) read only up to the limit, then a 413?"""
+    body = CountingBody(200 * 1024 * 1024)
+    response = client.post("/api/v1/tokens", content_type=JSON, environ_overrides={
+        "wsgi.input": body, "HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True})
+    assert response.status_code == 413 and "(2 MB)" in error_of(response)[1]
+    assert body.read_bytes <= 2 * 1024 * 1024 + 64 * 1024
 
 
 def test_a_console_form_past_the_limit_is_a_page_with_the_message(client):
