@@ -14,8 +14,8 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from portal.core.errors import DepotError, PermissionDenied, error_body
-from portal.core.jsonbody import DepthLimitedLoads, too_large_message
 from portal.core.files import ContentRoot
+from portal.core.jsonbody import DepthLimitedLoads, too_large_message
 from portal.dpnode.config import NodeConfig
 
 MIN_KEY_LENGTH = 16

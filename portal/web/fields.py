@@ -7,7 +7,6 @@ import re
 from wtforms import DecimalField, Field, StringField
 from wtforms.utils import unset_value
 
-from portal.core.errors import DepotError
 from portal.core.numbers import clean_id, finite_decimal
 
 SLOT_NUMBER = re.compile(r"[0-9]{1,4}")  # ASCII (isdigit takes "²", which int() refuses)
