@@ -22,6 +22,7 @@ from typing import Callable
 
 from portal.core import fileio, locks
 from portal.core.errors import Conflict, DepotError, DigestMismatch, InsufficientStorage, NotFound
+from portal.core.numbers import MAX_BIGINT
 from portal.core.paths import confine
 
 STATE_DIR = ".depot"
@@ -189,8 +190,8 @@ class UploadStore:
     def create(self, path, size, sha256) -> tuple[Upload, bool]:
         """Start an upload, or return the one already under way for the same file: (upload, new)."""
         confine(self.root, path)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise DepotError("size must be a whole number of bytes, 0 or more")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_BIGINT:
+            raise DepotError(f"size must be a whole number of bytes, 0 to {MAX_BIGINT}")
         if not isinstance(sha256, str) or len(sha256) != 64 or not all(
                 c in "0123456789abcdef" for c in sha256):
             raise DepotError("sha256 must be 64 lowercase hex digits")

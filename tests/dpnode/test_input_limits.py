@@ -79,3 +79,12 @@ def test_a_json_body_past_its_limit_is_a_413_while_chunks_are_not(node):
     sent = node.call("PATCH", f"/uploads/{created.json()['id']}", data=data,
                      headers={"Upload-Offset": "0"})
     assert sent.status_code == 200 and sent.json()["offset"] == MB
+
+
+@pytest.mark.parametrize("size", [2 ** 63, 2 ** 64, True, 1.0, "3"])
+def test_an_upload_size_no_file_can_have_is_a_400(node, size):
+    """Is a size past what a file (and the inventory's column) can have a 400, not a 507?"""
+    response = node.call("POST", "/uploads", json={"path": "Images/a.wim", "size": size,
+                                                   "sha256": hashlib.sha256(b"abc").hexdigest()})
+    assert response.status_code == 400
+    assert "size must be a whole number of bytes" in error_of(response)[1]
