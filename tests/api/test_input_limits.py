@@ -11,6 +11,7 @@ from portal.models import DeviceGroup, DistributionPoint, EnrollmentToken
 from portal.web.bodies import max_body_bytes
 from portal.web.proxies import BadSetting
 from tests.factories import PASSWORD, make_user
+from tests.node_fixtures import IMAGE
 
 JSON = "application/json"
 HUGE = 2 ** 64  # past every integer column
@@ -168,19 +169,20 @@ def test_json_with_a_charset_or_a_json_suffix_is_read(app, client):
 # --- ids and numbers ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dp_ids", [[HUGE], [2 ** 31], [True], [1.0], [-1], [0]])
-def test_copies_refuse_ids_no_column_holds(api_as, dp_ids):
-    """Are DP ids past the id column, bools, floats and non-positive ones a 400 (not a 500)?"""
-    response = api_as("admin").post("/api/v1/copies", json={"asset_keys": ["Images/a.wim"],
+def test_copies_refuse_ids_no_column_holds(api_as, content, dp_ids):
+    """Are DP ids past the id column, bools, floats and non-positive ones a 400 (not a 500)
+    when the asset is at central, hashed?"""
+    response = api_as("admin").post("/api/v1/copies", json={"asset_keys": [IMAGE],
                                                             "dp_ids": dp_ids})
     assert response.status_code == 400
     assert "dp_ids must be a non-empty list of distribution point ids" in error_of(response)[1]
 
 
 @pytest.mark.parametrize("value", [str(HUGE), "1" * 5000, "1_0", "1e3", " ", "-1", "Infinity"])
-def test_the_console_copy_form_refuses_ids_no_column_holds(login_as, value):
+def test_the_console_copy_form_refuses_ids_no_column_holds(login_as, content, value):
     """Is a DP id past the column (or not digits) in the copy form a message, not a 500?"""
     console = login_as("admin")
-    response = console.post("/copies/", {"asset_keys": "Images/a.wim", "dp_ids": value}, hx=True)
+    response = console.post("/copies/", {"asset_keys": IMAGE, "dp_ids": value}, hx=True)
     assert response.status_code == 400
     assert "dp_ids must be distribution point ids" in response.get_data(as_text=True)
 
@@ -290,3 +292,70 @@ def test_a_slot_that_is_no_number_is_not_a_slot(login_as, central, slot):
                                                   slot: central.id}, hx=True)
     assert response.status_code < 400, response.get_data(as_text=True)
     assert db.session.query(DeviceGroup).one().fallback_dp_ids == [central.id]
+
+
+# --- a sweep: odd values in every field are an answer, never a 500 -----------------------------
+
+ODD_JSON = [HUGE, -HUGE, True, 1.5, 1e308, None, [], {}, "", "\x00", "²", "sNaN", [HUGE],
+            {"a": [HUGE]}, "x" * 5000]
+# A body that gets past its endpoint's first checks; each field in turn is made odd.
+JSON_BODIES = {
+    "/api/v1/tokens": {"email": "a@example.com", "password": "x" * 12, "name": "x"},
+    "/api/v1/users": {"email": "b@example.com", "password": "x" * 12, "role": "viewer",
+                      "sites": ["HQ"]},
+    "/api/v1/copies": {"asset_keys": ["Images/a.wim"], "dp_ids": [1]},
+    "/api/v1/deployments": {"device_ids": [1], "image": "a.wim", "dp_id": 1,
+                            "application_packs": []},
+    "/api/v1/groups": {"name": "x", "description": "", "preferred_dp_id": 1,
+                       "fallback_dp_ids": [1]},
+    "/api/v1/boundaries": {"name": "x", "cidr": "10.9.0.0/16", "dp_id": 1},
+    "/api/v1/enrollment-tokens": {"name": "x", "days": 7, "group_id": None},
+    "/api/v1/devices/move": {"device_ids": [1], "group_id": None},
+    "/agent/v1/enroll": {"enroll_token": "det_x", "serial": "S1", "hostname": "h",
+                         "mac_addresses": ["00:11:22:33:44:55"]},
+}
+ODD_TEXT = [str(HUGE), "²", "٣", "sNaN", "Infinity", "1.5", "-1", "\x00", "1" * 5000]
+FORM_FIELDS = {
+    "/computers/move": ["device_id", "to_group_id"],
+    "/computers/groups": ["preferred_dp_id", "fallback_1"],
+    "/computers/boundaries": ["cidr", "dp_id"],
+    "/computers/deploy": ["device_id"],
+    "/deployments/": ["device_id", "group_id", "dp_id"],
+    "/copies/": ["dp_ids"],
+    "/distribution-points/select": ["dp_id"],
+    "/settings/enrollment": ["days", "group_id"],
+}
+LINKS = ["/computers/?group_id={}", "/deployments/new?device_id={}", "/deployments/new?dp_id={}",
+         "/deployments/?page={}", "/distribution-points/?connected={}",
+         "/settings/enrollment?created={}", "/deployments/preview?device_id={}"]
+
+
+@pytest.mark.parametrize("config_overrides", [{"DEPOT_ENROLL_RATE_LIMIT": 10_000}])
+def test_odd_json_values_are_never_a_500(api_as, central, config_overrides):
+    """Does every field of the JSON endpoints answer odd values (past every column, bools,
+    floats, NUL, non-ASCII digits, nesting) with a 4xx?"""
+    api = api_as("admin")
+    local = DistributionPoint(name="Branch", kind="local", url="http://127.0.0.1:1", secret="x",
+                              allow_plain_http=True)
+    db.session.add(local)
+    db.session.commit()
+    answered = [(path, field, repr(value)[:12], api.post(
+        path, json=dict(body, **{field: value})).status_code)
+        for path, body in JSON_BODIES.items() for field in body for value in ODD_JSON]
+    answered += [(f"PATCH DP {dp_id}", field, repr(value)[:12], api.patch(
+        f"/api/v1/distribution-points/{dp_id}", json={field: value}).status_code)
+        for dp_id, fields in ((central.id, ("name", "site")),
+                              (local.id, ("bandwidth_limit", "allowed_hours", "disabled")))
+        for field in fields for value in ODD_JSON]
+    assert [a for a in answered if a[3] >= 500] == []
+
+
+def test_odd_form_values_and_links_are_never_a_500(login_as, central):
+    """Do the console's forms and links answer odd numbers with a message or a page?"""
+    console = login_as("admin")
+    answered = [(path, field, value[:12], console.post(path, {field: value, "name": "x"},
+                                                       hx=True).status_code)
+                for path, fields in FORM_FIELDS.items() for field in fields for value in ODD_TEXT]
+    answered += [(link, value[:12], console.get(link.format(value)).status_code)
+                 for link in LINKS for value in ODD_TEXT]
+    assert [a for a in answered if a[-1] >= 500] == []
