@@ -132,6 +132,9 @@ class Config:
     DEPOT_DOWNLOAD_LINK_TTL = _env_int("DEPOT_DOWNLOAD_LINK_TTL", 3600)
     # A deployment whose agent has said nothing for this long fails ("the agent went silent").
     DEPOT_DEPLOYMENT_SILENT_AFTER = _env_int("DEPOT_DEPLOYMENT_SILENT_AFTER", 1800)
+    # Request bodies (JSON, forms) past this many MB are refused (413) before they are read; the
+    # largest Depot takes (a deployment to 5,000 devices ticked one by one) is about 0.1 MB.
+    DEPOT_MAX_BODY_MB = os.environ.get("DEPOT_MAX_BODY_MB", "2")
     # Sign-in throttling (portal/services/sign_in_limits.py). One address on one account: FREE
     # failures, then waits doubling up to MAX_DELAY s. One address on any accounts: ADDRESS_LIMIT
     # failures per WINDOW s, then none until the window ends. One account from every address:

@@ -10,11 +10,13 @@ import logging
 import os
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from portal.core import http_headers, log_redaction
 from portal.core.errors import DepotError, PermissionDenied, error_body
 from portal.core.files import ContentRoot
+from portal.core.jsonbody import DepthLimitedLoads, too_large_message
 from portal.dpnode.config import NodeConfig
 
 MIN_KEY_LENGTH = 16
@@ -40,6 +42,7 @@ def create_node_app(config_class=NodeConfig) -> Flask:
     """Build a DP node app for the root and key in `config_class` (the environment by default)."""
     app = Flask(__name__)
     app.config.from_object(config_class)
+    app.json = NodeJSONProvider(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log_redaction.redact_logger("werkzeug")  # its request lines hold whole links
     root = app.config["DEPOT_DP_ROOT"]
@@ -69,6 +72,11 @@ def _security_headers(response):
     return response
 
 
+class NodeJSONProvider(DepthLimitedLoads, DefaultJSONProvider):
+    """Flask's JSON with request.get_json refusing nesting past portal.core.jsonbody.MAX_DEPTH
+    (the node's own JSON bodies are read by routes._json)."""
+
+
 DOWNLOADS_ONLY_ENDPOINTS = {"dpnode.download", "dpnode.health"}
 
 
@@ -92,6 +100,10 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(DepotError)
     def _domain_error(exc: DepotError):
         return answer(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        return answer(413, "too_large", too_large_message(request.max_content_length))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

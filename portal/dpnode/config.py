@@ -33,4 +33,7 @@ class NodeConfig:
     DEPOT_HASH_THREADS = _env_int("DEPOT_HASH_THREADS", min(os.cpu_count() or 1, 4))
     # 1: serve downloads (and health) only, as central's own node does on central's root.
     DEPOT_DP_DOWNLOADS_ONLY = _env_int("DEPOT_DP_DOWNLOADS_ONLY", 0) == 1
+    # Bodies: an upload chunk (or a batch of delta chunks) is at most DEPOT_DP_MAX_CHUNK; a JSON
+    # body (an upload's path, size and SHA-256) at most DEPOT_DP_MAX_JSON bytes (413 beyond).
     MAX_CONTENT_LENGTH = DEPOT_DP_MAX_CHUNK + 64 * 1024
+    DEPOT_DP_MAX_JSON = _env_int("DEPOT_DP_MAX_JSON", 64 * 1024)

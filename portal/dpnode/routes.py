@@ -7,14 +7,14 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request, send_file
 
-from portal.core import signing
+from portal.core import jsonbody, signing
 from portal.core.errors import Conflict, DepotError, NotFound, Unauthorized
 from portal.core.files import ContentRoot, open_no_follow
 from portal.core.paths import confine, inside_root
 from portal.core.version import __version__
 from portal.core.chunkstore import ChunkStore
 from portal.dpnode import assembly, inventory
-from portal.dpnode.uploads import UploadStore, upload_id
+from portal.dpnode.uploads import UploadStore, upload_id, valid_upload_id
 
 bp = Blueprint("dpnode", __name__, url_prefix="/dp/v1")
 PUBLIC_ENDPOINTS = {"dpnode.download"}
@@ -45,11 +45,21 @@ def _authenticate():
     return None
 
 
+@bp.before_request  # after _authenticate: who may not ask learns nothing
+def _check_upload_id():
+    """An upload id in the path is what upload_id makes (32 hexadecimal characters): anything
+    else (a NUL, a control character, a dot) is a 400 before it comes near a file name."""
+    uid = (request.view_args or {}).get("uid")
+    if uid is not None and not valid_upload_id(uid):
+        raise DepotError("an upload id is 32 hexadecimal characters, as POST /dp/v1/uploads "
+                         "answers it", code="bad_upload_id")
+
+
 def _json() -> dict:
-    body = request.get_json(silent=True, force=True)
-    if not isinstance(body, dict):
-        raise DepotError("send a JSON object in the request body", code="malformed_json")
-    return body
+    """The request's JSON object (portal.core.jsonbody), at most DEPOT_DP_MAX_JSON bytes: the
+    node's MAX_CONTENT_LENGTH is an upload chunk's size."""
+    request.max_content_length = current_app.config["DEPOT_DP_MAX_JSON"]  # before it is read
+    return jsonbody.read_object(request)
 
 
 @bp.get("/health")

@@ -21,6 +21,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -30,10 +31,12 @@ from typing import Callable
 
 from portal.core import fileio, locks
 from portal.core.errors import Conflict, DepotError, DigestMismatch, InsufficientStorage, NotFound
+from portal.core.numbers import MAX_BIGINT
 from portal.core.paths import confine
 from portal.core.units import human_bytes
 
 STATE_DIR = ".depot"
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 READ_CHUNK = 1024 * 1024
 
 
@@ -79,6 +82,11 @@ def part_shared(path: str, uid: str):
 def upload_id(path: str, size: int, sha256: str) -> str:
     """The upload's name, from what it will become."""
     return hashlib.sha256(f"{path}\0{size}\0{sha256}".encode()).hexdigest()[:32]
+
+
+def valid_upload_id(uid: str) -> bool:
+    """Whether `uid` has the shape upload_id gives (and so is safe in a file name)."""
+    return isinstance(uid, str) and UPLOAD_ID.fullmatch(uid) is not None
 
 
 def _merge(ranges: list[list[int]], start: int, end: int) -> list[list[int]]:
@@ -222,8 +230,8 @@ class UploadStore:
     def create(self, path, size, sha256) -> tuple[Upload, bool]:
         """Start an upload, or return the one already under way for the same file: (upload, new)."""
         confine(self.root, path)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise DepotError("size must be a whole number of bytes, 0 or more")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_BIGINT:
+            raise DepotError(f"size must be a whole number of bytes, 0 to {MAX_BIGINT}")
         if not isinstance(sha256, str) or len(sha256) != 64 or not all(
                 c in "0123456789abcdef" for c in sha256):
             raise DepotError("sha256 must be 64 lowercase hex digits")

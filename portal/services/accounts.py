@@ -10,6 +10,7 @@ from zxcvbn import zxcvbn
 
 from portal.core.errors import Conflict, DepotError, NotFound
 from portal.core.names import clean_name
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import ApiToken, User, utcnow
 from portal.models.accounts import ROLES
@@ -148,7 +149,7 @@ def change_own_password(actor: Actor, current, new) -> User:
 # --- users ---------------------------------------------------------------------------------
 
 def get_user(user_id) -> User:
-    user = db.session.get(User, user_id) if isinstance(user_id, int) else None
+    user = db.session.get(User, user_id) if is_id(user_id) else None
     if user is None:
         raise NotFound(f"no user {user_id}")
     return user

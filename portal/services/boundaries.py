@@ -4,6 +4,7 @@ import ipaddress
 from sqlalchemy import func, select
 
 from portal.core.errors import Conflict, DepotError, NotFound
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import Boundary
 from portal.services import audit
@@ -49,7 +50,7 @@ def list_boundaries(user=None) -> list[Boundary]:
 
 def get_boundary(boundary_id, user=None) -> Boundary:
     """One boundary the user may see, or NotFound; user None: any boundary."""
-    boundary = db.session.get(Boundary, boundary_id) if isinstance(boundary_id, int) else None
+    boundary = db.session.get(Boundary, boundary_id) if is_id(boundary_id) else None
     if boundary is not None:
         dp_ids = site_dp_ids(user)
         if dp_ids is not None and boundary.dp_id not in dp_ids:

@@ -15,14 +15,14 @@ site's viewers. The group is the placement an admin chose.
 """
 from sqlalchemy import select
 
+from portal.core import numbers
 from portal.core.errors import DepotError
 from portal.core.names import clean_name
+from portal.core.numbers import MAX_ID  # noqa: F401 (services import it from here)
 from portal.extensions import db
 from portal.models import DeviceGroup, DistributionPoint
 from portal.services.actors import Actor
 from portal.services.permissions import require, scoped_sites
-
-MAX_ID = 2 ** 31 - 1  # ids are 32-bit integers in the database: a larger one is no row's
 
 
 def may_manage(actor: Actor) -> None:
@@ -50,12 +50,10 @@ def refuse_unknown(changes: dict, allowed: set[str]) -> None:
 
 
 def clean_id(value, field: str) -> int:
-    """A database id given by a person or a program: a positive whole number (not a bool)."""
-    if isinstance(value, str) and value.strip().isdecimal():  # not isdigit: int("²") fails
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
-        raise DepotError(f"{field} must be a positive whole number (an id)")
-    return value
+    """A database id given by a person or a program: a positive whole number (not a bool, not
+    past the id column), as a JSON number or a string of digits."""
+    return numbers.clean_id(value, field, from_text=True,
+                            message=f"{field} must be a positive whole number (an id)")
 
 
 def existing_dp_id(value, field: str) -> int:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from portal.core.errors import Conflict, DepotError, NotFound
 from portal.core.libraries import LIBRARIES
+from portal.core.numbers import MAX_ID, is_id
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, Job
 from portal.services.actors import Actor
@@ -24,9 +25,9 @@ def request_copies(actor: Actor, asset_keys, dp_ids) -> list[Job]:
     if not isinstance(asset_keys, list) or not asset_keys or not all(
             isinstance(k, str) for k in asset_keys):
         raise DepotError("asset_keys must be a non-empty list of asset keys like Images/Win11.wim")
-    if not isinstance(dp_ids, list) or not dp_ids or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in dp_ids):
-        raise DepotError("dp_ids must be a non-empty list of distribution point ids")
+    if not isinstance(dp_ids, list) or not dp_ids or not all(is_id(i) for i in dp_ids):
+        raise DepotError(f"dp_ids must be a non-empty list of distribution point ids (whole "
+                         f"numbers from 1 to {MAX_ID})")
     if len(asset_keys) * len(dp_ids) > MAX_ITEMS:
         raise DepotError(f"at most {MAX_ITEMS} copies at once")
     central = central_dp()

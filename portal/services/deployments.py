@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.core.errors import Conflict, DepotError, NotFound
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import (
     Asset,
@@ -222,7 +223,7 @@ def create_deployments(actor: Actor, *, device_ids=None, group_id=None, image,
 
 def get_deployment(user, deployment_id) -> Deployment:
     """One deployment the user may see (a viewer scoped to sites sees only theirs)."""
-    found = db.session.get(Deployment, deployment_id) if isinstance(deployment_id, int) else None
+    found = db.session.get(Deployment, deployment_id) if is_id(deployment_id) else None
     if found is None or not _visible(user, found):
         raise NotFound(f"no deployment {deployment_id}")
     return found

@@ -2,6 +2,7 @@
 from sqlalchemy import func, select, update
 
 from portal.core.errors import Conflict, DepotError, NotFound
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import Device, DeviceGroup, DistributionPoint, EnrollmentToken
 from portal.services import audit
@@ -44,7 +45,7 @@ def device_counts(user=None) -> dict[int | None, int]:
 
 def get_group(group_id, user=None) -> DeviceGroup:
     """One group the user may see, or NotFound; user None: any group."""
-    group = db.session.get(DeviceGroup, group_id) if isinstance(group_id, int) else None
+    group = db.session.get(DeviceGroup, group_id) if is_id(group_id) else None
     if group is not None:
         visible = visible_group_ids(user)
         if visible is not None and group.id not in visible:

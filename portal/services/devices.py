@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy import String, cast, func, or_, select, update
 
 from portal.core.errors import DepotError, NotFound
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import Deployment, Device, DeviceGroup, DistributionPoint, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES
@@ -92,7 +93,7 @@ def list_devices(q: str | None = None, group_id=None, status: str | None = None,
 def get_device(device_id, user=None) -> Device:
     """One device the user may see, or NotFound (a viewer scoped to sites never learns of other
     sites' devices); user None: any device."""
-    device = db.session.get(Device, device_id) if isinstance(device_id, int) else None
+    device = db.session.get(Device, device_id) if is_id(device_id) else None
     if device is None or not device_visible(user, device):
         raise NotFound(f"no device {device_id}")
     return with_pending_seen([device])[0]

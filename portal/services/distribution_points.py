@@ -7,6 +7,7 @@ from sqlalchemy import select
 from portal.core.errors import DepotError, NotFound, PermissionDenied
 from portal.core.files import ContentRoot
 from portal.core.libraries import LIBRARIES
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import Asset, DistributionPoint, Job, User
 from portal.services import jobs
@@ -48,7 +49,7 @@ def visible_dps(user: User) -> list[DistributionPoint]:
 
 def get_dp(dp_id, user: User) -> DistributionPoint:
     """One DP the user may see, or NotFound (a viewer never learns of other sites' DPs)."""
-    dp = db.session.get(DistributionPoint, dp_id) if isinstance(dp_id, int) else None
+    dp = db.session.get(DistributionPoint, dp_id) if is_id(dp_id) else None
     if dp is None or not can_see_dp(user, dp):
         raise NotFound(f"no distribution point {dp_id}")
     return dp

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from portal.core import tls
 from portal.core.errors import Conflict, DepotError, NeedsAuth
 from portal.core.names import clean_name
+from portal.core.numbers import MAX_BIGINT, whole_number
 from portal.extensions import db
 from portal.models import DeviceGroup, DistributionPoint, utcnow
 from portal.services import audit, jobs, notifications, secrets
@@ -61,12 +62,13 @@ def clean_hours(value) -> str | None:
 
 
 def clean_bandwidth(value) -> int | None:
-    """A copy bandwidth cap in bytes per second, or None for no cap."""
-    if value in (None, "", 0):
+    """A copy bandwidth cap in bytes per second (a JSON integer), or None for no cap (null, ""
+    or 0; not false or 0.0)."""
+    if value is None or value == "" or (type(value) is int and value == 0):
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 64 * 1024:
-        raise DepotError("bandwidth limit must be a whole number of bytes per second, 65536 or more")
-    return value
+    return whole_number(value, "bandwidth limit", minimum=64 * 1024, message=(
+        f"bandwidth limit must be a whole number of bytes per second, 65536 or more "
+        f"(at most {MAX_BIGINT})"))
 
 
 def clean_flag(value, field: str) -> bool:
@@ -187,7 +189,8 @@ def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> Distributio
         if other:
             raise Conflict(f"a distribution point named {values['name']} already exists")
     if "site" in changes:
-        values["site"] = _clean(changes["site"], "site") if changes["site"] else ""
+        site = changes["site"]  # null or "" is no site; 0, [] or false are not site names
+        values["site"] = _clean(site, "site") if site is not None and site != "" else ""
     if "disabled" in changes:
         if not isinstance(changes["disabled"], bool):
             raise DepotError("disabled must be true or false")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from portal.core.errors import DepotError, NotFound
 from portal.core.names import clean_name
+from portal.core.numbers import is_id, whole_number
 from portal.extensions import db
 from portal.models import DeviceGroup, EnrollmentToken, utcnow
 from portal.services import audit
@@ -46,12 +47,8 @@ def create_enrollment_token(actor: Actor, name, days=7, group_id: int | None = N
         name = clean_name(name, "token name")
     except ValueError as exc:
         raise DepotError(str(exc)) from None
-    try:
-        days = int(days)
-    except (TypeError, ValueError):
-        raise DepotError("the validity must be a whole number of days") from None
-    if not 1 <= days <= MAX_DAYS:
-        raise DepotError(f"the validity must be between 1 and {MAX_DAYS} days")
+    days = whole_number(days, "days", minimum=1, maximum=MAX_DAYS, from_text=True, message=(
+        f"the validity must be a whole number of days, between 1 and {MAX_DAYS} days"))
     if group_id is not None:
         if isinstance(group_id, bool) or not isinstance(group_id, int) or \
                 not 1 <= group_id <= MAX_ID:
@@ -77,7 +74,7 @@ def list_enrollment_tokens() -> list[EnrollmentToken]:
 
 def get_enrollment_token(token_id: int) -> EnrollmentToken:
     """One enrollment token, or NotFound."""
-    token = db.session.get(EnrollmentToken, token_id)
+    token = db.session.get(EnrollmentToken, token_id) if is_id(token_id) else None
     if token is None:
         raise NotFound(f"no enrollment token {token_id}")
     return token

@@ -1,9 +1,10 @@
 """Errors as JSON for the API and as pages (or a flash fragment for htmx) for the console."""
 from flask import jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from portal.core.errors import DepotError, error_body
+from portal.core.jsonbody import too_large_message
 
 API_PREFIXES = ("/api/", "/dp/", "/agent/")
 
@@ -34,7 +35,8 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 
 def init_app(app) -> None:
-    """One handler per kind of error: Depot's own, CSRF, HTTP, and anything unexpected (logged)."""
+    """One handler per kind of error: Depot's own, CSRF, a body too large, HTTP, and anything
+    unexpected (logged)."""
     @app.errorhandler(DepotError)
     def _domain_error(exc: DepotError):
         headers = {}
@@ -48,6 +50,10 @@ def init_app(app) -> None:
         return error_response(400, "csrf_failed",
                               "The form was missing its security token or it expired; "
                               "reload the page and try again.")
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        return error_response(413, "too_large", too_large_message(request.max_content_length))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -1,10 +1,15 @@
-"""Form fields the console's forms share beyond WTForms' own: repeated inputs, ids and numbered
-slots. Values stay as sent; the services check them (the API sends the same), and a field only
-turns what cannot be read into the message a person sees."""
-from wtforms import Field, StringField
+"""Form fields the console's forms share beyond WTForms' own: repeated inputs, ids, numbered
+slots and finite decimals. Values stay as sent; the services check them (the API sends the
+same), and a field only turns what cannot be read into the message a person sees. Ids are read
+by portal.core.numbers: ASCII digits up to the id column's largest, nothing else."""
+import re
+
+from wtforms import DecimalField, Field, StringField
 from wtforms.utils import unset_value
 
-from portal.core.errors import DepotError
+from portal.core.numbers import clean_id, finite_decimal
+
+SLOT_NUMBER = re.compile(r"[0-9]{1,4}")  # ASCII (isdigit takes "²", which int() refuses)
 
 
 def stripped(value):
@@ -32,10 +37,8 @@ class IdsField(ValuesField):
 
     def numbers(self) -> list[int]:
         """The ids as numbers (blanks skipped unless the field says otherwise)."""
-        try:
-            return [int(value) for value in self.data if value != "" or not self.skip_blank]
-        except ValueError:
-            raise DepotError(self.message) from None
+        return [clean_id(value, self.name, from_text=True, message=self.message)
+                for value in self.data if value != "" or not self.skip_blank]
 
 
 class IdField(StringField):
@@ -51,10 +54,7 @@ class IdField(StringField):
         """The id as a number (a field's `id` is its HTML id)."""
         if (self.data or "") == "" and not self.required:
             return None
-        try:
-            return int(self.data)
-        except (TypeError, ValueError):
-            raise DepotError(self.message) from None
+        return clean_id(self.data, self.name, from_text=True, message=self.message)
 
 
 class SlotsField(Field):
@@ -68,11 +68,23 @@ class SlotsField(Field):
     def process(self, formdata, data=unset_value, extra_filters=None):
         super().process(None, data, extra_filters)
         if formdata is not None:
-            slots = sorted((key for key in formdata
-                            if key.startswith(self.prefix) and key[len(self.prefix):].isdigit()),
+            slots = sorted((key for key in formdata if key.startswith(self.prefix)
+                            and SLOT_NUMBER.fullmatch(key[len(self.prefix):])),
                            key=lambda key: int(key[len(self.prefix):]))
             self.raw_data = [formdata[key] for key in slots]
             self.data = [value for value in self.raw_data if value]
 
     def process_data(self, value):
         self.data = list(value or [])
+
+
+class FiniteDecimalField(DecimalField):
+    """WTForms' DecimalField taking finite numbers only: `NaN`, `sNaN` (whose comparisons in a
+    NumberRange raise InvalidOperation, a 500), `Infinity` and what is not a number are the
+    field's error "Not a valid decimal value." like any other text."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and valuelist[0] not in ("", None) and finite_decimal(valuelist[0]) is None:
+            self.data = None
+            raise ValueError(self.gettext("Not a valid decimal value."))
+        super().process_formdata(valuelist)

@@ -7,6 +7,7 @@ with what it sent (`pagination`: 400). Both stop at MAX_PAGE.
 from flask import make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from portal.core import jsonbody
 from portal.core.errors import DepotError
 from portal.services.permissions import require
 
@@ -46,15 +47,9 @@ def paginated(items: list, total: int, page: int, per_page: int) -> dict:
 
 
 def json_body() -> dict:
-    """The request's JSON object, or a 400 that says what is wrong with it."""
-    if not request.data:
-        raise DepotError("send a JSON object in the request body")
-    body = request.get_json(silent=True, force=True)
-    if body is None:
-        raise DepotError("the request body is not valid JSON", code="malformed_json")
-    if not isinstance(body, dict):
-        raise DepotError("the request body must be a JSON object")
-    return body
+    """The request's JSON object, or a 400 (415 when not sent as JSON) that says what is wrong
+    with it: see portal.core.jsonbody."""
+    return jsonbody.read_object(request)
 
 
 def bearer_token() -> str | None:

@@ -202,6 +202,10 @@ def test_edit_with_htmx_redirects_and_clears_limits(hx_client, admin, seattle):
     ({"allowed_hours": "25-3"}, "allowed hours must look like 22-6"),
     ({"bandwidth_limit": "fast"}, "Bandwidth limit for copies (MB/s, empty: no limit): Not a valid decimal"),
     ({"bandwidth_limit": "0.01"}, "Number must be between 0.1 and 100000"),
+    ({"bandwidth_limit": "sNaN"}, "Not a valid decimal"),  # its comparisons raise: was a 500
+    ({"bandwidth_limit": "NaN"}, "Not a valid decimal"),
+    ({"bandwidth_limit": "-Infinity"}, "Not a valid decimal"),
+    ({"bandwidth_limit": "1e999999999"}, "Number must be between 0.1 and 100000"),
     ({"key": "another-key-0123456789"}, "Seattle refused the key"),
     ({"url": "http://127.0.0.1:1"}, "a new URL needs the node&#39;s key entered again"),
     ({"url": "http://127.0.0.1:1", "key": KEY}, "does not answer"),

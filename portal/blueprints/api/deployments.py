@@ -3,8 +3,8 @@ from flask import g, request
 
 from portal.blueprints.api import bp
 from portal.core.errors import DepotError
+from portal.core.numbers import clean_id
 from portal.services import deployment_preview, deployments
-from portal.services.computers import MAX_ID
 from portal.services.permissions import require
 from portal.web.auth import api_actor
 from portal.web.views import json_body, paginated, pagination
@@ -14,13 +14,8 @@ def _int_arg(name: str) -> int | None:
     value = request.args.get(name)
     if value in (None, ""):
         return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise DepotError(f"{name} must be a whole number") from None
-    if not 1 <= number <= MAX_ID:
-        raise DepotError(f"{name} must be an id (a positive whole number)")
-    return number
+    return clean_id(value, name, from_text=True,
+                    message=f"{name} must be an id (a positive whole number)")
 
 
 @bp.post("/deployments")
@@ -56,10 +51,9 @@ def preview_deployment():
     """What a deployment would do: ?device_id= (repeated) or ?group_id=, ?image=, ?platform_pack=,
     ?application_pack= (repeated), ?answer_file=, ?dp_id=: per device the DP and why."""
     require(g.api_user, "deploy")
-    try:
-        device_ids = [int(v) for v in request.args.getlist("device_id")]
-    except ValueError:
-        raise DepotError("device_id must be a whole number") from None
+    device_ids = [clean_id(v, "device_id", from_text=True,
+                           message="device_id must be an id (a positive whole number)")
+                  for v in request.args.getlist("device_id")]
     result = deployment_preview.preview(
         g.api_user, device_ids=device_ids or None, group_id=_int_arg("group_id"),
         image=request.args.get("image"), platform_pack=request.args.get("platform_pack"),

@@ -3,10 +3,10 @@ DP switcher."""
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DecimalField, HiddenField, PasswordField, StringField
+from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import NumberRange, Optional
 
-from portal.web.fields import IdField
+from portal.web.fields import FiniteDecimalField, IdField
 
 # The fields are checked by services.dp_management, so the console and the API say the same thing;
 # the forms carry the CSRF token, render the fields and convert units.
@@ -29,7 +29,7 @@ class EditLocalDpForm(FlaskForm):
     url = StringField("URL of the DP node")
     key = PasswordField("New key (empty: keep the current one)")
     disabled = BooleanField("Disable for maintenance")
-    bandwidth_limit = DecimalField(
+    bandwidth_limit = FiniteDecimalField(
         "Bandwidth limit for copies (MB/s, empty: no limit)", places=None,
         validators=[Optional(), NumberRange(min=Decimal("0.1"), max=Decimal(100_000))])
     allowed_hours = StringField("Copies only during (e.g. 22-6, empty: any time)")

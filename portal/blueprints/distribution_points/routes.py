@@ -13,6 +13,7 @@ from portal.blueprints.distribution_points.forms import (
     SelectDpForm,
 )
 from portal.core.errors import DepotError, NotFound
+from portal.core.numbers import id_from_text
 from portal.services import cloud_dps, dp_management, overviews
 from portal.services import distribution_points as dps
 from portal.storage import CLOUD_PROVIDERS
@@ -31,10 +32,10 @@ from portal.web.views import (
 @login_required
 def index():
     """Every DP with kind, site, status, free space, last scan and counts per content status."""
-    connected = None
-    if request.args.get("connected", "").isdigit():
+    connected, dp_id = None, id_from_text(request.args.get("connected"))
+    if dp_id is not None:  # the DP just added: a hand-edited link shows the list, no error
         try:
-            connected = dps.get_dp(int(request.args["connected"]), current_user)
+            connected = dps.get_dp(dp_id, current_user)
         except NotFound:
             pass
     return page_or_fragment("distribution_points/index.html", "distribution_points/_list.html",

@@ -4,6 +4,8 @@ from wtforms import PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
+from portal.core.numbers import clean_id
+
 
 class UserForm(FlaskForm):
     """A person who can sign in: email, first password, role, and the sites a viewer sees."""
@@ -47,6 +49,8 @@ class EnrollmentTokenForm(FlaskForm):
     group_id = StringField("Devices join group", default="")
 
     def values(self) -> dict:
-        group = self.group_id.data or ""
+        """The service's arguments; DepotError when the group is not an id (called where the
+        service's own errors are caught)."""
+        group = (self.group_id.data or "").strip()
         return {"name": self.name.data or "", "days": self.days.data or 7,
-                "group_id": int(group) if group.isdecimal() else None}
+                "group_id": clean_id(group, "the group", from_text=True) if group else None}

@@ -7,6 +7,7 @@ from flask_login import current_user, login_required, login_user
 from portal.blueprints.settings import bp
 from portal.blueprints.settings.forms import EnrollmentTokenForm, PasswordForm, TokenForm, UserForm
 from portal.core.errors import DepotError
+from portal.core.numbers import id_from_text
 from portal.services import accounts, audit, device_groups
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
@@ -152,11 +153,11 @@ def _enrollment_page(error=None, form=None, created=None, status=200):
 def enrollment():
     """Enrollment tokens and the client installer endpoints need (admins only)."""
     require(current_user, "manage_settings")
-    created = request.args.get("created", "")
+    created = id_from_text(request.args.get("created"))
     token = None
-    if created.isdecimal():
+    if created is not None:
         try:
-            token = enroll.get_enrollment_token(int(created))
+            token = enroll.get_enrollment_token(created)
         except DepotError:
             token = None
     return _enrollment_page(created=token)
