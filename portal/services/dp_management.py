@@ -129,7 +129,7 @@ def _in_own_words(exc: NodeError | NodeFailed, name: str, url: str) -> DepotErro
     status = exc.node_status
     if status in (401, 403):
         return DepotError(f"{name} refused the key: it answered HTTP {status}, the key is wrong "
-                          "(enter the node's DEPOT_DP_KEY)", code="dp_key_refused")
+                          "(enter the node's DEPOT_DP_KEY)", code="dp_error")
     if isinstance(exc, NodeFailed):
         return DepotError(f"{name} ({url}) answered HTTP {status}: the node is not well (its "
                           "log says why)", code="dp_unreachable", status=502)

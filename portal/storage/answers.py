@@ -9,7 +9,11 @@ is Depot's own (the field that was wrong, never the value the DP sent).
 """
 import json
 import re
+import socket
+import ssl
 from typing import Iterable, Iterator
+
+import requests
 
 from portal.core.errors import StorageRefused
 from portal.core.files import FileEntry
@@ -19,11 +23,15 @@ MIN_TIME_NS = -(2**63)
 MAX_BODY = 1024 * 1024  # a JSON answer of a DP (health, an upload's state, a delta plan)
 MAX_LINE = 64 * 1024  # one line of a DP node's inventory
 MAX_TEXT = 200
-MAX_PATH = 1024
+MAX_PATH = 4096  # an escaped path (a byte may take three characters)
 MAX_DEPTH = 32
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                         r"\ud800-\udfff]")
+# In a path (escaped as portal.core.names does) and a file's error, which quote names as they
+# are: no control characters or lone surrogates (no database stores those), any other letter.
+_PATH_BAD_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class UnreadableAnswer(StorageRefused):
@@ -54,19 +62,20 @@ def optional_whole(value, field: str, **kw) -> int | None:
     return None if value is None else whole(value, field, **kw)
 
 
-def text(value, field: str, max_length: int = MAX_TEXT) -> str:
-    """A string of at most `max_length` characters, with no control or direction characters."""
+def text(value, field: str, max_length: int = MAX_TEXT, *, names: bool = False) -> str:
+    """A string of at most `max_length` characters, with no control or direction characters
+    (with `names`, a path or a message quoting file names: direction characters allowed)."""
     if not isinstance(value, str):
         raise _Bad(f"{field} is not a text")
     if len(value) > max_length:
         raise _Bad(f"{field} is longer than {max_length} characters")
-    if _CONTROL_RE.search(value):
+    if (_PATH_BAD_RE if names else _CONTROL_RE).search(value):
         raise _Bad(f"{field} holds control characters")
     return value
 
 
-def optional_text(value, field: str, max_length: int = MAX_TEXT) -> str | None:
-    return None if value is None else text(value, field, max_length)
+def optional_text(value, field: str, max_length: int = MAX_TEXT, **kw) -> str | None:
+    return None if value is None else text(value, field, max_length, **kw)
 
 
 def sha256(value, field: str = "sha256") -> str | None:
@@ -160,11 +169,51 @@ class _Reading:
 
     def __exit__(self, kind, exc, tb):
         if kind is not None and issubclass(kind, (_Bad, KeyError, TypeError, AttributeError)):
-            detail = str(exc) if isinstance(exc, _Bad) else (
-                f"{exc.args[0]} is missing" if isinstance(exc, KeyError) and exc.args
-                and isinstance(exc.args[0], str) and len(exc.args[0]) < 40 else "a field is missing")
+            if isinstance(exc, _Bad):
+                detail = str(exc)
+            elif isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str) \
+                    and len(exc.args[0]) < 40:
+                detail = f"{exc.args[0]} is missing"
+            else:
+                detail = "a field is missing or of the wrong type"
             raise UnreadableAnswer(f"{self.what} Depot cannot read ({detail})") from None
         return False
+
+
+# --- failures in Depot's words ------------------------------------------------------------------
+
+def failure_words(exc: BaseException, timeout: float | None = None) -> str:
+    """Why a connection failed, in Depot's words: never the exception's class or text, which
+    may carry what a server answered or the URL it was given."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__ or (exc.args[0] if exc.args and isinstance(
+            exc.args[0], BaseException) else None)
+        reason = getattr(chain[-1], "reason", None)
+        if exc is None and isinstance(reason, BaseException):
+            exc = reason
+    within = f" within {timeout:g} s" if timeout else ""
+    for failure in chain:
+        words = str(failure).lower()
+        if isinstance(failure, (requests.Timeout, socket.timeout, TimeoutError)) or \
+                "timed out" in words or "timeout" in words:
+            return f"it did not answer{within}"
+    for failure in chain:
+        if isinstance(failure, ConnectionRefusedError) or "connection refused" in \
+                str(failure).lower() or "errno 111" in str(failure).lower():
+            return "it refused the connection"
+        if isinstance(failure, socket.gaierror) or "name or service not known" in \
+                str(failure).lower() or "failed to resolve" in str(failure).lower():
+            return "its name does not resolve to an address"
+        if isinstance(failure, (ssl.SSLError, requests.exceptions.SSLError)):
+            return "the TLS handshake failed (is it the node's https:// URL?)"
+        if isinstance(failure, ConnectionResetError):
+            return "it closed the connection"
+        if "could not connect" in str(failure).lower():
+            return "it could not be reached"
+    return "the connection failed"
 
 
 # --- what the answers hold --------------------------------------------------------------------
@@ -173,6 +222,22 @@ def space(free, total, what: str = "the DP answered a free space") -> tuple[int 
     """(free, total) bytes, each a whole number in a BigInteger or None."""
     with reading(what):
         return optional_whole(free, "free_bytes"), optional_whole(total, "total_bytes")
+
+
+def size_of(value, what: str) -> int:
+    """A file's size in a provider's listing (a number, or digits in a string as Drive sends;
+    absent is 0), or UnreadableAnswer naming `what` ("OneDrive answered a listing")."""
+    with reading(what):
+        return whole(0 if value is None else value, "size", digits=True)
+
+
+def quota(free, total, what: str) -> tuple[int | None, int | None]:
+    """(free, total) of a provider's quota: whole numbers (digits in strings taken), free never
+    below 0 (an account over its quota), or UnreadableAnswer naming `what`."""
+    with reading(what):
+        free = optional_whole(free, "free space", low=-MAX_BYTES, digits=True)
+        total = optional_whole(total, "total space", digits=True)
+    return (None if free is None else max(0, free)), total
 
 
 def health(body: dict, name: str) -> dict:
@@ -200,11 +265,11 @@ def entry(item: FileEntry, what: str) -> FileEntry:
     """A file a DP listed (`what`: "Seattle's inventory"), checked before it reaches the
     inventory: path, size and time within their columns, hashes in their forms."""
     with reading(what):
-        text(item.path, "a file's path", MAX_PATH)
+        text(item.path, "a file's path", MAX_PATH, names=True)
         whole(item.size, "a file's size")
         whole(item.mtime_ns, "a file's time", low=MIN_TIME_NS)
         sha256(item.sha256)
-        optional_text(item.error, "a file's error", 500)
+        optional_text(item.error, "a file's error", 500, names=True)
         if item.hashes is not None:
             if not isinstance(item.hashes, dict) or len(item.hashes) > 8:
                 raise _Bad("a file's hashes are not a short object")

@@ -13,7 +13,7 @@ from portal.core import signing, tls
 from portal.core.errors import DamagedInTransit, PlanAgain, StorageRefused, StorageUnavailable
 from portal.core.files import FileEntry
 from portal.storage import answers
-from portal.storage.answers import UnreadableAnswer
+from portal.storage.answers import UnreadableAnswer, failure_words
 from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState
 from portal.storage.node_tls import is_pin_mismatch, pinned_session
 
@@ -96,8 +96,8 @@ class AddressRefused(StorageRefused):
 
 
 METADATA_NAMES = {"metadata.google.internal", "metadata.goog", "metadata"}
-METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
-                      ipaddress.ip_address("100.100.100.200")}
+METADATA_ADDRESSES = {ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254",
+                                                         "100.100.100.200")}
 
 
 def refused_address(address: str) -> bool:
@@ -136,37 +136,6 @@ def server_address(url: str) -> tuple[str, int]:
     """(host, port) of an https:// URL."""
     parts = urlsplit(url)
     return parts.hostname, parts.port or 443
-
-
-def failure_words(exc: BaseException, timeout: float | None = None) -> str:
-    """Why a connection failed, in Depot's words: never the exception's class or text, which
-    may carry what a server answered or the URL it was given."""
-    chain, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__ or (exc.args[0] if exc.args and isinstance(
-            exc.args[0], BaseException) else None)
-        reason = getattr(chain[-1], "reason", None)
-        if exc is None and isinstance(reason, BaseException):
-            exc = reason
-    within = f" within {timeout:g} s" if timeout else ""
-    for failure in chain:
-        if isinstance(failure, (requests.Timeout, socket.timeout, TimeoutError)) or \
-                "timed out" in str(failure).lower():
-            return f"it did not answer{within}"
-    for failure in chain:
-        if isinstance(failure, ConnectionRefusedError) or "connection refused" in \
-                str(failure).lower() or "errno 111" in str(failure).lower():
-            return "it refused the connection"
-        if isinstance(failure, socket.gaierror) or "name or service not known" in \
-                str(failure).lower() or "failed to resolve" in str(failure).lower():
-            return "its name does not resolve to an address"
-        if isinstance(failure, (ssl.SSLError, requests.exceptions.SSLError)):
-            return "the TLS handshake failed (is it the node's https:// URL?)"
-        if isinstance(failure, ConnectionResetError):
-            return "it closed the connection"
-    return "the connection failed"
 
 
 def read_fingerprint(url: str, timeout: float = CONNECT_TIMEOUT) -> str:

@@ -169,7 +169,8 @@ END = {"type": "end", "files": 1, "files_hashed": 1, "free_bytes": 1, "total_byt
     (dict(FILE, size=2**64), "a file's size is out of range"),
     (dict(FILE, mtime_ns=1.5), "a file's time is not a whole number"),
     (dict(FILE, sha256="leak"), "sha256 is not a SHA-256"),
-    (dict(FILE, path="x" * 5000), "a file's path is longer than 1024 characters"),
+    (dict(FILE, path="x" * 5000), "a file's path is longer than 4096 characters"),
+    (dict(FILE, path="Images/a\ud800.wim"), "a file's path holds control characters"),
     (dict(FILE, path=["Images", "a"]), "a file's path is not a text"),
     ({k: v for k, v in FILE.items() if k != "size"}, "size is missing"),
 ])
@@ -415,6 +416,14 @@ def test_failure_words_never_name_the_exception():
         "it did not answer within 10 s"
     assert failure_words(ConnectionRefusedError(111, "Connection refused")) == \
         "it refused the connection"
+
+
+def test_a_path_with_direction_characters_is_a_name_like_any_other():
+    """Is a file name with a right-to-left override (a legal name) listed, not refused?"""
+    entry = answers.entry(answers.FileEntry("Images/a\u202eb.wim", 1, 1), "x")
+    assert entry.path == "Images/a\u202eb.wim"
+    with pytest.raises(UnreadableAnswer, match="version holds control characters"):
+        answers.health(dict(HEALTH, version="1\u202e"), "x")
 
 
 def test_answers_refuse_bools_floats_and_huge_numbers():
