@@ -43,6 +43,9 @@ class Config:
     # not answer take about 200 x 10 s / 64 = 31 s, inside one interval.
     DEPOT_HEALTH_TIMEOUT = _env_int("DEPOT_HEALTH_TIMEOUT", 10)
     DEPOT_HEALTH_THREADS = _env_int("DEPOT_HEALTH_THREADS", 64)
+    # DP nodes at link-local addresses (169.254.0.0/16, fe80::/10; cloud metadata services live
+    # there) are refused, checked after DNS resolution, unless this is 1.
+    DEPOT_ALLOW_LINK_LOCAL_DPS = os.environ.get("DEPOT_ALLOW_LINK_LOCAL_DPS", "") == "1"
     # A job that meets a passing failure (a DP that does not answer) tries again this many times,
     # waiting BASE, 2*BASE, 4*BASE ... seconds: 5 tries from 20 s wait about 10 minutes in all.
     DEPOT_JOB_RETRIES = _env_int("DEPOT_JOB_RETRIES", 5)

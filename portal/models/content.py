@@ -10,6 +10,13 @@ from portal.extensions import db
 from portal.models.base import isoformat, utcnow
 
 DP_KINDS = ("central", "local", "cloud")
+
+
+def _bytes(value) -> int | None:
+    """A stored byte count as the API shows it: a whole number, or None for anything else (a
+    value a DP answered before answers were read typed)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
 # The cloud settings an API answer may show (never keys or tokens, which live in `secret`).
 PUBLIC_SETTINGS = ("endpoint_url", "region", "bucket", "prefix", "folder", "account")
 # Status of an asset at a DP relative to central. `missing` is derived (no row), `copying` comes
@@ -70,8 +77,8 @@ class DistributionPoint(db.Model):
         return {
             "id": self.id, "name": self.name, "kind": self.kind, "provider": self.provider,
             "site": self.site, "url": self.url, "status": self.status,
-            "status_reason": self.status_reason, "free_bytes": self.free_bytes,
-            "total_bytes": self.total_bytes, "last_scan_at": isoformat(self.last_scan_at),
+            "status_reason": self.status_reason, "free_bytes": _bytes(self.free_bytes),
+            "total_bytes": _bytes(self.total_bytes), "last_scan_at": isoformat(self.last_scan_at),
             "disabled": self.disabled, "bandwidth_limit": self.bandwidth_limit,
             "allowed_hours": self.allowed_hours, "counts": counts or {},
             "tls_fingerprint": self.tls_fingerprint, "allow_plain_http": self.allow_plain_http,

@@ -23,6 +23,8 @@ from portal.services.actors import Actor
 from portal.services.backends import probe_storage, token_lock
 from portal.services.permissions import require
 from portal.storage import CLOUD_PROVIDERS
+from portal.storage.answers import failure_words
+from portal.storage.dpnode import NodeUnreachable, check_address
 from portal.storage.oauth import PROVIDERS, token_record
 
 
@@ -62,6 +64,14 @@ def clean_s3(values: dict) -> tuple[dict, dict]:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise DepotError("endpoint URL must look like https://s3.eu-central-1.wasabisys.com "
                              "(empty for AWS S3)")
+        if "@" in parts.netloc:
+            raise DepotError("endpoint URL must not carry a user name or password (user:pass@): "
+                             "enter the keys in their own fields")
+        try:  # a name that does not resolve fails at the first call, in the S3 client's words
+            check_address(endpoint, "the S3 endpoint",
+                          current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
+        except NodeUnreachable:
+            pass
     region = (values.get("region") or "").strip() or "us-east-1"
     if len(region) > 40 or not all(c.isalnum() or c == "-" for c in region):
         raise DepotError("region must look like us-east-1")
@@ -183,7 +193,7 @@ def finish_consent(actor: Actor, provider: str, pending: dict | None,
                              + (f" ({exc.description})" if exc.description else "")) from None
     except Exception as exc:  # noqa: BLE001 - the token endpoint did not answer sensibly
         raise DepotError(f"{title} could not be reached to finish the sign-in: "
-                         f"{type(exc).__name__}", status=502) from None
+                         f"{failure_words(exc)}", status=502) from None
     if pending.get("dp_id") is not None:
         return _reconnect(actor, provider, pending["dp_id"], token), False
     return _create(actor, provider, pending, token), True

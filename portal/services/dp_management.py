@@ -18,9 +18,18 @@ from portal.services import audit, jobs, notifications, secrets
 from portal.services.actors import Actor
 from portal.services.backends import open_storage, probe_storage
 from portal.services.permissions import require
-from portal.storage.dpnode import CertificateChanged, PlainHttpRefused, read_fingerprint
+from portal.storage import answers
+from portal.storage.dpnode import (
+    CertificateChanged,
+    NodeError,
+    NodeFailed,
+    PlainHttpRefused,
+    check_address,
+    read_fingerprint,
+)
 
 MIN_KEY_LENGTH = 16
+UNEXPECTED = "the check failed in a way Depot did not expect (the server's log says more)"
 log = logging.getLogger(__name__)
 HOURS_RE = re.compile(r"^([01]?\d|2[0-3])-([01]?\d|2[0-3])$")
 
@@ -40,6 +49,13 @@ def clean_url(value) -> str:
         raise DepotError("url must look like https://dp.seattle.example.com:8081")
     if parts.query or parts.fragment:
         raise DepotError("url must not have a query or a fragment")
+    if "@" in parts.netloc:
+        raise DepotError("url must not carry a user name or password (user:pass@): Depot sends "
+                         "the node's key itself; enter the key in its own field")
+    try:
+        parts.port
+    except ValueError:
+        raise DepotError("url has a port that is not a number from 1 to 65535") from None
     return url
 
 
@@ -89,19 +105,44 @@ def test_connection(url, key, name: str | None = None, *, allow_plain_http=False
     url, key = clean_url(url), clean_key(key)
     name = name or "the node"
     allow_plain_http = clean_flag(allow_plain_http, "allow_plain_http")
+    timeout = current_app.config["DEPOT_HEALTH_TIMEOUT"]
     presented = None
+    if not url.startswith("https://") and not allow_plain_http:
+        raise PlainHttpRefused(name)
+    check_address(url, name, current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
     if url.startswith("https://"):
         presented = read_fingerprint(url)
         if expected_fingerprint:
             expected = tls.normalise(expected_fingerprint)
             if presented != expected:
                 raise CertificateChanged(name, expected, presented)
-    elif not allow_plain_http:
-        raise PlainHttpRefused(name)
     with probe_storage("local", None, url=url, secret=key, name=name, tls_fingerprint=presented,
                        allow_plain_http=allow_plain_http) as backend:
-        health = backend.check()
+        try:
+            health = backend.check(timeout=timeout)
+        except (NodeError, NodeFailed) as exc:
+            raise _in_own_words(exc, name, url) from None
     return {**health, "tls_fingerprint": presented}
+
+
+def _in_own_words(exc: NodeError | NodeFailed, name: str, url: str) -> DepotError:
+    """A node's refusal at a connection test, in Depot's words only: what answered there is not
+    trusted yet, so nothing of its body is shown."""
+    status = exc.node_status
+    if status in (401, 403):
+        return DepotError(f"{name} refused the key: it answered HTTP {status}, the key is wrong "
+                          "(enter the node's DEPOT_DP_KEY)", code="dp_error")
+    if isinstance(exc, NodeFailed):
+        return DepotError(f"{name} ({url}) answered HTTP {status}: the node is not well (its "
+                          "log says why)", code="dp_unreachable", status=502)
+    if exc.node_code in ("not_a_node", "redirect") or status == 404:
+        what = {"redirect": "answered with a redirect",
+                "not_a_node": "did not answer like a DP node"}.get(exc.node_code,
+                                                                   f"answered HTTP {status}")
+        return DepotError(f"{name} ({url}) {what}: it is not a Depot DP node (is the URL "
+                          "right?)", code="not_a_node", status=502)
+    return DepotError(f"{name} ({url}) answered HTTP {status}: is it a Depot DP node?",
+                      code="dp_error", status=502)
 
 
 def add_local(actor: Actor, name, url, key, site=None, *, allow_plain_http=False,
@@ -115,9 +156,9 @@ def add_local(actor: Actor, name, url, key, site=None, *, allow_plain_http=False
         raise Conflict(f"a distribution point named {name} already exists")
     health = test_connection(url, key, name, allow_plain_http=allow_plain_http,
                              expected_fingerprint=tls_fingerprint)
+    free, total = answers.space(health.get("free_bytes"), health.get("total_bytes"))
     dp = DistributionPoint(name=name, kind="local", site=site, url=url, secret=secrets.encrypt(key),
-                           status="online", free_bytes=health.get("free_bytes"),
-                           total_bytes=health.get("total_bytes"), checked_at=utcnow(),
+                           status="online", free_bytes=free, total_bytes=total, checked_at=utcnow(),
                            tls_fingerprint=health["tls_fingerprint"],
                            allow_plain_http=allow_plain_http)
     db.session.add(dp)
@@ -135,6 +176,7 @@ def presented_certificate(dp: DistributionPoint) -> tuple[str | None, str | None
     if dp.kind != "local" or not (dp.url or "").startswith("https://"):
         return None, None
     try:
+        check_address(dp.url, dp.name, current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
         return read_fingerprint(dp.url), None
     except DepotError as exc:
         return None, exc.message
@@ -149,6 +191,7 @@ def accept_certificate(actor: Actor, dp: DistributionPoint, fingerprint) -> Dist
         raise DepotError(f"{dp.name} is not a DP node reached over HTTPS: there is no "
                          "certificate to accept")
     wanted = tls.normalise(fingerprint)
+    check_address(dp.url, dp.name, current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
     presented = read_fingerprint(dp.url)
     if presented != wanted:
         raise Conflict(f"{dp.name} now presents the certificate {tls.display(presented)}, not "
@@ -266,12 +309,15 @@ def check_health() -> dict[int, str]:
                 status, reason, space = future.result()
             except Exception as exc:  # noqa: BLE001 - the thread itself failed (no app context?)
                 log.exception("health check of %s failed", checked.name)
-                status, reason, space = "offline", f"the check failed: {type(exc).__name__}", None
+                status, reason, space = "offline", UNEXPECTED, None
             dp = db.session.get(DistributionPoint, checked.id)
             if dp is None:  # forgotten while it was being checked
                 continue
             if space is not None:
-                dp.free_bytes, dp.total_bytes = space
+                try:  # the backends read it typed; nothing else reaches the row
+                    dp.free_bytes, dp.total_bytes = answers.space(*space)
+                except DepotError as exc:
+                    status, reason = "offline", exc.message
             notifications.set_dp_status(dp, status, reason)
             dp.checked_at = utcnow()
             db.session.commit()
@@ -297,4 +343,4 @@ def _check_one(app, dp: DistributionPoint, timeout: float) -> tuple[str, str | N
         return "offline", exc.message, None
     except Exception as exc:  # noqa: BLE001 - a provider's library failing in a new way
         log.exception("health check of %s failed", dp.name)
-        return "offline", f"the check failed: {type(exc).__name__}", None
+        return "offline", UNEXPECTED, None

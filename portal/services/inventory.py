@@ -26,6 +26,7 @@ from portal.services.assets import central_dp, rebuild_assets, refresh_statuses
 from portal.services.backends import open_storage
 from portal.services.job_runs import Progress
 from portal.services.jobs import dp_of
+from portal.storage import answers
 
 BATCH = 500
 BATCH_SECONDS = 2.0
@@ -61,8 +62,9 @@ def _rescan_with(dp: DistributionPoint, backend, progress: Progress,
     try:
         backend.ensure_layout() if dp.is_central else backend.ping()
         progress.update(phase="listing files", force=True)
+        listing = f"{dp.name}'s listing"
         for entry in backend.walk(problems):
-            entries.append(entry)
+            entries.append(entry if dp.is_central else answers.entry(entry, listing))
             if len(entries) % 5000 == 0:
                 progress.check()
                 progress.update(phase=f"listing files ({len(entries)} so far)")
@@ -72,7 +74,8 @@ def _rescan_with(dp: DistributionPoint, backend, progress: Progress,
             .where(InventoryFile.dp_id == dp_id))}
         indexed = chunks.known() if chunks is not None else None  # the root is there by now
         to_hash = [e for e in entries if _needs_hash(known.get(e.path), e, kinds, indexed)]
-        space = backend.space() if not dp.is_central else None
+        space = answers.space(*backend.space(), f"{dp.name} answered a free space") \
+            if not dp.is_central else None
         if backend.hashing == "reports":  # what Depot recorded beside the objects, no download
             progress.update(phase="reading recorded hashes", force=True)
             backend.fill_hashes(to_hash)

@@ -1,7 +1,8 @@
 """A local DP: a Depot DP node at a branch, reached over HTTPS with its key (the node's
 certificate pinned by fingerprint, see portal.storage.node_tls), or over plain HTTP where the
 admin allowed it for that DP."""
-import json
+import ipaddress
+import socket
 import ssl
 from typing import Iterator
 from urllib.parse import urlsplit
@@ -11,7 +12,9 @@ import requests
 from portal.core import signing, tls
 from portal.core.errors import DamagedInTransit, PlanAgain, StorageRefused, StorageUnavailable
 from portal.core.files import FileEntry
-from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState, json_object
+from portal.storage import answers
+from portal.storage.answers import UnreadableAnswer, failure_words
+from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState
 from portal.storage.node_tls import is_pin_mismatch, pinned_session
 
 CONNECT_TIMEOUT = 5
@@ -32,6 +35,15 @@ class NodeUnreachable(StorageUnavailable):
 class NodeReplan(NodeUnreachable, PlanAgain):
     """A delta batch the node could not build as planned (a chunk it meant to reuse is not as it
     was, one arrived damaged, or an earlier batch failed): plan again and go on from there."""
+
+
+class NodeFailed(NodeUnreachable):
+    """The node answered with a server error (5xx but 507): worth trying again later;
+    `node_status` says which."""
+
+    def __init__(self, message: str, node_status: int):
+        super().__init__(message)
+        self.node_status = node_status
 
 
 class NodeError(StorageRefused):
@@ -72,6 +84,54 @@ def plain_http_message(name: str) -> str:
             "and use its https:// URL, or tick \"Allow plain HTTP\" for this DP")
 
 
+class AddressRefused(StorageRefused):
+    """The node's URL leads to a link-local or cloud metadata address, where Depot does not send
+    a key (nor let a connection test probe) unless DEPOT_ALLOW_LINK_LOCAL_DPS allows it."""
+
+    def __init__(self, name: str, address: str):
+        super().__init__(
+            f"{name}'s URL leads to {address}, a link-local or cloud metadata address: Depot "
+            "does not connect there (set DEPOT_ALLOW_LINK_LOCAL_DPS=1 on the central server if "
+            "a DP node really lives at such an address)", code="address_refused", status=400)
+
+
+METADATA_NAMES = {"metadata.google.internal", "metadata.goog", "metadata"}
+METADATA_ADDRESSES = {ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254",
+                                                         "100.100.100.200")}
+
+
+def refused_address(address: str) -> bool:
+    """True for link-local addresses (169.254.0.0/16, fe80::/10) and the cloud metadata services'
+    (169.254.169.254, fd00:ec2::254, Alibaba's 100.100.100.200), IPv4 inside IPv6 included.
+    Loopback and private ranges are fine: branches live there."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return True  # not an address at all: nothing to connect to
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local or ip in METADATA_ADDRESSES
+
+
+def check_address(url: str, name: str, allow_link_local: bool = False) -> None:
+    """Refuse a URL whose host is, or resolves to, a link-local or metadata address (checked on
+    every address the name resolves to); a name that does not resolve is NodeUnreachable."""
+    if allow_link_local:
+        return
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host in METADATA_NAMES:
+        raise AddressRefused(name, host)
+    try:
+        port = urlsplit(url).port
+        found = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError, ValueError):
+        raise NodeUnreachable(f"{name} ({url}) does not answer: its name does not resolve to "
+                              "an address") from None
+    for *_, sockaddr in found:
+        if refused_address(str(sockaddr[0])):
+            raise AddressRefused(name, str(sockaddr[0]))
+
+
 def server_address(url: str) -> tuple[str, int]:
     """(host, port) of an https:// URL."""
     parts = urlsplit(url)
@@ -85,8 +145,8 @@ def read_fingerprint(url: str, timeout: float = CONNECT_TIMEOUT) -> str:
         return tls.presented_fingerprint(*server_address(url), timeout=timeout)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise NodeUnreachable(f"{url} gives no TLS certificate (is it the node's https:// URL, "
-                              f"and does the node run with --self-signed or --cert?): "
-                              f"{type(exc).__name__}: {exc}") from None
+                              "and does the node run with --self-signed or --cert?): "
+                              f"{failure_words(exc, timeout)}") from None
 
 
 class DpNodeStorage(StorageBackend):
@@ -108,22 +168,28 @@ class DpNodeStorage(StorageBackend):
         self.http = pinned_session(self.fingerprint if self.is_https else None)
         self.http.headers["Authorization"] = f"Bearer {key}"
         self._features: set[str] | None = None
+        self._address_checked = False
 
     @property
     def is_https(self) -> bool:
         return self.url.lower().startswith("https://")
 
     def check_transport(self) -> None:
-        """Refuse, before anything is sent, to send the key over plain HTTP unless allowed."""
+        """Refuse, before anything is sent, to send the key over plain HTTP unless allowed, or to a
+        link-local or metadata address (the name is resolved once per backend)."""
         if not self.is_https and not self.allow_plain_http:
             raise PlainHttpRefused(self.name)
+        if not self._address_checked:
+            check_address(self.url, self.name,
+                          bool(self.env.setting("DEPOT_ALLOW_LINK_LOCAL_DPS", False)))
+            self._address_checked = True
 
     @property
     def reuses_parts(self) -> bool:
         """True when the node speaks the delta protocol (its health lists "delta"); a node from
         before it gets whole files."""
         if self._features is None:
-            self._features = set(self._json("GET", "/health").get("features") or ())
+            self.check()
         return "delta" in self._features
 
     def _call(self, method: str, path: str, *, stream: bool = False, timeout: float = READ_TIMEOUT,
@@ -137,22 +203,34 @@ class DpNodeStorage(StorageBackend):
             if self.fingerprint and is_pin_mismatch(exc):
                 raise self._changed() from None
             raise NodeUnreachable(f"{self.name} ({self.url}) does not answer: "
-                                  f"{type(exc).__name__}") from None
+                                  f"{failure_words(exc, timeout)}") from None
         if 300 <= response.status_code < 400:
+            response.close()
             raise NodeError(f"{self.name} answered with a redirect: is this the DP node's URL?",
                             "redirect", 502)
         if response.status_code < 400:
             return response
-        try:
-            error = response.json()["error"]
-            code, message = error["code"], error["message"]
-        except (ValueError, KeyError, TypeError):
-            code, message = "http_error", f"HTTP {response.status_code}"
+        code, message = self._error_of(response)
         if response.status_code == 401:
             message = f"{self.name} refused the key: check the key entered for this DP"
         elif response.status_code >= 500 and response.status_code != 507:
-            raise NodeUnreachable(f"{self.name} failed: {message}")
+            raise NodeFailed(f"{self.name} failed: {message}", response.status_code)
         raise NodeError(f"{self.name}: {message}", code, response.status_code)
+
+    @staticmethod
+    def _error_of(response: requests.Response) -> tuple[str, str]:
+        """(code, message) of a node's error answer, read bounded; the message is the node's
+        own words (why it refused an upload), cleaned and cut short."""
+        fallback = ("http_error", f"HTTP {response.status_code}")
+        try:
+            error = answers.parse_object(answers.read_body(response, "the error"),
+                                         "the error")["error"]
+            code, message = error["code"], error["message"]
+        except (UnreadableAnswer, requests.RequestException, KeyError, TypeError):
+            return fallback
+        if not isinstance(code, str) or not isinstance(message, str):
+            return fallback
+        return answers.shown(code, 40), answers.shown(message, 300) or fallback[1]
 
     def _changed(self) -> CertificateChanged:
         try:
@@ -164,18 +242,30 @@ class DpNodeStorage(StorageBackend):
     # --- the storage interface -------------------------------------------------------------
 
     def _json(self, method: str, path: str, **kw) -> dict:
-        """A call whose answer must be a JSON object (anything else is not a DP node talking)."""
-        body = json_object(self._call(method, path, **kw))
-        if body is None:
-            raise NodeError(f"{self.name} did not answer like a DP node (no JSON): is the URL "
-                            "right?", "not_a_node", 502)
-        return body
+        """A call whose answer must be a JSON object of bounded size and depth (anything else is
+        not a DP node talking)."""
+        response = self._call(method, path, stream=True, **kw)
+        try:
+            data = answers.read_body(response, f"{self.name}'s answer")
+        except requests.RequestException as exc:
+            raise NodeUnreachable(f"{self.name}'s answer was cut off: "
+                                  f"{failure_words(exc, kw.get('timeout', READ_TIMEOUT))}") \
+                from None
+        finally:
+            response.close()
+        try:
+            return answers.parse_object(data, f"{self.name}'s answer")
+        except UnreadableAnswer:
+            raise NodeError(f"{self.name} did not answer like a DP node (no JSON object): is "
+                            "the URL right?", "not_a_node", 502) from None
 
     def check(self, timeout: float = READ_TIMEOUT) -> dict:
-        """The node's health (version, space); NodeUnreachable or NodeError when it is not well."""
-        health = self._json("GET", "/health", timeout=timeout)
-        return {k: health.get(k) for k in ("status", "version", "free_bytes", "total_bytes",
-                                           "reserve_bytes")}
+        """The node's health (version, space), read typed: NodeUnreachable or NodeError when it is
+        not well, UnreadableAnswer when it answers a health report Depot cannot read."""
+        health = answers.health(self._json("GET", "/health", timeout=timeout), self.name)
+        self._features = set(health["features"])
+        return {k: health[k] for k in ("status", "version", "free_bytes", "total_bytes",
+                                       "reserve_bytes")}
 
     def ensure_layout(self) -> None:
         self.check()  # the node keeps its own library folders
@@ -185,28 +275,32 @@ class DpNodeStorage(StorageBackend):
         cut short raises NodeUnreachable."""
         response = self._call("GET", "/inventory", stream=True,
                               params={"verify": "1"} if verify else None)
-        ended = False
+        ended, what = False, f"{self.name}'s inventory"
         try:
-            for line in response.iter_lines():
+            for line in answers.lines(response.iter_content(64 * 1024), what):
                 self.check_cancelled()
-                if not line:
+                if not line.strip():
                     continue
-                record = json.loads(line)
-                if record["type"] == "file":
-                    yield FileEntry(record["path"], record["size"], record["mtime_ns"],
-                                    sha256=record["sha256"], error=record["error"])
-                elif record["type"] == "problem":
-                    problems.append(record["message"])
-                elif record["type"] == "end":
-                    self._space = (record["free_bytes"], record["total_bytes"])
-                    ended = True
-        except (requests.RequestException, ValueError, KeyError) as exc:
-            raise NodeUnreachable(f"{self.name}'s inventory was cut off: {type(exc).__name__}") \
+                record = answers.parse_object(line, f"a line of {what}")
+                kind = record.get("type")
+                with answers.reading(f"{what} has a record"):
+                    if kind == "file":
+                        yield answers.entry(FileEntry(
+                            record["path"], record["size"], record["mtime_ns"],
+                            sha256=record["sha256"], error=record["error"]), what)
+                    elif kind == "problem":
+                        problems.append(answers.shown(record["message"], 500))
+                    elif kind == "end":
+                        self._space = answers.space(record["free_bytes"], record["total_bytes"],
+                                                    f"{what} ended with a free space")
+                        ended = True
+        except requests.RequestException as exc:
+            raise NodeUnreachable(f"{what} was cut off: {failure_words(exc, READ_TIMEOUT)}") \
                 from None
         finally:
             response.close()
         if not ended:
-            raise NodeUnreachable(f"{self.name}'s inventory was cut off before its end")
+            raise NodeUnreachable(f"{what} was cut off before its end")
 
     def space(self) -> tuple[int | None, int | None]:
         if getattr(self, "_space", None) is None:
@@ -228,8 +322,9 @@ class DpNodeStorage(StorageBackend):
         """Have the node check and place the file; it hashes it all first, so the wait allows for
         a slow disk (25 MiB/s). A timeout is harmless: asked again, the node says it is done."""
         try:
-            return self._json("POST", f"/uploads/{upload_id}/finish",
-                              timeout=READ_TIMEOUT + size / SLOW_DISK)
+            return answers.placed(self._json("POST", f"/uploads/{upload_id}/finish",
+                                             timeout=READ_TIMEOUT + size / SLOW_DISK),
+                                  f"{self.name} answered a finished upload")
         except NodeError as exc:
             if exc.node_code == "digest_mismatch":  # the node discarded it
                 raise DamagedInTransit(exc.message) from None
@@ -263,9 +358,11 @@ class _NodeUpload(Upload):
         self.backend, self.size = backend, source.size
         upload = backend._json("POST", "/uploads", json={
             "path": source.path, "size": source.size, "sha256": source.sha256})
-        if upload.get("complete"):  # an earlier run got it there; only its answer was lost
-            self.done = upload
-        self.id, self.offset = upload.get("id"), upload.get("offset", 0)
+        with answers.reading(f"{backend.name} answered an upload"):
+            self.id = answers.upload_id(upload.get("id"))
+            self.offset = answers.whole(upload.get("offset", 0), "offset", high=source.size)
+            if upload.get("complete") is True:  # an earlier run got it there; its answer lost
+                self.done = answers.placed(upload, f"{backend.name} answered a finished upload")
 
     def missing(self) -> list[tuple[int, int]]:
         return [(self.offset, self.size)] if self.offset < self.size else []
@@ -286,6 +383,27 @@ class _NodeUpload(Upload):
         self.backend.abort_upload(self.id)
 
 
+def _read_plan(plan: dict, count: int, size: int, name: str) -> tuple[int, bytearray, int]:
+    """A node's delta plan for a file of `count` chunks and `size` bytes: (the chunk assembly
+    stands at, which chunks it lacks, the bytes it reuses), every number within the file."""
+    with answers.reading(f"{name} answered a delta plan"):
+        first = answers.whole(plan["done"], "done", high=count)
+        ranges = plan["need"]
+        if not isinstance(ranges, list) or len(ranges) > count:
+            raise answers.UnreadableAnswer(f"{name} answered a delta plan Depot cannot read "
+                                           "(need is not a list of chunk ranges)")
+        need = bytearray(count)
+        for pair in ranges:
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise answers.UnreadableAnswer(f"{name} answered a delta plan Depot cannot "
+                                               "read (need is not a list of chunk ranges)")
+            start = answers.whole(pair[0], "a range's start", high=count)
+            end = answers.whole(pair[1], "a range's end", low=start, high=count)
+            need[start:end] = b"\x01" * (end - start)
+        reused = answers.whole(plan["reused_bytes"], "reused_bytes", high=size)
+    return first, need, reused
+
+
 class _NodeDeltaUpload(Upload):
     """A delta upload to a DP node: the node is told the file's chunk index, answers which chunks
     it lacks, and builds the file in order from its own chunks and the ones sent here, in batches
@@ -301,17 +419,15 @@ class _NodeDeltaUpload(Upload):
         self.batches: dict[int, tuple[int, int]] = {}
         upload = backend._json("POST", "/uploads", json={
             "path": source.path, "size": source.size, "sha256": source.sha256})
-        self.id = upload.get("id")
-        if upload.get("complete"):  # an earlier run got it there; only its answer was lost
-            self.done = upload
-            return
+        with answers.reading(f"{backend.name} answered an upload"):
+            self.id = answers.upload_id(upload.get("id"))
+            if upload.get("complete") is True:  # an earlier run got it there; its answer lost
+                self.done = answers.placed(upload, f"{backend.name} answered a finished upload")
+                return
         plan = backend._json("PUT", f"/uploads/{self.id}/index", data=self.index.pack(),
                              headers={"Content-Type": "application/octet-stream"})
-        self.first = plan["done"]
-        self.need = bytearray(len(self.index))
-        for start, end in plan["need"]:
-            self.need[start:end] = b"\x01" * (end - start)
-        self.reused = plan["reused_bytes"]
+        self.first, self.need, self.reused = _read_plan(plan, len(self.index), self.size,
+                                                        backend.name)
 
     def missing(self) -> list[tuple[int, int]]:
         start = self.offsets[self.first]

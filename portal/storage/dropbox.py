@@ -27,6 +27,7 @@ from portal.core.hashes import DropboxContentHash
 from portal.core.libraries import LIBRARIES, is_ignored_entry
 from portal.core.names import escape_component, unescape_component
 from portal.core.paths import library_parts
+from portal.storage import answers
 from portal.storage.base import Source, Upload, UploadState
 from portal.storage.kit import MANIFEST, InOrderUpload, ManifestRecords, mtime_ns, response_stream
 from portal.storage.oauth import PROVIDERS, READ_TIMEOUT, OAuthStorage
@@ -51,6 +52,9 @@ class DropboxConflict(StorageRefused):
 def _arg_header(arg: dict) -> str:
     """JSON for the Dropbox-API-Arg header: ASCII only, with DEL escaped too (Dropbox's rule)."""
     return json.dumps(arg, ensure_ascii=True).replace("\x7f", "\\u007f")
+
+
+LISTING = "Dropbox answered a listing"
 
 
 def _modified(metadata: dict) -> int | None:
@@ -249,7 +253,8 @@ class DropboxStorage(ManifestRecords, OAuthStorage):
             problems.append(f"{path}: Dropbox gave no readable modification time, skipped")
             return None
         hashes = {KIND: item["content_hash"]} if item.get("content_hash") else {}
-        return FileEntry(path, int(item.get("size", 0)), modified, handle=item.get("id"),
+        return FileEntry(path, answers.size_of(item.get("size"), LISTING), modified,
+                         handle=item.get("id"),
                          hashes=hashes)
 
     def read_record(self, path: str) -> dict | None:
@@ -292,12 +297,15 @@ class DropboxStorage(ManifestRecords, OAuthStorage):
         found = self.metadata(entry.handle or self.dbx_path(entry.path))
         if found is None or found.get(".tag") != "file":
             return None
-        return int(found["size"]), _modified(found) or 0
+        return answers.size_of(found["size"], LISTING), _modified(found) or 0
 
     def space(self) -> tuple[int | None, int | None]:
         """(free, total) of the account (a team's shared allocation where it has one)."""
         usage = self.rpc("users/get_space_usage", what="the space lookup")
-        used, total = usage.get("used"), (usage.get("allocation") or {}).get("allocated")
+        allocation = usage.get("allocation") if isinstance(usage.get("allocation"), dict) else {}
+        with answers.reading("Dropbox answered a space usage"):
+            used = answers.optional_whole(usage.get("used"), "used")
+            total = answers.optional_whole(allocation.get("allocated"), "allocated")
         if used is None or total is None:
             return None, total
         return max(0, total - used), total

@@ -40,6 +40,7 @@ from portal.core.files import FileEntry
 from portal.core.libraries import LIBRARIES, is_ignored_entry
 from portal.core.names import escape_component, unescape_component
 from portal.core.paths import library_parts
+from portal.storage import answers
 from portal.storage.base import Media, Source, Upload, UploadState, json_object
 from portal.storage.kit import InOrderUpload, media_of, mtime_ns, response_stream
 from portal.storage.oauth import PROVIDERS, OAuthStorage
@@ -116,7 +117,9 @@ class GoogleDriveStorage(OAuthStorage):
         quota = self._about().get("storageQuota") or {}
         if quota.get("limit") is None:
             return None, None
-        limit, usage = int(quota["limit"]), int(quota.get("usage") or 0)
+        with answers.reading("Google Drive answered a quota"):
+            limit = answers.whole(quota["limit"], "limit", digits=True)
+            usage = answers.whole(quota.get("usage") or 0, "usage", digits=True)
         return max(0, limit - usage), limit
 
     def ensure_layout(self) -> None:
@@ -234,7 +237,8 @@ class GoogleDriveStorage(OAuthStorage):
             else:
                 props = item.get("appProperties") or {}
                 self._props[path] = props
-                yield FileEntry(path, int(item.get("size") or 0), _modified(item),
+                yield FileEntry(path, answers.size_of(item.get("size"), LISTING),
+                                _modified(item),
                                 handle=item["id"],
                                 hashes={"md5": item["md5Checksum"]} if item.get("md5Checksum")
                                 else {})
@@ -308,7 +312,7 @@ class GoogleDriveStorage(OAuthStorage):
             return None
         if item is None:
             return None
-        return int(item.get("size") or 0), _modified(item)
+        return answers.size_of(item.get("size"), LISTING), _modified(item)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -541,6 +545,9 @@ def _drive_name(component: str) -> str:
     except UnicodeDecodeError:
         raise StorageRefused(f"{component!r} is not valid UTF-8: Google Drive cannot hold this "
                              "name") from None
+
+
+LISTING = "Google Drive answered a listing"
 
 
 def _modified(item: dict) -> int:

@@ -89,6 +89,10 @@ def mtime_ns(when: str | datetime | None, *, whole_seconds: bool = False) -> int
         match = _ISO_TIME.match(when) if isinstance(when, str) else None
         if not match:
             return None
+        try:  # a month 13 or a day 99 is no time
+            datetime(*(int(x) for x in match.groups()[:6]))
+        except ValueError:
+            return None
         seconds = calendar.timegm(tuple(int(x) for x in match.groups()[:6]) + (0, 0, 0))
         fraction = int((match.group(7) or "0")[:9].ljust(9, "0"))
         offset = match.group(8)

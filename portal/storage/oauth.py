@@ -22,6 +22,7 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
 from portal.core.errors import DepotError, NeedsAuth, StorageRefused, StorageUnavailable
+from portal.storage.answers import failure_words
 from portal.storage.base import StorageBackend, StorageEnv
 
 CONNECT_TIMEOUT = 10
@@ -157,7 +158,7 @@ class OAuthStorage(StorageBackend):
                                              timeout=(CONNECT_TIMEOUT, timeout), **kw)
             except requests.RequestException as exc:
                 raise StorageUnavailable(f"{self.provider.title} does not answer for {self.name}: "
-                                         f"{type(exc).__name__}") from None
+                                         f"{failure_words(exc, timeout)}") from None
             if auth and response.status_code == 401 and attempt == 1:
                 kw["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
                 self.refresh(headers["Authorization"][7:])
@@ -236,7 +237,9 @@ class OAuthStorage(StorageBackend):
                                      f"now ({exc.error})") from None
         except (requests.RequestException, ValueError) as exc:
             raise StorageUnavailable(f"{self.provider.title} did not renew {self.name}'s access: "
-                                     f"{type(exc).__name__}") from None
+                                     + ("its answer was not JSON" if isinstance(exc, ValueError)
+                                        and not isinstance(exc, requests.RequestException)
+                                        else failure_words(exc))) from None
         finally:
             session.close()
         record = token_record(new)

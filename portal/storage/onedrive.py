@@ -26,6 +26,7 @@ from portal.core.hashes import QuickXorHash
 from portal.core.libraries import LIBRARIES, is_ignored_entry
 from portal.core.names import escape_component, unescape_component
 from portal.core.paths import library_parts
+from portal.storage import answers
 from portal.storage.base import Source, Upload, UploadState, json_object
 from portal.storage.kit import MANIFEST, InOrderUpload, ManifestRecords, mtime_ns, response_stream
 from portal.storage.oauth import PROVIDERS, OAuthStorage
@@ -36,6 +37,9 @@ PAGE_SIZE = 200  # children a listing page ($top)
 HASH = "quickxor"
 # Characters OneDrive does not take in names (control characters neither).
 _FORBIDDEN = set('"*:<>?/\\|')
+
+
+LISTING = "OneDrive answered a listing"
 
 
 def _quick_xor_of(item: dict) -> str | None:
@@ -221,7 +225,8 @@ class OneDriveStorage(ManifestRecords, OAuthStorage):
                         pending.append((self._item_url(item["id"], "children"), path, False))
                     elif "file" in item:
                         qx = _quick_xor_of(item)
-                        yield FileEntry(path, int(item.get("size") or 0), _modified(item),
+                        yield FileEntry(path, answers.size_of(item.get("size"), LISTING),
+                                        _modified(item),
                                         handle=item["id"], hashes={HASH: qx} if qx else {})
                     else:
                         problems.append(f"{path}: not a plain file or folder in OneDrive "
@@ -277,13 +282,14 @@ class OneDriveStorage(ManifestRecords, OAuthStorage):
             if entry.handle is not None else (404, {})
         if status == 404:
             return None
-        return int(item.get("size") or 0), _modified(item)
+        return answers.size_of(item.get("size"), LISTING), _modified(item)
 
     def space(self) -> tuple[int | None, int | None]:
         """(remaining, total) of the drive's quota."""
         _, drive = self._json("GET", f"{self.api}/me/drive")
-        quota = drive.get("quota") or {}
-        return quota.get("remaining"), quota.get("total")
+        quota = drive.get("quota") if isinstance(drive.get("quota"), dict) else {}
+        return answers.quota(quota.get("remaining"), quota.get("total"),
+                             "OneDrive answered a quota")
 
     def upload(self, source: Source, state: UploadState) -> Upload:
         """Resume the saved upload session of this version of the file, or start one; nothing is

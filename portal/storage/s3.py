@@ -34,6 +34,8 @@ from portal.core.files import FileEntry
 from portal.core.libraries import LIBRARIES, is_ignored_entry
 from portal.core.names import escape_component
 from portal.core.paths import library_parts
+from portal.storage import answers
+from portal.storage.answers import failure_words
 from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState
 from portal.storage.kit import BodyStream, at_once
 from portal.storage.s3_upload import MiB, S3Upload, crc64nvme, object_mtime_ns, plain_etag, s3_code
@@ -191,9 +193,9 @@ class S3Storage(StorageBackend):
                     "NoCredentialsError", "ParamValidationError"):
                 return StorageRefused(f"{self.name}: cannot {doing}: {type(exc).__name__}")
             return StorageUnavailable(f"{self.name}: {self.where} does not answer "
-                                      f"({type(exc).__name__}) while trying to {doing}")
+                                      f"({failure_words(exc)}) while trying to {doing}")
         error = exc.response.get("Error", {})
-        code = str(error.get("Code") or "")
+        code = answers.shown(str(error.get("Code") or ""), 60)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         bucket = f"bucket {self.bucket!r}"
         if code == "InvalidAccessKeyId":
@@ -216,13 +218,14 @@ class S3Storage(StorageBackend):
                     "IllegalLocationConstraintException"):
             region = error.get("Region") or exc.response.get("ResponseMetadata", {}).get(
                 "HTTPHeaders", {}).get("x-amz-bucket-region")
+            region = answers.shown(region, 40)
             hint = f" (it is in {region})" if region else ""
             return StorageRefused(f"{self.name}: {bucket} is in another region{hint}: set the "
                                   "DP's region", status=400)
         if code in PASSING or status >= 500 or status == 429:
             return StorageUnavailable(f"{self.name}: {self.where} failed to {doing} "
                                       f"({code or status}); trying again later")
-        message = str(error.get("Message") or "")[:200]
+        message = answers.shown(error.get("Message") or "", 200)
         return StorageRefused(f"{self.name}: {self.where} refused to {doing}: {code or status}"
                               + (f" ({message})" if message else ""))
 

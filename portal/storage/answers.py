@@ -1,0 +1,304 @@
+"""Answers from outside: what a DP node or a cloud provider sends back, read typed and bounded.
+
+Central stores what a DP says (free space, file sizes, hashes) and shows it on pages everyone
+opens, so nothing a DP answers is taken as it came: a number must be a whole number within the
+column it goes to (never a bool, a float or a string of digits unless the provider sends sizes
+as strings), a text must be a string of bounded length without control characters, a body
+must be a JSON object of bounded size and depth. What fails is `UnreadableAnswer`, whose message
+is Depot's own (the field that was wrong, never the value the DP sent).
+"""
+import json
+import re
+import socket
+import ssl
+from typing import Iterable, Iterator
+
+import requests
+
+from portal.core.errors import StorageRefused
+from portal.core.files import FileEntry
+
+MAX_BYTES = 2**63 - 1  # a BigInteger column
+MIN_TIME_NS = -(2**63)
+MAX_BODY = 1024 * 1024  # a JSON answer of a DP (health, an upload's state, a delta plan)
+MAX_LINE = 64 * 1024  # one line of a DP node's inventory
+MAX_TEXT = 200
+MAX_PATH = 4096  # an escaped path (a byte may take three characters)
+MAX_DEPTH = 32
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                         r"\ud800-\udfff]")
+# In a path (escaped as portal.core.names does) and a file's error, which quote names as they
+# are: no control characters or lone surrogates (no database stores those), any other letter.
+_PATH_BAD_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+class UnreadableAnswer(StorageRefused):
+    """A DP answered something Depot cannot read (a wrong type, a number out of range, a body
+    too large or too deep): refused; the message names the answer and the field, not the value."""
+
+    code = "dp_answer_unreadable"
+
+
+class _Bad(ValueError):
+    """One field of an answer is wrong (`field`, and what it should have been)."""
+
+
+def whole(value, field: str, *, low: int = 0, high: int = MAX_BYTES, digits: bool = False) -> int:
+    """A whole number in [low, high]; with `digits`, a string of digits too (Drive and others
+    send 64-bit sizes as strings). Bools, floats and anything else are refused."""
+    if digits and isinstance(value, str) and 0 < len(value) <= 20 and value.isascii() \
+            and (value.isdigit() or (value[0] == "-" and value[1:].isdigit())):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Bad(f"{field} is not a whole number")
+    if not low <= value <= high:
+        raise _Bad(f"{field} is out of range")
+    return value
+
+
+def optional_whole(value, field: str, **kw) -> int | None:
+    return None if value is None else whole(value, field, **kw)
+
+
+def text(value, field: str, max_length: int = MAX_TEXT, *, names: bool = False) -> str:
+    """A string of at most `max_length` characters, with no control or direction characters
+    (with `names`, a path or a message quoting file names: direction characters allowed)."""
+    if not isinstance(value, str):
+        raise _Bad(f"{field} is not a text")
+    if len(value) > max_length:
+        raise _Bad(f"{field} is longer than {max_length} characters")
+    if (_PATH_BAD_RE if names else _CONTROL_RE).search(value):
+        raise _Bad(f"{field} holds control characters")
+    return value
+
+
+def optional_text(value, field: str, max_length: int = MAX_TEXT, **kw) -> str | None:
+    return None if value is None else text(value, field, max_length, **kw)
+
+
+def sha256(value, field: str = "sha256") -> str | None:
+    """A SHA-256 in lower-case hex, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SHA256_RE.fullmatch(value):
+        raise _Bad(f"{field} is not a SHA-256")
+    return value
+
+
+def shown(value, max_length: int = MAX_TEXT) -> str:
+    """A text from outside made safe to show in a message: control characters dropped, cut to
+    `max_length` (for the rare places a DP's own words are passed on, such as a node's reason
+    for refusing an upload)."""
+    if not isinstance(value, str):
+        return ""
+    cleaned = _CONTROL_RE.sub("", value)
+    return cleaned if len(cleaned) <= max_length else cleaned[:max_length - 1] + "…"
+
+
+def depth_of(value, limit: int = MAX_DEPTH) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (counted up to `limit` + 1)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, depth + 1) for child in (
+                item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_object(data: bytes | str, what: str) -> dict:
+    """A JSON object of bounded size and depth (`what` names the answer in the message)."""
+    if len(data) > MAX_BODY:
+        raise UnreadableAnswer(f"{what} is larger than Depot reads ({MAX_BODY // 1024} KiB)")
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        raise UnreadableAnswer(f"{what} is not JSON") from None
+    if not isinstance(body, dict):
+        raise UnreadableAnswer(f"{what} is not a JSON object")
+    if depth_of(body) > MAX_DEPTH:
+        raise UnreadableAnswer(f"{what} nests deeper than Depot reads")
+    return body
+
+
+def read_body(response, what: str, limit: int = MAX_BODY) -> bytes:
+    """The body of a streamed `requests` response, refused past `limit` bytes (read no further)."""
+    parts, size = [], 0
+    for block in response.iter_content(64 * 1024):
+        size += len(block)
+        if size > limit:
+            response.close()
+            raise UnreadableAnswer(f"{what} is larger than Depot reads ({limit // 1024} KiB)")
+        parts.append(block)
+    return b"".join(parts)
+
+
+def lines(blocks: Iterable[bytes], what: str, limit: int = MAX_LINE) -> Iterator[bytes]:
+    """The lines of a streamed body (`blocks`), each refused past `limit` bytes."""
+    pending = b""
+    for block in blocks:
+        pending += block
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if len(line) > limit:
+                raise UnreadableAnswer(f"{what} has a line longer than Depot reads")
+            yield line
+        if len(pending) > limit:
+            raise UnreadableAnswer(f"{what} has a line longer than Depot reads")
+    if pending:
+        yield pending
+
+
+def reading(what: str):
+    """A context in which a wrong field (`_Bad`) becomes UnreadableAnswer: "<what> Depot cannot
+    read (<field> is not a whole number)"."""
+    return _Reading(what)
+
+
+class _Reading:
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, (_Bad, KeyError, TypeError, AttributeError)):
+            if isinstance(exc, _Bad):
+                detail = str(exc)
+            elif isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str) \
+                    and len(exc.args[0]) < 40:
+                detail = f"{exc.args[0]} is missing"
+            else:
+                detail = "a field is missing or of the wrong type"
+            raise UnreadableAnswer(f"{self.what} Depot cannot read ({detail})") from None
+        return False
+
+
+# --- failures in Depot's words ------------------------------------------------------------------
+
+def failure_words(exc: BaseException, timeout: float | None = None) -> str:
+    """Why a connection failed, in Depot's words: never the exception's class or text, which
+    may carry what a server answered or the URL it was given."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__ or (exc.args[0] if exc.args and isinstance(
+            exc.args[0], BaseException) else None)
+        reason = getattr(chain[-1], "reason", None)
+        if exc is None and isinstance(reason, BaseException):
+            exc = reason
+    within = f" within {timeout:g} s" if timeout else ""
+    for failure in chain:
+        words = str(failure).lower()
+        if isinstance(failure, (requests.Timeout, socket.timeout, TimeoutError)) or \
+                "timed out" in words or "timeout" in words:
+            return f"it did not answer{within}"
+    for failure in chain:
+        if isinstance(failure, ConnectionRefusedError) or "connection refused" in \
+                str(failure).lower() or "errno 111" in str(failure).lower():
+            return "it refused the connection"
+        if isinstance(failure, socket.gaierror) or "name or service not known" in \
+                str(failure).lower() or "failed to resolve" in str(failure).lower():
+            return "its name does not resolve to an address"
+        if isinstance(failure, (ssl.SSLError, requests.exceptions.SSLError)):
+            return "the TLS handshake failed (is it the node's https:// URL?)"
+        if isinstance(failure, ConnectionResetError):
+            return "it closed the connection"
+        if "could not connect" in str(failure).lower():
+            return "it could not be reached"
+    return "the connection failed"
+
+
+# --- what the answers hold --------------------------------------------------------------------
+
+def space(free, total, what: str = "the DP answered a free space") -> tuple[int | None, int | None]:
+    """(free, total) bytes, each a whole number in a BigInteger or None."""
+    with reading(what):
+        return optional_whole(free, "free_bytes"), optional_whole(total, "total_bytes")
+
+
+def size_of(value, what: str) -> int:
+    """A file's size in a provider's listing (a number, or digits in a string as Drive sends;
+    absent is 0), or UnreadableAnswer naming `what` ("OneDrive answered a listing")."""
+    with reading(what):
+        return whole(0 if value is None else value, "size", digits=True)
+
+
+def quota(free, total, what: str) -> tuple[int | None, int | None]:
+    """(free, total) of a provider's quota: whole numbers (digits in strings taken), free never
+    below 0 (an account over its quota), or UnreadableAnswer naming `what`."""
+    with reading(what):
+        free = optional_whole(free, "free space", low=-MAX_BYTES, digits=True)
+        total = optional_whole(total, "total space", digits=True)
+    return (None if free is None else max(0, free)), total
+
+
+def health(body: dict, name: str) -> dict:
+    """A DP node's /health: {status, version, free_bytes, total_bytes, reserve_bytes, features}."""
+    with reading(f"{name} answered a health report"):
+        if not isinstance(body, dict):
+            raise _Bad("it is not a JSON object")
+        features = body.get("features") or []
+        if not isinstance(features, list) or len(features) > 50:
+            raise _Bad("features is not a short list")
+        status = text(body.get("status"), "status", 20)
+        if status != "ok":
+            raise _Bad("its status is not ok")
+        return {
+            "status": status,
+            "version": text(body.get("version"), "version", 64),
+            "free_bytes": optional_whole(body.get("free_bytes"), "free_bytes"),
+            "total_bytes": optional_whole(body.get("total_bytes"), "total_bytes"),
+            "reserve_bytes": optional_whole(body.get("reserve_bytes"), "reserve_bytes"),
+            "features": [text(f, "a feature", 40) for f in features],
+        }
+
+
+def entry(item: FileEntry, what: str) -> FileEntry:
+    """A file a DP listed (`what`: "Seattle's inventory"), checked before it reaches the
+    inventory: path, size and time within their columns, hashes in their forms."""
+    with reading(what):
+        text(item.path, "a file's path", MAX_PATH, names=True)
+        whole(item.size, "a file's size")
+        whole(item.mtime_ns, "a file's time", low=MIN_TIME_NS)
+        sha256(item.sha256)
+        optional_text(item.error, "a file's error", 500, names=True)
+        if item.hashes is not None:
+            if not isinstance(item.hashes, dict) or len(item.hashes) > 8:
+                raise _Bad("a file's hashes are not a short object")
+            for kind, value in item.hashes.items():
+                text(kind, "a hash's name", 20)
+                text(value, "a hash", 200)
+    return item
+
+
+def placed(result: dict, what: str) -> dict:
+    """What a DP says of a file an upload placed: {size, mtime_ns, sha256, hashes?}."""
+    with reading(what):
+        if not isinstance(result, dict):
+            raise _Bad("it is not a JSON object")
+        whole(result["size"], "size")
+        whole(result["mtime_ns"], "mtime_ns", low=MIN_TIME_NS)
+        sha256(result.get("sha256"))
+        hashes = result.get("hashes")
+        if hashes is not None:
+            if not isinstance(hashes, dict) or len(hashes) > 8:
+                raise _Bad("hashes is not a short object")
+            for kind, value in hashes.items():
+                text(kind, "a hash's name", 20)
+                text(value, "a hash", 200)
+    return result
+
+
+def upload_id(value) -> str:
+    """The name a DP node gave an upload (it goes into the URL of the calls that follow)."""
+    if not isinstance(value, str) or not UPLOAD_ID_RE.fullmatch(value):
+        raise _Bad("id is not an upload's name")
+    return value
