@@ -57,7 +57,9 @@ def test_bad_requests_say_what_is_wrong(api_as, content):
         response = api.post("/api/v1/deployments", json=body)
         assert response.status_code == status, (body, response.get_json())
         assert text in response.get_json()["error"]["message"]
-    assert api.post("/api/v1/deployments", data="nope").status_code == 400
+    assert api.post("/api/v1/deployments", data="nope").status_code == 415  # not sent as JSON
+    assert api.post("/api/v1/deployments", data="nope",
+                    content_type="application/json").status_code == 400
     assert api.get("/api/v1/deployments?device_id=x").status_code == 400
     assert api.get("/api/v1/deployments/999").status_code == 404
 
