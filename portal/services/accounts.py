@@ -136,6 +136,9 @@ def authenticate(email, password, ip: str | None = None, via: str = "console",
     if two_factor.enabled(user):
         two_factor.sign_in(user, code, ip=ip, via=via)
     elif two_factor.must_enrol(user):
+        audit.record(Actor(user, via=via, ip=ip), "auth.login_refused", target=user.email,
+                     reason="two-step sign-in not set up")
+        db.session.commit()
         raise PermissionDenied("Admins must set up two-step sign-in first: sign in to the "
                                "console and follow Settings, Security.")
     return user

@@ -326,6 +326,8 @@ def test_an_admin_without_it_is_sent_to_set_it_up(app, clock, required):
     assert console.get("/settings/users").status_code == 303
     response = client.post("/api/v1/tokens", json={"email": admin.email, "password": PASSWORD})
     assert response.status_code == 403 and "two-step" in response.get_json()["error"]["message"]
+    assert actions("auth.login_refused") == [("auth.login_refused", admin.email,
+                                              {"reason": "two-step sign-in not set up"})]
 
     page = console.post("/settings/security/setup").get_data(as_text=True)
     key = re.search(r'<code id="totp-key">([^<]+)</code>', page).group(1).replace(" ", "")
@@ -420,3 +422,27 @@ def test_an_admin_resets_someone_elses(app, login_as, clock):
     client = browser(app)
     password_step(client, user.email)
     assert signed_in(client)  # the password alone, until they set it up again
+
+
+def test_an_unreadable_key_says_what_to_do(app, clock):
+    """If DEPOT_ENCRYPTION_KEY changed without a rotation, does the code step say the key cannot
+    be decrypted and that an admin resets it (no sign-in, no bare 500 page)?"""
+    user = make_user("viewer")
+    phone, _ = enrol(user, clock)
+    client = browser(app)
+    password_step(client, user.email)
+    app.config["DEPOT_ENCRYPTION_KEY"] = "another-key-0123456789"
+    response = code_step(client, phone.code())
+    text = response.get_data(as_text=True)
+    assert response.status_code == 500 and not signed_in(client)
+    assert f"the authenticator key of {user.email} cannot be decrypted" in text
+    assert "have an admin reset their two-step sign-in" in text
+
+
+def test_deleting_a_user_deletes_their_recovery_codes(app, login_as, clock):
+    """Do a deleted person's recovery codes go with them?"""
+    admin = login_as("admin")
+    user = make_user("viewer")
+    enrol(user, clock)
+    assert admin.post(f"/settings/users/{user.id}/delete").status_code == 303
+    assert db.session.scalars(select(RecoveryCode)).all() == []
