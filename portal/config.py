@@ -148,6 +148,9 @@ class Config:
     DEPOT_LOGIN_ADDRESS_LIMIT = _env_int("DEPOT_LOGIN_ADDRESS_LIMIT", 20)
     DEPOT_LOGIN_ACCOUNT_CEILING = _env_int("DEPOT_LOGIN_ACCOUNT_CEILING", 10)
     DEPOT_LOGIN_ACCOUNT_DELAY = _env_int("DEPOT_LOGIN_ACCOUNT_DELAY", 10)
+    # Two-step sign-in (portal/services/two_factor.py): 1 and every admin must use an
+    # authenticator app; one without is sent to set it up right after the password.
+    DEPOT_REQUIRE_2FA_ADMINS = _env_int("DEPOT_REQUIRE_2FA_ADMINS", 0) == 1
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True

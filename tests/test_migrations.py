@@ -66,3 +66,27 @@ def test_0008_gives_existing_users_session_version_0(app):
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT session_version FROM users "
                                  "WHERE email = 'old@example.com'")).scalar_one() == 0
+
+
+def test_0010_adds_two_step_sign_in_off_for_everyone(app):
+    """Does upgrading to 0010 keep existing users with two-step sign-in off (and downgrading
+    drop its columns and the recovery codes again)?"""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    db.session.remove()
+    downgrade(revision="0009")
+    try:
+        assert "totp_secret" not in {c["name"] for c in inspect(db.engine).get_columns("users")}
+        assert "recovery_codes" not in inspect(db.engine).get_table_names()
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (email, password_hash, role, sites, active, "
+                              "session_version, created_at) VALUES ('old2@example.com', 'x', "
+                              "'admin', '[]', :t, 0, CURRENT_TIMESTAMP)"), {"t": True})
+    finally:
+        upgrade(revision="head")
+    with db.engine.connect() as conn:
+        row = conn.execute(text("SELECT totp_secret, totp_enabled_at, totp_last_step FROM users "
+                                "WHERE email = 'old2@example.com'")).one()
+    assert tuple(row) == (None, None, None)
+    assert "recovery_codes" in inspect(db.engine).get_table_names()

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from portal.core.errors import DepotError
 from portal.extensions import db
 from portal.models import DistributionPoint, EnrollmentToken, UploadSession
-from portal.services import enrollment, secrets
+from portal.services import enrollment, secrets, two_factor
+from portal.services.actors import Actor
 
 
 @pytest.fixture
@@ -92,15 +93,17 @@ def test_rotation_takes_enrollment_tokens_along(app, runner, login_as):
 
 
 def test_every_encrypted_column_is_rotated(app, runner, login_as):
-    """Does one rotation take a DP key, an upload session and an enrollment token along, so that
-    the new key alone opens each of them?"""
+    """Does one rotation take a DP key, an upload session, an enrollment token and an
+    authenticator key along, so that the new key alone opens each of them?"""
     _cloud_dp({"access_token": "a"})
-    _enrollment_token(login_as("admin"))
+    console = login_as("admin")
+    _enrollment_token(console)
+    two_factor.begin(Actor(console.user, via="console"))
     app.config["DEPOT_ENCRYPTION_KEY"] = "new-key-9876543210,old-key-0123456789"
     result = runner.invoke(args=["secrets", "rotate"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == ("1 distribution points, 1 upload sessions, "
-                                     "1 enrollment tokens encrypted again")
+                                     "1 enrollment tokens, 1 authenticator keys encrypted again")
     app.config["DEPOT_ENCRYPTION_KEY"] = "new-key-9876543210"
     db.session.expire_all()
     for what, column in secrets.encrypted_columns():

@@ -2,7 +2,7 @@
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -24,6 +24,12 @@ class User(UserMixin, db.Model):
     # Stored in the console session at sign-in (as part of get_id) and checked on every request:
     # raising it ends every console session of this user (sign-out, password, role, deactivation).
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Two-step sign-in (services/two_factor.py): the authenticator's key, encrypted with
+    # services/secrets.py (set while enrolling, confirmed when totp_enabled_at is set), and the
+    # last 30-second step whose code was accepted (no code is taken twice).
+    totp_secret: Mapped[str | None] = mapped_column(Text)
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None]
     selected_dp_id: Mapped[int | None] = mapped_column(
         ForeignKey("distribution_points.id", ondelete="SET NULL")
     )
@@ -31,6 +37,9 @@ class User(UserMixin, db.Model):
 
     tokens: Mapped[list["ApiToken"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+    recovery_codes: Mapped[list["RecoveryCode"]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
     )
 
     @property
@@ -73,3 +82,16 @@ class ApiToken(db.Model):
             "created_at": isoformat(self.created_at), "last_used_at": isoformat(self.last_used_at),
             "revoked": self.revoked_at is not None,
         }
+
+
+class RecoveryCode(db.Model):
+    """A one-time code that stands in for the authenticator (10 per person, shown once): only
+    its SHA-256 is kept, and used_at once it has signed someone in."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]

@@ -8,13 +8,13 @@ from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
 
-from portal.core.errors import Conflict, DepotError, NotFound
+from portal.core.errors import Conflict, DepotError, NotFound, PermissionDenied
 from portal.core.names import clean_name
 from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import ApiToken, User, utcnow
 from portal.models.accounts import ROLES
-from portal.services import audit, sign_in_limits
+from portal.services import audit, sign_in_limits, two_factor
 from portal.services.actors import Actor
 from portal.services.permissions import require
 from portal.services.sign_in_limits import TooManyAttempts  # noqa: F401 (raised by authenticate)
@@ -92,13 +92,16 @@ def _clean_sites(value) -> list[str]:
 
 # --- sign-in -------------------------------------------------------------------------------
 
-def authenticate(email, password, ip: str | None = None, via: str = "console") -> User:
-    """The user with this email and password; the same error whichever part was wrong.
+def check_password(email, password, ip: str | None = None, via: str = "console") -> User:
+    """The first step of signing in: the user with this email and password; the same error
+    whichever part was wrong. For someone without two-step sign-in this is the whole sign-in;
+    for someone with it, two_factor.sign_in must follow (the console asks for the code next).
 
     Failures are throttled per account from this address, per address and per account
     (services/sign_in_limits.py): a refused try raises TooManyAttempts before the password is
     checked. Failures, the limits they reach and sign-ins are audited. Passwords set before
-    the policy (shorter or guessable) still sign in.
+    the policy (shorter or guessable) still sign in. A right password followed by a code does
+    not clear the account's failures from this address until the code is right too.
     """
     if not isinstance(email, str) or not isinstance(password, str):
         raise InvalidCredentials(GENERIC_LOGIN_ERROR)
@@ -115,9 +118,30 @@ def authenticate(email, password, ip: str | None = None, via: str = "console") -
             audit.record(anonymous, "auth.login_throttled", target=email, limit=scope)
         db.session.commit()
         raise InvalidCredentials(GENERIC_LOGIN_ERROR)
-    sign_in_limits.record_success(email, ip)
-    audit.record(Actor(user, via=via, ip=ip), "auth.login", target=email)
+    if two_factor.enabled(user):
+        audit.record(Actor(user, via=via, ip=ip), "auth.password_accepted", target=email,
+                     next="second factor")
+    else:
+        sign_in_limits.record_success(email, ip)
+        audit.record(Actor(user, via=via, ip=ip), "auth.login", target=email)
     db.session.commit()
+    return user
+
+
+def authenticate(email, password, ip: str | None = None, via: str = "console",
+                 code=None) -> User:
+    """The whole sign-in of a program (the API's token exchange): the password, then the code
+    of someone with two-step sign-in (SecondFactorRequired without one). An admin who must set
+    up an authenticator first (DEPOT_REQUIRE_2FA_ADMINS) is refused until they have."""
+    user = check_password(email, password, ip=ip, via=via)
+    if two_factor.enabled(user):
+        two_factor.sign_in(user, code, ip=ip, via=via)
+    elif two_factor.must_enrol(user):
+        audit.record(Actor(user, via=via, ip=ip), "auth.login_refused", target=user.email,
+                     reason="two-step sign-in not set up")
+        db.session.commit()
+        raise PermissionDenied("Admins must set up two-step sign-in first: sign in to the "
+                               "console and follow Settings, Security.")
     return user
 
 

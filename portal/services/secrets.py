@@ -1,4 +1,5 @@
-"""Secrets at rest (DP node keys, cloud keys and tokens, upload session URLs, enrollment tokens):
+"""Secrets at rest (DP node keys, cloud keys and tokens, upload session URLs, enrollment tokens,
+the authenticator keys of two-step sign-in):
 Fernet, keyed by DEPOT_ENCRYPTION_KEY.
 
 DEPOT_ENCRYPTION_KEY may list several keys, comma-separated: the first encrypts, every one
@@ -67,11 +68,12 @@ def rotate(token: str) -> str:
 
 def encrypted_columns() -> list[tuple[str, object]]:
     """(what, column) for every encrypted column: what `rotate_all` encrypts again."""
-    from portal.models import DistributionPoint, EnrollmentToken, UploadSession
+    from portal.models import DistributionPoint, EnrollmentToken, UploadSession, User
 
     return [("distribution points", DistributionPoint.secret),
             ("upload sessions", UploadSession.data),
-            ("enrollment tokens", EnrollmentToken.secret)]
+            ("enrollment tokens", EnrollmentToken.secret),
+            ("authenticator keys", User.totp_secret)]
 
 
 def rotate_all() -> dict[str, int]:

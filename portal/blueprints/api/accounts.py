@@ -11,9 +11,11 @@ from portal.web.views import json_body
 
 @bp.post("/tokens")
 def create_token():
-    """Exchange email and password for a personal API token (201 {token})."""
+    """Exchange email and password (and `code`, for an account with two-step sign-in) for a
+    personal API token (201 {token})."""
     body = json_body()
-    user = accounts.authenticate(body.get("email"), body.get("password"), ip=client_ip(), via="api")
+    user = accounts.authenticate(body.get("email"), body.get("password"), ip=client_ip(),
+                                 via="api", code=body.get("code"))
     token, secret = accounts.create_token(Actor(user, via="api", ip=client_ip()), user,
                                           body.get("name", "API token"))
     return {"token": secret, "id": token.id, "name": token.name}, 201

@@ -5,9 +5,10 @@ from flask import redirect, render_template, request, url_for
 from flask_login import login_required, login_user, logout_user
 
 from portal.blueprints.auth import bp
+from portal.blueprints.auth import two_factor as second_step
 from portal.blueprints.auth.forms import LoginForm
 from portal.core.errors import DepotError
-from portal.services import accounts
+from portal.services import accounts, two_factor
 from portal.web.auth import client_ip, console_actor
 from portal.web.views import see_other
 
@@ -20,16 +21,18 @@ def login():
     error, status, headers = None, 200, {}
     if form.validate_on_submit():
         try:
-            user = accounts.authenticate(form.email.data, form.password.data, ip=client_ip())
+            user = accounts.check_password(form.email.data, form.password.data, ip=client_ip())
         except DepotError as exc:
             error, status = exc.message, exc.status
             if getattr(exc, "retry_after", None):
                 headers["Retry-After"] = str(exc.retry_after)
         else:
-            login_user(user)
             target = request.args.get("next", "")
             if not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
                 target = url_for("dashboard.index")
+            if two_factor.enabled(user):  # the code next (blueprints/auth/two_factor.py)
+                return second_step.begin(user, target)
+            login_user(user)
             return redirect(target, code=303)
     elif request.method == "POST":
         error, status = "Enter your email and password.", 400

@@ -34,6 +34,20 @@ class PasswordForm(FlaskForm):
     confirm = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
 
 
+class TotpCodeForm(FlaskForm):
+    """A code from the authenticator app (or, where it is accepted, a recovery code)."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=64)])
+
+
+class TotpDisableForm(FlaskForm):
+    """Turning two-step sign-in off: the password and a current code."""
+
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    code = StringField("Code from the app, or a recovery code",
+                       validators=[DataRequired(), Length(max=64)])
+
+
 class TokenForm(FlaskForm):
     """A personal API token: its name."""
 
