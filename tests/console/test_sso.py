@@ -35,6 +35,7 @@ def oidc(app, provider):
     provider.next_user = None
     provider.token_issuer = provider.token_nonce = None
     provider.signing_key = provider.key
+    provider.token_audience, provider.token_lifetime = CLIENT_ID, 3600
     app.config.update(DEPOT_OIDC_ISSUER=provider.issuer, DEPOT_OIDC_CLIENT_ID=CLIENT_ID,
                       DEPOT_OIDC_CLIENT_SECRET=CLIENT_SECRET, DEPOT_OIDC_NAME="Contoso",
                       DEPOT_OIDC_ROLE_MAP=ROLE_MAP, DEPOT_OIDC_SITE_MAP=SITE_MAP)
@@ -181,6 +182,21 @@ def test_a_wrong_nonce_is_refused(app, oidc):
     client, answer = sso_sign_in(app, oidc)
     event = refused(client, answer, "invalid answer")
     assert "nonce" in event[3]["error"]
+
+
+@pytest.mark.parametrize("setting, value, error", [
+    ("token_audience", "another-app", "aud"),
+    ("token_audience", ["another-app", "third-app"], "aud"),
+    ("token_lifetime", -600, "expired"),  # past Authlib's 120 s leeway
+])
+def test_an_id_token_for_another_app_or_expired_is_refused(app, oidc, setting, value, error):
+    """An id_token whose audience is not Depot (even one naming Depot as its authorized party,
+    which Authlib alone would take) or that has expired signs nobody in."""
+    person(oidc, azp=CLIENT_ID)
+    setattr(oidc, setting, value)
+    client, answer = sso_sign_in(app, oidc)
+    event = refused(client, answer, "invalid answer")
+    assert error in event[3]["error"]
 
 
 def test_an_id_token_signed_with_an_unknown_key_is_refused(app, oidc):

@@ -6,7 +6,8 @@ claims (email, email_verified, groups ...).
 
 Tests set `people[user_id]` claims and `next_user`, and may make the provider misbehave:
 `token_issuer` (an id_token from another tenant), `token_nonce` (a replayed or forged nonce),
-`signing_key` (a key not in the JWKS).
+`token_audience` (a token for another app), `token_lifetime` (negative: expired), `signing_key`
+(a key not in the JWKS).
 """
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -38,6 +39,8 @@ class FakeOidcProvider(FakeOAuthProvider):
         self.nonces: dict[str, str | None] = {}  # code -> nonce of its authorization request
         self.token_issuer: str | None = None
         self.token_nonce: str | None = None
+        self.token_audience = CLIENT_ID
+        self.token_lifetime = 3600
         self.discovery_requests = 0
 
     @property
@@ -98,7 +101,7 @@ class FakeOidcProvider(FakeOAuthProvider):
     def id_token(self, user_id: str, nonce: str | None) -> str:
         now = int(time.time())
         claims = {"iss": self.token_issuer or self.issuer, "sub": f"sub-{user_id}",
-                  "aud": CLIENT_ID, "iat": now, "nbf": now, "exp": now + 3600,
+                  "aud": self.token_audience, "iat": now, "exp": now + self.token_lifetime,
                   "tid": TENANT, **self.people.get(user_id, {})}
         nonce = self.token_nonce if self.token_nonce is not None else nonce
         if nonce is not None:

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
-from joserfc.errors import JoseError
 from flask import current_app, redirect, render_template, request, session, url_for
 from flask_login import login_user
+from joserfc.errors import JoseError
 
 from portal.blueprints.auth import bp
 from portal.services import sso
@@ -68,8 +68,10 @@ def sso_callback():
         return _refused(exc.message, exc.status)
     ip = client_ip()
     try:
+        # Authlib checks `aud` only when told to (it checks `azp` itself): both claims stated.
         token = oidc.authorize_access_token(
             claims_options={"iss": {"essential": True, "value": found.issuer},
+                            "aud": {"essential": True, "values": [found.client_id]},
                             "nonce": {"essential": True}})
         claims = token.get("userinfo")
         if not claims:
