@@ -15,6 +15,7 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from portal.core.errors import DepotError
+from portal.core.names import clean_name
 from portal.extensions import db
 from portal.models import User
 from portal.models.accounts import ROLES
@@ -79,9 +80,12 @@ def _site_map(config) -> dict[str, list[str]]:
     sites = {}
     for group, names in _json_setting(config, "DEPOT_OIDC_SITE_MAP").items():
         names = [names] if isinstance(names, str) else names
-        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        if not isinstance(names, list):
             raise SsoNotConfigured(f"DEPOT_OIDC_SITE_MAP: {group} must map to a list of sites")
-        sites[group] = names
+        try:
+            sites[group] = [clean_name(n, "site name") for n in names]
+        except ValueError as exc:
+            raise SsoNotConfigured(f"DEPOT_OIDC_SITE_MAP: {group}: {exc}") from None
     return sites
 
 

@@ -318,6 +318,7 @@ def test_a_provider_that_does_not_answer(app, oidc):
     ("DEPOT_OIDC_ROLE_MAP", {"Depot-Admins": "root"}, "must be one of"),
     ("DEPOT_OIDC_ROLE_MAP", {}, "nobody could sign in"),
     ("DEPOT_OIDC_SITE_MAP", {"Depot-Seattle": 3}, "must map to a list of sites"),
+    ("DEPOT_OIDC_SITE_MAP", {"Depot-Seattle": [""]}, "Depot-Seattle: site name"),
 ])
 def test_wrong_settings_say_what_is_wrong(app, oidc, setting, value, message):
     app.config[setting] = value
