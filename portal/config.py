@@ -151,6 +151,20 @@ class Config:
     # Two-step sign-in (portal/services/two_factor.py): 1 and every admin must use an
     # authenticator app; one without is sent to set it up right after the password.
     DEPOT_REQUIRE_2FA_ADMINS = _env_int("DEPOT_REQUIRE_2FA_ADMINS", 0) == 1
+    # Single sign-on through an OpenID Connect provider (portal/services/sso.py; README "Single
+    # sign-on"): the tenant-specific issuer (discovery at ISSUER/.well-known/openid-configuration;
+    # id_tokens must carry exactly this `iss`), the app registration, the button's label, the
+    # claim listing groups or app roles, and which of them give which Depot role and sites (JSON).
+    DEPOT_OIDC_ISSUER = os.environ.get("DEPOT_OIDC_ISSUER") or None
+    DEPOT_OIDC_CLIENT_ID = os.environ.get("DEPOT_OIDC_CLIENT_ID") or None
+    DEPOT_OIDC_CLIENT_SECRET = os.environ.get("DEPOT_OIDC_CLIENT_SECRET") or None
+    DEPOT_OIDC_NAME = os.environ.get("DEPOT_OIDC_NAME", "single sign-on")
+    DEPOT_OIDC_SCOPE = os.environ.get("DEPOT_OIDC_SCOPE", "openid email profile")
+    DEPOT_OIDC_GROUPS_CLAIM = os.environ.get("DEPOT_OIDC_GROUPS_CLAIM", "groups")
+    DEPOT_OIDC_EMAIL_VERIFIED_CLAIM = os.environ.get("DEPOT_OIDC_EMAIL_VERIFIED_CLAIM",
+                                                     "email_verified")
+    DEPOT_OIDC_ROLE_MAP = os.environ.get("DEPOT_OIDC_ROLE_MAP", "{}")
+    DEPOT_OIDC_SITE_MAP = os.environ.get("DEPOT_OIDC_SITE_MAP", "{}")
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True

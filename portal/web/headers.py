@@ -9,12 +9,14 @@ from flask import current_app, request
 
 from portal.core import http_headers
 from portal.storage.oauth import PROVIDERS
+from portal.web import oidc
 
 
-def form_targets(config) -> list[str]:
+def form_targets(config, app=None) -> list[str]:
     """The origins the console's forms are redirected to: the OAuth providers' consent pages
-    (Connect and Reconnect post to the console, which sends the browser on with a 303)."""
-    origins = set()
+    (Connect and Reconnect post to the console, which sends the browser on with a 303), and the
+    single sign-on provider's authorization endpoint ("Sign in with" does the same)."""
+    origins = set(oidc.authorize_origins(config, app))
     for provider in PROVIDERS.values():
         try:
             found = http_headers.origin(provider.authorize_url(config))
@@ -27,7 +29,7 @@ def form_targets(config) -> list[str]:
 
 def security_headers(app) -> list[tuple[str, str]]:
     """The app's headers, made again only when a provider's address setting changed."""
-    targets = tuple(form_targets(app.config))
+    targets = tuple(form_targets(app.config, app))
     cached = app.extensions.get("depot_security_headers")
     if cached is None or cached[0] != targets:
         cached = (targets, http_headers.console_headers(targets))

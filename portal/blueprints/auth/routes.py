@@ -1,7 +1,7 @@
 """Routes of sign-in and sign-out."""
 from urllib.parse import urlsplit
 
-from flask import redirect, render_template, request, url_for
+from flask import redirect, render_template, request, session, url_for
 from flask_login import login_required, login_user, logout_user
 
 from portal.blueprints.auth import bp
@@ -32,6 +32,7 @@ def login():
                 target = url_for("dashboard.index")
             if two_factor.enabled(user):  # the code next (blueprints/auth/two_factor.py)
                 return second_step.begin(user, target)
+            session.pop(second_step.SSO_SESSION_KEY, None)
             login_user(user)
             return redirect(target, code=303)
     elif request.method == "POST":
@@ -45,4 +46,5 @@ def logout():
     """Sign out, ending every console session of this user (a copied cookie included)."""
     accounts.sign_out(console_actor())
     logout_user()
+    session.pop(second_step.SSO_SESSION_KEY, None)
     return see_other("auth.login")

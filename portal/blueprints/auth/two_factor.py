@@ -18,6 +18,9 @@ from portal.models import User
 from portal.services import two_factor
 from portal.web.auth import client_ip
 
+# set in the session by a sign-in through the OpenID Connect provider (blueprints/auth/sso.py)
+SSO_SESSION_KEY = "depot_signed_in_by_sso"
+
 PENDING_KEY = "pending_second_step"
 PENDING_SECONDS = 300
 # What an admin who must set up two-step sign-in may still reach (besides static files).
@@ -73,6 +76,7 @@ def second_step():
                 headers["Retry-After"] = str(exc.retry_after)
         else:
             session.pop(PENDING_KEY, None)
+            session.pop(SSO_SESSION_KEY, None)
             login_user(user)
             return redirect(target, code=303)
     elif request.method == "POST":
@@ -90,6 +94,8 @@ def _enrolment_gate():
         return None
     if not current_user.is_authenticated or not two_factor.must_enrol(current_user):
         return None
+    if session.get(SSO_SESSION_KEY):  # signed in by the OpenID Connect provider, whose own
+        return None                   # second factor applies (README "Single sign-on")
     if request.method == "GET":
         if getattr(request, "htmx", False):
             return "", 204
