@@ -84,7 +84,7 @@ def loads(data, *, strict: bool = True, max_depth: int = MAX_DEPTH):
     return value
 
 
-def read_object(request) -> dict:
+def read_object(request, *, strip_nul: bool = False) -> dict:
     """The JSON object in a Werkzeug request's body (the caller hands the request over: core
     imports no Flask). A body with Content-Length past the limit is a 413 before it is read; a
     chunked one is read up to the limit, and one that reaches it is a 413 as well (Werkzeug
@@ -93,13 +93,16 @@ def read_object(request) -> dict:
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(data) >= limit:
         raise BodyTooLarge(too_large_message(limit))
-    return parse_object(data, request.is_json, request.mimetype)
+    return parse_object(data, request.is_json, request.mimetype, strip_nul=strip_nul)
 
 
-def parse_object(data: bytes, is_json: bool, mimetype: str | None) -> dict:
+def parse_object(data: bytes, is_json: bool, mimetype: str | None, *,
+                 strip_nul: bool = False) -> dict:
     """The JSON object in a request body, or a DepotError that says what is wrong with it:
     empty, not sent as JSON (415), not JSON, too deep, not an object. `is_json` and `mimetype`
-    are the request's (Werkzeug's request.is_json and request.mimetype)."""
+    are the request's (Werkzeug's request.is_json and request.mimetype). A NUL character in any
+    string is a 400, or with `strip_nul` is taken out (what agents report: a BIOS may pad its
+    serial with NULs)."""
     if not data:
         raise DepotError("send a JSON object in the request body")
     if not is_json:
@@ -114,7 +117,43 @@ def parse_object(data: bytes, is_json: bool, mimetype: str | None) -> dict:
                          code="malformed_json") from None
     if not isinstance(body, dict):
         raise DepotError("the request body must be a JSON object")
+    if holds_nul(body):
+        if not strip_nul:
+            raise DepotError(NUL_MESSAGE, code="nul_character")
+        body = without_nul(body)
     return body
+
+
+NUL_MESSAGE = ("the request holds a NUL character (\\u0000), which no Depot field takes "
+               "(PostgreSQL cannot store it)")
+
+
+def without_nul(value):
+    """A parsed JSON value with every NUL character taken out of its strings (keys included);
+    nested at most MAX_DEPTH levels, as `loads` made sure."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
+
+
+def holds_nul(value) -> bool:
+    """Whether a NUL character is in any string (key or value) of a parsed JSON value."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _reason(exc: ValueError) -> str:

@@ -7,7 +7,7 @@ DEPOT_JOB_MAX_ATTEMPTS fails instead; every write is conditional on the row bein
 sweep saw it, so a worker's claim in between always wins.
 """
 import logging
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from flask import current_app
 from rq.exceptions import NoSuchJobError
@@ -28,13 +28,19 @@ def _rq_holds(job: Job, cutoff) -> bool:
     if not job.rq_job_id:
         return False
     try:
-        status = RQJob.fetch(job.rq_job_id, connection=get_redis()).get_status(refresh=True)
+        rq_job = RQJob.fetch(job.rq_job_id, connection=get_redis())
+        status = rq_job.get_status(refresh=True)
     except (NoSuchJobError, ValueError):  # gone, or an id RQ would not accept
         return False
     status = str(getattr(status, "value", status))
     if status == "started":
-        # Taken by a worker that never claimed the row: alive only if that was moments ago.
-        return job.queued_at is not None and job.queued_at >= cutoff
+        # Taken by a worker that has not claimed the row yet: alive only if the worker took it
+        # moments ago. When RQ took it counts, not when it was queued: a job that waited in a
+        # backlog of copies longer than the cutoff is still being claimed right now.
+        taken = rq_job.started_at or job.queued_at
+        if taken is not None and taken.tzinfo is not None:  # RQ's times are aware, ours naive UTC
+            taken = taken.astimezone(timezone.utc).replace(tzinfo=None)
+        return taken is not None and taken >= cutoff
     return status in RQ_WAITING
 
 

@@ -9,9 +9,11 @@ its 5,000 devices at most, picked one by one, is about 0.1 MB. The answer says w
 JSON bodies are read by `views.json_body` (portal.core.jsonbody); the app's JSON provider adds
 the same depth limit under request.get_json (Flask-WTF reads forms sent as JSON with it).
 """
+from flask import request
 from flask.json.provider import DefaultJSONProvider
 
-from portal.core.jsonbody import DepthLimitedLoads
+from portal.core.errors import DepotError
+from portal.core.jsonbody import NUL_MESSAGE, DepthLimitedLoads
 from portal.web.proxies import BadSetting
 
 MB = 1024 * 1024
@@ -34,4 +36,18 @@ def init_app(app) -> None:
     """MAX_CONTENT_LENGTH from DEPOT_MAX_BODY_MB, and the depth-limited JSON provider."""
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes(app.config.get("DEPOT_MAX_BODY_MB", 2))
     app.json = JSONProvider(app)
+    app.before_request(_refuse_nul)
+
+
+def _refuse_nul():
+    """A NUL in a query argument or a form field is a 400: no field takes one, and PostgreSQL
+    refuses it in any text it is asked to compare or store (a 500 otherwise)."""
+    fields = [request.args]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        request.get_data()  # kept, so a route that reads the body itself still finds it
+        fields.append(request.form)
+    for multi in fields:
+        for key, values in multi.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                raise DepotError(NUL_MESSAGE, code="nul_character")
 

@@ -46,10 +46,10 @@ def paginated(items: list, total: int, page: int, per_page: int) -> dict:
             "next_page": page + 1 if page * per_page < total else None}
 
 
-def json_body() -> dict:
+def json_body(*, strip_nul: bool = False) -> dict:
     """The request's JSON object, or a 400 (415 when not sent as JSON) that says what is wrong
-    with it: see portal.core.jsonbody."""
-    return jsonbody.read_object(request)
+    with it: see portal.core.jsonbody (`strip_nul`: NULs taken out of its strings, not refused)."""
+    return jsonbody.read_object(request, strip_nul=strip_nul)
 
 
 def bearer_token() -> str | None:

@@ -359,3 +359,35 @@ def test_odd_form_values_and_links_are_never_a_500(login_as, central):
     answered += [(link, value[:12], console.get(link.format(value)).status_code)
                  for link in LINKS for value in ODD_TEXT]
     assert [a for a in answered if a[-1] >= 500] == []
+
+
+# --- NUL characters (PostgreSQL refuses them in any text: a 500 there otherwise) -------------
+
+def test_a_nul_in_a_json_string_is_a_400_that_says_so(client):
+    """Is a NUL in the sign-in-free token request refused before any query, on every database?"""
+    response = client.post("/api/v1/tokens", json={"email": "a\x00@example.com",
+                                                   "password": "x" * 12})
+    assert response.status_code == 400
+    code, message = error_of(response)
+    assert code == "nul_character" and "NUL" in message
+
+
+def test_a_nul_in_a_form_field_or_a_query_argument_is_a_400(client):
+    """Are the console's sign-in form and a page's query argument with a NUL refused (400)?"""
+    page = client.get("/login")
+    assert page.status_code == 200
+    answer = client.post("/login", data={"email": "a\x00@example.com", "password": "x" * 12})
+    assert answer.status_code == 400
+    assert client.get("/login?next=%00").status_code == 400
+
+
+def test_an_agent_s_nul_padded_serial_is_taken_without_its_nuls(client, admin):
+    """A BIOS may pad its serial with NULs: does an agent reporting one enroll, its serial
+    stored without them (agents report what the machine says; refusing would cut it off)?"""
+    from portal.models import Device
+    from portal.services import enrollment
+    from tests.factories import AGENT_FACTS
+    from tests.helpers import AgentCalls
+    _, secret = enrollment.create_enrollment_token(admin, "tests", days=1)
+    device_id, _ = AgentCalls(client, AGENT_FACTS).enrolled(secret, serial="SN-77\x00\x00")
+    assert db.session.get(Device, device_id).serial == "SN-77"

@@ -1,5 +1,6 @@
 """Jobs on real RQ workers: dedup, cancel, and recovery of jobs that no live worker holds."""
 import os
+from datetime import datetime, timezone
 
 import pytest
 from rq.job import Job as RQJob
@@ -259,3 +260,34 @@ def test_waiting_for_allowed_hours_is_not_a_try(copy_job):
     row = fresh(copy_job.id)
     assert (row.state, row.retries) == ("queued", 0)
     assert row.warnings[-1] == "waiting 3600 s: copies only 22-06 h"
+
+
+def _taken_by_rq(job_id, started_at):
+    """Mark the job's RQ attempt as a worker marks it when it takes it (before the row's claim)."""
+    rq_job = RQJob.fetch(fresh(job_id).rq_job_id, connection=get_redis())
+    rq_job.started_at = started_at
+    rq_job.save()
+    rq_job.set_status("started")
+
+
+def test_a_job_taken_just_now_after_a_long_wait_is_left_to_its_worker(central, admin):
+    """A job that waited in a backlog longer than the stale cutoff and that a worker took only
+    now (RQ says started, the row is not claimed yet): is it left alone, not run a second time?"""
+    job, _ = dps.request_rescan(central, admin)
+    db.session.query(Job).filter_by(id=job.id).update(
+        {"queued_at": fresh(job.id).queued_at.replace(year=2000)})
+    db.session.commit()
+    _taken_by_rq(job.id, datetime.now(timezone.utc))
+    assert job_recovery.recover_lost_jobs() == {}
+    assert fresh(job.id).attempts == 1
+
+
+def test_a_job_taken_long_ago_and_never_claimed_is_requeued(central, admin):
+    """A job RQ says a worker took long ago, whose row was never claimed (the worker died in
+    between): is it handed to RQ again?"""
+    job, _ = dps.request_rescan(central, admin)
+    db.session.query(Job).filter_by(id=job.id).update(
+        {"queued_at": fresh(job.id).queued_at.replace(year=2000)})
+    db.session.commit()
+    _taken_by_rq(job.id, datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert job_recovery.recover_lost_jobs() == {job.id: "requeued"}

@@ -13,7 +13,7 @@ def enroll():
     then no claim): its device token and the intervals; `claim: "pending"` when it claims to be a
     known device and waits for an admin."""
     check_rate(f"enroll:{remote_ip()}", current_app.config["DEPOT_ENROLL_RATE_LIMIT"])
-    device, token = agents.enroll(json_body(), remote_ip(), bearer_token())
+    device, token = agents.enroll(json_body(strip_nul=True), remote_ip(), bearer_token())
     answer = {"device_id": device.id, "device_token": token, **agents.intervals()}
     if device.is_claim:
         answer["claim"] = "pending"
@@ -24,7 +24,7 @@ def enroll():
 def heartbeat():
     """The device is alive; its facts as it sees them now."""
     device_id = g.device.id  # before the commit expires the row
-    answer = agents.heartbeat(g.device, json_body(), remote_ip())
+    answer = agents.heartbeat(g.device, json_body(strip_nul=True), remote_ip())
     if agent_cache.lean():  # written: the same heartbeat again is quiet (the fast path's)
         agent_cache.remember_facts(device_id,
                                    agent_cache.facts_digest(request.get_data(), remote_ip()))
@@ -52,7 +52,7 @@ def manifest(deployment_id: int):
 @bp.post("/deployments/<int:deployment_id>/progress")
 def progress(deployment_id: int):
     """One progress report (idempotent by seq): the deployment's state and whether to stop."""
-    return agent_deployments.report_progress(g.device, deployment_id, json_body())
+    return agent_deployments.report_progress(g.device, deployment_id, json_body(strip_nul=True))
 
 
 @bp.get("/download")
