@@ -174,3 +174,20 @@ def test_the_app_answers_as_documented(app, client):
     # Schemathesis leaves out the document's own path (tested above); the rest was run.
     expected = {(method.upper(), path) for method, path in _documented(document())}
     assert fuzzed == expected - set(NOT_FUZZED) - {("GET", "/api/v1/openapi.json")}
+
+
+def test_the_run_catches_a_server_error_and_an_undocumented_shape(app, client, monkeypatch):
+    """Would the run report a 500, and an answer whose shape the document does not say (the
+    checks are not vacuous)?"""
+    device_token, ids = _seed(client)
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    operation = schema["/api/v1/assets"]["GET"]
+    admin = _callers(operation, device_token)[0]
+    monkeypatch.setattr("portal.services.distribution_points.central_assets_with_status",
+                        lambda: 1 / 0)
+    with pytest.raises(BaseException, match="Server error"):
+        _fuzz(operation, admin, GenerationMode.POSITIVE, ids)
+    monkeypatch.setattr("portal.services.distribution_points.central_assets_with_status",
+                        lambda: [{"key": 42, "status_by_dp": {}}])
+    with pytest.raises(BaseException, match="Response violates schema"):
+        _fuzz(operation, admin, GenerationMode.POSITIVE, ids)
