@@ -9,7 +9,7 @@ from portal.web.views import bearer_token
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # bearer tokens, never cookies: nothing for a forged cross-site request to ride on
 
-PUBLIC_ENDPOINTS = {"api.create_token"}
+PUBLIC_ENDPOINTS = {"api.create_token", "api.openapi_document"}
 
 
 @bp.before_request
@@ -26,4 +26,5 @@ def _authenticate():
     return None
 
 
-from portal.blueprints.api import accounts, content, copies, deployments, devices, events, jobs  # noqa: E402,F401
+from portal.blueprints.api import (  # noqa: E402,F401
+    accounts, content, copies, deployments, devices, events, jobs, openapi)
