@@ -220,8 +220,11 @@ def _paths() -> dict:
         "/api/v1/tokens": {"post": _op(
             users, "Exchange email and password for a personal API token.",
             _object(("token", "id", "name"), token=TEXT, id=ID, name=TEXT), status="201",
-            body=_body(("email", "password"), email=TEXT, password=TEXT, name=TEXT),
-            security=ANONYMOUS, errors=("400", "401", "413", "429"))},
+            body=_body(("email", "password"), email=TEXT, password=TEXT, name=TEXT,
+                       code={"type": "string", "description": "the authenticator's code or a "
+                             "recovery code, for an account with two-step sign-in (401 "
+                             "second_factor_required without it)"}),
+            security=ANONYMOUS, errors=("400", "401", "403", "413", "429"))},
         "/api/v1/users": {
             "get": _op(users, "Every user (admins).", _items(_ref("User"))),
             "post": _op(users, "Add a user (admins).", _ref("User"), status="201",
