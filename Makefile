@@ -28,11 +28,16 @@ run: $(VENV)/.installed
 ## unless DEPOT_TEST_* point elsewhere) on TEST_PROCESSES pytest-xdist workers (each with its
 ## own database and Redis database; most tests wait on servers and workers, so two per core pay),
 ## then the DP node's own tests once more under waitress (the server it runs with on Windows)
+## (CI's run on PostgreSQL sets TEST_ARGS=--ignore=tests/e2e and TEST_WAITRESS=0: the browser
+## tests and the waitress rerun are about the browser and the server, so they run once, on SQLite)
 TEST_PROCESSES ?= 2
+TEST_ARGS ?=
+TEST_WAITRESS ?= 1
 test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal
-	DEPOT_TEST_DP_SERVER=waitress $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) tests/dpnode
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal $(TEST_ARGS)
+	if [ "$(TEST_WAITRESS)" = 1 ]; then \
+	  DEPOT_TEST_DP_SERVER=waitress $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) tests/dpnode; fi
 
 ## test-quick: the edit loop (about 40 s): the tests that start no process and no browser (not
 ## marked `slow`), without the storage contract suite and the cloud providers' tests, which run
