@@ -116,18 +116,10 @@ def backend_pid_waiting(pid_holder: dict) -> bool:
         {"pid": pid_holder.get("pid", -1)}))
 
 
-def test_two_rebuilds_of_one_dp_at_once(app):
-    """Two rebuilds of one DP's assets at once (inventory a rescan wrote, with no asset yet): does
-    the second wait for the first and update the asset, instead of failing on uq_assets_dp_key?"""
-    dp = DistributionPoint(name="Seattle", kind="local", site="", url="http://127.0.0.1:9")
-    db.session.add(dp)
-    db.session.flush()
-    db.session.add(InventoryFile(dp_id=dp.id, path="Images/a.wim", size=3, mtime_ns=1,
-                                 sha256="a" * 64))
-    db.session.commit()
-    dp_id = dp.id
-
-    rebuild_assets(dp_id)  # this session: inserts the asset, holds its transaction open
+def second_rebuild(app, dp_id, then) -> dict:
+    """Rebuild the DP's assets in another session while this one holds its transaction open:
+    wait until that rebuild waits for a lock, commit here, and return what it did: its backend's
+    "pid", then `then()`'s items once it committed, or its "error"."""
     other: dict = {}
 
     def second():
@@ -136,7 +128,7 @@ def test_two_rebuilds_of_one_dp_at_once(app):
             try:
                 rebuild_assets(dp_id)
                 db.session.commit()
-                other["done"] = True
+                other.update(then())
             except Exception as exc:  # noqa: BLE001 - the test reports what it was
                 db.session.rollback()
                 other["error"] = repr(exc)
@@ -151,6 +143,22 @@ def test_two_rebuilds_of_one_dp_at_once(app):
         db.session.remove()
     db.session.commit()
     thread.join(timeout=30)
+    return other
+
+
+def test_two_rebuilds_of_one_dp_at_once(app):
+    """Two rebuilds of one DP's assets at once (inventory a rescan wrote, with no asset yet): does
+    the second wait for the first and update the asset, instead of failing on uq_assets_dp_key?"""
+    dp = DistributionPoint(name="Seattle", kind="local", site="", url="http://127.0.0.1:9")
+    db.session.add(dp)
+    db.session.flush()
+    db.session.add(InventoryFile(dp_id=dp.id, path="Images/a.wim", size=3, mtime_ns=1,
+                                 sha256="a" * 64))
+    db.session.commit()
+    dp_id = dp.id
+
+    rebuild_assets(dp_id)  # this session: inserts the asset, holds its transaction open
+    other = second_rebuild(app, dp_id, lambda: {"done": True})
     assert other == {"pid": other["pid"], "done": True}
     db.session.expire_all()
     assets = db.session.scalars(select(Asset).where(Asset.dp_id == dp_id)).all()
@@ -174,28 +182,8 @@ def test_rebuild_sees_what_the_first_one_committed(app):
     db.session.add(InventoryFile(dp_id=dp_id, path="Images/new.wim", size=3, mtime_ns=1,
                                  sha256="c" * 64))
     rebuild_assets(dp_id)  # holds the DP until the commit below
-    other: dict = {}
-
-    def second():
-        with app.app_context():
-            other["pid"] = db.session.scalar(text("SELECT pg_backend_pid()"))
-            try:
-                rebuild_assets(dp_id)
-                db.session.commit()
-                other["keys"] = sorted(db.session.scalars(
-                    select(Asset.key).where(Asset.dp_id == dp_id)))
-            except Exception as exc:  # noqa: BLE001 - the test reports what it was
-                other["error"] = repr(exc)
-            finally:
-                db.session.remove()
-
-    thread = threading.Thread(target=second)
-    thread.start()
-    with app.app_context():
-        poll(lambda: backend_pid_waiting(other), timeout=30, message="the second rebuild to wait")
-        db.session.remove()
-    db.session.commit()
-    thread.join(timeout=30)
+    other = second_rebuild(app, dp_id, lambda: {"keys": sorted(db.session.scalars(
+        select(Asset.key).where(Asset.dp_id == dp_id)))})
     assert "error" not in other, other["error"]
     assert other["keys"] == ["Images/new.wim"]
 
@@ -263,22 +251,11 @@ def site(app, tmp_path):
 
 
 @pytest.fixture
-def site_env(app):
-    """The environment of the site's processes: this test's settings, its PostgreSQL and Redis."""
-    env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-        "REDIS_URL": app.config["REDIS_URL"],
-        "DEPOT_CENTRAL_ROOT": app.config["DEPOT_CENTRAL_ROOT"],
-        "DEPOT_INSTANCE_DIR": app.config["INSTANCE_DIR"],
-        "SECRET_KEY": app.config["SECRET_KEY"],
-        "DEPOT_CENTRAL_DP_KEY": app.config["DEPOT_CENTRAL_DP_KEY"],
-        "DEPOT_JOB_STALE_SECONDS": str(STALE_SECONDS),
-        "DEPOT_RECOVER_INTERVAL": str(RECOVER_INTERVAL),
-        "DEPOT_HEALTH_INTERVAL": "3600",  # not what this test is about
-        "PYTHONPATH": str(BASE_DIR),
-    })
-    return env
+def site_env(worker_env):
+    """The environment of the site's processes: conftest's worker_env (this test's settings, its
+    PostgreSQL and Redis) with the recovery sweep this test waits for and no health checks."""
+    return {**worker_env, "DEPOT_RECOVER_INTERVAL": str(RECOVER_INTERVAL),
+            "DEPOT_HEALTH_INTERVAL": "3600"}  # health: not what this test is about
 
 
 @pytest.fixture
