@@ -174,11 +174,7 @@ def _download(url, partial, size, label, cap, stop_reason, on_bytes, hasher, hav
             os.truncate(partial, 0)
             raise TransferError(f"{label}: the DP cannot resume at byte {have}; starting over") from None
         raise TransferError(f"{label}: the DP answered {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, CertificateMismatch):
-            raise CertificateMismatch(f"{label}: {exc.reason}") from None
-        raise TransferError(f"{label}: {getattr(exc, 'reason', exc)}") from None
-    except OSError as exc:
+    except OSError as exc:  # URLError included (CertificateMismatch is no OSError: never in one)
         raise TransferError(f"{label}: {getattr(exc, 'reason', exc)}") from None
     with response:
         mode = "ab"

@@ -42,9 +42,11 @@ def _clean(value, field: str, max_length: int = 100) -> str:
 
 
 def clean_url(value) -> str:
-    """An http(s) base URL of a DP node, without a trailing slash."""
+    """An http(s) base URL of a DP node, without a trailing slash, its scheme in lower case (so
+    every `startswith("https://")` sees an `HTTPS://` one as what it is)."""
     url = _clean(value, "url", 500).rstrip("/")
     parts = urlsplit(url)
+    url = parts.scheme + url[len(parts.scheme):]  # urlsplit lower-cases the scheme it gives
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DepotError("url must look like https://dp.seattle.example.com:8081")
     if parts.query or parts.fragment:

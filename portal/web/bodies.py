@@ -13,7 +13,7 @@ from flask import request
 from flask.json.provider import DefaultJSONProvider
 
 from portal.core.errors import DepotError
-from portal.core.jsonbody import NUL_MESSAGE, DepthLimitedLoads
+from portal.core.jsonbody import NUL_MESSAGE, DepthLimitedLoads, holds_nul
 from portal.web.proxies import BadSetting
 
 MB = 1024 * 1024
@@ -46,8 +46,6 @@ def _refuse_nul():
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         request.get_data()  # kept, so a route that reads the body itself still finds it
         fields.append(request.form)
-    for multi in fields:
-        for key, values in multi.lists():
-            if "\x00" in key or any("\x00" in value for value in values):
-                raise DepotError(NUL_MESSAGE, code="nul_character")
+    if any(holds_nul(dict(multi.lists())) for multi in fields):
+        raise DepotError(NUL_MESSAGE, code="nul_character")
 

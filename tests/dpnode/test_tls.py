@@ -137,6 +137,14 @@ def test_add_local_pins_the_certificate_and_every_call_uses_it(app, admin, tls_n
     assert {"/dp/v1/health", "/dp/v1/inventory"} <= set(tls_node.keyed)
 
 
+def test_an_upper_case_https_url_is_https(app, admin, tls_node):
+    """Is `HTTPS://…` taken as https (pinned at Add, not refused as plain HTTP), stored with its
+    scheme in lower case?"""
+    url = "HTTPS" + tls_node.url[len("https"):]
+    dp = dp_management.add_local(admin, "Seattle", url, KEY, "Seattle office")
+    assert dp.url == tls_node.url and dp.tls_fingerprint == tls_node.fingerprint("a")
+
+
 def test_a_changed_certificate_is_refused_with_both_fingerprints(app, admin, tls_node, work):
     """When another certificate answers at the pinned URL, is the key withheld and does every
     use (health, a rescan, a new key) say why, with the pinned and the presented fingerprint?"""
