@@ -7,7 +7,6 @@ as strings), a text must be a string of bounded length without control character
 must be a JSON object of bounded size and depth. What fails is `UnreadableAnswer`, whose message
 is Depot's own (the field that was wrong, never the value the DP sent).
 """
-import json
 import re
 import socket
 import ssl
@@ -15,6 +14,7 @@ from typing import Iterable, Iterator
 
 import requests
 
+from portal.core import jsonbody
 from portal.core.errors import StorageRefused
 from portal.core.files import FileEntry
 
@@ -24,7 +24,6 @@ MAX_BODY = 1024 * 1024  # a JSON answer of a DP (health, an upload's state, a de
 MAX_LINE = 64 * 1024  # one line of a DP node's inventory
 MAX_TEXT = 200
 MAX_PATH = 4096  # an escaped path (a byte may take three characters)
-MAX_DEPTH = 32
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
@@ -97,32 +96,18 @@ def shown(value, max_length: int = MAX_TEXT) -> str:
     return cleaned if len(cleaned) <= max_length else cleaned[:max_length - 1] + "…"
 
 
-def depth_of(value, limit: int = MAX_DEPTH) -> int:
-    """How deeply lists and objects nest in a parsed JSON value (counted up to `limit` + 1)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return deepest
-            stack.extend((child, depth + 1) for child in (
-                item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
 def parse_object(data: bytes | str, what: str) -> dict:
     """A JSON object of bounded size and depth (`what` names the answer in the message)."""
     if len(data) > MAX_BODY:
         raise UnreadableAnswer(f"{what} is larger than Depot reads ({MAX_BODY // 1024} KiB)")
-    try:
-        body = json.loads(data)
-    except (ValueError, RecursionError):
+    try:  # jsonbody's reader, as for the bodies Depot is sent: depth-limited, never a
+        body = jsonbody.loads(data, strict=False)  # RecursionError; NaN as json.loads takes it
+    except jsonbody.TooDeep:
+        raise UnreadableAnswer(f"{what} nests deeper than Depot reads") from None
+    except ValueError:
         raise UnreadableAnswer(f"{what} is not JSON") from None
     if not isinstance(body, dict):
         raise UnreadableAnswer(f"{what} is not a JSON object")
-    if depth_of(body) > MAX_DEPTH:
-        raise UnreadableAnswer(f"{what} nests deeper than Depot reads")
     return body
 
 
@@ -270,12 +255,7 @@ def entry(item: FileEntry, what: str) -> FileEntry:
         whole(item.mtime_ns, "a file's time", low=MIN_TIME_NS)
         sha256(item.sha256)
         optional_text(item.error, "a file's error", 500, names=True)
-        if item.hashes is not None:
-            if not isinstance(item.hashes, dict) or len(item.hashes) > 8:
-                raise _Bad("a file's hashes are not a short object")
-            for kind, value in item.hashes.items():
-                text(kind, "a hash's name", 20)
-                text(value, "a hash", 200)
+        hashes(item.hashes, "a file's hashes are not a short object")
     return item
 
 
@@ -287,14 +267,19 @@ def placed(result: dict, what: str) -> dict:
         whole(result["size"], "size")
         whole(result["mtime_ns"], "mtime_ns", low=MIN_TIME_NS)
         sha256(result.get("sha256"))
-        hashes = result.get("hashes")
-        if hashes is not None:
-            if not isinstance(hashes, dict) or len(hashes) > 8:
-                raise _Bad("hashes is not a short object")
-            for kind, value in hashes.items():
-                text(kind, "a hash's name", 20)
-                text(value, "a hash", 200)
+        hashes(result.get("hashes"), "hashes is not a short object")
     return result
+
+
+def hashes(value, not_short: str) -> None:
+    """A file's other hashes, if any: {name: digest}, at most 8 (`not_short`: the message)."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or len(value) > 8:
+        raise _Bad(not_short)
+    for kind, digest in value.items():
+        text(kind, "a hash's name", 20)
+        text(digest, "a hash", 200)
 
 
 def upload_id(value) -> str:
