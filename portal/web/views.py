@@ -4,6 +4,8 @@ Page numbers come in two strictnesses on purpose: a console link never fails (`p
 bad ?page= shows page 1, a huge one page MAX_PAGE), while the API tells a program what is wrong
 with what it sent (`pagination`: 400). Both stop at MAX_PAGE.
 """
+from urllib.parse import urlsplit
+
 from flask import make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -104,3 +106,13 @@ def load_page(endpoint: str, **values):
     if request.htmx:
         return hx_redirect(url_for(endpoint, **values))
     return see_other(endpoint, **values)
+
+
+def safe_next(target) -> str | None:
+    """A `next` to send a person on to after signing in: a path inside the console, or None.
+    Refused: another site (`//host`, `https://host`) and a backslash, which browsers read as a
+    slash (`/\\host` is another site to them though urlsplit sees a path)."""
+    if not isinstance(target, str) or not target.startswith("/") or target.startswith("//") \
+            or urlsplit(target).netloc or "\\" in target:
+        return None
+    return target

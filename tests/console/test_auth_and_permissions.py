@@ -57,6 +57,16 @@ def test_next_parameter_never_leaves_the_site(app, client):
     assert response.headers["Location"] == "/"
 
 
+@pytest.mark.parametrize("target", ["/\\evil.example/x", "https://evil.example/x"])
+def test_next_with_a_backslash_or_a_scheme_never_leaves_the_site(app, client, target):
+    """Browsers read `/\\evil.example` as `//evil.example`: is it ignored after sign-in too?"""
+    user = make_user("admin")
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", query_string={"next": target}, data={
+        "email": user.email, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+
+
 def test_form_without_csrf_token_is_refused(login_as, central):
     """Is a form post without its CSRF token a 400, with nothing changed?"""
     console = login_as("admin")

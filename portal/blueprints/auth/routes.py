@@ -1,5 +1,4 @@
 """Routes of sign-in and sign-out."""
-from urllib.parse import urlsplit
 
 from flask import redirect, render_template, request, session, url_for
 from flask_login import login_required, login_user, logout_user
@@ -10,7 +9,7 @@ from portal.blueprints.auth.forms import LoginForm
 from portal.core.errors import DepotError
 from portal.services import accounts, two_factor
 from portal.web.auth import client_ip, console_actor
-from portal.web.views import see_other
+from portal.web.views import safe_next, see_other
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -27,9 +26,7 @@ def login():
             if getattr(exc, "retry_after", None):
                 headers["Retry-After"] = str(exc.retry_after)
         else:
-            target = request.args.get("next", "")
-            if not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
-                target = url_for("dashboard.index")
+            target = safe_next(request.args.get("next")) or url_for("dashboard.index")
             if two_factor.enabled(user):  # the code next (blueprints/auth/two_factor.py)
                 return second_step.begin(user, target)
             session.pop(second_step.SSO_SESSION_KEY, None)

@@ -5,7 +5,6 @@ DEPOT_OIDC_ISSUER) with state, nonce and PKCE (S256); the provider sends it back
 provider's JWKS, audience, expiry, nonce) and whose `iss` must be DEPOT_OIDC_ISSUER exactly.
 What the claims give is portal/services/sso.py's business.
 """
-from urllib.parse import urlsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -18,6 +17,7 @@ from portal.blueprints.auth.two_factor import SSO_SESSION_KEY
 from portal.services import sso
 from portal.web.auth import client_ip
 from portal.web.oidc import client
+from portal.web.views import safe_next
 
 NEXT_KEY = "depot_sso_next"
 
@@ -27,13 +27,6 @@ def _callback_url() -> str:
     public = current_app.config.get("DEPOT_PUBLIC_URL")
     path = url_for("auth.sso_callback")
     return public.rstrip("/") + path if public else url_for("auth.sso_callback", _external=True)
-
-
-def _safe_next(target) -> str | None:
-    if not isinstance(target, str) or not target.startswith("/") or target.startswith("//") \
-            or urlsplit(target).netloc or "\\" in target:
-        return None
-    return target
 
 
 def _refused(message: str, status: int = 403):
@@ -55,7 +48,7 @@ def sso_start():
         return _refused("Depot could not reach the sign-in provider. Try again, or sign in "
                         "with your password.", 502)
     oidc.save_authorize_data(redirect_uri=_callback_url(), **made)
-    session[NEXT_KEY] = _safe_next(request.args.get("next"))
+    session[NEXT_KEY] = safe_next(request.args.get("next"))
     return redirect(made["url"], code=303)
 
 
@@ -88,5 +81,5 @@ def sso_callback():
         return _refused(refused.message)
     login_user(user)
     session[SSO_SESSION_KEY] = True
-    target = _safe_next(session.pop(NEXT_KEY, None)) or url_for("dashboard.index")
+    target = safe_next(session.pop(NEXT_KEY, None)) or url_for("dashboard.index")
     return redirect(target, code=303)
