@@ -7,12 +7,14 @@ claimer's record and token go).
 from sqlalchemy import select
 
 from portal.core.errors import NotFound
+from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import Device
 from portal.services import agent_cache, audit
 from portal.services.actors import Actor
 from portal.services.agents import restart_reports
 from portal.services.computers import may_manage
+from portal.services.permissions import scoped_sites
 
 # What the claimer's agent reported, taken over by the device on approval (its name follows the
 # hostname as a heartbeat would; its group, history and enrollment date stay).
@@ -20,8 +22,11 @@ FACTS = ("serial", "mac_addresses", "ip_addresses", "remote_ip", "os", "agent_ve
          "free_bytes", "last_seen_at", "enrollment_token_id")
 
 
-def list_claims(device_id: int | None = None) -> list[Device]:
-    """Pending claims, oldest first (on one device when `device_id` is given)."""
+def list_claims(device_id: int | None = None, user=None) -> list[Device]:
+    """Pending claims, oldest first (on one device when `device_id` is given). A claim is in no
+    group, so at no site: a viewer scoped to sites sees none (user None: every claim)."""
+    if scoped_sites(user) is not None:
+        return []
     query = select(Device).where(Device.claims_device_id.is_not(None))
     if device_id is not None:
         query = query.where(Device.claims_device_id == device_id)
@@ -30,7 +35,7 @@ def list_claims(device_id: int | None = None) -> list[Device]:
 
 def get_claim(claim_id) -> Device:
     """One pending claim, or NotFound."""
-    claim = db.session.get(Device, claim_id) if isinstance(claim_id, int) else None
+    claim = db.session.get(Device, claim_id) if is_id(claim_id) else None
     if claim is None or not claim.is_claim:
         raise NotFound(f"no pending claim {claim_id} (it may have been approved or refused "
                        "already)")

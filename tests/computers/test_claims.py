@@ -258,3 +258,19 @@ def test_approving_while_redis_is_down_still_merges(agent_calls, enroll_secret, 
     get_redis().delete(agent_cache.token_key(hash_token(claim_token)))  # what the TTL would do
     [item] = agent_calls.call("GET", "/work", claim_token).json["deployments"]
     assert item["id"] == deployment_id
+
+
+def test_a_viewer_scoped_to_sites_sees_no_claims(agent_calls, enroll_secret, known, login_as):
+    """A claim is in no group, so at no site: does a viewer scoped to sites see none of it (its
+    serial, MACs and addresses are those of a device of some site) on the devices page?"""
+    claim_id, _ = claim_on(agent_calls, enroll_secret)
+    html = login_as("viewer", sites=["Seattle"]).get("/computers/").get_data(as_text=True)
+    assert f'id="claim-{claim_id}"' not in html and "intruder" not in html
+    assert f'id="claim-{claim_id}"' in login_as("viewer").get("/computers/").get_data(as_text=True)
+
+
+def test_a_claim_id_past_the_column_is_not_found(login_as):
+    """Is an approve or refuse of an id no column holds a 404, not a database error?"""
+    console = login_as("admin")
+    for action in ("approve", "refuse"):
+        assert console.post(f"/computers/claims/{2 ** 63}/{action}").status_code == 404

@@ -40,7 +40,7 @@ def _devices_page(filters: dict, error=None, moved=None, status=200):
         "computers/index.html", "computers/_devices.html", devices=items, total=total,
         filters=filters, per_page=PER_PAGE, groups=groups,
         status_of={d.id: devices.device_status(d) for d in items}, error=error, moved=moved,
-        claims=device_claims.list_claims(),
+        claims=device_claims.list_claims(user=current_user),
         group=next((g for g in groups if g.id == chosen), None)), status
 
 
@@ -84,7 +84,7 @@ def _device_page(device, error=None, status=200):
         "computers/device.html", "computers/_device.html", device=device,
         device_status=devices.device_status(device), groups=device_groups.list_groups(current_user),
         history=devices.device_history(device.id, user=current_user), error=error,
-        claims=[] if device.is_claim else device_claims.list_claims(device.id)), status
+        claims=[] if device.is_claim else device_claims.list_claims(device.id, current_user)), status
 
 
 @bp.get("/<int:device_id>")
