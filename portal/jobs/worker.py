@@ -19,11 +19,12 @@ from sqlalchemy.orm import configure_mappers
 
 import portal.jobs
 from portal.extensions import db
+from portal.services.jobs import JOB_FUNCS
 
-# The modules a job's function lives in (JOB_FUNCS, portal.jobs.cron): imported in the worker,
-# so a horse does not import them again for each job.
-JOB_MODULES = ("portal.jobs.copy", "portal.jobs.rescan", "portal.jobs.verify",
-               "portal.jobs.maintenance")
+# The modules a job's function lives in (JOB_FUNCS, and portal.jobs.cron's maintenance):
+# imported in the worker, so a horse does not import them again for each job.
+JOB_MODULES = sorted({path.rpartition(".")[0] for _, path in JOB_FUNCS.values()}
+                     | {"portal.jobs.maintenance"})
 
 
 def build_app():

@@ -200,7 +200,8 @@ def create_user(actor: Actor, email, password, role, sites=None) -> User:
     return user
 
 
-def _admins_left(excluding: User) -> int:
+def admins_left(excluding: User) -> int:
+    """How many other active admins there are beside `excluding`."""
     return db.session.scalar(select(func.count()).where(
         User.role == "admin", User.active.is_(True), User.id != excluding.id))
 
@@ -230,7 +231,7 @@ def update_user(actor: Actor, user: User, changes: dict) -> User:
         values["password_hash"] = generate_password_hash(
             _clean_password(changes["password"], values.get("email", user.email)))
     demoted = values.get("role", user.role) != "admin" or values.get("active", user.active) is False
-    if user.role == "admin" and demoted and not _admins_left(user):
+    if user.role == "admin" and demoted and not admins_left(user):
         raise Conflict("this is the last active admin; make someone else admin first")
     end_sessions = ("password_hash" in values or values.get("role", user.role) != user.role
                     or (user.active and values.get("active") is False))
@@ -247,7 +248,7 @@ def update_user(actor: Actor, user: User, changes: dict) -> User:
 def delete_user(actor: Actor, user: User) -> None:
     """Remove a person and their tokens; never the last admin."""
     require(actor.user, "manage_users")
-    if user.role == "admin" and not _admins_left(user):
+    if user.role == "admin" and not admins_left(user):
         raise Conflict("this is the last active admin; it cannot be deleted")
     audit.record(actor, "user.delete", target=user.email)
     db.session.delete(user)

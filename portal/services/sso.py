@@ -19,7 +19,7 @@ from portal.core.names import clean_name
 from portal.extensions import db
 from portal.models import User
 from portal.models.accounts import ROLES
-from portal.services import audit
+from portal.services import accounts, audit
 from portal.services.actors import Actor
 
 RANK = {role: rank for rank, role in enumerate(reversed(ROLES))}  # viewer 0 < technician < admin
@@ -156,9 +156,7 @@ def _email_of(claims: dict, settings: Settings, ip: str | None) -> str:
 def _last_admin_demoted(user: User, role: str) -> bool:
     if user.role != "admin" or role == "admin" or not user.active:
         return False
-    others = db.session.scalar(select(db.func.count()).where(
-        User.role == "admin", User.active.is_(True), User.id != user.id))
-    return not others
+    return not accounts.admins_left(user)
 
 
 def sign_in(claims: dict, settings: Settings, ip: str | None = None) -> User:
