@@ -139,7 +139,7 @@ def enroll(body: dict, remote_ip: str | None,
     if device is None:
         device = Device(name=facts["name"], claims_device_id=claimed.id if claimed else None)
         db.session.add(device)
-    _follow_hostname(device, facts.pop("name"))
+    follow_hostname(device, facts.pop("name"))
     for field, value in facts.items():
         setattr(device, field, value)
     secret = "ddt_" + token_secrets.token_urlsafe(32)
@@ -211,7 +211,7 @@ def device_for_token(secret) -> Device | None:
         select(Device).where(Device.token_hash == hash_token(secret.strip()))).first()
 
 
-def _follow_hostname(device: Device, hostname: str) -> None:
+def follow_hostname(device: Device, hostname: str) -> None:
     """Name the device after the hostname its agent reports when that changed (or is new); a
     name an admin gave it stays while the hostname does."""
     if hostname != device.hostname:
@@ -229,7 +229,7 @@ def heartbeat(device: Device, body: dict, remote_ip: str | None) -> dict:
     """Record that the device is alive and what it says about itself (only changed facts)."""
     facts = clean_facts(body)
     if "name" in facts:
-        _follow_hostname(device, facts.pop("name"))
+        follow_hostname(device, facts.pop("name"))
     facts["remote_ip"] = remote_ip
     for field, value in facts.items():
         if getattr(device, field) != value:

@@ -12,7 +12,7 @@ from portal.extensions import db
 from portal.models import Device
 from portal.services import agent_cache, audit
 from portal.services.actors import Actor
-from portal.services.agents import restart_reports
+from portal.services.agents import follow_hostname, restart_reports
 from portal.services.computers import may_manage
 from portal.services.permissions import scoped_sites
 
@@ -54,8 +54,8 @@ def approve(actor: Actor, claim: Device) -> Device:
     db.session.flush()  # the token hash is unique: the claimer's row goes first
     for field, value in facts.items():
         setattr(device, field, value)
-    if hostname and hostname != device.hostname:
-        device.hostname = device.name = hostname
+    if hostname:
+        follow_hostname(device, hostname)
     device.token_hash = token_hash
     restart_reports(device.id)  # a new agent state: its reports count from 1 again
     agent_cache.token_moved_on_commit(db.session, token_hash, device.id)
