@@ -27,10 +27,17 @@ pytest_plugins = ["tests.node_fixtures"]  # `node`: a DP node on a loopback port
 STARTS_PROCESSES = {"start_worker", "live_server", "start_agent", "agent_zipapp", "browser", "page"}
 
 
+# A test that uses neither (directly or through another fixture) runs the same on any database:
+# it is `no_database`, and CI's PostgreSQL run leaves it out (`-m "not no_database"`).
+USES_DATABASE_OR_REDIS = {"database_url", "redis_url"}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if STARTS_PROCESSES & set(item.fixturenames) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+        if not USES_DATABASE_OR_REDIS & set(item.fixturenames):
+            item.add_marker(pytest.mark.no_database)
 
 
 @pytest.fixture(scope="session")
