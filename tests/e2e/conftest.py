@@ -24,7 +24,10 @@ def _require_browser():
 @pytest.fixture(scope="session")
 def browser():
     _require_browser()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # expect() waits 5 s by default: too short on a busy machine (a worker picking up a job).
+    expect.set_options(timeout=30_000)
 
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(
