@@ -132,6 +132,13 @@ def test_deployments_running_and_failed_in_the_last_day(login_as, central):
     listed = _section(html, "attention-deployments")
     assert f'href="/deployments/{failed.id}"' in listed and "PC-bad" in listed
     assert "PC-old" not in listed and "PC-ok" not in listed
+    assert "all failed deployments" not in listed
+    for n in range(attention.FAILED_SHOWN):
+        _deployment(central, "failed", device=f"PC-more-{n}")
+    listed = _section(login_as("technician").get("/").get_data(as_text=True),
+                      "attention-deployments")
+    assert "6 deployments failed" in listed and listed.count('href="/deployments/') == 6
+    assert 'href="/deployments/?state=failed">all failed deployments' in listed
 
 
 def test_failing_copies_counted_until_a_copy_succeeds(login_as, central):
