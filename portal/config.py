@@ -43,6 +43,8 @@ class Config:
     # not answer take about 200 x 10 s / 64 = 31 s, inside one interval.
     DEPOT_HEALTH_TIMEOUT = _env_int("DEPOT_HEALTH_TIMEOUT", 10)
     DEPOT_HEALTH_THREADS = _env_int("DEPOT_HEALTH_THREADS", 64)
+    # The dashboard calls a DP low on space below this percent of its disk free.
+    DEPOT_LOW_SPACE_PERCENT = _env_int("DEPOT_LOW_SPACE_PERCENT", 10)
     # DP nodes at link-local addresses (169.254.0.0/16, fe80::/10; cloud metadata services live
     # there) are refused, checked after DNS resolution, unless this is 1.
     DEPOT_ALLOW_LINK_LOCAL_DPS = os.environ.get("DEPOT_ALLOW_LINK_LOCAL_DPS", "") == "1"

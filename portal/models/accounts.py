@@ -3,6 +3,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -33,6 +34,9 @@ class User(UserMixin, db.Model):
     selected_dp_id: Mapped[int | None] = mapped_column(
         ForeignKey("distribution_points.id", ondelete="SET NULL")
     )
+    # The bell tells everyone of failures and of what needs someone; routine successes (a copy or
+    # a rescan finished) only those who ask for them (Settings, Notifications).
+    notify_successes: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tokens: Mapped[list["ApiToken"]] = relationship(

@@ -11,6 +11,9 @@ from portal.services.permissions import can_see_dp
 
 # What "out of date compared with central" covers, worst first.
 BEHIND = ("failed", "missing", "outdated", "copying", "unverified")
+# Why what a DP holds cannot be confirmed now (only a DP that answers can say it is current).
+UNCONFIRMED = {"offline": "it is offline", "needs-auth": "it needs to be reconnected",
+               "disabled": "it is disabled for maintenance"}
 
 
 def sites_for(user) -> list[str]:
@@ -21,8 +24,9 @@ def sites_for(user) -> list[str]:
 
 
 def site_overview(user, site: str | None = None, *, deployments_limit: int = 50) -> dict:
-    """One site's DPs with health, free space, counts per status and what is behind central, and
-    the newest deployments from those DPs; NotFound for a site the user may not see."""
+    """One site's DPs with health, free space, counts per status, what is behind central and, when
+    the DP is not online, why that cannot be confirmed now (`unconfirmed`); and the newest
+    deployments from those DPs; NotFound for a site the user may not see."""
     sites = sites_for(user)
     if not sites:
         raise NotFound("no site is visible to you: ask an admin to give your account a site")
@@ -42,7 +46,9 @@ def site_overview(user, site: str | None = None, *, deployments_limit: int = 50)
                         key=lambda ks: (BEHIND.index(ks[1]), ks[0]))
         health, reason = dps.health(dp)
         rows.append({"dp": dp, "health": health, "reason": reason, "counts": counts,
-                     "behind": behind})
+                     "behind": behind,
+                     "unconfirmed": None if health == "online" else UNCONFIRMED.get(
+                         health, "it does not answer")})
     items, total = list_deployments(user, site=site, per_page=deployments_limit)
     return {"site": site, "sites": sites, "dps": rows, "deployments": items, "total": total,
             "any_active": any(d.is_active for d in items)}

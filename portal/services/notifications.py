@@ -1,18 +1,44 @@
-"""The bell: events fanned out to the people who can see them, read state per person."""
+"""The bell: events fanned out to the people who can see them, read state per person.
+
+Every kind is either news that needs someone (told to everyone who can see it) or a routine
+success (told only to those who asked for them: `User.notify_successes`). A kind in neither table
+is told to everyone, so a new kind of failure is never lost.
+"""
 from sqlalchemy import func, select, update
 
 from portal.extensions import db
 from portal.models import DistributionPoint, Notification, User, utcnow
+from portal.models.jobs import JOB_KINDS
 from portal.services.permissions import can_see_dp
+
+# What rings the bell for everyone: failures and what someone has to act on. A DP back online is
+# here too: it closes the alarm its going offline raised.
+NEEDS_ATTENTION = {
+    "dp.offline": "a distribution point went offline",
+    "dp.needs_auth": "a cloud distribution point needs to be reconnected",
+    "dp.online": "a distribution point that was offline is back",
+    **{f"{kind}.failed": f"a {kind} failed" for kind in JOB_KINDS},
+    "deployment.failed": "a deployment failed",
+    "device.claim": "a new enrollment claims to be a known device (admins)",
+}
+# What rings it only for people who asked (Settings, Notifications).
+ROUTINE = {f"{kind}.succeeded": f"a {kind} finished" for kind in JOB_KINDS}
+
+
+def is_routine(kind: str) -> bool:
+    """Is this kind of notification a routine success, told only to those who asked for them?"""
+    return kind in ROUTINE
 
 
 def notify(kind: str, message: str, *, level: str = "info", dp_id: int | None = None,
            job_id: str | None = None, deployment_id: int | None = None,
            roles: tuple[str, ...] | None = None) -> int:
-    """Tell every active user who can see the DP (only those of `roles` when given); returns how
-    many were told. Caller commits."""
+    """Tell every active user who can see the DP (only those of `roles` when given; of a routine
+    success, only those who asked for them); returns how many were told. Caller commits."""
     dp = db.session.get(DistributionPoint, dp_id) if dp_id else None
     query = select(User).where(User.active.is_(True))
+    if is_routine(kind):
+        query = query.where(User.notify_successes.is_(True))
     if roles is not None:
         query = query.where(User.role.in_(roles))
     users = db.session.scalars(query).all()
@@ -76,6 +102,18 @@ def list_for(user_id: int, *, unread_only: bool = False, page: int = 1,
         query.order_by(Notification.id.desc()).offset((page - 1) * per_page).limit(per_page)
     ).all()
     return list(items), total
+
+
+def latest(user_id: int, limit: int = 8) -> list[Notification]:
+    """The user's newest notifications, read or not (the bell's dropdown)."""
+    return list(db.session.scalars(select(Notification).where(Notification.user_id == user_id)
+                                   .order_by(Notification.id.desc()).limit(limit)))
+
+
+def choose_successes(user: User, wanted: bool) -> None:
+    """Whether routine successes ring this user's bell from now on (their own choice)."""
+    user.notify_successes = bool(wanted)
+    db.session.commit()
 
 
 def mark_read(user_id: int, notification_id: int | None = None) -> int:

@@ -7,7 +7,7 @@ that does it checks again when asked: these decide what a page shows, never what
 from typing import NamedTuple
 
 from portal.models import DistributionPoint, User
-from portal.services import deltas, job_lists
+from portal.services import attention, deltas, job_lists
 from portal.services import distribution_points as dps
 from portal.services.jobs import active_job
 from portal.services.permissions import can
@@ -68,9 +68,11 @@ def asset_offers(user: User, dp: DistributionPoint, library: str, status: str) -
 
 
 def dashboard(user: User) -> dict:
-    """Every DP the user may see with its counts per content status, and the work running now."""
+    """Every DP the user may see with its health and counts per content status, what is wrong
+    (`attention`), and the work running now."""
     visible = dps.visible_dps(user)
-    return {"dps": visible, "counts": dps.status_counts([dp.id for dp in visible]),
+    counts = dps.status_counts([dp.id for dp in visible])
+    return {"dps": visible, "counts": counts, **attention.overview(user, visible, counts),
             "active_jobs": job_lists.running_jobs(user, limit=20)}
 
 

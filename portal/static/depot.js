@@ -38,4 +38,25 @@
       event.preventDefault();
     }
   });
+
+  /* --- i14-dashboard: a <details data-dropdown> (the bell) closes on a click elsewhere and on
+     Escape, like a menu. --- */
+  function closeDropdowns(except) {
+    document.querySelectorAll("details[data-dropdown][open]").forEach(function (menu) {
+      if (menu !== except) menu.open = false;
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    closeDropdowns(event.target.closest && event.target.closest("details[data-dropdown]"));
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var open = document.querySelector("details[data-dropdown][open]");
+    if (open) {
+      open.open = false;
+      open.querySelector("summary").focus();
+    }
+  });
 })();

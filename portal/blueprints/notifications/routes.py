@@ -1,16 +1,31 @@
-"""Routes of /notifications/: the bell, the list, marking read."""
-from flask import request
+"""Routes of /notifications/: the bell and its dropdown, the list, marking read."""
+from flask import request, url_for
 from flask_login import current_user, login_required
 
 from portal.blueprints.notifications import bp
+from portal.models import Notification
 from portal.services import notifications
 from portal.web.views import page_or_fragment, see_other
+
+
+def link_for(n: Notification) -> str:
+    """Where a notification is dealt with: the deployment or job it is about, the claims to
+    decide, the DP's row (Reconnect, Edit) for news of a DP; else the list of notifications."""
+    if n.deployment_id:
+        return url_for("deployments.show", deployment_id=n.deployment_id)
+    if n.job_id:
+        return url_for("jobs.show", job_id=n.job_id)
+    if n.kind == "device.claim":
+        return url_for("computers.index")
+    if n.dp_id:
+        return url_for("distribution_points.index", _anchor=f"dp-{n.dp_id}")
+    return url_for("notifications.index")
 
 
 def _list_response():
     items, total = notifications.list_for(current_user.id, per_page=100)
     response = page_or_fragment("notifications/index.html", "notifications/_list.html",
-                                items=items, total=total)
+                                items=items, total=total, link_for=link_for)
     response.headers["HX-Trigger"] = "bell-changed"
     return response
 
@@ -25,8 +40,17 @@ def index():
 @bp.get("/bell")
 @login_required
 def bell():
-    """The bell with its unread count (polled by every page)."""
-    return page_or_fragment("notifications/_bell.html", "notifications/_bell.html",
+    """The bell's unread count (polled by every page)."""
+    return page_or_fragment("notifications/_bell_count.html", "notifications/_bell_count.html",
+                            unread_count=notifications.unread_count(current_user.id))
+
+
+@bp.get("/menu")
+@login_required
+def menu():
+    """The bell's dropdown: the newest few notifications and Mark all read."""
+    return page_or_fragment("notifications/_menu.html", "notifications/_menu.html",
+                            items=notifications.latest(current_user.id), link_for=link_for,
                             unread_count=notifications.unread_count(current_user.id))
 
 
