@@ -17,6 +17,7 @@ from portal.core.paths import library_parts
 from portal.core.units import human_bytes
 from portal.dpnode.uploads import Upload, UploadStore, upload_id, valid_upload_id
 from portal.extensions import db
+from portal.models import Job
 from portal.services import audit, central_changes
 from portal.services.actors import Actor
 from portal.services.assets import central_dp
@@ -103,9 +104,10 @@ def write(actor: Actor, library: str, uid: str, offset: int, length: int, read) 
     return _state(store().write(uid, offset, length, read).to_dict())
 
 
-def finish(actor: Actor, library: str, uid: str) -> dict:
+def finish(actor: Actor, library: str, uid: str) -> tuple[dict, Job | None]:
     """Check size and SHA-256 and put the file in place of the asset (422 and discarded if it
-    arrived damaged: the old asset stays); then central rescans itself."""
+    arrived damaged: the old asset stays); then central rescans itself: (the upload's state,
+    the rescan that will see the file, None while one runs that may not)."""
     require(actor.user, "edit_content")
     if not valid_upload_id(uid):
         raise NotFound(f"no upload {uid}")
@@ -115,13 +117,13 @@ def finish(actor: Actor, library: str, uid: str) -> dict:
         done = store().completed(uid)
         if done is None or not done["path"].startswith(library + "/"):
             raise
-        return _state(dict(done, id=uid, offset=done["size"], complete=True))
+        return _state(dict(done, id=uid, offset=done["size"], complete=True)), None
     done = store().finish(upload.id)
     audit.record(actor, "content.upload", target=done["path"], size=done["size"],
                  sha256=done["sha256"])
     db.session.commit()
-    central_changes.rescan_central(actor)
-    return _state(dict(done, id=uid, offset=done["size"], complete=True))
+    job = central_changes.rescan_central(actor)
+    return _state(dict(done, id=uid, offset=done["size"], complete=True)), job
 
 
 def abort(actor: Actor, library: str, uid: str) -> None:

@@ -7,7 +7,7 @@ CSRF is checked here, once the body limit is raised to a chunk's size: the app-w
 the form first, which would refuse a chunk past DEPOT_MAX_BODY_MB before this blueprint could
 say how large a chunk may be.
 """
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from flask_login import login_required
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -101,8 +101,10 @@ def write(library: str, uid: str):
 @csrf.exempt
 @login_required
 def finish(library: str, uid: str):
-    """Check size and SHA-256 and put the file in place (422, old asset kept, if damaged)."""
-    return uploads.finish(console_actor(), library, uid)
+    """Check size and SHA-256 and put the file in place (422, old asset kept, if damaged);
+    `rescan_url` is the progress widget of the rescan of central that will list it."""
+    state, job = uploads.finish(console_actor(), library, uid)
+    return dict(state, rescan_url=url_for("jobs.show", job_id=job.id) if job else None)
 
 
 @bp.delete("/<uid>")
