@@ -241,6 +241,7 @@ def watch_central_command():
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     root = dps.ensure_central().root
     db.session.remove()
+    click.echo(f"Watching {root}: central is rescanned once changes there are quiet")
     try:
         central_changes.watch(root, current_app.config["DEPOT_WATCH_QUIET"], lambda: bool(stopping))
     except KeyboardInterrupt:
