@@ -122,17 +122,17 @@
     if (state) this.item.setAttribute("data-state", state);
   };
 
-  /* Hash the file in slices; `onSlice(done)` after each. */
+  /* Hash the file in slices; `onSlice(done)` after each, which returns false to stop. */
   function hashFile(file, onSlice) {
     var hasher = window.sha256.create();
     var offset = 0;
     function next() {
       if (offset >= file.size) return Promise.resolve(hasher.hex());
+      if (offset && onSlice(offset) === false) return Promise.reject("Cancelled.");
       var end = Math.min(offset + HASH_SLICE, file.size);
       return file.slice(offset, end).arrayBuffer().then(function (buffer) {
         hasher.update(buffer);
         offset = end;
-        onSlice(offset);
         return next();
       });
     }
@@ -159,6 +159,7 @@
       row.bar.value = file.size ? Math.floor(100 * done / file.size) : 100;
       row.say("Checking the file (SHA-256): " + humanBytes(done) + " of " + humanBytes(file.size),
               "hashing");
+      return !self.cancelled;
     });
     return hashing.then(function (sha256) {
       self.sha256 = sha256;

@@ -176,3 +176,14 @@ def test_signed_out_is_refused(client):
     """Does someone signed out get nothing (no upload made)?"""
     answer = client.post(URL, json={"path": "a.wim", "size": 1, "sha256": SHA})
     assert answer.status_code in (302, 400, 401)
+
+
+def test_the_library_page_offers_upload_only_to_who_may(login_as, console):
+    """Does the Images page carry the upload panel (and its scripts) for an admin, and not for a
+    technician or a viewer?"""
+    page = console.get("/libraries/images").get_data(as_text=True)
+    assert 'aria-labelledby="upload-title"' in page and "Upload to Central" in page
+    assert f'data-upload-url="{URL}"' in page and "depot-upload.js" in page
+    for role in ("technician", "viewer"):
+        other = login_as(role).get("/libraries/images").get_data(as_text=True)
+        assert "Upload to Central" not in other and "depot-upload.js" not in other
