@@ -21,7 +21,7 @@ def worker_env(worker_env):
 
 
 def test_upload_survives_a_dropped_chunk_and_is_listed(app, central, live_server, start_worker,
-                                                       page):
+                                                       page, screenshot):
     """Does a file chosen on the Images page upload in chunks, resume after one chunk's
     connection drops, show its SHA-256 and then appear as an asset after central's rescan?"""
     factories.make_user(role="admin", email="admin@example.com")
@@ -59,6 +59,7 @@ def test_upload_survives_a_dropped_chunk_and_is_listed(app, central, live_server
     asset = page.locator('tr.asset[data-key="Images/Tiny.wim"]')
     expect(asset).to_be_visible()  # the rescan's widget finished and the table refreshed
     expect(asset.locator("code")).to_have_text(central_digest("Images/Tiny.wim")[:12])
+    screenshot("library-upload")
 
 
 def central_digest(key):
