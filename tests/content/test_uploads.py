@@ -64,7 +64,8 @@ def test_upload_resumes_from_its_offset(console, central):
         assert fh.read() == DATA
     [job] = db.session.scalars(select(Job).where(Job.kind == "rescan", Job.dp_id == central.id))
     assert job.state == "queued"
-    event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "content.upload")).one()
+    event = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "content.upload")).one()
     assert event.target == "Images/Win11.wim"
     # the answer lost and asked for again: it is done, nothing to send
     assert finish(console, uid).get_json()["complete"] is True

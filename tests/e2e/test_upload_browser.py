@@ -29,7 +29,8 @@ def test_upload_survives_a_dropped_chunk_and_is_listed(app, central, live_server
     dropped = []
 
     def drop_one(route):
-        if route.request.method == "PATCH" and route.request.headers.get("upload-offset") == "2048" \
+        request = route.request
+        if request.method == "PATCH" and request.headers.get("upload-offset") == "2048" \
                 and not dropped:
             dropped.append(route.request.url)
             route.abort("connectionreset")
