@@ -1,4 +1,5 @@
-"""Flask commands for ops: `flask --app wsgi init | users | tokens | demo | jobs | dp-node`."""
+"""Flask commands for ops: `flask --app wsgi init | users | tokens | demo | jobs | dp-node |
+watch-central`."""
 import os
 import sys
 
@@ -25,6 +26,7 @@ def init_app(app) -> None:
     app.cli.add_command(dp_node_cli)
     app.cli.add_command(secrets_cli)
     app.cli.add_command(enrollment_cli)
+    app.cli.add_command(watch_central_command)
 
 
 def initialise() -> None:
@@ -225,6 +227,25 @@ def central_node_settings(config) -> tuple[str, int]:
 
     return check_settings(config["DEPOT_CENTRAL_DP_BIND"], config["DEPOT_CENTRAL_DP_URL"],
                           config["DEPOT_CENTRAL_DP_KEY"], config["DEPOT_CENTRAL_DP_WORKERS"])
+
+
+@click.command("watch-central")
+def watch_central_command():
+    """Watch central's content root and rescan central once a change has been quiet for
+    DEPOT_WATCH_QUIET seconds (`make run` starts it; Ctrl-C or SIGTERM stops it)."""
+    import signal
+
+    from portal.services import central_changes
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    root = dps.ensure_central().root
+    db.session.remove()
+    click.echo(f"Watching {root}: central is rescanned once changes there are quiet")
+    try:
+        central_changes.watch(root, current_app.config["DEPOT_WATCH_QUIET"], lambda: bool(stopping))
+    except KeyboardInterrupt:
+        pass
 
 
 @click.group("enrollment-token")

@@ -83,6 +83,17 @@ class Config:
     # Cloud DPs. Partial uploads at a provider older than this are aborted (a daily sweep).
     DEPOT_UPLOAD_ABANDON_AFTER = _env_int("DEPOT_UPLOAD_ABANDON_AFTER", 7 * 86400)
     DEPOT_SWEEP_CRON = os.environ.get("DEPOT_SWEEP_CRON", "30 4 * * *")
+    # Uploads into central's libraries from the console (portal/services/uploads.py): the largest
+    # file taken (0: no limit), the free space every upload must leave on central's disk, and
+    # the chunk the browser sends (partial uploads older than DEPOT_UPLOAD_ABANDON_AFTER go).
+    DEPOT_UPLOAD_MAX_BYTES = _env_int("DEPOT_UPLOAD_MAX_BYTES", 256 * 1024 ** 3)
+    DEPOT_UPLOAD_RESERVE_BYTES = _env_int("DEPOT_UPLOAD_RESERVE_BYTES", 1024 ** 3)
+    DEPOT_UPLOAD_CHUNK_BYTES = _env_int("DEPOT_UPLOAD_CHUNK_BYTES", 8 * 1024 ** 2)
+    # Central notices changes under its root (portal/services/central_changes.py): seconds its
+    # library folders must be quiet before the watcher rescans, and seconds between the stat-only
+    # checks `rq cron` makes in case an event was missed.
+    DEPOT_WATCH_QUIET = _env_int("DEPOT_WATCH_QUIET", 3)
+    DEPOT_CENTRAL_CHECK_INTERVAL = _env_int("DEPOT_CENTRAL_CHECK_INTERVAL", 60)
     # S3-compatible: multipart part size and parts in flight.
     DEPOT_S3_PART_SIZE = _env_int("DEPOT_S3_PART_SIZE", 64 * 1024 ** 2)
     DEPOT_S3_PARALLEL = _env_int("DEPOT_S3_PARALLEL", 4)

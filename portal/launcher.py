@@ -1,6 +1,6 @@
 """`make run`: migrate, initialise, then run the web console, central's DP node (endpoints'
-downloads of central's files), one RQ worker and the RQ cron scheduler on the same Redis (the
-embedded one unless REDIS_URL is set). Ctrl-C stops them all.
+downloads of central's files), one RQ worker, the RQ cron scheduler and the watcher of central's
+root on the same Redis (the embedded one unless REDIS_URL is set). Ctrl-C stops them all.
 
 Each child is the documented production command, so what `make run` starts is what ops run.
 """
@@ -22,6 +22,8 @@ def _children(redis_url: str, port: str) -> dict[str, list[str]]:
         "worker": [os.path.join(BIN, "rq"), "worker", "--url", redis_url, "--worker-class",
                    "portal.jobs.worker.Worker", "--with-scheduler", "default", "rescans", "copies"],
         "cron": [os.path.join(BIN, "rq"), "cron", "--url", redis_url, "portal.jobs.cron"],
+        # rescans central once files under its root change (docs/architecture.md: why apart)
+        "watcher": [os.path.join(BIN, "flask"), "--app", "wsgi", "watch-central"],
         # execs gunicorn in place, so the pid watched and stopped here is the node's own
         "node": [os.path.join(BIN, "flask"), "--app", "wsgi", "dp-node", "central"],
     }
@@ -81,7 +83,7 @@ def main() -> int:
     env = dict(os.environ, REDIS_URL=url, PYTHONPATH=os.getcwd())
     procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in _children(url, port).items()}
     print(f"Depot is running: http://localhost:{port}/  (Ctrl-C stops web, central's DP node "
-          f"on {app.config['DEPOT_CENTRAL_DP_BIND']}, worker and scheduler)")
+          f"on {app.config['DEPOT_CENTRAL_DP_BIND']}, worker, scheduler and watcher)")
 
     stopping = False
 

@@ -145,8 +145,9 @@ def test_jobs_recover_requeues_a_job_redis_lost(app, runner, central):
 
 @pytest.mark.slow
 def test_make_run_serves_and_ctrl_c_stops_everything(app, worker_env, tmp_path):
-    """Does the launcher behind `make run` serve the console, run a worker and central's DP node
-    (a signed link of central's downloads, whole and a Range of it), and stop all on Ctrl-C?"""
+    """Does the launcher behind `make run` serve the console, run a worker, the watcher and
+    central's DP node (a signed link of central's downloads, whole and a Range of it), and stop
+    all on Ctrl-C?"""
     env = dict(worker_env, PORT="0", DEPOT_ADMIN_EMAIL="boss@example.com",
                DEPOT_ADMIN_PASSWORD="launcher walrus pretzel", DEPOT_CENTRAL_DP_BIND="127.0.0.1:0",
                DEPOT_CENTRAL_DP_URL="http://127.0.0.1:1")  # port 0: the URL must be given
@@ -172,7 +173,8 @@ def test_make_run_serves_and_ctrl_c_stops_everything(app, worker_env, tmp_path):
         ranged = urllib.request.Request(link, headers={"Range": "bytes=4990-"})
         assert urllib.request.urlopen(ranged, timeout=30).read() == b"r" * 10
         children = descendants(proc.pid)
-        assert len(children) >= 4  # gunicorn, central's node, rq worker, rq cron (and theirs)
+        # gunicorn, central's node, rq worker, rq cron, the watcher of central's root (and theirs)
+        assert len(children) >= 5
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
         poll(lambda: all(is_gone(pid) for pid in children), timeout=30,
@@ -183,6 +185,7 @@ def test_make_run_serves_and_ctrl_c_stops_everything(app, worker_env, tmp_path):
         log.close()
     output = log_path.read_text()
     assert "Depot is running" in output and "DP node serving" in output
+    assert "Watching " in output and "exited with status" not in output
 
 
 def listening(log_path, proc) -> dict[str, int] | None:

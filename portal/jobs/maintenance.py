@@ -8,6 +8,7 @@ from portal.jobs import app_context
 from portal.services import (
     agent_deployments,
     agent_flush,
+    central_changes,
     dp_management,
     job_recovery,
     transfer,
@@ -59,6 +60,14 @@ def sweep_abandoned_uploads() -> dict:
     """Abort partial cloud uploads nobody continued for a week (daily: DEPOT_SWEEP_CRON)."""
     with app_context():
         return transfer.sweep_abandoned_uploads()
+
+
+def check_central_changes() -> str | None:
+    """Rescan central if a stat of its files finds what the inventory does not know (the safety
+    net under the watcher: every DEPOT_CENTRAL_CHECK_INTERVAL seconds)."""
+    with app_context():
+        job = central_changes.check_central()
+        return job.id if job is not None else None
 
 
 def fail_silent_deployments() -> dict:

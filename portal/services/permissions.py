@@ -3,7 +3,8 @@ from portal.core.errors import PermissionDenied
 
 ROLE_ACTIONS = {
     "admin": {
-        "rescan", "cancel_job", "copy", "verify", "delete_content", "deploy", "cancel_deployment",
+        "rescan", "cancel_job", "copy", "verify", "delete_content", "edit_content", "deploy",
+        "cancel_deployment",
         "manage_users", "manage_dps", "manage_settings", "view_audit", "manage_devices",
     },
     "technician": {"rescan", "cancel_job", "copy", "verify", "deploy", "cancel_deployment"},
