@@ -3,6 +3,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent, User
+from tests.factories import add_dp
 
 
 def users_count():
@@ -12,6 +13,7 @@ def users_count():
 def test_admin_creates_lists_updates_and_deletes(api_as):
     """Can an admin manage users through the API, each change audited with the actor?"""
     api = api_as("admin")
+    add_dp("Seattle DP", site="Seattle")
     response = api.post("/api/v1/users", json={"email": "branch@example.com", "password": "plum kettle orbit",
                                                "role": "viewer", "sites": ["Seattle"]})
     assert response.status_code == 201
