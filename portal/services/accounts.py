@@ -14,7 +14,7 @@ from portal.core.numbers import is_id
 from portal.extensions import db
 from portal.models import ApiToken, User, utcnow
 from portal.models.accounts import ROLES
-from portal.services import audit, sign_in_limits, two_factor
+from portal.services import audit, sign_in_limits, sites as known, two_factor
 from portal.services.actors import Actor
 from portal.services.permissions import require
 from portal.services.sign_in_limits import TooManyAttempts  # noqa: F401 (raised by authenticate)
@@ -184,12 +184,15 @@ def list_users() -> list[User]:
 
 
 def create_user(actor: Actor, email, password, role, sites=None) -> User:
-    """Add a person; admins only."""
+    """Add a person; admins only. The sites an admin names must be sites Depot knows (a typo
+    would scope a viewer to nothing); the CLI may name a site ahead of its DP."""
     if actor.user is not None:
         require(actor.user, "manage_users")
     email, role = _clean_email(email), _clean_role(role)
     password = _clean_password(password, email)
     sites = _clean_sites(sites)
+    if actor.user is not None:
+        known.refuse_unknown(sites)
     if db.session.scalars(select(User).where(User.email == email)).first():
         raise Conflict(f"a user with email {email} already exists")
     user = User(email=email, password_hash=generate_password_hash(password), role=role, sites=sites)
@@ -207,7 +210,9 @@ def admins_left(excluding: User) -> int:
 
 
 def update_user(actor: Actor, user: User, changes: dict) -> User:
-    """Change a person's role, sites, password or active flag; the last admin stays an admin."""
+    """Change a person's role, sites, password, email or active flag; the last active admin stays
+    an active admin. Only what differs is changed and audited (one entry naming each change); a
+    new role, a new password or a deactivation ends the person's console sessions."""
     require(actor.user, "manage_users")
     allowed = {"role", "sites", "password", "active", "email"}
     unknown = set(changes) - allowed
@@ -222,25 +227,34 @@ def update_user(actor: Actor, user: User, changes: dict) -> User:
     if "role" in changes:
         values["role"] = _clean_role(changes["role"])
     if "sites" in changes:
-        values["sites"] = _clean_sites(changes["sites"])
+        values["sites"] = known.refuse_unknown(_clean_sites(changes["sites"]),
+                                               keep=list(user.sites or []))
     if "active" in changes:
         if not isinstance(changes["active"], bool):
             raise DepotError("active must be true or false")
         values["active"] = changes["active"]
+    values = {k: v for k, v in values.items() if v != getattr(user, k)}  # what really changes
     if "password" in changes:
         values["password_hash"] = generate_password_hash(
             _clean_password(changes["password"], values.get("email", user.email)))
     demoted = values.get("role", user.role) != "admin" or values.get("active", user.active) is False
-    if user.role == "admin" and demoted and not admins_left(user):
-        raise Conflict("this is the last active admin; make someone else admin first")
-    end_sessions = ("password_hash" in values or values.get("role", user.role) != user.role
+    if user.role == "admin" and user.active and demoted and not admins_left(user):
+        raise Conflict(f"{user.email} is the last active admin: make someone else an admin "
+                       "first", code="last_admin")
+    if not values:
+        return user
+    end_sessions = ("password_hash" in values or "role" in values
                     or (user.active and values.get("active") is False))
+    details = {k: values[k] for k in ("role", "sites", "active") if k in values}
+    if "role" in values:
+        details["previous_role"] = user.role
     for key, value in values.items():
         setattr(user, key, value)
     if end_sessions:
         user.end_sessions()
     audit.record(actor, "user.update", target=user.email, sessions_ended=end_sessions,
-                 fields=sorted(k if k != "password_hash" else "password" for k in values))
+                 fields=sorted(k if k != "password_hash" else "password" for k in values),
+                 **details)
     db.session.commit()
     return user
 

@@ -8,6 +8,7 @@ from portal.models import DistributionPoint
 from portal.services import distribution_points as dps
 from portal.services.deployments import list_deployments
 from portal.services.permissions import can_see_dp
+from portal.services.sites import known_sites
 
 # What "out of date compared with central" covers, worst first.
 BEHIND = ("failed", "missing", "outdated", "copying", "unverified")
@@ -18,9 +19,7 @@ UNCONFIRMED = {"offline": "it is offline", "needs-auth": "it needs to be reconne
 
 def sites_for(user) -> list[str]:
     """The sites this user may look at: a scoped viewer's own, else every site a DP names."""
-    names = sorted({site for site, in db.session.execute(
-        select(DistributionPoint.site).where(DistributionPoint.site != "")) if site})
-    return [s for s in names if user.role != "viewer" or not user.sites or s in user.sites]
+    return [s for s in known_sites() if user.role != "viewer" or not user.sites or s in user.sites]
 
 
 def site_overview(user, site: str | None = None, *, deployments_limit: int = 50) -> dict:

@@ -12,15 +12,16 @@ from urllib.parse import urlsplit
 
 from authlib.integrations.base_client import OAuthError
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.core.errors import Conflict, DepotError, NotFound
 from portal.core.names import clean_name
 from portal.extensions import db
-from portal.models import DistributionPoint, utcnow
+from portal.models import DistributionPoint, Job, utcnow
+from portal.models.jobs import ACTIVE_STATES
 from portal.services import audit, jobs, notifications, secrets
 from portal.services.actors import Actor
-from portal.services.backends import probe_storage, token_lock
+from portal.services.backends import open_storage, probe_storage, token_lock
 from portal.services.permissions import require
 from portal.storage import CLOUD_PROVIDERS
 from portal.storage.answers import failure_words
@@ -80,15 +81,31 @@ def clean_s3(values: dict) -> tuple[dict, dict]:
             or bucket != bucket.lower():
         raise DepotError("bucket must be an S3 bucket name: 3 to 63 lower-case letters, digits, "
                          "dots and hyphens")
-    prefix = "/".join(part for part in (values.get("prefix") or "").strip().split("/") if part)
-    if len(prefix) > 200 or any(ord(c) < 32 for c in prefix) or ".." in prefix.split("/"):
-        raise DepotError("prefix must be a folder path like depot/dp1")
+    prefix = clean_prefix(values.get("prefix"))
     key_id = (values.get("access_key_id") or "").strip()
     secret = (values.get("secret_access_key") or "").strip()
     if not key_id or not secret:
         raise DepotError("access key id and secret access key are both needed")
     return ({"endpoint_url": endpoint, "region": region, "bucket": bucket, "prefix": prefix},
             {"access_key_id": key_id, "secret_access_key": secret})
+
+
+def clean_prefix(value) -> str:
+    """An S3 prefix (the DP's folder in its bucket) without empty parts: 'depot/dp1', or ''."""
+    if value is not None and not isinstance(value, str):
+        raise DepotError("prefix must be a folder path like depot/dp1")
+    prefix = "/".join(part for part in (value or "").strip().split("/") if part)
+    if len(prefix) > 200 or any(ord(c) < 32 for c in prefix) or ".." in prefix.split("/"):
+        raise DepotError("prefix must be a folder path like depot/dp1")
+    return prefix
+
+
+def clean_folder(value) -> str:
+    """The folder of an OAuth DP in its account: 'Depot' (when none is given) or 'IT/Depot'."""
+    folder = _optional(value, "folder", 200) or "Depot"
+    if any(part in ("", ".", "..") for part in folder.strip("/").split("/")):
+        raise DepotError("folder must be a folder path like Depot or IT/Depot")
+    return folder.strip("/")
 
 
 def test_s3(values: dict, name: str | None = None) -> dict:
@@ -133,6 +150,41 @@ def replace_s3_keys(dp: DistributionPoint, values: dict) -> str:
     return secrets.encrypt(json.dumps(credentials))
 
 
+def folder_of(dp: DistributionPoint) -> str:
+    """Where a cloud DP keeps its libraries in its account: an S3 DP's prefix ('' for the bucket's
+    top), else its folder (Depot unless another was given)."""
+    if dp.provider == "s3":
+        return clean_prefix(dp.settings.get("prefix"))
+    return (dp.settings.get("folder") or "Depot").strip("/")
+
+
+def moved_settings(dp: DistributionPoint, value) -> dict | None:
+    """A cloud DP's settings with its folder (an S3 DP: its prefix) moved to `value`, checked as
+    when the DP was added and reached there with the DP's own keys or tokens (no new consent):
+    an OAuth DP's library folders are created there, an S3 DP's probe object written and
+    deleted. None when the folder stays. Refused while copies or other work run at the DP, which
+    would finish in the old folder."""
+    key = "prefix" if dp.provider == "s3" else "folder"
+    folder = clean_prefix(value) if dp.provider == "s3" else clean_folder(value)
+    if folder == folder_of(dp):
+        return None
+    busy = db.session.scalar(select(func.count()).select_from(Job).where(
+        Job.dp_id == dp.id, Job.state.in_(ACTIVE_STATES), Job.kind != "rescan"))
+    if busy:
+        raise Conflict(f"{busy} job(s) are working at {dp.name}: let them finish or cancel them "
+                       "before moving its folder", code="dp_busy")
+    settings = {**dp.settings, key: folder}
+    if dp.provider == "s3":
+        with probe_storage("cloud", "s3", settings=settings, name=dp.name,
+                           credentials=json.loads(secrets.dp_secret(dp))) as backend:
+            backend.check()
+    else:
+        with open_storage(dp) as backend:
+            backend.settings = settings
+            backend.ensure_layout()
+    return settings
+
+
 # --- OAuth providers -------------------------------------------------------------------------
 
 def start_consent(actor: Actor, provider: str, values: dict, redirect_uri: str,
@@ -151,11 +203,8 @@ def start_consent(actor: Actor, provider: str, values: dict, redirect_uri: str,
     else:
         name = _clean(values.get("name"), "name")
         _unique_name(name)
-        folder = _optional(values.get("folder"), "folder", 200) or "Depot"
-        if any(part in ("", ".", "..") for part in folder.strip("/").split("/")):
-            raise DepotError("folder must be a folder path like Depot or IT/Depot")
         pending = {"name": name, "site": _optional(values.get("site"), "site"),
-                   "folder": folder.strip("/")}
+                   "folder": clean_folder(values.get("folder"))}
     url, state, verifier = PROVIDERS[provider].consent_url(current_app.config, redirect_uri)
     return url, state, {"provider": provider, "user_id": actor.user.id,
                         "redirect_uri": redirect_uri, "verifier": verifier, **pending}

@@ -212,17 +212,20 @@ def accept_certificate(actor: Actor, dp: DistributionPoint, fingerprint) -> Dist
 
 
 def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> DistributionPoint:
-    """Change a DP's name, site, URL, key, maintenance flag, bandwidth cap or allowed hours, and
-    a DP node's "allow plain HTTP". A new URL pins the certificate found there; a new key alone
-    is sent only to the pinned one."""
+    """Change a DP's name, site, URL, key, maintenance flag, bandwidth cap or allowed hours, a
+    DP node's "allow plain HTTP" and a cloud DP's folder. A new URL pins the certificate found
+    there; a new key alone is sent only to the pinned one; a new folder is reached with the DP's
+    own credentials first and rescanned after."""
     require(actor.user, "manage_dps")
     allowed = {"name", "site", "disabled", "bandwidth_limit", "allowed_hours"}
     if dp.is_central:
         allowed = {"name", "site"}
     elif dp.kind == "local":
         allowed |= {"url", "key", "allow_plain_http"}
-    elif dp.provider == "s3":
-        allowed |= {"access_key_id", "secret_access_key"}  # keys can be replaced, never read
+    elif dp.kind == "cloud":
+        allowed |= {"folder"}
+        if dp.provider == "s3":
+            allowed |= {"access_key_id", "secret_access_key"}  # keys can be replaced, never read
     unknown = set(changes) - allowed
     if unknown:
         raise DepotError(f"cannot change {', '.join(sorted(unknown))} of {dp.name}")
@@ -265,11 +268,21 @@ def update_dp(actor: Actor, dp: DistributionPoint, changes: dict) -> Distributio
         from portal.services.cloud_dps import replace_s3_keys
 
         values["secret"] = replace_s3_keys(dp, changes)
+    folder = None
+    if "folder" in changes:
+        from portal.services.cloud_dps import folder_of, moved_settings
+
+        moved = moved_settings(dp, changes["folder"])
+        if moved is not None:
+            values["settings"], folder = moved, {"from": folder_of(dp)}
     for field, value in values.items():
         setattr(dp, field, value)
-    audit.record(actor, "dp.update", target=dp.name,
-                 fields=sorted("key" if f == "secret" else f for f in values))
+    details = {"folder": folder_of(dp), "previous_folder": folder["from"]} if folder else {}
+    audit.record(actor, "dp.update", target=dp.name, **details,
+                 fields=sorted({"secret": "key", "settings": "folder"}.get(f, f) for f in values))
     db.session.commit()
+    if folder:  # what the DP holds is what the new folder holds
+        jobs.start_job("rescan", actor, dp_id=dp.id, dedup_key=f"rescan:{dp.id}")
     return dp
 
 

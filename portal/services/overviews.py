@@ -50,7 +50,7 @@ def dp_offers(user: User, dp: DistributionPoint, counts: dict[str, int]) -> DpOf
     """What a DP's row in the list offers the user."""
     manage = can(user, "manage_dps") and not dp.is_central
     return DpOffers(copy_missing=offers_copy_missing(user, dp, counts),
-                    edit=manage and dp.kind == "local",
+                    edit=manage and dp.kind in ("local", "cloud"),
                     reconnect=manage and dps.by_consent(dp), forget=manage)
 
 

@@ -12,6 +12,7 @@ from portal.services import deltas, devices, notifications
 from portal.services import distribution_points as dps
 from portal.services.job_lists import JOB_STATES
 from portal.services.permissions import can
+from portal.web import nav
 from portal.storage import CLOUD_PROVIDERS
 
 # The one list of each kind of status, as the models and services define them: templates loop
@@ -35,14 +36,16 @@ def init_app(app) -> None:
     def _layout():
         if not current_user.is_authenticated:
             return {}
+        visible = dps.visible_dps(current_user)
         try:
             selected = dps.selected_dp(current_user)
         except NotFound:
             selected = None
         return {
             "libraries": [(name, SLUGS[name]) for name in LIBRARIES],
-            "visible_dps": dps.visible_dps(current_user),
+            "visible_dps": visible,
             "selected_dp": selected,
+            "may_follow": nav.may_follow(current_user, visible),
             "unread_count": notifications.unread_count(current_user.id),
             "can": lambda action: can(current_user, action),
             "provider_titles": CLOUD_PROVIDERS,

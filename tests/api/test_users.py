@@ -3,6 +3,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent, User
+from tests.factories import add_dp
 
 
 def users_count():
@@ -12,6 +13,7 @@ def users_count():
 def test_admin_creates_lists_updates_and_deletes(api_as):
     """Can an admin manage users through the API, each change audited with the actor?"""
     api = api_as("admin")
+    add_dp("Seattle DP", site="Seattle")
     response = api.post("/api/v1/users", json={"email": "branch@example.com", "password": "plum kettle orbit",
                                                "role": "viewer", "sites": ["Seattle"]})
     assert response.status_code == 201
@@ -91,3 +93,25 @@ def test_patch_refuses_unknown_fields(api_as):
     api = api_as("admin")
     response = api.patch(f"/api/v1/users/{api.user.id}", json={"is_superuser": True})
     assert response.status_code == 400 and "unknown field" in response.get_json()["error"]["message"]
+
+
+def test_a_site_depot_does_not_know_is_refused(api_as):
+    """Is a viewer scoped to "Seatle" refused (400 unknown_site, naming Seattle) on create and
+    on PATCH, while a site the person already had may stay?"""
+    api = api_as("admin")
+    add_dp("Seattle DP", site="Seattle")
+    before = users_count()
+    body = {"email": "branch@example.com", "password": "plum kettle orbit", "role": "viewer"}
+    response = api.post("/api/v1/users", json={**body, "sites": ["Seatle"]})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "unknown_site" and "Did you mean Seattle?" in error["message"]
+    assert users_count() == before
+    created = api.post("/api/v1/users", json={**body, "sites": ["Seattle"]}).get_json()
+    response = api.patch(f"/api/v1/users/{created['id']}", json={"sites": ["Seattle", "Tacoma"]})
+    assert response.status_code == 400 and "Tacoma is not a site Depot knows" in str(response.get_json())
+    user = db.session.get(User, created["id"])
+    user.sites = ["Seattle", "Tacoma"]  # Tacoma's DP went away since
+    db.session.commit()
+    response = api.patch(f"/api/v1/users/{created['id']}", json={"sites": ["Tacoma"]})
+    assert response.status_code == 200 and response.get_json()["sites"] == ["Tacoma"]

@@ -3,6 +3,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import ApiToken, AuditEvent, Job, User
+from tests import factories
 from tests.factories import PASSWORD, make_user
 from tests.helpers import csrf_from
 
@@ -132,6 +133,8 @@ def test_admin_adds_a_user_through_the_form(login_as):
                                                 "role": "viewer"}, hx=True)
     assert response.status_code == 400
     assert "email must look like" in response.get_data(as_text=True)
+    factories.add_dp("Seattle DP", site="Seattle")
+    factories.add_dp("Portland DP", site="Portland")
     response = console.post("/settings/users", {"email": "v@example.com", "password": "plum kettle orbit",
                                                 "role": "viewer", "sites": "Seattle, Portland"})
     assert response.status_code == 303

@@ -5,7 +5,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent, User
-from tests.factories import PASSWORD, make_token, make_user
+from tests.factories import PASSWORD, add_dp, make_token, make_user
 from tests.helpers import Console, csrf_from
 
 NEW_PASSWORD = "tidal lantern moss 7"
@@ -78,6 +78,7 @@ def test_changing_sites_or_email_keeps_the_session(app, api_as):
     effect on the next request, without signing the person out?"""
     admin = api_as("admin")
     user = make_user("viewer")
+    add_dp("Seattle DP", site="Seattle")
     console = sign_in(app, user)
     assert admin.patch(f"/api/v1/users/{user.id}",
                        json={"sites": ["Seattle"], "email": "moved@example.com"}).status_code == 200

@@ -43,12 +43,12 @@ def test_asset_rows_offer_copy_repair_deploy_and_delete_by_status_and_role():
 
 
 def test_dp_rows_offer_edit_reconnect_and_forget_to_admins():
-    """Are Edit (DP nodes), Reconnect (consent-page providers, not S3) and Forget offered to
+    """Are Edit (DP nodes and cloud DPs), Reconnect (consent-page providers, not S3) and Forget offered to
     admins, never for central, and nothing to a technician?"""
     admin = a_user("admin")
     assert dp_offers(admin, a_dp(), {}) == (False, True, False, True)
-    assert dp_offers(admin, a_dp("cloud", "onedrive"), {}) == (False, False, True, True)
-    assert dp_offers(admin, a_dp("cloud", "s3"), {}) == (False, False, False, True)
+    assert dp_offers(admin, a_dp("cloud", "onedrive"), {}) == (False, True, True, True)
+    assert dp_offers(admin, a_dp("cloud", "s3"), {}) == (False, True, False, True)
     assert dp_offers(admin, a_dp("central"), {"missing": 1}) == (False, False, False, False)
     assert dp_offers(a_user("technician"), a_dp("cloud", "dropbox"), {"missing": 1}) == (
         True, False, False, False)

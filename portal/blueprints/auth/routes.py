@@ -1,6 +1,6 @@
 """Routes of sign-in and sign-out."""
 
-from flask import redirect, render_template, request, session, url_for
+from flask import redirect, render_template, request, session
 from flask_login import login_required, login_user, logout_user
 
 from portal.blueprints.auth import bp
@@ -8,6 +8,7 @@ from portal.blueprints.auth import two_factor as second_step
 from portal.blueprints.auth.forms import LoginForm
 from portal.core.errors import DepotError
 from portal.services import accounts, two_factor
+from portal.web import nav
 from portal.web.auth import client_ip, console_actor
 from portal.web.views import safe_next, see_other
 
@@ -26,7 +27,7 @@ def login():
             if getattr(exc, "retry_after", None):
                 headers["Retry-After"] = str(exc.retry_after)
         else:
-            target = safe_next(request.args.get("next")) or url_for("dashboard.index")
+            target = nav.after_sign_in(user, safe_next(request.args.get("next")))
             if two_factor.enabled(user):  # the code next (blueprints/auth/two_factor.py)
                 return second_step.begin(user, target)
             session.pop(second_step.SSO_SESSION_KEY, None)

@@ -15,6 +15,7 @@ from joserfc.errors import JoseError
 from portal.blueprints.auth import bp
 from portal.blueprints.auth.two_factor import SSO_SESSION_KEY
 from portal.services import sso
+from portal.web import nav
 from portal.web.auth import client_ip
 from portal.web.oidc import client
 from portal.web.views import safe_next
@@ -81,5 +82,5 @@ def sso_callback():
         return _refused(refused.message)
     login_user(user)
     session[SSO_SESSION_KEY] = True
-    target = safe_next(session.pop(NEXT_KEY, None)) or url_for("dashboard.index")
+    target = nav.after_sign_in(user, safe_next(session.pop(NEXT_KEY, None)))
     return redirect(target, code=303)

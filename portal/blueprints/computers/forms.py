@@ -70,6 +70,12 @@ class BoundaryForm(FlaskForm):
     cidr = StringField("Subnet (CIDR)", default="")
     dp_id = StringField("DP", default="")
 
+    @classmethod
+    def for_boundary(cls, boundary) -> "BoundaryForm":
+        """The form filled from the boundary."""
+        return cls(formdata=None, name=boundary.name, cidr=boundary.cidr,
+                   dp_id=str(boundary.dp_id))
+
     def values(self) -> dict:
         return {"name": self.name.data or "", "cidr": self.cidr.data or "",
                 "dp_id": self.dp_id.data or None}

@@ -237,6 +237,36 @@ def create_boundary():
     return _boundaries_page() if request.htmx else see_other(".boundaries")
 
 
+def _boundary_form(boundary, form=None, error=None, status=200):
+    return page_or_fragment(
+        "computers/boundary_edit.html", "computers/_boundary_form.html", boundary=boundary,
+        form=form or BoundaryForm.for_boundary(boundary), dps=dps.visible_dps(current_user),
+        error=error), status
+
+
+@bp.get("/boundaries/<int:boundary_id>/edit")
+@login_required
+def edit_boundary(boundary_id: int):
+    """The form to change a boundary's name, subnet and DP (admins)."""
+    require_role_action("manage_devices")
+    return _boundary_form(subnets.get_boundary(boundary_id, current_user))
+
+
+@bp.post("/boundaries/<int:boundary_id>")
+@login_required
+def update_boundary(boundary_id: int):
+    """Save a boundary's changes, checked as when it was added; errors: the form again, with
+    why."""
+    require_role_action("manage_devices")
+    boundary = subnets.get_boundary(boundary_id, current_user)
+    form = BoundaryForm()
+    try:
+        subnets.update_boundary(console_actor(), boundary, form.values())
+    except DepotError as exc:
+        return _boundary_form(boundary, form, exc.message, exc.status)
+    return load_page(".boundaries")
+
+
 @bp.post("/boundaries/<int:boundary_id>/delete")
 @login_required
 def delete_boundary(boundary_id: int):

@@ -23,24 +23,32 @@ class LocalDpForm(FlaskForm):
     tls_fingerprint = HiddenField()
 
 
+def _bandwidth_field():
+    return FiniteDecimalField(
+        "Bandwidth limit for copies (MB/s, empty: no limit)", places=None,
+        validators=[Optional(), NumberRange(min=Decimal("0.1"), max=Decimal(100_000))])
+
+
+def _mb(dp) -> Decimal | None:
+    """The DP's bandwidth cap in MB/s as the form shows it (None: no cap)."""
+    return (Decimal(dp.bandwidth_limit) / MB).normalize() if dp.bandwidth_limit else None
+
+
 class EditLocalDpForm(FlaskForm):
     name = StringField("Name")
     site = StringField("Site")
     url = StringField("URL of the DP node")
     key = PasswordField("New key (empty: keep the current one)")
     disabled = BooleanField("Disable for maintenance")
-    bandwidth_limit = FiniteDecimalField(
-        "Bandwidth limit for copies (MB/s, empty: no limit)", places=None,
-        validators=[Optional(), NumberRange(min=Decimal("0.1"), max=Decimal(100_000))])
+    bandwidth_limit = _bandwidth_field()
     allowed_hours = StringField("Copies only during (e.g. 22-6, empty: any time)")
     allow_plain_http = BooleanField("Allow plain HTTP (the key crosses the network in clear)")
 
     @classmethod
     def for_dp(cls, dp) -> "EditLocalDpForm":
         """The form filled from the DP, the bandwidth in MB/s and the key left empty."""
-        limit = Decimal(dp.bandwidth_limit) / MB if dp.bandwidth_limit else None
         return cls(formdata=None, name=dp.name, site=dp.site, url=dp.url, disabled=dp.disabled,
-                   bandwidth_limit=limit.normalize() if limit is not None else None,
+                   bandwidth_limit=_mb(dp),
                    allowed_hours=dp.allowed_hours or "", allow_plain_http=dp.allow_plain_http)
 
     def changes(self, dp) -> dict:
@@ -57,6 +65,32 @@ class EditLocalDpForm(FlaskForm):
         if self.key.data:
             changes["key"] = self.key.data
         return changes
+
+
+class EditCloudDpForm(FlaskForm):
+    """A cloud DP's name, site, folder (an S3 DP's prefix), maintenance flag, bandwidth cap and
+    copy hours; its keys or consent are not asked again."""
+
+    name = StringField("Name")
+    site = StringField("Site")
+    folder = StringField("Folder in the account")
+    disabled = BooleanField("Disable for maintenance")
+    bandwidth_limit = _bandwidth_field()
+    allowed_hours = StringField("Copies only during (e.g. 22-6, empty: any time)")
+
+    @classmethod
+    def for_dp(cls, dp, folder: str) -> "EditCloudDpForm":
+        """The form filled from the DP (`folder`: where it keeps its libraries now)."""
+        return cls(formdata=None, name=dp.name, site=dp.site, folder=folder, disabled=dp.disabled,
+                   bandwidth_limit=_mb(dp), allowed_hours=dp.allowed_hours or "")
+
+    def changes(self) -> dict:
+        """What update_dp should change (the service checks each value as Add does)."""
+        limit = self.bandwidth_limit.data
+        return {"name": self.name.data, "site": self.site.data or "",
+                "folder": self.folder.data or "", "disabled": bool(self.disabled.data),
+                "bandwidth_limit": int(limit * MB) if limit else None,
+                "allowed_hours": (self.allowed_hours.data or "").strip() or None}
 
 
 class AcceptCertificateForm(FlaskForm):

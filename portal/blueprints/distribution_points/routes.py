@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from portal.blueprints.distribution_points import bp
 from portal.blueprints.distribution_points.forms import (
     AcceptCertificateForm,
+    EditCloudDpForm,
     EditLocalDpForm,
     LocalDpForm,
     OAuthDpForm,
@@ -14,7 +15,7 @@ from portal.blueprints.distribution_points.forms import (
 )
 from portal.core.errors import DepotError, NotFound
 from portal.core.numbers import id_from_text
-from portal.services import cloud_dps, dp_management, overviews
+from portal.services import cloud_dps, dp_management, overviews, sites
 from portal.services import distribution_points as dps
 from portal.storage import CLOUD_PROVIDERS
 from portal.web.auth import console_actor
@@ -156,6 +157,45 @@ def update_local(dp_id: int):
         dp_management.update_dp(console_actor(), dp, form.changes(dp))
     except DepotError as exc:
         return _edit_page(dp, form, exc.message, exc.status)
+    return _to_list()
+
+
+def _cloud_dp(dp_id: int):
+    require_role_action("manage_dps")
+    dp = dps.get_dp(dp_id, current_user)
+    if dp.kind != "cloud":
+        raise NotFound(f"{dp.name} is not a cloud DP; only cloud DPs are edited here")
+    return dp
+
+
+def _edit_cloud_page(dp, form=None, error=None, status=200):
+    form = form or EditCloudDpForm.for_dp(dp, cloud_dps.folder_of(dp))
+    return page_or_fragment("distribution_points/edit_cloud.html",
+                            "distribution_points/_edit_cloud_form.html", dp=dp, form=form,
+                            error=error, sites=sites.known_sites()), status
+
+
+@bp.get("/<int:dp_id>/edit-cloud")
+@login_required
+def edit_cloud(dp_id: int):
+    """A cloud DP's name, site, folder, maintenance flag, bandwidth cap and copy hours (admins);
+    its keys or consent are kept."""
+    return _edit_cloud_page(_cloud_dp(dp_id))
+
+
+@bp.post("/<int:dp_id>/edit-cloud")
+@login_required
+def update_cloud(dp_id: int):
+    """Save the changes, checked as when the DP was added (a new folder is reached with the DP's
+    own credentials, then rescanned). Errors: the form again, with why."""
+    dp = _cloud_dp(dp_id)
+    form = EditCloudDpForm()
+    if not form.validate():
+        return _edit_cloud_page(dp, form, form_errors(form), 400)
+    try:
+        dp_management.update_dp(console_actor(), dp, form.changes())
+    except DepotError as exc:
+        return _edit_cloud_page(dp, form, exc.message, exc.status)
     return _to_list()
 
 

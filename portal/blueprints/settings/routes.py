@@ -5,14 +5,20 @@ from flask import request, send_file
 from flask_login import current_user, login_required, login_user
 
 from portal.blueprints.settings import bp
-from portal.blueprints.settings.forms import EnrollmentTokenForm, PasswordForm, TokenForm, UserForm
+from portal.blueprints.settings.forms import (
+    EditUserForm,
+    EnrollmentTokenForm,
+    PasswordForm,
+    TokenForm,
+    UserForm,
+)
 from portal.core.errors import DepotError
 from portal.core.numbers import id_from_text
-from portal.services import accounts, audit, device_groups
+from portal.services import accounts, audit, device_groups, sites
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
 from portal.web.auth import console_actor
-from portal.web.views import form_errors, page_number, page_or_fragment, see_other
+from portal.web.views import form_errors, load_page, page_number, page_or_fragment, see_other
 
 
 @bp.get("/")
@@ -24,7 +30,8 @@ def index():
 
 def _users_page(form, error=None, status=200):
     return page_or_fragment("settings/users.html", "settings/_users.html", form=form,
-                            users=accounts.list_users(), error=error), status
+                            users=accounts.list_users(), sites=sites.known_sites(),
+                            error=error), status
 
 
 @bp.get("/users")
@@ -49,6 +56,41 @@ def create_user():
     except DepotError as exc:
         return _users_page(form, exc.message, exc.status)
     return _users_page(UserForm(formdata=None)) if request.htmx else see_other(".users")
+
+
+def _user_form(user, form=None, error=None, status=200):
+    form = form or EditUserForm.for_user(user)
+    known = sites.known_sites()
+    return page_or_fragment(
+        "settings/user_edit.html", "settings/_user_form.html", user=user, form=form, error=error,
+        sites=sorted(set(known) | set(user.sites or [])), known=known), status
+
+
+@bp.get("/users/<int:user_id>/edit")
+@login_required
+def edit_user(user_id: int):
+    """The form to change a person's role, sites, sign-in and password (admins only)."""
+    require(current_user, "manage_users")
+    return _user_form(accounts.get_user(user_id))
+
+
+@bp.post("/users/<int:user_id>")
+@login_required
+def update_user(user_id: int):
+    """Save a person's changes (a new role or password signs them out everywhere); errors: the
+    form again, with why."""
+    require(current_user, "manage_users")
+    user = accounts.get_user(user_id)
+    form = EditUserForm()
+    if not form.validate():
+        return _user_form(user, form, form_errors(form), 400)
+    if (form.password.data or "") != (form.confirm.data or ""):
+        return _user_form(user, form, "The two new passwords differ.", 400)
+    try:
+        accounts.update_user(console_actor(), user, form.changes())
+    except DepotError as exc:
+        return _user_form(user, form, exc.message, exc.status)
+    return load_page(".users")
 
 
 @bp.post("/users/<int:user_id>/delete")
