@@ -39,3 +39,100 @@
     }
   });
 })();
+
+/* i14-layout: the menu button and the DP switcher.
+   - data-nav-toggle (on the top bar's menu button): opens and closes the element its
+     aria-controls names (the sidebar at tablet and phone width), saying which in aria-expanded;
+     Escape closes it and gives the focus back to the button;
+   - data-dp-switcher (on the DP switcher's form): choosing a DP is remembered through htmx (the
+     form's hx-post, answered 204) without a reload where the page does not show the selected DP,
+     so a half-filled form keeps what it holds. A page that does show it (main[data-shows-
+     selected-dp], the libraries) is reloaded by a plain post, after asking when one of its forms
+     has unsaved input; saying no puts the switcher back. */
+(function () {
+  "use strict";
+
+  function setOpen(button, open) {
+    var nav = document.getElementById(button.getAttribute("aria-controls"));
+    if (!nav) return;
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    nav.classList.toggle("open", open);
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-nav-toggle]");
+    if (button) setOpen(button, button.getAttribute("aria-expanded") !== "true");
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var button = document.querySelector("[data-nav-toggle][aria-expanded='true']");
+    if (button) {
+      setOpen(button, false);
+      button.focus();
+    }
+  });
+
+  // The option a select shows when untouched: a marked one, else the first of a drop-down.
+  function defaultIndex(select) {
+    for (var i = 0; i < select.options.length; i++) {
+      if (select.options[i].defaultSelected) return i;
+    }
+    return select.multiple || select.size > 1 ? -1 : 0;
+  }
+
+  function edited(control) {
+    if (control.disabled || control.type === "hidden") return false;
+    if (control.type === "checkbox" || control.type === "radio") {
+      return control.checked !== control.defaultChecked;
+    }
+    if (control.options) {
+      if (!control.multiple) return control.selectedIndex !== defaultIndex(control);
+      return Array.prototype.some.call(control.options, function (option) {
+        return option.selected !== option.defaultSelected;
+      });
+    }
+    return "defaultValue" in control && control.value !== control.defaultValue;
+  }
+
+  // Does any form of the page other than `except` hold input the person has not sent?
+  function unsavedInput(except) {
+    return Array.prototype.some.call(document.forms, function (form) {
+      return form !== except && Array.prototype.some.call(form.elements, edited);
+    });
+  }
+
+  function putBack(select) {
+    select.selectedIndex = defaultIndex(select);
+  }
+
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    var form = select.form;
+    if (!form || select.tagName !== "SELECT" || !form.hasAttribute("data-dp-switcher")) return;
+    if (!document.querySelector("main[data-shows-selected-dp]")) {
+      form.requestSubmit();  // htmx posts it; nothing on the page is replaced
+      return;
+    }
+    if (unsavedInput(form) && !window.confirm(
+        "This page shows the selected distribution point, so switching reloads it and what you " +
+        "entered here is lost. Switch anyway?")) {
+      putBack(select);
+      return;
+    }
+    form.submit();  // a plain post, answered by a redirect back to this page
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail && event.detail.elt;
+    if (!form || !form.hasAttribute || !form.hasAttribute("data-dp-switcher")) return;
+    var select = form.querySelector("select");
+    if (!event.detail.successful) {
+      putBack(select);  // refused: the error is in #flash, the switcher shows what is remembered
+      return;
+    }
+    Array.prototype.forEach.call(select.options, function (option) {
+      option.defaultSelected = option.selected;
+    });
+  });
+})();

@@ -9,7 +9,7 @@ from tests.helpers import status_at
 
 
 def select_dp(console, dp):
-    assert console.post("/distribution-points/select", {"dp_id": dp.id}).status_code == 303
+    assert console.post("/distribution-points/select", {"dp_id": dp.id}).status_code in (204, 303)
 
 
 def test_images_page_offers_copy_to_for_admins_not_viewers(central, rescan, seattle, login_as):
