@@ -48,7 +48,8 @@
      form's hx-post, answered 204) without a reload where the page does not show the selected DP,
      so a half-filled form keeps what it holds. A page that does show it (main[data-shows-
      selected-dp], the libraries) is reloaded by a plain post, after asking when one of its forms
-     has unsaved input; saying no puts the switcher back. */
+     has unsaved input (changed and not yet sent, by a plain post or htmx); saying no puts the
+     switcher back. */
 (function () {
   "use strict";
 
@@ -123,16 +124,32 @@
     form.submit();  // a plain post, answered by a redirect back to this page
   });
 
+  // What a form holds now becomes what it holds when untouched: its input has been sent.
+  function markSaved(form) {
+    Array.prototype.forEach.call(form.elements, function (control) {
+      if (control.type === "checkbox" || control.type === "radio") {
+        control.defaultChecked = control.checked;
+      } else if (control.options) {
+        Array.prototype.forEach.call(control.options, function (option) {
+          option.defaultSelected = option.selected;
+        });
+      } else if ("defaultValue" in control && control.type !== "file") {
+        control.defaultValue = control.value;
+      }
+    });
+  }
+
+  // A form htmx sent (not a GET such as the deploy form's preview) holds nothing unsaved; the
+  // switcher, when refused, shows again the DP that is remembered (the error is in #flash).
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail && event.detail.elt;
-    if (!form || !form.hasAttribute || !form.hasAttribute("data-dp-switcher")) return;
-    var select = form.querySelector("select");
+    if (!form || form.tagName !== "FORM") return;
+    var switcher = form.hasAttribute("data-dp-switcher");
     if (!event.detail.successful) {
-      putBack(select);  // refused: the error is in #flash, the switcher shows what is remembered
+      if (switcher) putBack(form.querySelector("select"));
       return;
     }
-    Array.prototype.forEach.call(select.options, function (option) {
-      option.defaultSelected = option.selected;
-    });
+    var verb = event.detail.requestConfig && event.detail.requestConfig.verb;
+    if (switcher || (verb && verb.toLowerCase() !== "get")) markSaved(form);
   });
 })();

@@ -14,6 +14,7 @@ from tests.helpers import sign_in
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PHONE = {"width": 390, "height": 844}
+NARROWEST = {"width": 360, "height": 740}
 MAIN_PAGES = ["/", "/distribution-points/", "/libraries/images", "/computers/", "/deployments/",
               "/deployments/new", "/jobs/", "/settings/users", "/status/"]
 
@@ -72,8 +73,8 @@ def console_data(app, central, rescan):
 
 def test_phone_width_menu_and_a_dp_switch_that_keeps_the_form(browser, console_data, live_server,
                                                               csp_violations):
-    """At 390 px is no page wider than the screen, does the menu button open the sidebar, are the
-    top bar's email and Sign out readable, and does switching the DP keep a half-filled deploy
+    """At 390 px is no page wider than the screen; at 360 px does the menu button open the
+    sidebar, are the top bar's email and Sign out on screen, and does switching the DP keep a half-filled deploy
     form (no reload) while a library page asks first?"""
     central, seattle = console_data
     page = new_page(browser, csp_violations, viewport={"width": 1280, "height": 800})
@@ -85,6 +86,9 @@ def test_phone_width_menu_and_a_dp_switch_that_keeps_the_form(browser, console_d
         assert widths[0] <= widths[1], f"{path} is {widths[0]} px wide at {widths[1]} px"
     assert page.evaluate(LOW_CONTRAST, [TEXT, 4.5]) == []  # light scheme, on the status matrix
 
+    page.set_viewport_size(NARROWEST)  # the top bar fits at 360 px too
+    page.goto(f"{live_server}/deployments/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROWEST["width"]
     nav = page.get_by_role("navigation", name="Main")
     menu = page.get_by_role("button", name="Menu")
     expect(nav).to_be_hidden()
@@ -97,7 +101,7 @@ def test_phone_width_menu_and_a_dp_switch_that_keeps_the_form(browser, console_d
     expect(menu).to_be_focused()
     for name in ("admin.with.a.long.name@example.com", "Sign out"):
         box = page.locator(".topbar").get_by_text(name).bounding_box()
-        assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], name
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= NARROWEST["width"], name
 
     # A half-filled deploy form survives a switch: no reload, the values stay, the DP is kept.
     page.goto(f"{live_server}/deployments/new")
