@@ -1,8 +1,8 @@
 /* What the console's pages do in the browser besides htmx, without an inline script or event
    handler (the Content-Security-Policy allows neither): listeners on the document that act on
    data- attributes, so they work on fragments htmx swaps in too.
-   - data-submit-on-change (on a select): changing it submits its form (the DP switcher, the
-     branch view's site);
+   - data-submit-on-change (on a select): changing it submits its form (the branch view's
+     site; the DP switcher has its own listener, at the end);
    - data-dismiss (on a button): removes the closest .flash (the flash messages' ×);
    - data-reveal-on-submit="ID" (on a form): submitting it shows the element #ID (the Add cloud
      form's "waiting for you to allow access");
