@@ -57,14 +57,15 @@ def rescan(dp_id: int):
 @bp.post("/select")
 @login_required
 def select():
-    """The DP switcher: remember which DP's content the library pages show."""
+    """The DP switcher: remember which DP's content the library pages show. htmx posts it from
+    pages that do not show that content, so nothing is reloaded (a half-filled form stays as it
+    is); a plain post (no script, or a library page) goes back to the page it came from."""
     dps.select_dp(current_user, SelectDpForm().dp_id.number())
+    if request.htmx:
+        return "", 204
     back = request.referrer if request.referrer and request.referrer.startswith(request.host_url) \
         else url_for("dashboard.index")
-    response = redirect(back, code=303)
-    if request.htmx:
-        response.headers["HX-Refresh"] = "true"
-    return response
+    return redirect(back, code=303)
 
 
 def _to_list():
