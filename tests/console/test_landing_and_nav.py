@@ -6,7 +6,7 @@ import pytest
 from tests.factories import PASSWORD, add_dp, make_user
 from tests.helpers import csrf_from
 
-NAV = re.compile(r'<nav class="sidebar"[^>]*>(.*?)</nav>', re.S)
+NAV = re.compile(r'<nav [^>]*class="sidebar"[^>]*>(.*?)</nav>', re.S)
 
 
 def sign_in(app, user, next_=None):
