@@ -46,6 +46,9 @@ class Job(db.Model):
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
     # A copy's bytes that crossed the network; bytes_done also counts what the DP reused.
     bytes_sent: Mapped[int | None] = mapped_column(BigInteger)
+    # Throughput over the last seconds of the run, as the worker measured it (services/throughput);
+    # None until it has moved bytes for a while.
+    bytes_per_second: Mapped[int | None] = mapped_column(BigInteger)
     files_done: Mapped[int] = mapped_column(default=0)
     files_total: Mapped[int | None]
     phase: Mapped[str | None] = mapped_column(String(64))
