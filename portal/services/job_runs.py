@@ -22,6 +22,7 @@ from portal.extensions import db
 from portal.models import DistributionPoint, Job, utcnow
 from portal.services import notifications
 from portal.services.jobs import MAX_WARNINGS, enqueue
+from portal.services.progress_words import job_title
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +225,11 @@ def _retry_later(job: Job, retry: RetryLater) -> str:
 
 def notify_finished(job: Job) -> None:
     """Tell everyone a job succeeded or failed (a cancel is no news)."""
-    where = f" of {job.dp.name}" if job.dp else ""
+    title = job_title(job)  # "Copy to Seattle", "Rescan of Central"
     if job.state == "succeeded":
-        notifications.notify(f"{job.kind}.succeeded", f"{job.kind.capitalize()}{where} finished"
+        notifications.notify(f"{job.kind}.succeeded", f"{title} finished"
                              + (f": {job.summary}" if job.summary else ""),
                              dp_id=job.dp_id, job_id=job.id)
     elif job.state == "failed":
-        notifications.notify(f"{job.kind}.failed", f"{job.kind.capitalize()}{where} failed: "
-                             f"{job.error}", level="error", dp_id=job.dp_id, job_id=job.id)
+        notifications.notify(f"{job.kind}.failed", f"{title} failed: {job.error}",
+                             level="error", dp_id=job.dp_id, job_id=job.id)

@@ -2,7 +2,7 @@
 import os
 
 from portal.extensions import db
-from portal.models import Job
+from portal.models import Job, Notification
 from portal.services import distribution_points as dps
 from tests.factories import write_file
 from tests.helpers import status_at
@@ -29,7 +29,8 @@ def test_images_page_offers_copy_to_for_admins_not_viewers(central, rescan, seat
     assert "copy-form" not in viewer and "asset_keys" not in viewer and "Delete" not in viewer
 
 
-def test_copy_to_queues_one_job_per_asset_and_dp(central, rescan, seattle, node, hx_client, work):
+def test_copy_to_queues_one_job_per_asset_and_dp(central, rescan, seattle, node, hx_client, work,
+                                                 login_as):
     """Does Copy to… start the copies, answer with their progress widgets under a note that
     follows them ("queued", then "done"), and end `current`?"""
     write_file(central.root, "Images/a.wim", b"a" * 1000)
@@ -50,6 +51,12 @@ def test_copy_to_queues_one_job_per_asset_and_dp(central, rescan, seattle, node,
     note = hx_client.get("/copies/started", query_string=[("job", i) for i in ids])
     text = note.get_data(as_text=True)
     assert "2 copies to Seattle done" in text and "hx-get" not in text  # it stops polling
+    told = {n.message.split(":")[0] for n in db.session.query(Notification)
+            .filter_by(kind="copy.succeeded")}
+    assert told == {"Copy to Seattle finished"}  # not "Copy of Seattle"
+    scoped = login_as("viewer", sites=["Elsewhere"])
+    hidden = scoped.get("/copies/started", query_string=[("job", i) for i in ids], hx=True)
+    assert "nothing started" in hidden.get_data(as_text=True)  # jobs it may not see are not told
     assert status_at(seattle, "Images/a.wim") == status_at(seattle, "Images/b.wim") == "current"
     assert os.path.exists(node.file("Images/b.wim"))
 
