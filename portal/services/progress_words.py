@@ -21,7 +21,7 @@ _STATE_WORDS = {"queued": "queued", "running": "running", "succeeded": "done",
 
 
 class ProgressLine(NamedTuple):
-    """A progress bar's value (None: no value, the bar shows that it waits) and the words under it."""
+    """A progress bar's value (None: none, the bar shows that it waits) and the words under it."""
 
     percent: int | None
     words: str

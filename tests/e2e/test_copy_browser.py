@@ -130,6 +130,7 @@ def test_copy_to_a_dp_node_with_progress(app, central, node, live_server, start_
     test_button.click()
     expect(test_button).to_be_disabled()
     expect(test_button).to_have_accessible_name("Testing…")
-    expect(page.locator("#s3-test-result")).to_contain_text("access denied to list the bucket", timeout=30_000)
+    expect(page.locator("#s3-test-result")).to_contain_text("access denied to list the bucket",
+                                                            timeout=30_000)
     expect(test_button).to_be_enabled()
     expect(test_button).to_have_accessible_name("Test connection")
