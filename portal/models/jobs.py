@@ -78,6 +78,7 @@ class Job(db.Model):
             "id": self.id, "kind": self.kind, "state": self.state, "dp_id": self.dp_id,
             "asset_key": self.asset_key, "bytes_done": self.bytes_done,
             "bytes_total": self.bytes_total, "bytes_sent": self.bytes_sent,
+            "bytes_per_second": self.bytes_per_second,
             "files_done": self.files_done,
             "files_total": self.files_total, "phase": self.phase, "error": self.error,
             "warnings": list(self.warnings or []), "summary": self.summary,
