@@ -128,6 +128,9 @@ class Config:
     DEPOT_DROPBOX_CONTENT_URL = os.environ.get("DEPOT_DROPBOX_CONTENT_URL",
                                                "https://content.dropboxapi.com/2")
     DEPOT_DROPBOX_CHUNK = _env_int("DEPOT_DROPBOX_CHUNK", 48 * 1024 ** 2)
+    # How long the Add cloud page waits for the consent in the other tab before it stops, says so
+    # and offers to try again.
+    DEPOT_CONSENT_WAIT_SECONDS = _env_int("DEPOT_CONSENT_WAIT_SECONDS", 300)
     # Endpoints. Agents heartbeat and ask for work every DEPOT_AGENT_INTERVAL seconds, and report a
     # running deployment's progress every DEPOT_AGENT_REPORT_INTERVAL seconds (so a cancel reaches
     # them within that); a device silent for 3 intervals is shown offline.

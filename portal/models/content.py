@@ -36,6 +36,8 @@ class DistributionPoint(db.Model):
     root: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="online")
     status_reason: Mapped[str | None] = mapped_column(String(500))
+    # When `status` last changed (set_dp_status): "offline since 10:42". None: not known.
+    status_changed_at: Mapped[datetime | None]
     free_bytes: Mapped[int | None] = mapped_column(BigInteger)
     total_bytes: Mapped[int | None] = mapped_column(BigInteger)
     last_scan_at: Mapped[datetime | None]

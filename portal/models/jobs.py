@@ -46,6 +46,9 @@ class Job(db.Model):
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
     # A copy's bytes that crossed the network; bytes_done also counts what the DP reused.
     bytes_sent: Mapped[int | None] = mapped_column(BigInteger)
+    # Throughput over the last seconds of the run, as the worker measured it (services/throughput);
+    # None until it has moved bytes for a while.
+    bytes_per_second: Mapped[int | None] = mapped_column(BigInteger)
     files_done: Mapped[int] = mapped_column(default=0)
     files_total: Mapped[int | None]
     phase: Mapped[str | None] = mapped_column(String(64))
@@ -75,6 +78,7 @@ class Job(db.Model):
             "id": self.id, "kind": self.kind, "state": self.state, "dp_id": self.dp_id,
             "asset_key": self.asset_key, "bytes_done": self.bytes_done,
             "bytes_total": self.bytes_total, "bytes_sent": self.bytes_sent,
+            "bytes_per_second": self.bytes_per_second,
             "files_done": self.files_done,
             "files_total": self.files_total, "phase": self.phase, "error": self.error,
             "warnings": list(self.warnings or []), "summary": self.summary,

@@ -8,6 +8,7 @@ new tokens: "Reconnect" keeps the DP and its inventory) and starts the first res
 what an older console already put there.
 """
 import json
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from authlib.integrations.base_client import OAuthError
@@ -187,6 +188,45 @@ def moved_settings(dp: DistributionPoint, value) -> dict | None:
 
 # --- OAuth providers -------------------------------------------------------------------------
 
+class ProviderChoice(NamedTuple):
+    """A provider as Add cloud offers it: `setting` names what enables one not set up here."""
+
+    key: str
+    title: str
+    configured: bool
+    setting: str | None
+
+
+def _settings_needed(provider: str) -> str:
+    prefix = PROVIDERS[provider].setting
+    return f"{prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET"
+
+
+def provider_configured(provider: str) -> bool:
+    """Is the provider's OAuth client (id and secret) set on this server? S3 needs none."""
+    if provider not in PROVIDERS:
+        return provider in CLOUD_PROVIDERS
+    prefix = PROVIDERS[provider].setting
+    config = current_app.config
+    return bool(config.get(f"{prefix}_CLIENT_ID") and config.get(f"{prefix}_CLIENT_SECRET"))
+
+
+def provider_choices() -> list[ProviderChoice]:
+    """Every provider Add cloud knows, those without their OAuth client set greyed with the
+    settings that would enable them (so their consent page is never opened to fail)."""
+    return [ProviderChoice(key, title, provider_configured(key),
+                           None if provider_configured(key) else _settings_needed(key))
+            for key, title in CLOUD_PROVIDERS.items()]
+
+
+def require_configured(provider: str) -> None:
+    """Refuse, naming the settings to set, a consent with a provider not set up here."""
+    if not provider_configured(provider):
+        raise DepotError(f"{provider_title(provider)} is not set up on this server: set "
+                         f"{_settings_needed(provider)} (see README, Cloud DPs)",
+                         code="provider_not_configured")
+
+
 def start_consent(actor: Actor, provider: str, values: dict, redirect_uri: str,
                   dp: DistributionPoint | None = None) -> tuple[str, str, dict]:
     """The start of a consent for a new DP (name, site, folder) or to reconnect `dp`: (the
@@ -196,6 +236,7 @@ def start_consent(actor: Actor, provider: str, values: dict, redirect_uri: str,
     title = provider_title(provider)
     if provider not in PROVIDERS:
         raise DepotError(f"{title} is added with keys, not with a consent page")
+    require_configured(provider)
     if dp is not None:
         if dp.provider != provider:
             raise DepotError(f"{dp.name} is not a {title} DP")

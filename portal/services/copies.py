@@ -4,19 +4,77 @@ Each request is checked here (permissions, assets hashed at central, DPs that ma
 and becomes one job per asset and DP (`jobs.start_job`, deduplicated while one runs). What the
 job does on a worker is in `copy_job`; how it sends the bytes is in `transfer`.
 """
+from datetime import datetime
+from typing import NamedTuple
+
 from sqlalchemy import select
 
 from portal.core.errors import Conflict, DepotError, NotFound
 from portal.core.libraries import LIBRARIES
 from portal.core.numbers import MAX_ID, is_id
 from portal.extensions import db
-from portal.models import Asset, DistributionPoint, Job
+from portal.models import Asset, DistributionPoint, Job, User, utcnow
 from portal.services.actors import Actor
 from portal.services.assets import central_dp
+from portal.services.distribution_points import visible_dps
 from portal.services.jobs import start_job
-from portal.services.permissions import can_see_dp, require
+from portal.services.permissions import can, can_see_dp, require
 
 MAX_ITEMS = 1000
+
+
+class CopyTarget(NamedTuple):
+    """A DP offered on the copy form: `refused` says why it cannot take copies now ("offline since
+    10:42 UTC"; its box is shown greyed), `checked` whether its box starts ticked."""
+
+    dp: DistributionPoint
+    refused: str | None
+    checked: bool
+
+
+def _since(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return ""
+    if moment.date() == now.date():
+        return f" since {moment:%H:%M} UTC"
+    return f" since {moment:%Y-%m-%d %H:%M} UTC"
+
+
+def copy_refusal(dp: DistributionPoint, now: datetime | None = None) -> str | None:
+    """Why the DP cannot take copies now, in a few words ("offline since 10:42 UTC", "disabled",
+    "needs reconnecting"), or None when it can. Central is never a target (callers leave it out)."""
+    if dp.disabled:
+        return "disabled"
+    if dp.status == "offline":
+        return "offline" + _since(dp.status_changed_at, now or utcnow())
+    if dp.status == "needs-auth":
+        return "needs reconnecting"
+    return None
+
+
+def _refused(dp: DistributionPoint, why: str) -> Conflict:
+    """The clear refusal of a copy to a DP that cannot take it, with what to do about it."""
+    if why == "disabled":
+        return Conflict(f"{dp.name} is disabled for maintenance: enable it again (Distribution "
+                        "points, Edit) to copy to it")
+    if why == "needs reconnecting":
+        return Conflict(f"{dp.name} needs reconnecting before it takes copies: reconnect it "
+                        "(Distribution points, Reconnect), then copy again")
+    return Conflict(f"{dp.name} is {why}: copies to it are refused until it answers again "
+                    "(Distribution points shows when it is back)")
+
+
+def copy_targets(user: User, selected: DistributionPoint | None = None) -> list[CopyTarget]:
+    """The DPs the copy form offers the user: every visible DP but central, those that cannot
+    take copies now with the reason. The selected DP starts ticked, or the only one that can."""
+    if not can(user, "copy"):
+        return []
+    now = utcnow()
+    offered = [(dp, copy_refusal(dp, now)) for dp in visible_dps(user) if not dp.is_central]
+    open_ = [dp for dp, why in offered if why is None]
+    return [CopyTarget(dp, why, why is None and (
+        (selected is not None and dp.id == selected.id) or len(open_) == 1))
+        for dp, why in offered]
 
 
 def request_copies(actor: Actor, asset_keys, dp_ids) -> list[Job]:
@@ -45,8 +103,9 @@ def request_copies(actor: Actor, asset_keys, dp_ids) -> list[Job]:
             raise NotFound(f"no distribution point {dp_id}")
         if dp.is_central:
             raise DepotError("central is where copies come from, not a target")
-        if dp.disabled:
-            raise Conflict(f"{dp.name} is disabled for maintenance")
+        why = copy_refusal(dp)
+        if why is not None:
+            raise _refused(dp, why)
         targets.append(dp)
     started = []
     for dp in targets:

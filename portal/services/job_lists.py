@@ -60,3 +60,17 @@ def library_work(user: User, library: str) -> list[Job]:
         Job.kind.in_(("copy", "delete")), Job.state.in_(ACTIVE_STATES),
         Job.asset_key.startswith(library + "/"))
     return list(db.session.scalars(query.order_by(Job.created_at)))
+
+
+MAX_FOLLOWED = 100  # jobs one "2 copies queued" note follows (their ids ride in its URL)
+
+
+def followed_jobs(user: User, ids: list[str]) -> list[Job]:
+    """The jobs of `ids` the user may see, in the order given (a note of jobs started together
+    follows them; ids of jobs gone or not visible are left out)."""
+    ids = [i for i in dict.fromkeys(ids) if isinstance(i, str) and len(i) <= 64][:MAX_FOLLOWED]
+    if not ids:
+        return []
+    found = {job.id: job for job in db.session.scalars(select(Job).where(Job.id.in_(ids)))}
+    return [found[i] for i in ids
+            if i in found and (found[i].dp is None or can_see_dp(user, found[i].dp))]

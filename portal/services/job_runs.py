@@ -17,10 +17,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.core.errors import DepotError, JobCancelled, NeedsAuth
+from portal.core.throughput import RateWindow
 from portal.extensions import db
 from portal.models import DistributionPoint, Job, utcnow
 from portal.services import notifications
 from portal.services.jobs import MAX_WARNINGS, enqueue
+from portal.services.progress_words import job_title
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,8 @@ def claim(job_id: str) -> str | None:
             Job.state == "queued",
             (Job.state == "running") & (Job.heartbeat_at < stale_cutoff()),
         ))
-        .values(state="running", started_at=now, heartbeat_at=now, error=None, run_id=run_id)
+        .values(state="running", started_at=now, heartbeat_at=now, error=None, run_id=run_id,
+                bytes_per_second=None)
     ).rowcount
     db.session.commit()
     return run_id if claimed else None
@@ -74,6 +77,7 @@ class Progress:
         self._values: dict = {}
         self._warnings: list[str] = []
         self._last_write = 0.0
+        self._rate = RateWindow()
 
     def update(self, force: bool = False, **values) -> None:
         """Record new values; written to the row at most every `interval` seconds."""
@@ -88,6 +92,10 @@ class Progress:
     def flush(self) -> None:
         """Write pending values and warnings to the row (commits the current transaction)."""
         values = dict(self._values, heartbeat_at=utcnow())
+        if "bytes_done" in values:  # sampled at each write: a few a second is plenty for a rate
+            self._rate.add(time.monotonic(), values["bytes_done"])
+            rate = self._rate.bytes_per_second()
+            values["bytes_per_second"] = None if rate is None else int(rate)
         if self._warnings:
             job = db.session.get(Job, self.job_id)
             values["warnings"] = (list(job.warnings or []) + self._warnings)[-MAX_WARNINGS:]
@@ -187,7 +195,8 @@ def run_job(job_id: str, work: Callable[[Job, Progress], str | None]) -> str:
             return _retry_later(row, retry)
         error = f"gave up after {row.retries + 1} tries: {retry.reason}"
     db.session.execute(update(Job).where(_mine(job_id, run_id), Job.state == "running").values(
-        state=state, error=error, summary=summary, finished_at=utcnow(), phase=None))
+        state=state, error=error, summary=summary, finished_at=utcnow(), phase=None,
+        bytes_per_second=None))
     job = db.session.get(Job, job_id)
     db.session.refresh(job)
     notify_finished(job)
@@ -207,7 +216,8 @@ def _retry_later(job: Job, retry: RetryLater) -> str:
             else f"waiting {delay:.0f} s: {retry.reason}")
     db.session.execute(update(Job).where(_mine(job.id, job.run_id), Job.state == "running").values(
         state="queued", queued_at=utcnow(), retry_at=when, retries=retries, rq_job_id=rq_job_id,
-        phase=note[:64], error=None, warnings=[*(job.warnings or []), note][-MAX_WARNINGS:]))
+        phase=note[:64], error=None, bytes_per_second=None,
+        warnings=[*(job.warnings or []), note][-MAX_WARNINGS:]))
     db.session.commit()
     log.info("job %s: %s", job.id, note)
     return "retrying"
@@ -215,11 +225,11 @@ def _retry_later(job: Job, retry: RetryLater) -> str:
 
 def notify_finished(job: Job) -> None:
     """Tell everyone a job succeeded or failed (a cancel is no news)."""
-    where = f" of {job.dp.name}" if job.dp else ""
+    title = job_title(job)  # "Copy to Seattle", "Rescan of Central"
     if job.state == "succeeded":
-        notifications.notify(f"{job.kind}.succeeded", f"{job.kind.capitalize()}{where} finished"
+        notifications.notify(f"{job.kind}.succeeded", f"{title} finished"
                              + (f": {job.summary}" if job.summary else ""),
                              dp_id=job.dp_id, job_id=job.id)
     elif job.state == "failed":
-        notifications.notify(f"{job.kind}.failed", f"{job.kind.capitalize()}{where} failed: "
-                             f"{job.error}", level="error", dp_id=job.dp_id, job_id=job.id)
+        notifications.notify(f"{job.kind}.failed", f"{title} failed: {job.error}",
+                             level="error", dp_id=job.dp_id, job_id=job.id)

@@ -64,6 +64,7 @@ def set_dp_status(dp: DistributionPoint, status: str, reason: str | None = None)
                    dp_id=dp.id)
         elif dp.status in ("offline", "needs-auth"):
             notify("dp.online", f"{dp.name} is back online", dp_id=dp.id)
+        dp.status_changed_at = utcnow()
     dp.status, dp.status_reason = status, reason[:500] if reason else reason  # its column
 
 

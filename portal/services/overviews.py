@@ -7,7 +7,7 @@ that does it checks again when asked: these decide what a page shows, never what
 from typing import NamedTuple
 
 from portal.models import DistributionPoint, User
-from portal.services import attention, deltas, job_lists
+from portal.services import attention, copies, deltas, job_lists
 from portal.services import distribution_points as dps
 from portal.services.jobs import active_job
 from portal.services.permissions import can
@@ -17,8 +17,9 @@ COPYABLE = ("missing", "outdated", "failed")
 
 
 def copies_to(user: User, dp: DistributionPoint) -> bool:
-    """May the user copy to this DP now: not central, not disabled for maintenance?"""
-    return can(user, "copy") and not dp.is_central and not dp.disabled
+    """May the user copy to this DP now: not central, not disabled, offline or needing
+    reconnecting?"""
+    return can(user, "copy") and not dp.is_central and copies.copy_refusal(dp) is None
 
 
 def offers_copy_missing(user: User, dp: DistributionPoint, counts: dict[str, int]) -> bool:
@@ -104,7 +105,7 @@ def library_page(user: User, library: str) -> dict:
             "offers": {item["key"]: asset_offers(user, dp, library, item["status"])
                        for item in items},
             "scan": active_job(f"rescan:{dp.id}"), "check": active_job(f"verify:{dp.id}"),
-            "targets": [d for d in dps.visible_dps(user) if copies_to(user, d)],
+            "targets": copies.copy_targets(user, dp),
             "running": job_lists.library_work(user, library)}
 
 

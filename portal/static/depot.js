@@ -174,3 +174,32 @@
     if (switcher || (verb && verb.toLowerCase() !== "get")) markSaved(form);
   });
 })();
+
+/* i14-copying: the Add cloud page's wait for the consent in the other tab. Sending the form notes
+   when (data-waiting-since on the element it reveals) and takes away what the last wait ended
+   with ([data-gone-on-resubmit]: "did not finish", "stopped waiting"); each poll of an element
+   with data-waiting-since sends `waited`, the seconds since, so the server can stop the wait
+   after DEPOT_CONSENT_WAIT_SECONDS and say so. */
+(function () {
+  "use strict";
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var id = form.getAttribute && form.getAttribute("data-reveal-on-submit");
+    var shown = id && document.getElementById(id);
+    if (!shown) return;
+    shown.setAttribute("data-waiting-since", String(Date.now()));
+    // After the submission has its data (the Try again button that sent it may be among these).
+    window.setTimeout(function () {
+      form.querySelectorAll("[data-gone-on-resubmit]").forEach(function (gone) { gone.remove(); });
+    }, 0);
+  });
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail && event.detail.elt;
+    var since = elt && elt.getAttribute && elt.getAttribute("data-waiting-since");
+    if (since) {
+      event.detail.parameters.waited = String(Math.round((Date.now() - Number(since)) / 1000));
+    }
+  });
+})();

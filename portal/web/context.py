@@ -8,7 +8,7 @@ from portal.core.libraries import LIBRARIES, SLUGS
 from portal.core.units import human_bytes
 from portal.models.content import ASSET_STATUSES
 from portal.models.deployments import DEPLOYMENT_STATES
-from portal.services import deltas, devices, notifications
+from portal.services import deltas, devices, notifications, progress_words
 from portal.services import distribution_points as dps
 from portal.services.job_lists import JOB_STATES
 from portal.services.permissions import can
@@ -31,6 +31,10 @@ def init_app(app) -> None:
     `bytes` and `when` filters."""
     app.jinja_env.globals["STATUSES"] = STATUSES
     app.jinja_env.globals["copy_words"] = deltas.copy_words  # the job widget's network line
+    # A job card's title and line, a deployment's line (queued waits, running counts, done is done).
+    app.jinja_env.globals["job_title"] = progress_words.job_title
+    app.jinja_env.globals["job_progress"] = progress_words.job_progress
+    app.jinja_env.globals["deployment_progress"] = progress_words.deployment_progress
 
     @app.context_processor
     def _layout():

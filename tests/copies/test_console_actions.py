@@ -2,8 +2,9 @@
 import os
 
 from portal.extensions import db
-from portal.models import Job
+from portal.models import Job, Notification, User
 from portal.services import distribution_points as dps
+from portal.services import notifications
 from tests.factories import write_file
 from tests.helpers import status_at
 
@@ -14,22 +15,26 @@ def select_dp(console, dp):
 
 
 def test_images_page_offers_copy_to_for_admins_not_viewers(central, rescan, seattle, login_as):
-    """Does the library page show ticks and a Copy to… list of DPs, as page and fragment, and
+    """Does the library page show ticks and a box per DP to copy to, as page and fragment, and
     nothing of the kind to a viewer?"""
     write_file(central.root, "Images/Win11.wim", b"w")
     rescan(central)
     admin = login_as("admin")
     page = admin.get("/libraries/images").get_data(as_text=True)
     assert 'id="copy-form"' in page and 'name="asset_keys" value="Images/Win11.wim"' in page
-    assert f'<option value="{seattle.id}"' in page and "Verify Central" in page
+    assert f'type="checkbox" name="dp_ids" value="{seattle.id}" checked>' in page  # the only one
+    assert "<select" not in page.split('id="copy-form"')[1].split("</form>")[0]
+    assert "Verify Central" in page
     fragment = admin.get("/libraries/images", hx=True).get_data(as_text=True)
     assert fragment.startswith('<div id="assets"') and 'name="asset_keys"' in fragment
     viewer = login_as("viewer").get("/libraries/images").get_data(as_text=True)
     assert "copy-form" not in viewer and "asset_keys" not in viewer and "Delete" not in viewer
 
 
-def test_copy_to_queues_one_job_per_asset_and_dp(central, rescan, seattle, node, hx_client, work):
-    """Does Copy to… start the copies, answer with their progress widgets, and end `current`?"""
+def test_copy_to_queues_one_job_per_asset_and_dp(central, rescan, seattle, node, hx_client, work,
+                                                 login_as):
+    """Does Copy to… start the copies, answer with their progress widgets under a note that
+    follows them ("queued", then "done"), and end `current`?"""
     write_file(central.root, "Images/a.wim", b"a" * 1000)
     write_file(central.root, "Images/b.wim", b"b" * 1000)
     rescan(central)
@@ -38,9 +43,24 @@ def test_copy_to_queues_one_job_per_asset_and_dp(central, rescan, seattle, node,
     assert response.status_code == 200
     assert response.headers["HX-Trigger"] == "jobs-changed"
     html = response.get_data(as_text=True)
-    assert "2 copies queued" in html and html.count('class="job job-queued"') == 2
+    assert "2 copies to Seattle queued" in html and html.count('class="job job-queued"') == 2
+    assert "Copy to Seattle</strong>" in html and "waiting for a worker" in html
+    ids = [job.id for job in db.session.query(Job).filter_by(kind="copy")]
+    assert f"/copies/started?job={ids[0]}&amp;job={ids[1]}" in html or \
+        f"/copies/started?job={ids[1]}&amp;job={ids[0]}" in html
     assert status_at(seattle, "Images/a.wim") == "copying"
+    for user in db.session.query(User):  # a finished copy is routine news: asked for here
+        notifications.choose_successes(user, True)
     work()
+    note = hx_client.get("/copies/started", query_string=[("job", i) for i in ids])
+    text = note.get_data(as_text=True)
+    assert "2 copies to Seattle done" in text and "hx-get" not in text  # it stops polling
+    told = {n.message.split(":")[0] for n in db.session.query(Notification)
+            .filter_by(kind="copy.succeeded")}
+    assert told == {"Copy to Seattle finished"}  # not "Copy of Seattle"
+    scoped = login_as("viewer", sites=["Elsewhere"])
+    hidden = scoped.get("/copies/started", query_string=[("job", i) for i in ids], hx=True)
+    assert "nothing started" in hidden.get_data(as_text=True)  # jobs it may not see are not told
     assert status_at(seattle, "Images/a.wim") == status_at(seattle, "Images/b.wim") == "current"
     assert os.path.exists(node.file("Images/b.wim"))
 
@@ -84,7 +104,8 @@ def test_rows_at_a_dp_offer_copy_here_repair_and_delete(central, rescan, seattle
     page = hx_client.get("/libraries/images").get_data(as_text=True)
     assert "Copy here" in page and "Delete from Seattle" in page
     response = hx_client.post(f"/copies/delete/{seattle.id}", {"key": "Images/hand.wim"})
-    assert response.status_code == 200 and "delete of Images/hand.wim from Seattle queued" in \
+    assert response.status_code == 200 and "1 delete from Seattle queued" in \
+        response.get_data(as_text=True) and "Delete from Seattle</strong> · Images/hand.wim" in \
         response.get_data(as_text=True)
     work()
     assert not os.path.exists(node.file("Images/hand.wim"))
@@ -113,13 +134,13 @@ def test_copy_what_is_missing_then_verify_from_the_console(central, rescan, seat
     write_file(central.root, "Media/m.iso", b"m")
     rescan(central)
     response = hx_client.post(f"/copies/missing/{seattle.id}")
-    assert "2 copies queued for Seattle" in response.get_data(as_text=True)
+    assert "2 copies to Seattle queued" in response.get_data(as_text=True)
     work()
     assert dps.status_counts([seattle.id])[seattle.id] == {"current": 2}
     again = hx_client.post(f"/copies/missing/{seattle.id}")
     assert "Nothing is missing or outdated at Seattle" in again.get_data(as_text=True)
     verify = hx_client.post(f"/copies/verify/{seattle.id}")
-    assert "verify of Seattle queued" in verify.get_data(as_text=True)
+    assert "1 verify of Seattle queued" in verify.get_data(as_text=True)
     work()
     assert db.session.query(Job).filter_by(kind="verify").one().summary.endswith("all intact")
 
@@ -132,7 +153,7 @@ def test_a_whole_library_is_one_action(central, rescan, seattle, hx_client, api_
     rescan(central)
     response = hx_client.post("/copies/", {"whole_library": "1", "library": "Images",
                                            "dp_ids": [str(seattle.id)]})
-    assert "3 copies queued" in response.get_data(as_text=True)
+    assert "3 copies to Seattle queued" in response.get_data(as_text=True)
     again = api_as("technician").post("/api/v1/copies", json={"library": "Images",
                                                               "dp_ids": [seattle.id]})
     assert again.status_code == 202 and len(again.get_json()["jobs"]) == 3  # the same three jobs

@@ -79,7 +79,14 @@ def test_the_branch_view_switches_sites_under_the_policy(app, central, live_serv
     assert not csp_violations
 
 
-def test_the_consent_poll_waits_until_its_message_is_shown(app, central, live_server, page):
+@pytest.fixture
+def onedrive_set_up(worker_env):
+    """The server started with a OneDrive client (none is reached), so Add cloud offers it."""
+    worker_env.update(DEPOT_ONEDRIVE_CLIENT_ID="id", DEPOT_ONEDRIVE_CLIENT_SECRET="secret")
+
+
+def test_the_consent_poll_waits_until_its_message_is_shown(app, central, onedrive_set_up,
+                                                           live_server, page):
     """Does the Add cloud page's poll (every 2 s; its filter used to be eval'd JavaScript) send
     nothing while "Waiting for you to allow access" is hidden, i.e. before Connect?"""
     factories.make_user(role="admin", email="admin@example.com")

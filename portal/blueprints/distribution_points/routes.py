@@ -1,6 +1,6 @@
 """Routes of /distribution-points/: the list, rescans, the DP switcher, adding and editing DP
 nodes, and cloud DPs (S3 with keys; OneDrive, Drive and Dropbox through their consent page)."""
-from flask import redirect, request, session, url_for
+from flask import current_app, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from portal.blueprints.distribution_points import bp
@@ -14,6 +14,7 @@ from portal.blueprints.distribution_points.forms import (
     SelectDpForm,
 )
 from portal.core.errors import DepotError, NotFound
+from portal.core.throughput import duration_words
 from portal.core.numbers import id_from_text
 from portal.services import cloud_dps, dp_management, overviews, sites
 from portal.services import distribution_points as dps
@@ -233,10 +234,12 @@ def _provider(value) -> str:
 
 def _new_cloud_page(provider: str, form=None, error=None, status=200, test=None):
     form = form or (S3DpForm() if provider == "s3" else OAuthDpForm(formdata=None, folder="Depot"))
+    choices = cloud_dps.provider_choices()
     return page_or_fragment("distribution_points/new_cloud.html",
                             "distribution_points/_cloud_form.html", provider=provider,
-                            providers=CLOUD_PROVIDERS, form=form, error=error,
-                            test=test), status
+                            providers=CLOUD_PROVIDERS, choices=choices,
+                            choice=next(c for c in choices if c.key == provider), form=form,
+                            error=error, test=test), status
 
 
 @bp.get("/new-cloud")
@@ -281,6 +284,20 @@ def _callback_url(provider: str) -> str:
 
 PENDING_KEY = "depot_consent"
 MAX_PENDING = 5  # consents started and not finished, per browser session
+FAILED_KEY = "depot_consent_failed"  # why a consent failed, by the DP name, for the waiting tab
+
+
+def _consent_failed(name, message: str) -> None:
+    """Tell the Add cloud tab still waiting for `name` (by the session) that its consent failed."""
+    name = (name or "").strip()
+    if not name:
+        return
+    failed = dict(session.get(FAILED_KEY) or {})
+    failed.pop(name, None)
+    while len(failed) >= MAX_PENDING:
+        failed.pop(next(iter(failed)))
+    failed[name] = message[:300]
+    session[FAILED_KEY] = failed
 
 
 def _consent(started: tuple[str, str, dict]) -> str:
@@ -315,6 +332,7 @@ def connect(provider: str):
             {"name": form.name.data, "site": form.site.data, "folder": form.folder.data},
             _callback_url(provider)))
     except DepotError as exc:
+        _consent_failed(form.name.data, exc.message)
         return _new_cloud_page(provider, form, exc.message, exc.status)
     return redirect(target, code=303)
 
@@ -323,12 +341,35 @@ def connect(provider: str):
 @login_required
 def consent_done():
     """Polled by the Add cloud page while the consent runs in the other tab: once the DP exists,
-    the page goes to the list; until then, nothing (204)."""
+    the page goes to the list; when the consent failed, or the page has waited (`waited`, in
+    seconds since the form was sent) past DEPOT_CONSENT_WAIT_SECONDS, it stops waiting and says
+    why, with Try again; until then, nothing (204)."""
     require_role_action("manage_dps")
-    dp = dps.find_dp_by_name(current_user, (request.args.get("name") or "").strip())
-    if dp is None:
+    name = (request.args.get("name") or "").strip()
+    dp = dps.find_dp_by_name(current_user, name)
+    if dp is not None:
+        return hx_redirect(url_for(".index", connected=dp.id))
+    provider = request.args.get("provider")
+    if provider is not None:
+        _provider(provider)
+    failed = dict(session.get(FAILED_KEY) or {})
+    message = failed.pop(name, None)
+    limit = current_app.config["DEPOT_CONSENT_WAIT_SECONDS"]
+    waited = request.args.get("waited", type=int)
+    if message is None and (waited is None or waited < limit):
         return "", 204
-    return hx_redirect(url_for(".index", connected=dp.id))
+    if message is not None:
+        session[FAILED_KEY] = failed
+    if not request.htmx:  # only the Add cloud page polls this
+        return see_other(".new_cloud", provider=provider or "s3")
+    response = make_response(render_template(
+        "distribution_points/_consent_wait.html", provider=provider, providers=CLOUD_PROVIDERS,
+        failed=message, gave_up=None if message else duration_words(limit)))
+    # The answer replaces the waiting line (the poll's own swap is none): a new, hidden one
+    # waits for Try again.
+    response.headers["HX-Retarget"] = "#consent-status"
+    response.headers["HX-Reswap"] = "innerHTML"
+    return response
 
 
 @bp.post("/<int:dp_id>/reconnect")
@@ -350,5 +391,11 @@ def oauth_callback(provider: str):
     rescan starts; then the list, which says so."""
     require_role_action("manage_dps")
     pending = _take_consent(request.args.get("state"))
-    dp, _ = cloud_dps.finish_consent(console_actor(), _provider(provider), pending, request.args)
+    try:
+        dp, _ = cloud_dps.finish_consent(console_actor(), _provider(provider), pending,
+                                         request.args)
+    except DepotError as exc:
+        if isinstance(pending, dict):  # the Add cloud tab waiting for it stops and says why
+            _consent_failed(pending.get("name"), exc.message)
+        raise
     return see_other(".index", connected=dp.id)
