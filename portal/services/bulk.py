@@ -131,8 +131,8 @@ def redeploy(actor: Actor, deployment_ids) -> Outcome:
         try:
             deployments.create_deployments(
                 actor, device_ids=[old.device_id], image=old.image,
-                platform_pack=old.platform_pack, application_packs=list(old.application_packs or []),
-                answer_file=old.answer_file)
+                platform_pack=old.platform_pack,
+                application_packs=list(old.application_packs or []), answer_file=old.answer_file)
         except DepotError as exc:
             outcome.skip(("could not start", "could not start"), exc.message)
             continue

@@ -81,9 +81,9 @@ class TablePage:
         merged = dict(self.keep, sort=self.sort, dir=self.dir, q=self.q, page=self.page)
         merged.update(changes)
         if merged.get("sort") == self.default_sort and merged.get("dir") == self.default_dir:
-            merged.pop("sort"), merged.pop("dir")
+            del merged["sort"], merged["dir"]
         if merged.get("page") == 1:
-            merged.pop("page")
+            del merged["page"]
         return {k: v for k, v in merged.items() if v not in (None, "")}
 
     def link(self, **changes) -> str:

@@ -20,7 +20,8 @@ def test_jobs_sort_search_and_page(login_as):
     console = login_as("viewer")
     by_asset = console.get("/jobs/?sort=asset").get_data(as_text=True)
     assert job_order(by_asset) == [a.id, b.id] and 'aria-sort="ascending"' in by_asset
-    assert job_order(console.get("/jobs/?sort=asset&dir=desc").get_data(as_text=True)) == [b.id, a.id]
+    desc = console.get("/jobs/?sort=asset&dir=desc").get_data(as_text=True)
+    assert job_order(desc) == [b.id, a.id]
     assert job_order(console.get("/jobs/?sort=dp").get_data(as_text=True)) == [b.id, a.id]
     found = console.get("/jobs/?q=SEATTLE", hx=True).get_data(as_text=True)
     assert found.startswith('<div id="job-list">') and job_order(found) == [a.id]

@@ -77,7 +77,8 @@ def test_copy_or_repair_from_a_cell(login_as, central, central_asset):
     _at(boise, "Images/only.wim", "only-here")
     html = login_as("technician").get("/status/").get_data(as_text=True)
     buttons = re.findall(r'aria-label="(Copy|Repair) ([^"]+)">', html)
-    assert sorted(buttons) == [("Copy", "Images/a.wim at Boise"), ("Copy", "Images/a.wim at Seattle"),
+    assert sorted(buttons) == [("Copy", "Images/a.wim at Boise"),
+                               ("Copy", "Images/a.wim at Seattle"),
                                ("Repair", "Images/b.wim at Seattle")]
     assert "cell-copy" not in login_as("viewer").get("/status/").get_data(as_text=True)
     console = login_as("technician")
