@@ -119,8 +119,9 @@ def test_others_may_look_but_not_change(login_as, dps, role):
     console = login_as(role)
     pages = "".join(html_of(console.get(url)) for url in (
         "/computers/", f"/computers/{device.id}", "/computers/groups", "/computers/boundaries"))
-    for write in ("/computers/move", f"/computers/{device.id}/forget", 'action="/computers/groups"',
-                  "/delete", 'id="device-form"', 'id="new-boundary"', "/edit"):
+    for write in ("/computers/move", f"/computers/{device.id}/forget", 'id="new-group"',
+                  'method="post" action="/computers/groups"', "/delete", 'id="device-form"',
+                  'id="new-boundary"', "/edit"):
         assert write not in pages
     assert ("Deploy to ticked" in pages) == (role == "technician")
     refused = [
