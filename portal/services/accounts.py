@@ -180,7 +180,12 @@ def get_user(user_id) -> User:
 
 
 def list_users() -> list[User]:
-    return list(db.session.scalars(select(User).order_by(User.email)))
+    return list(db.session.scalars(users_query().order_by(User.email)))
+
+
+def users_query():
+    """Everyone who can sign in, unordered (Settings > Users sorts and pages it)."""
+    return select(User)
 
 
 def create_user(actor: Actor, email, password, role, sites=None) -> User:

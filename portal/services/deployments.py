@@ -269,6 +269,18 @@ def list_deployments(user, *, state=None, device_id=None, group_id=None, batch_i
                      dp_id=None, site=None, active=None, page: int = 1,
                      per_page: int = 50) -> tuple[list[Deployment], int]:
     """Deployments the user may see, newest first, filtered; (items, total)."""
+    query = deployments_query(user, state=state, device_id=device_id, group_id=group_id,
+                              batch_id=batch_id, dp_id=dp_id, site=site, active=active)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(query.order_by(Deployment.created_at.desc(), Deployment.id.desc())
+                               .offset((page - 1) * per_page).limit(per_page)).all()
+    return list(items), total
+
+
+def deployments_query(user, *, state=None, device_id=None, group_id=None, batch_id=None,
+                      dp_id=None, site=None, active=None):
+    """The deployments the user may see, filtered, unordered (the console's list sorts and pages
+    it)."""
     query = select(Deployment)
     if state:
         if state not in DEPLOYMENT_STATES:
@@ -288,7 +300,4 @@ def list_deployments(user, *, state=None, device_id=None, group_id=None, batch_i
     if sites is not None:
         query = query.where(Deployment.dp_id.in_(
             select(DistributionPoint.id).where(DistributionPoint.site.in_(sites))))
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(Deployment.created_at.desc(), Deployment.id.desc())
-                               .offset((page - 1) * per_page).limit(per_page)).all()
-    return list(items), total
+    return query

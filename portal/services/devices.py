@@ -59,6 +59,16 @@ def list_devices(q: str | None = None, group_id=None, status: str | None = None,
     A viewer scoped to sites gets only their sites' devices (`computers` says which those are);
     user None: every device. Last seen includes quiet heartbeats not yet flushed; the status
     filter goes by the database's (at most DEPOT_AGENT_SEEN_FLUSH s behind)."""
+    query = devices_query(q, group_id, status, user)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(query.order_by(func.lower(Device.name), Device.id)
+                               .offset((page - 1) * per_page).limit(per_page)).all()
+    return with_pending_seen(list(items)), total
+
+
+def devices_query(q: str | None = None, group_id=None, status: str | None = None, user=None):
+    """The devices `list_devices` lists, unordered (the console's list sorts and pages it; give
+    its rows to `with_pending_seen`)."""
     query = select(Device).where(Device.claims_device_id.is_(None))  # claims: `claims`
     groups = visible_group_ids(user)
     if groups is not None:
@@ -84,10 +94,7 @@ def list_devices(q: str | None = None, group_id=None, status: str | None = None,
             "offline": Device.last_seen_at < cutoff,
             "never": Device.last_seen_at.is_(None),
         }[status])
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.session.scalars(query.order_by(func.lower(Device.name), Device.id)
-                               .offset((page - 1) * per_page).limit(per_page)).all()
-    return with_pending_seen(list(items)), total
+    return query
 
 
 def get_device(device_id, user=None) -> Device:

@@ -154,10 +154,12 @@ def central_assets_with_status() -> list[dict]:
 def status_matrix(dp_ids: list[int], library: str | None = None,
                   status: str | None = None) -> list[dict]:
     """Rows of the matrix: each of central's assets (and assets only at some DP) with its status
-    at each of `dp_ids`; with `status`, only rows where some DP has that status."""
-    statuses = asset_statuses(dp_ids)
+    at each of `dp_ids` and whether central has it; with `status`, only rows where some DP has
+    that status."""
     central = central_dp()
-    keys = set(statuses.get(central.id, {}))
+    statuses = asset_statuses(list(dict.fromkeys([*dp_ids, central.id])))
+    at_central = set(statuses.get(central.id, {}))
+    keys = set()  # with no DP column, no rows
     for dp_id in dp_ids:
         keys |= set(statuses.get(dp_id, {}))
     rows = []
@@ -167,7 +169,7 @@ def status_matrix(dp_ids: list[int], library: str | None = None,
         cells = {dp_id: statuses.get(dp_id, {}).get(key, "missing") for dp_id in dp_ids}
         if status and status not in cells.values():
             continue
-        rows.append({"key": key, "cells": cells})
+        rows.append({"key": key, "cells": cells, "at_central": key in at_central})
     return rows
 
 

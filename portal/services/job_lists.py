@@ -31,9 +31,9 @@ def _visible(user: User, *, with_dpless: bool = True) -> Select:
     return select(Job).where(on_visible)
 
 
-def list_jobs(user: User, *, state: str | None = None, kind: str | None = None, page: int = 1,
-              per_page: int = 50) -> tuple[list[Job], int]:
-    """One page of the jobs the user may see, newest first, and how many there are in all."""
+def jobs_query(user: User, *, state: str | None = None, kind: str | None = None) -> Select:
+    """The jobs the user may see, in a state and of a kind, unordered (the Jobs page sorts and
+    pages it)."""
     query = _visible(user)
     if state:
         if state not in JOB_STATES:
@@ -41,6 +41,13 @@ def list_jobs(user: User, *, state: str | None = None, kind: str | None = None, 
         query = query.where(Job.state == state)
     if kind:
         query = query.where(Job.kind == kind)
+    return query
+
+
+def list_jobs(user: User, *, state: str | None = None, kind: str | None = None, page: int = 1,
+              per_page: int = 50) -> tuple[list[Job], int]:
+    """One page of the jobs the user may see, newest first, and how many there are in all."""
+    query = jobs_query(user, state=state, kind=kind)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     items = db.session.scalars(query.order_by(Job.created_at.desc())
                                .offset((page - 1) * per_page).limit(per_page)).all()

@@ -92,12 +92,18 @@ def unread_count(user_id: int) -> int:
     )
 
 
-def list_for(user_id: int, *, unread_only: bool = False, page: int = 1,
-             per_page: int = 50) -> tuple[list[Notification], int]:
-    """The user's notifications, newest first; (items, total)."""
+def query_for(user_id: int, *, unread_only: bool = False):
+    """The user's notifications, unordered (the console's list sorts and pages them)."""
     query = select(Notification).where(Notification.user_id == user_id)
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
+    return query
+
+
+def list_for(user_id: int, *, unread_only: bool = False, page: int = 1,
+             per_page: int = 50) -> tuple[list[Notification], int]:
+    """The user's notifications, newest first; (items, total)."""
+    query = query_for(user_id, unread_only=unread_only)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     items = db.session.scalars(
         query.order_by(Notification.id.desc()).offset((page - 1) * per_page).limit(per_page)

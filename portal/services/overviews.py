@@ -112,10 +112,19 @@ def library_page(user: User, library: str) -> dict:
 def status_matrix(user: User, *, library: str | None = None, status: str | None = None,
                   dp: str = "") -> dict:
     """The status matrix: the visible DPs as columns (or the one `dp` names), central's assets
-    (and those only at some DP) as rows, filtered by library and status; counts per column."""
+    (and those only at some DP) as rows, filtered by library and status; counts per column of
+    what the rows show (so the summary follows the filter), and per row the cells that offer
+    a copy from central (`offers`: {dp_id: "copy" or "repair"}) to the user."""
     visible = dps.visible_dps(user)
     columns = [d for d in visible if dp in ("", str(d.id))]
     ids = [d.id for d in columns]
-    return {"visible": visible, "columns": columns,
-            "rows": dps.status_matrix(ids, library=library, status=status),
-            "counts": dps.status_counts(ids)}
+    rows = dps.status_matrix(ids, library=library, status=status)
+    counts: dict[int, dict[str, int]] = {}
+    copy_to = [d.id for d in columns if copies_to(user, d)]
+    for row in rows:
+        for dp_id, cell in row["cells"].items():
+            counts.setdefault(dp_id, {})[cell] = counts.get(dp_id, {}).get(cell, 0) + 1
+        row["offers"] = {dp_id: "repair" if row["cells"][dp_id] == "failed" else "copy"
+                       for dp_id in copy_to
+                       if row["at_central"] and row["cells"][dp_id] in COPYABLE}
+    return {"visible": visible, "columns": columns, "rows": rows, "counts": counts}

@@ -201,5 +201,33 @@
     if (since) {
       event.detail.parameters.waited = String(Math.round((Date.now() - Number(since)) / 1000));
     }
+  /* --- i14-tables: select all ---
+     data-select-all="NAME" (on a header checkbox): ticks or clears every enabled checkbox named
+     NAME in its table; ticking rows one by one keeps the header box in step (ticked when all
+     are, "indeterminate" when some are). */
+  function rowBoxes(header) {
+    var table = header.closest("table");
+    var name = header.getAttribute("data-select-all");
+    if (!table) return [];
+    return Array.prototype.filter.call(
+      table.querySelectorAll("input[type=checkbox]"),
+      function (box) { return box.name === name && !box.disabled; });
+  }
+
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!box.matches || !box.matches("input[type=checkbox]")) return;
+    if (box.hasAttribute("data-select-all")) {
+      rowBoxes(box).forEach(function (row) { row.checked = box.checked; });
+      box.indeterminate = false;
+      return;
+    }
+    var table = box.closest("table");
+    var header = table && table.querySelector("input[data-select-all]");
+    if (!header || header.getAttribute("data-select-all") !== box.name) return;
+    var rows = rowBoxes(header);
+    var ticked = rows.filter(function (row) { return row.checked; }).length;
+    header.checked = rows.length > 0 && ticked === rows.length;
+    header.indeterminate = ticked > 0 && ticked < rows.length;
   });
 })();

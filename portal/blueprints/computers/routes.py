@@ -1,6 +1,9 @@
 """Routes of /computers/: devices, groups and boundaries (everyone looks; admins change)."""
+import ipaddress
+
 from flask import request
 from flask_login import current_user, login_required
+from sqlalchemy import func, select
 
 from portal.blueprints.computers import bp
 from portal.blueprints.computers.forms import (
@@ -11,10 +14,12 @@ from portal.blueprints.computers.forms import (
     GroupForm,
 )
 from portal.core.errors import DepotError
+from portal.models import Device, DeviceGroup
 from portal.services import boundaries as subnets  # `boundaries` is the page's view
 from portal.services import claims as device_claims
 from portal.services import device_groups, devices
 from portal.services import distribution_points as dps
+from portal.web import tables
 from portal.web.auth import console_actor
 from portal.web.views import (
     load_page,
@@ -30,14 +35,26 @@ FALLBACK_SLOTS = 3
 
 # --- devices ---------------------------------------------------------------------------------
 
+GROUP_NAME = select(DeviceGroup.name).where(DeviceGroup.id == Device.group_id) \
+    .correlate(Device).scalar_subquery()
+DEVICES = tables.Table(
+    columns={"name": func.lower(Device.name), "serial": Device.serial, "os": Device.os,
+             "last_seen": Device.last_seen_at, "agent": Device.agent_version,
+             "group": func.lower(GROUP_NAME)},
+    default_sort="name", tiebreak=Device.id, per_page=PER_PAGE)  # q: the service searches
+
+
 def _devices_page(filters: dict, error=None, moved=None, status=200):
-    items, total = devices.list_devices(filters["q"], filters["group_id"],
-                                        filters["status"] or None, filters["page"], PER_PAGE,
-                                        user=current_user)
+    asked = tables.read(DEVICES, request.values)  # a bulk form's post sends the order back too
+    t = tables.rows_of(devices.devices_query(filters["q"], filters["group_id"],
+                                             filters["status"] or None, user=current_user),
+                       DEVICES, "computers.index", asked=asked,
+                       keep={"group_id": filters["group_id"], "status": filters["status"]})
+    items = devices.with_pending_seen(t.rows)
     groups = device_groups.list_groups(current_user)
     chosen = devices.group_filter(filters["group_id"])
     return page_or_fragment(
-        "computers/index.html", "computers/_devices.html", devices=items, total=total,
+        "computers/index.html", "computers/_devices.html", devices=items, total=t.total, t=t,
         filters=filters, per_page=PER_PAGE, groups=groups,
         status_of={d.id: devices.device_status(d) for d in items}, error=error, moved=moved,
         claims=device_claims.list_claims(user=current_user),
@@ -138,12 +155,24 @@ def refuse_claim(claim_id: int):
 
 # --- groups ----------------------------------------------------------------------------------
 
+def _groups_table(counts: dict, dp_names: dict) -> tables.Table:
+    return tables.Table(
+        columns={"name": lambda g: g.name, "preferred": lambda g: dp_names.get(g.preferred_dp_id),
+                 "devices": lambda g: counts.get(g.id, 0)},
+        default_sort="name", search=(lambda g: g.name, lambda g: g.description,
+                                     lambda g: dp_names.get(g.preferred_dp_id)))
+
+
 def _groups_page(form=None, error=None, status=200):
     visible = dps.visible_dps(current_user)
+    counts = device_groups.device_counts(current_user)
+    dp_names = {dp.id: dp.name for dp in visible}
+    table = _groups_table(counts, dp_names)
+    t = tables.items_of(device_groups.list_groups(current_user), table, "computers.groups",
+                        asked=tables.read(table, request.values))
     return page_or_fragment(
-        "computers/groups.html", "computers/_groups.html",
-        groups=device_groups.list_groups(current_user),
-        counts=device_groups.device_counts(current_user), dps=visible,
+        "computers/groups.html", "computers/_groups.html", t=t, groups=t.rows,
+        counts=counts, dps=visible,
         dp_names={dp.id: dp.name for dp in visible}, slots=FALLBACK_SLOTS, error=error,
         form=form or GroupForm(formdata=None)), status
 
@@ -209,10 +238,25 @@ def delete_group(group_id: int):
 
 # --- boundaries ------------------------------------------------------------------------------
 
+def _subnet_order(boundary) -> tuple:
+    """Subnets in address order (10.2.0.0/16 before 10.10.0.0/16), IPv4 before IPv6."""
+    net = ipaddress.ip_network(boundary.cidr, strict=False)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+BOUNDARIES = tables.Table(
+    columns={"name": lambda b: b.name, "cidr": _subnet_order,
+             "dp": lambda b: b.dp.name if b.dp else None},
+    default_sort="name",
+    search=(lambda b: b.name, lambda b: b.cidr, lambda b: b.dp.name if b.dp else None))
+
+
 def _boundaries_page(form=None, error=None, status=200):
+    t = tables.items_of(subnets.list_boundaries(current_user), BOUNDARIES, "computers.boundaries",
+                        asked=tables.read(BOUNDARIES, request.values))
     return page_or_fragment(
         "computers/boundaries.html", "computers/_boundaries.html",
-        boundaries=subnets.list_boundaries(current_user), dps=dps.visible_dps(current_user),
+        t=t, boundaries=t.rows, dps=dps.visible_dps(current_user),
         error=error,
         form=form or BoundaryForm(formdata=None)), status
 

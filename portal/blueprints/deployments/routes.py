@@ -1,15 +1,18 @@
 """Routes of /deployments/: the list with live progress, the form with its preview, one deployment,
-cancel."""
+cancel, redeploy of the ticked ones."""
 from flask import make_response, render_template, request
 from flask_login import current_user, login_required
+from sqlalchemy import func
 
 from portal.blueprints.deployments import bp
 from portal.blueprints.deployments.forms import DeployForm
 from portal.core.errors import DepotError, PermissionDenied
+from portal.models import Deployment
 from portal.models.deployments import DEPLOYMENT_STATES
-from portal.services import deployment_preview, deployments
+from portal.services import bulk, deployment_preview, deployments
+from portal.web import tables
 from portal.web.auth import console_actor
-from portal.web.views import page_number, page_or_fragment, require_role_action, see_other
+from portal.web.views import page_or_fragment, require_role_action, see_other
 
 PER_PAGE = 50
 
@@ -30,18 +33,36 @@ def _form(form: DeployForm, error: DepotError | None = None, status: int = 200):
     return response
 
 
+TABLE = tables.Table(
+    columns={"id": Deployment.id, "device": func.lower(Deployment.device_name),
+             "image": Deployment.image, "dp": Deployment.dp_name, "state": Deployment.state,
+             "created": Deployment.created_at},
+    default_sort="created", default_dir="desc", tiebreak=Deployment.id, per_page=PER_PAGE,
+    search=(Deployment.device_name, Deployment.image, Deployment.dp_name, Deployment.state,
+            Deployment.error))
+
+
 @bp.get("/")
 @login_required
 def index():
-    """Deployments newest first, filtered by state or batch; progress refreshes while any runs."""
+    """Deployments newest first (or sorted by a column), filtered by state or batch, searched and
+    paged; progress refreshes while any runs."""
     state = request.args.get("state") if request.args.get("state") in DEPLOYMENT_STATES else None
     batch = request.args.get("batch") or None
-    page = page_number()
-    items, total = deployments.list_deployments(current_user, state=state, batch_id=batch,
-                                                page=page, per_page=PER_PAGE)
-    return page_or_fragment("deployments/index.html", "deployments/_list.html", items=items,
-                            total=total, state=state, batch=batch, page=page, per_page=PER_PAGE,
-                            any_active=any(d.is_active for d in items))
+    t = tables.rows_of(deployments.deployments_query(current_user, state=state, batch_id=batch),
+                       TABLE, "deployments.index", keep={"state": state, "batch": batch})
+    return page_or_fragment("deployments/index.html", "deployments/_list.html", t=t,
+                            items=t.rows, total=t.total, state=state, batch=batch,
+                            any_active=any(d.is_active for d in t.rows))
+
+
+@bp.post("/redeploy")
+@login_required
+def redeploy():
+    """Deploy again what the ticked failed or cancelled deployments deployed, to the same
+    devices, through the same checks as the deploy form."""
+    return tables.bulk_action(bulk.redeploy, request.form.getlist("deployment_id"),
+                              "deployments.index")
 
 
 @bp.get("/new")

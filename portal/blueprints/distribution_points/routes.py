@@ -19,6 +19,7 @@ from portal.core.numbers import id_from_text
 from portal.services import cloud_dps, dp_management, overviews, sites
 from portal.services import distribution_points as dps
 from portal.storage import CLOUD_PROVIDERS
+from portal.web import tables
 from portal.web.auth import console_actor
 from portal.web.views import (
     form_errors,
@@ -28,6 +29,15 @@ from portal.web.views import (
     require_role_action,
     see_other,
 )
+
+
+TABLE = tables.Table(
+    columns={"name": lambda r: r["dp"].name, "kind": lambda r: r["dp"].kind,
+             "site": lambda r: r["dp"].site, "status": lambda r: r["health"],
+             "free": lambda r: r["dp"].free_bytes, "last_scan": lambda r: r["dp"].last_scan_at},
+    default_sort="name",
+    search=(lambda r: r["dp"].name, lambda r: r["dp"].site, lambda r: r["dp"].kind,
+            lambda r: r["dp"].provider, lambda r: r["health"], lambda r: r["location"]))
 
 
 @bp.get("/")
@@ -40,8 +50,9 @@ def index():
             connected = dps.get_dp(dp_id, current_user)
         except NotFound:
             pass
+    t = tables.items_of(overviews.dp_list(current_user), TABLE, "distribution_points.index")
     return page_or_fragment("distribution_points/index.html", "distribution_points/_list.html",
-                            connected=connected, rows=overviews.dp_list(current_user))
+                            connected=connected, t=t, rows=t.rows)
 
 
 @bp.post("/<int:dp_id>/rescan")

@@ -2,9 +2,12 @@
 from flask import request, url_for
 from flask_login import current_user, login_required
 
+from sqlalchemy import func
+
 from portal.blueprints.notifications import bp
 from portal.models import Notification
 from portal.services import notifications
+from portal.web import tables
 from portal.web.views import page_or_fragment, see_other
 
 
@@ -22,10 +25,19 @@ def link_for(n: Notification) -> str:
     return url_for("notifications.index")
 
 
+TABLE = tables.Table(
+    columns={"created": Notification.id, "level": Notification.level,
+             "read": Notification.read_at.is_not(None), "message": func.lower(Notification.message)},
+    default_sort="created", default_dir="desc", tiebreak=Notification.id,
+    search=(Notification.message, Notification.level))
+
+
 def _list_response():
-    items, total = notifications.list_for(current_user.id, per_page=100)
-    response = page_or_fragment("notifications/index.html", "notifications/_list.html",
-                                items=items, total=total, link_for=link_for)
+    # Mark read posts to a URL carrying the list's arguments, so the list stays as it was.
+    t = tables.rows_of(notifications.query_for(current_user.id), TABLE, "notifications.index",
+                       asked=tables.read(TABLE, request.values))
+    response = page_or_fragment("notifications/index.html", "notifications/_list.html", t=t,
+                                items=t.rows, total=t.total, link_for=link_for)
     response.headers["HX-Trigger"] = "bell-changed"
     return response
 
@@ -33,7 +45,7 @@ def _list_response():
 @bp.get("/")
 @login_required
 def index():
-    """The bell's notifications, newest first."""
+    """The bell's notifications, newest first (or sorted by a column), searched and paged."""
     return _list_response()
 
 

@@ -3,6 +3,7 @@ import io
 
 from flask import request, send_file
 from flask_login import current_user, login_required, login_user
+from sqlalchemy import String, cast, func
 
 from portal.blueprints.settings import bp
 from portal.blueprints.settings.forms import (
@@ -14,9 +15,11 @@ from portal.blueprints.settings.forms import (
 )
 from portal.core.errors import DepotError
 from portal.core.numbers import id_from_text
+from portal.models import User
 from portal.services import accounts, audit, device_groups, sites
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
+from portal.web import tables
 from portal.web.auth import console_actor
 from portal.web.views import form_errors, load_page, page_number, page_or_fragment, see_other
 
@@ -28,10 +31,18 @@ def index():
     return see_other(".users" if can(current_user, "manage_users") else ".tokens")
 
 
+USERS = tables.Table(
+    columns={"email": func.lower(User.email), "role": User.role,
+             "two_step": User.totp_enabled_at.is_not(None), "created": User.created_at},
+    default_sort="email", tiebreak=User.id,
+    search=(User.email, User.role, lambda q: cast(User.sites, String).icontains(q, autoescape=True)))
+
+
 def _users_page(form, error=None, status=200):
-    return page_or_fragment("settings/users.html", "settings/_users.html", form=form,
-                            users=accounts.list_users(), sites=sites.known_sites(),
-                            error=error), status
+    t = tables.rows_of(accounts.users_query(), USERS, "settings.users",
+                       asked=tables.read(USERS, request.values))
+    return page_or_fragment("settings/users.html", "settings/_users.html", form=form, t=t,
+                            users=t.rows, sites=sites.known_sites(), error=error), status
 
 
 @bp.get("/users")
