@@ -1,14 +1,15 @@
 """Routes of /settings/: users, API tokens, the audit log, enrollment tokens and installers."""
 import io
 
-from flask import request, send_file
+from flask import Response, request, send_file, stream_with_context
 from flask_login import current_user, login_required, login_user
 
 from portal.blueprints.settings import bp
 from portal.blueprints.settings.forms import EnrollmentTokenForm, PasswordForm, TokenForm, UserForm
 from portal.core.errors import DepotError
 from portal.core.numbers import id_from_text
-from portal.services import accounts, audit, device_groups
+from portal.models import utcnow
+from portal.services import accounts, audit, audit_words, device_groups
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
 from portal.web.auth import console_actor
@@ -120,16 +121,44 @@ def revoke_token(token_id: int):
     return _tokens_page(TokenForm(formdata=None)) if request.htmx else see_other(".tokens")
 
 
+def _audit_filters() -> tuple[dict, dict]:
+    """The audit filters as typed (to show back) and as the service takes them; a bad date is a
+    DepotError saying so."""
+    args = {k: request.args.get(k, "").strip()[:254] for k in ("actor", "action", "from", "to")}
+    since, until = audit.parse_day(args["from"], "from"), audit.parse_day(args["to"], "to")
+    audit.check_range(since, until)
+    return args, {"actor": args["actor"] or None, "action": args["action"] or None,
+                  "since": since, "until": until}
+
+
 @bp.get("/audit")
 @login_required
 def audit_log():
-    """Who changed what, when and from where; filter by person and action."""
+    """Who changed what, when and from where, in sentences; filter by who, what and dates."""
     require(current_user, "view_audit")
-    page = page_number()
-    actor, action = request.args.get("actor", ""), request.args.get("action", "")
-    events, total = audit.search(actor=actor or None, action=action or None, page=page)
-    return page_or_fragment("settings/audit.html", "settings/_audit.html", events=events,
-                            total=total, page=page, per_page=50, actor=actor, action=action)
+    page, error = page_number(), None
+    try:
+        args, filters = _audit_filters()
+        events, total = audit.search(**filters, page=page)
+    except DepotError as exc:  # a bad date: said above the (empty) list, the filters kept
+        args = {k: request.args.get(k, "")[:254] for k in ("actor", "action", "from", "to")}
+        events, total, error = [], 0, exc.message
+    status = 400 if error and not request.htmx else 200  # htmx swaps in 2xx answers only
+    return page_or_fragment(
+        "settings/audit.html", "settings/_audit.html", lines=audit_words.describe(events),
+        total=total, page=page, per_page=50, args=args, error=error, kinds=audit_words.ACTION_KINDS,
+        actors=audit.actors()), status
+
+
+@bp.get("/audit.csv")
+@login_required
+def audit_csv():
+    """The filtered audit log as a CSV download (every matching event, newest first)."""
+    require(current_user, "view_audit")
+    _, filters = _audit_filters()
+    stamp = utcnow().strftime("%Y%m%d-%H%M")
+    return Response(stream_with_context(audit.csv_rows(**filters)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="depot-audit-{stamp}.csv"'})
 
 
 # --- enrollment ------------------------------------------------------------------------------
