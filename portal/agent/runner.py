@@ -21,6 +21,17 @@ log = logging.getLogger("depot.agent")
 BACKOFF = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60)
 
 
+def terminal_lines(output: str) -> str:
+    """A tool's output as a terminal leaves it: of a line redrawn with carriage returns (a
+    progress count), only its last state; blank lines dropped."""
+    lines = []
+    for line in output.split("\n"):
+        states = [part for part in line.split("\r") if part.strip()]
+        if states:
+            lines.append(states[-1].rstrip())
+    return "\n".join(lines)
+
+
 class Failed(Exception):
     """The deployment fails with this message."""
 
@@ -249,9 +260,9 @@ class Runner:
                     proc.wait(timeout=30)
                     raise Stopped(self._stop_reason() or "exit")
             out.seek(0)
-            tail = out.read()[-600:].decode(errors="replace").strip()
-        if proc.returncode != 0:
-            raise Failed(f"wimlib-imagex apply failed ({proc.returncode}): {tail}")
+            tail = terminal_lines(out.read()[-65536:].decode(errors="replace"))[-3000:]
+        if proc.returncode != 0:  # the output line by line: the console shows it that way
+            raise Failed(f"wimlib-imagex apply failed with exit code {proc.returncode}\n{tail}")
         self.reporter.phase = f"image applied to {applied}"
         log.info("deployment %s: %s", self.id, self.reporter.phase)
 

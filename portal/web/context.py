@@ -8,7 +8,7 @@ from portal.core.libraries import LIBRARIES, SLUGS
 from portal.core.units import human_bytes
 from portal.models.content import ASSET_STATUSES
 from portal.models.deployments import DEPLOYMENT_STATES
-from portal.services import deltas, devices, notifications
+from portal.services import deltas, devices, failures, notifications
 from portal.services import distribution_points as dps
 from portal.services.job_lists import JOB_STATES
 from portal.services.permissions import can
@@ -30,6 +30,7 @@ def init_app(app) -> None:
     `bytes` and `when` filters."""
     app.jinja_env.globals["STATUSES"] = STATUSES
     app.jinja_env.globals["copy_words"] = deltas.copy_words  # the job widget's network line
+    app.jinja_env.globals["deployment_failure"] = failures.deployment_failure  # summary + output
 
     @app.context_processor
     def _layout():
