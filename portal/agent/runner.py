@@ -32,6 +32,13 @@ def terminal_lines(output: str) -> str:
     return "\n".join(lines)
 
 
+def apply_failure(returncode: int, output: bytes) -> str:
+    """The error of a failed `wimlib-imagex apply`: its exit code, then the end of its output
+    line by line (the console shows a summary and these lines behind a disclosure)."""
+    tail = terminal_lines(output.decode(errors="replace"))[-3000:]
+    return f"wimlib-imagex apply failed with exit code {returncode}\n{tail}".rstrip()
+
+
 class Failed(Exception):
     """The deployment fails with this message."""
 
@@ -260,9 +267,9 @@ class Runner:
                     proc.wait(timeout=30)
                     raise Stopped(self._stop_reason() or "exit")
             out.seek(0)
-            tail = terminal_lines(out.read()[-65536:].decode(errors="replace"))[-3000:]
-        if proc.returncode != 0:  # the output line by line: the console shows it that way
-            raise Failed(f"wimlib-imagex apply failed with exit code {proc.returncode}\n{tail}")
+            output = out.read()[-65536:]
+        if proc.returncode != 0:
+            raise Failed(apply_failure(proc.returncode, output))
         self.reporter.phase = f"image applied to {applied}"
         log.info("deployment %s: %s", self.id, self.reporter.phase)
 
