@@ -181,27 +181,22 @@ def failure_kind(exc: BaseException) -> str:
         reason = getattr(chain[-1], "reason", None)
         if exc is None and isinstance(reason, BaseException):
             exc = reason
-    for failure in chain:
-        words = str(failure).lower()
-        if isinstance(failure, (requests.Timeout, socket.timeout, TimeoutError)) or \
-                "timed out" in words or "timeout" in words:
-            return "timeout"
-    for failure in chain:
-        words = str(failure).lower()
-        if isinstance(failure, ConnectionRefusedError) or "connection refused" in words \
-                or "errno 111" in words:
-            return "refused"
-        if isinstance(failure, socket.gaierror) or "name or service not known" in words \
-                or "failed to resolve" in words:
-            return "name"
-        if isinstance(failure, (ssl.SSLError, requests.exceptions.SSLError)):
-            return "tls"
-        if isinstance(failure, ConnectionResetError):
-            return "reset"
-        if "no route to host" in words or "network is unreachable" in words:
-            return "unreachable"
-        if "could not connect" in words:
-            return "unreachable"
+    tests = (
+        ("timeout", lambda f, w: isinstance(f, (requests.Timeout, socket.timeout, TimeoutError))
+         or "timed out" in w or "timeout" in w),
+        ("refused", lambda f, w: isinstance(f, ConnectionRefusedError)
+         or "connection refused" in w or "errno 111" in w),
+        ("name", lambda f, w: isinstance(f, socket.gaierror) or "name or service not known" in w
+         or "failed to resolve" in w),
+        ("tls", lambda f, w: isinstance(f, (ssl.SSLError, requests.exceptions.SSLError))),
+        ("reset", lambda f, w: isinstance(f, ConnectionResetError)),
+        ("unreachable", lambda f, w: "no route to host" in w or "network is unreachable" in w
+         or "could not connect" in w),
+    )
+    words = [str(failure).lower() for failure in chain]
+    for kind, test in tests:  # the most telling kind anywhere in the chain wins
+        if any(test(failure, said) for failure, said in zip(chain, words)):
+            return kind
     return "failed"
 
 
@@ -230,7 +225,7 @@ def unreachable_words(exc: BaseException | None, where: str, timeout: float | No
         "refused": f"Depot could not connect to {where} (connection refused)",
         "name": f"Depot could not find {host}: the name does not resolve to an address",
         "tls": f"Depot could not make a secure connection to {where}: the TLS handshake "
-               "failed (is it the node's https:// URL?)",
+               "failed (is it an https:// address, on the right port?)",
         "reset": f"{where} closed the connection before it answered",
         "unreachable": f"Depot could not reach {where} (no route to it from this server)",
     }.get(kind, f"Depot could not connect to {where}")

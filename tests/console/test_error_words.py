@@ -41,7 +41,7 @@ def test_each_kind_of_connection_failure_reads_as_what_depot_tried():
         "timeout": "seattle.example:8443 did not answer within 10 s",
         "name": "Depot could not find seattle.example: the name does not resolve to an address",
         "tls": "Depot could not make a secure connection to seattle.example:8443: the TLS "
-               "handshake failed (is it the node's https:// URL?)",
+               "handshake failed (is it an https:// address, on the right port?)",
         "reset": "seattle.example:8443 closed the connection before it answered",
         "other": "Depot could not connect to seattle.example:8443",
     }
