@@ -121,14 +121,20 @@ def revoke_token(token_id: int):
     return _tokens_page(TokenForm(formdata=None)) if request.htmx else see_other(".tokens")
 
 
-def _audit_filters() -> tuple[dict, dict]:
-    """The audit filters as typed (to show back) and as the service takes them; a bad date is a
-    DepotError saying so."""
-    args = {k: request.args.get(k, "").strip()[:254] for k in ("actor", "action", "from", "to")}
+AUDIT_FILTERS = ("actor", "action", "from", "to")
+
+
+def _audit_args() -> dict:
+    """The audit filters as typed, to show back in the form and the links."""
+    return {k: request.args.get(k, "").strip()[:254] for k in AUDIT_FILTERS}
+
+
+def _audit_filters(args: dict) -> dict:
+    """The filters as the service takes them; a bad date is a DepotError saying so."""
     since, until = audit.parse_day(args["from"], "from"), audit.parse_day(args["to"], "to")
     audit.check_range(since, until)
-    return args, {"actor": args["actor"] or None, "action": args["action"] or None,
-                  "since": since, "until": until}
+    return {"actor": args["actor"] or None, "action": args["action"] or None,
+            "since": since, "until": until}
 
 
 @bp.get("/audit")
@@ -136,18 +142,16 @@ def _audit_filters() -> tuple[dict, dict]:
 def audit_log():
     """Who changed what, when and from where, in sentences; filter by who, what and dates."""
     require(current_user, "view_audit")
-    page, error = page_number(), None
+    page, args, error = page_number(), _audit_args(), None
     try:
-        args, filters = _audit_filters()
-        events, total = audit.search(**filters, page=page)
+        events, total = audit.search(**_audit_filters(args), page=page)
     except DepotError as exc:  # a bad date: said above the (empty) list, the filters kept
-        args = {k: request.args.get(k, "")[:254] for k in ("actor", "action", "from", "to")}
         events, total, error = [], 0, exc.message
     status = 400 if error and not request.htmx else 200  # htmx swaps in 2xx answers only
     return page_or_fragment(
         "settings/audit.html", "settings/_audit.html", lines=audit_words.describe(events),
-        total=total, page=page, per_page=50, args=args, error=error, kinds=audit_words.ACTION_KINDS,
-        actors=audit.actors()), status
+        total=total, page=page, per_page=50, args=args, error=error,
+        kinds=audit_words.ACTION_KINDS, actors=audit.actors()), status
 
 
 @bp.get("/audit.csv")
@@ -155,10 +159,10 @@ def audit_log():
 def audit_csv():
     """The filtered audit log as a CSV download (every matching event, newest first)."""
     require(current_user, "view_audit")
-    _, filters = _audit_filters()
-    stamp = utcnow().strftime("%Y%m%d-%H%M")
-    return Response(stream_with_context(audit.csv_rows(**filters)), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="depot-audit-{stamp}.csv"'})
+    rows = audit.csv_rows(**_audit_filters(_audit_args()))
+    name = f"depot-audit-{utcnow():%Y%m%d-%H%M}.csv"
+    return Response(stream_with_context(rows), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # --- enrollment ------------------------------------------------------------------------------
