@@ -95,7 +95,8 @@ def test_groups_prefer_what_their_descriptions_say(app, runner, central):
     assert seattle_group.fallback_dp_ids == [central.id]
     assert seattle_group.description.startswith("The branch office; its DP node first")
     assert "group Seattle office: preferred DP Seattle" in again.output
-    remote = db.session.scalars(select(DeviceGroup).where(DeviceGroup.name == "Remote workers")).one()
+    remote = db.session.scalars(
+        select(DeviceGroup).where(DeviceGroup.name == "Remote workers")).one()
     assert remote.preferred_dp_id == central.id and "central for now" in remote.description
     third = runner.invoke(args=["demo", "seed", "--no-rescan"])
     assert "group " not in third.output  # nothing left to change

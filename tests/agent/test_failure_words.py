@@ -61,7 +61,8 @@ def test_a_wimlib_failure_is_a_summary_with_the_output_disclosed(
     db.session.refresh(row)
     lines = row.error.splitlines()
     assert lines[0] == "wimlib-imagex apply failed with exit code 43"
-    assert lines[1].startswith("[ERROR]") and lines[1].endswith("Invalid magic characters in header")
+    assert lines[1].startswith("[ERROR]")
+    assert lines[1].endswith("Invalid magic characters in header")
     assert lines[2] == "ERROR: Exiting with error code 43:"
     html = login_as("admin").get(f"/deployments/{deployment.id}").get_data(as_text=True)
     assert SUMMARY_43 in html

@@ -64,7 +64,8 @@ def test_a_key_the_node_refuses_at_work_says_what_to_do_once(seattle, login_as, 
     assert dp.status_reason == ("Seattle's DP node refused Depot's key: re-enter the key on its "
                                 "edit page")
     html = console.get("/distribution-points/").get_data(as_text=True)
-    assert "Seattle&#39;s DP node refused Depot&#39;s key: re-enter the key on its edit page" in html
+    assert ("Seattle&#39;s DP node refused Depot&#39;s key: re-enter the key on its edit "
+            "page") in html
     assert "Seattle: Seattle" not in html
 
 
@@ -97,7 +98,8 @@ def test_the_error_page_and_flash_disclose_a_detail(app, login_as, monkeypatch):
     page = console.post(f"/distribution-points/{central.id}/rescan")
     html = page.get_data(as_text=True)
     assert page.status_code == 502 and "Depot could not do it" in html
-    assert '<details class="error-detail"><summary>Details</summary><pre>GET https://x:1/: Oops' in html
+    assert ('<details class="error-detail"><summary>Details</summary>'
+            '<pre>GET https://x:1/: Oops') in html
     flash = console.post(f"/distribution-points/{central.id}/rescan", hx=True)
     assert flash.headers["HX-Retarget"] == "#flash"
     assert "<summary>Details</summary><pre>GET https://x:1/: Oops" in flash.get_data(as_text=True)

@@ -212,7 +212,8 @@ def test_edit_with_htmx_redirects_and_clears_limits(hx_client, admin, seattle):
     ({"bandwidth_limit": "1e999999999"}, "Number must be between 0.1 and 100000"),
     ({"key": "another-key-0123456789"}, "Seattle&#39;s DP node refused this key"),
     ({"url": "http://127.0.0.1:1"}, "a new URL needs the node&#39;s key entered again"),
-    ({"url": "http://127.0.0.1:1", "key": KEY}, "Depot could not connect to 127.0.0.1:1 (connection refused)"),
+    ({"url": "http://127.0.0.1:1", "key": KEY},
+     "Depot could not connect to 127.0.0.1:1 (connection refused)"),
     ({"name": "Central"}, "a distribution point named Central already exists"),
 ])
 def test_edit_bad_input_changes_nothing(hx_client, seattle, data, message):

@@ -32,7 +32,8 @@ def test_node_going_away_and_coming_back(admin, seattle, node):
     assert dp_management.check_health() == {seattle.id: "offline"}
     dp = fresh(seattle.id)
     assert dp.status == "offline"
-    assert dp.status_reason == f"Depot could not connect to {host_port(node.url)} (connection refused)"
+    assert dp.status_reason == (f"Depot could not connect to {host_port(node.url)} "
+                                "(connection refused)")
     [(kind, level, message)] = notes(admin.user.id)
     assert (kind, level) == ("dp.offline", "error")
     assert message == f"Seattle went offline: {dp.status_reason}"
