@@ -108,14 +108,25 @@ def demo_cli():
 @demo_cli.command("seed")
 @click.option("--no-rescan", is_flag=True, help="Only write the files.")
 def seed(no_rescan):
-    """Fill the central root with a small demo (a few MB in every library), create the groups
-    SLC office, Seattle office and Remote workers, and rescan central."""
+    """Fill the central root with a small demo (a few MB in every library, WIM images captured
+    with wimlib-imagex where it is installed), create the groups SLC office, Seattle office and
+    Remote workers, and rescan central."""
     central = dps.ensure_central()
-    written = demo.seed_central(central.root)
+    wimlib = demo.wimlib()
+    try:
+        written = demo.seed_central(central.root, wimlib)
+    except DepotError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
     click.echo(f"demo content: {written} files written under {central.root}")
+    if wimlib:
+        click.echo(f"demo images: real WIM images, captured with {wimlib}")
+    else:
+        click.echo(f"warning: {demo.NO_WIMLIB}", err=True)
+        demo.tell_images_unusable(central.id)
     for group in demo.seed_groups(CLI):
         preferred = group.preferred_dp.name if group.preferred_dp else "none"
-        click.echo(f"group {group.name}: preferred DP {preferred}")
+        click.echo(f"group {group.name}: preferred DP {preferred} ({group.description})")
     if not no_rescan:
         job, _ = jobs.start_job("rescan", CLI, dp_id=central.id, dedup_key=f"rescan:{central.id}")
         click.echo(f"rescan queued: job {job.id}")

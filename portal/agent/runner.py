@@ -21,6 +21,24 @@ log = logging.getLogger("depot.agent")
 BACKOFF = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60)
 
 
+def terminal_lines(output: str) -> str:
+    """A tool's output as a terminal leaves it: of a line redrawn with carriage returns (a
+    progress count), only its last state; blank lines dropped."""
+    lines = []
+    for line in output.split("\n"):
+        states = [part for part in line.split("\r") if part.strip()]
+        if states:
+            lines.append(states[-1].rstrip())
+    return "\n".join(lines)
+
+
+def apply_failure(returncode: int, output: bytes) -> str:
+    """The error of a failed `wimlib-imagex apply`: its exit code, then the end of its output
+    line by line (the console shows a summary and these lines behind a disclosure)."""
+    tail = terminal_lines(output.decode(errors="replace"))[-3000:]
+    return f"wimlib-imagex apply failed with exit code {returncode}\n{tail}".rstrip()
+
+
 class Failed(Exception):
     """The deployment fails with this message."""
 
@@ -249,9 +267,9 @@ class Runner:
                     proc.wait(timeout=30)
                     raise Stopped(self._stop_reason() or "exit")
             out.seek(0)
-            tail = out.read()[-600:].decode(errors="replace").strip()
+            output = out.read()[-65536:]
         if proc.returncode != 0:
-            raise Failed(f"wimlib-imagex apply failed ({proc.returncode}): {tail}")
+            raise Failed(apply_failure(proc.returncode, output))
         self.reporter.phase = f"image applied to {applied}"
         log.info("deployment %s: %s", self.id, self.reporter.phase)
 

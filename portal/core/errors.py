@@ -3,14 +3,18 @@ HTTP status it answers with, and is raised the same way by services, storage and
 
 
 class DepotError(Exception):
-    """A domain error with a message meant for people; `code` is the API's error code."""
+    """A domain error with a message meant for people; `code` is the API's error code; `detail`,
+    the technical account behind it (what was asked of whom, what came back), which the console
+    keeps behind a disclosure."""
 
     code = "invalid"
     status = 400
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 detail: str | None = None):
         super().__init__(message)
         self.message = message
+        self.detail = detail
         if code:
             self.code = code
         if status:

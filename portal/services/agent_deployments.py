@@ -17,7 +17,7 @@ from portal.extensions import db
 from portal.models import Asset, Deployment, Device, DistributionPoint, utcnow
 from portal.models.deployments import ACTIVE_DEPLOYMENT_STATES, FINISHED_DEPLOYMENT_STATES
 from portal.services import agent_cache, notifications
-from portal.services.agents import text_fact
+from portal.services.agents import text_fact, text_lines_fact
 from portal.services.assets import central_dp
 from portal.services.backends import open_storage
 
@@ -139,7 +139,7 @@ def _report(body: dict) -> dict:
     if isinstance(done, bool) or not isinstance(done, int) or not 0 <= done < 2 ** 63:
         raise DepotError("bytes_done must be a whole number of bytes")
     return {"seq": seq, "state": state, "bytes_done": done,
-            "phase": text_fact(body, "phase", 200), "error": text_fact(body, "error", 2000)}
+            "phase": text_fact(body, "phase", 200), "error": text_lines_fact(body, "error", 4000)}
 
 
 def _answer(deployment: Deployment) -> dict:

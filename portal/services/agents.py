@@ -34,6 +34,25 @@ HOSTNAME_LENGTH = 255  # Device.name's column
 
 # --- the facts an agent reports ------------------------------------------------------------
 
+def text_lines_fact(body: dict, field: str, max_length: int) -> str | None:
+    """A text of several lines (a tool's output): each line cleaned as text_fact cleans a fact,
+    blank ones dropped, joined by newlines and trimmed to `max_length` from the end (where a
+    tool says why it stopped); None when absent."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DepotError(f"{field} must be a string")
+    # A line redrawn with carriage returns (a progress count) keeps its last state only.
+    lines = [without_control_characters(([p for p in line.split("\r") if p.strip()] or [""])[-1])
+             .rstrip() for line in value.split("\n")]
+    text = "\n".join(line for line in lines if line.strip())
+    if len(text) > max_length:
+        first, _, rest = text.partition("\n")
+        text = first[:200] + "\n…\n" + rest[-(max_length - len(first[:200]) - 3):]
+    return text
+
+
 def text_fact(body: dict, field: str, max_length: int, required: bool = False) -> str | None:
     """A string fact without control or format characters (bidirectional overrides among them),
     trimmed to `max_length`; None when absent."""

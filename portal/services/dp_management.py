@@ -132,8 +132,10 @@ def _in_own_words(exc: NodeError | NodeFailed, name: str, url: str) -> DepotErro
     trusted yet, so nothing of its body is shown."""
     status = exc.node_status
     if status in (401, 403):
-        return DepotError(f"{name} refused the key: it answered HTTP {status}, the key is wrong "
-                          "(enter the node's DEPOT_DP_KEY)", code="dp_error")
+        node = "The DP node" if name in ("the node", "the DP node") else f"{name}'s DP node"
+        return DepotError(f"{node} refused this key: enter the key the node was started with "
+                          "(its DEPOT_DP_KEY)", code="dp_error",
+                          detail=f"{url} answered HTTP {status} to Depot's key")
     if isinstance(exc, NodeFailed):
         return DepotError(f"{name} ({url}) answered HTTP {status}: the node is not well (its "
                           "log says why)", code="dp_unreachable", status=502)

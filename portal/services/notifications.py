@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from portal.extensions import db
 from portal.models import DistributionPoint, Notification, User, utcnow
 from portal.models.jobs import JOB_KINDS
+from portal.services.failures import deployment_failure
 from portal.services.permissions import can_see_dp
 
 # What rings the bell for everyone: failures and what someone has to act on. A DP back online is
@@ -70,9 +71,11 @@ def set_dp_status(dp: DistributionPoint, status: str, reason: str | None = None)
 
 def deployment_failed(deployment) -> int:
     """Tell everyone who can see the deployment's DP that it failed, and why. Caller commits."""
+    failure = deployment_failure(deployment.error)
     return notify("deployment.failed",
                   f"Deployment #{deployment.id} of {deployment.image} to {deployment.device_name} "
-                  f"failed: {deployment.error}", level="error", dp_id=deployment.dp_id,
+                  f"failed: {failure.summary if failure else 'no reason given'}", level="error",
+                  dp_id=deployment.dp_id,
                   deployment_id=deployment.id)
 
 

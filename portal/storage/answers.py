@@ -11,6 +11,7 @@ import re
 import socket
 import ssl
 from typing import Iterable, Iterator
+from urllib.parse import urlsplit
 
 import requests
 
@@ -167,9 +168,10 @@ class _Reading:
 
 # --- failures in Depot's words ------------------------------------------------------------------
 
-def failure_words(exc: BaseException, timeout: float | None = None) -> str:
-    """Why a connection failed, in Depot's words: never the exception's class or text, which
-    may carry what a server answered or the URL it was given."""
+def failure_kind(exc: BaseException) -> str:
+    """What kind of connection failure an exception (and its chain) is: "timeout", "refused",
+    "name", "tls", "reset", "unreachable" or "failed"; read from the classes and their words,
+    which are never shown."""
     chain, seen = [], set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -179,26 +181,81 @@ def failure_words(exc: BaseException, timeout: float | None = None) -> str:
         reason = getattr(chain[-1], "reason", None)
         if exc is None and isinstance(reason, BaseException):
             exc = reason
-    within = f" within {timeout:g} s" if timeout else ""
-    for failure in chain:
-        words = str(failure).lower()
-        if isinstance(failure, (requests.Timeout, socket.timeout, TimeoutError)) or \
-                "timed out" in words or "timeout" in words:
-            return f"it did not answer{within}"
-    for failure in chain:
-        if isinstance(failure, ConnectionRefusedError) or "connection refused" in \
-                str(failure).lower() or "errno 111" in str(failure).lower():
-            return "it refused the connection"
-        if isinstance(failure, socket.gaierror) or "name or service not known" in \
-                str(failure).lower() or "failed to resolve" in str(failure).lower():
-            return "its name does not resolve to an address"
-        if isinstance(failure, (ssl.SSLError, requests.exceptions.SSLError)):
-            return "the TLS handshake failed (is it the node's https:// URL?)"
-        if isinstance(failure, ConnectionResetError):
-            return "it closed the connection"
-        if "could not connect" in str(failure).lower():
-            return "it could not be reached"
-    return "the connection failed"
+    tests = (
+        ("timeout", lambda f, w: isinstance(f, (requests.Timeout, socket.timeout, TimeoutError))
+         or "timed out" in w or "timeout" in w),
+        ("refused", lambda f, w: isinstance(f, ConnectionRefusedError)
+         or "connection refused" in w or "errno 111" in w),
+        ("name", lambda f, w: isinstance(f, socket.gaierror) or "name or service not known" in w
+         or "failed to resolve" in w),
+        ("tls", lambda f, w: isinstance(f, (ssl.SSLError, requests.exceptions.SSLError))),
+        ("reset", lambda f, w: isinstance(f, ConnectionResetError)),
+        ("unreachable", lambda f, w: "no route to host" in w or "network is unreachable" in w
+         or "could not connect" in w),
+    )
+    words = [str(failure).lower() for failure in chain]
+    for kind, test in tests:  # the most telling kind anywhere in the chain wins
+        if any(test(failure, said) for failure, said in zip(chain, words)):
+            return kind
+    return "failed"
+
+
+def failure_words(exc: BaseException, timeout: float | None = None) -> str:
+    """Why a connection failed, in Depot's words: never the exception's class or text, which
+    may carry what a server answered or the URL it was given."""
+    kind = failure_kind(exc)
+    if kind == "timeout":
+        return "it did not answer" + (f" within {timeout:g} s" if timeout else "")
+    return {"refused": "it refused the connection",
+            "name": "its name does not resolve to an address",
+            "tls": "the TLS handshake failed (is it the node's https:// URL?)",
+            "reset": "it closed the connection",
+            "unreachable": "it could not be reached"}.get(kind, "the connection failed")
+
+
+def unreachable_words(exc: BaseException | None, where: str, timeout: float | None = None,
+                      kind: str | None = None) -> str:
+    """Why Depot could not talk to `where` (host:port), as a sentence that starts from what
+    Depot tried: "Depot could not connect to seattle.example:8443 (connection refused)"."""
+    kind = kind or failure_kind(exc)
+    host = where.rsplit(":", 1)[0] if where.count(":") == 1 else where
+    if kind == "timeout":
+        return f"{where} did not answer" + (f" within {timeout:g} s" if timeout else " in time")
+    return {
+        "refused": f"Depot could not connect to {where} (connection refused)",
+        "name": f"Depot could not find {host}: the name does not resolve to an address",
+        "tls": f"Depot could not make a secure connection to {where}: the TLS handshake "
+               "failed (is it an https:// address, on the right port?)",
+        "reset": f"{where} closed the connection before it answered",
+        "unreachable": f"Depot could not reach {where} (no route to it from this server)",
+    }.get(kind, f"Depot could not connect to {where}")
+
+
+def failure_detail(exc: BaseException | None, asked: str) -> str:
+    """The technical account of a failed connection for a disclosure: what was asked and the
+    chain of exception classes (with an errno), never their texts (a server's words, a URL)."""
+    names, seen = [], set()
+    while exc is not None and id(exc) not in seen and len(names) < 6:
+        seen.add(id(exc))
+        errno = getattr(exc, "errno", None)
+        names.append(type(exc).__name__ + (f" (errno {errno})" if isinstance(errno, int) else ""))
+        nxt = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None)
+        if nxt is None and exc.args and isinstance(exc.args[0], BaseException):
+            nxt = exc.args[0]
+        exc = nxt if isinstance(nxt, BaseException) else None
+    return f"{asked}: " + (" ← ".join(names) if names else "no answer")
+
+
+def host_port(url: str) -> str:
+    """host:port of a URL as people type it (the scheme's default port when none is given)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --- what the answers hold --------------------------------------------------------------------

@@ -13,7 +13,8 @@ from portal.core import signing, tls
 from portal.core.errors import DamagedInTransit, PlanAgain, StorageRefused, StorageUnavailable
 from portal.core.files import FileEntry
 from portal.storage import answers
-from portal.storage.answers import UnreadableAnswer, failure_words
+from portal.storage.answers import (UnreadableAnswer, failure_detail, failure_kind, failure_words,
+                                    host_port, unreachable_words)
 from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState
 from portal.storage.node_tls import is_pin_mismatch, pinned_session
 
@@ -125,11 +126,15 @@ def check_address(url: str, name: str, allow_link_local: bool = False) -> None:
         port = urlsplit(url).port
         found = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError, ValueError):
-        raise NodeUnreachable(f"{name} ({url}) does not answer: its name does not resolve to "
-                              "an address") from None
+        raise NodeUnreachable(unreachable_words(None, host_port(url), kind="name")) from None
     for *_, sockaddr in found:
         if refused_address(str(sockaddr[0])):
             raise AddressRefused(name, str(sockaddr[0]))
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port of a URL, for a detail (never a user or password in it)."""
+    return f"{urlsplit(url).scheme}://{host_port(url)}"
 
 
 def server_address(url: str) -> tuple[str, int]:
@@ -144,6 +149,9 @@ def read_fingerprint(url: str, timeout: float = CONNECT_TIMEOUT) -> str:
     try:
         return tls.presented_fingerprint(*server_address(url), timeout=timeout)
     except (OSError, ssl.SSLError, ValueError) as exc:
+        if failure_kind(exc) in ("refused", "name", "timeout", "unreachable"):
+            raise NodeUnreachable(unreachable_words(exc, host_port(url), timeout),
+                                  detail=failure_detail(exc, f"TLS to {host_port(url)}")) from None
         raise NodeUnreachable(f"{url} gives no TLS certificate (is it the node's https:// URL, "
                               "and does the node run with --self-signed or --cert?): "
                               f"{failure_words(exc, timeout)}") from None
@@ -202,8 +210,9 @@ class DpNodeStorage(StorageBackend):
         except requests.RequestException as exc:
             if self.fingerprint and is_pin_mismatch(exc):
                 raise self._changed() from None
-            raise NodeUnreachable(f"{self.name} ({self.url}) does not answer: "
-                                  f"{failure_words(exc, timeout)}") from None
+            raise NodeUnreachable(
+                unreachable_words(exc, host_port(self.url), timeout),
+                detail=failure_detail(exc, f"{method} {_origin(self.url)}/dp/v1{path}")) from None
         if 300 <= response.status_code < 400:
             response.close()
             raise NodeError(f"{self.name} answered with a redirect: is this the DP node's URL?",
@@ -212,8 +221,11 @@ class DpNodeStorage(StorageBackend):
             return response
         code, message = self._error_of(response)
         if response.status_code == 401:
-            message = f"{self.name} refused the key: check the key entered for this DP"
-        elif response.status_code >= 500 and response.status_code != 507:
+            refused = NodeError(f"{self.name}'s DP node refused Depot's key: re-enter the key "
+                                "on its edit page", code, 401)
+            refused.detail = f"{method} {_origin(self.url)}/dp/v1{path}: HTTP 401"
+            raise refused
+        if response.status_code >= 500 and response.status_code != 507:
             raise NodeFailed(f"{self.name} failed: {message}", response.status_code)
         raise NodeError(f"{self.name}: {message}", code, response.status_code)
 

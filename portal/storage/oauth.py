@@ -22,7 +22,7 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
 from portal.core.errors import DepotError, NeedsAuth, StorageRefused, StorageUnavailable
-from portal.storage.answers import failure_words
+from portal.storage.answers import failure_detail, failure_words, host_port, unreachable_words
 from portal.storage.base import StorageBackend, StorageEnv
 
 CONNECT_TIMEOUT = 10
@@ -157,8 +157,10 @@ class OAuthStorage(StorageBackend):
                 response = self.http.request(method, url, headers=headers, allow_redirects=False,
                                              timeout=(CONNECT_TIMEOUT, timeout), **kw)
             except requests.RequestException as exc:
-                raise StorageUnavailable(f"{self.provider.title} does not answer for {self.name}: "
-                                         f"{failure_words(exc, timeout)}") from None
+                where = f"{self.provider.title} at {host_port(url)}"
+                raise StorageUnavailable(
+                    f"{self.name}: {unreachable_words(exc, where, timeout)}",
+                    detail=failure_detail(exc, f"{method} {host_port(url)}")) from None
             if auth and response.status_code == 401 and attempt == 1:
                 kw["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
                 self.refresh(headers["Authorization"][7:])

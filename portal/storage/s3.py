@@ -35,7 +35,7 @@ from portal.core.libraries import LIBRARIES, is_ignored_entry
 from portal.core.names import escape_component
 from portal.core.paths import library_parts
 from portal.storage import answers
-from portal.storage.answers import failure_words
+from portal.storage.answers import failure_detail, host_port, unreachable_words
 from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState
 from portal.storage.kit import BodyStream, at_once
 from portal.storage.s3_upload import MiB, S3Upload, crc64nvme, object_mtime_ns, plain_etag, s3_code
@@ -192,8 +192,10 @@ class S3Storage(StorageBackend):
             if isinstance(exc, BotoCoreError) and type(exc).__name__ in (
                     "NoCredentialsError", "ParamValidationError"):
                 return StorageRefused(f"{self.name}: cannot {doing}: {type(exc).__name__}")
-            return StorageUnavailable(f"{self.name}: {self.where} does not answer "
-                                      f"({failure_words(exc)}) while trying to {doing}")
+            where = host_port(self.endpoint_url) if self.endpoint_url else self.where
+            return StorageUnavailable(f"{self.name}: {unreachable_words(exc, where)} while "
+                                      f"trying to {doing}",
+                                      detail=failure_detail(exc, f"S3 {doing} at {self.where}"))
         error = exc.response.get("Error", {})
         code = answers.shown(str(error.get("Code") or ""), 60)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0

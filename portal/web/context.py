@@ -8,7 +8,7 @@ from portal.core.libraries import LIBRARIES, SLUGS
 from portal.core.units import human_bytes
 from portal.models.content import ASSET_STATUSES
 from portal.models.deployments import DEPLOYMENT_STATES
-from portal.services import deltas, devices, notifications, progress_words
+from portal.services import deltas, devices, failures, notifications, progress_words
 from portal.services import distribution_points as dps
 from portal.services.job_lists import JOB_STATES
 from portal.services.permissions import can
@@ -35,6 +35,7 @@ def init_app(app) -> None:
     app.jinja_env.globals["job_title"] = progress_words.job_title
     app.jinja_env.globals["job_progress"] = progress_words.job_progress
     app.jinja_env.globals["deployment_progress"] = progress_words.deployment_progress
+    app.jinja_env.globals["deployment_failure"] = failures.deployment_failure  # summary + output
 
     @app.context_processor
     def _layout():

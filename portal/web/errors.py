@@ -15,19 +15,20 @@ def wants_json() -> bool:
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None,
-                   extra: dict | None = None):
+                   extra: dict | None = None, detail: str | None = None):
     """The one shape of every error: JSON for programs, a page or a flash for people. `extra`
-    adds fields to the JSON error (a 409's `reasons`)."""
+    adds fields to the JSON error (a 409's `reasons`); `detail`, the technical account people
+    find behind a disclosure."""
     if wants_json():
         response = jsonify(error_body(code, message, extra))
     elif getattr(request, "htmx", False):
-        response = render_template("_flash.html", level="error", message=message)
+        response = render_template("_flash.html", level="error", message=message, detail=detail)
         response = make_response(response)
         response.headers["HX-Retarget"] = "#flash"
         response.headers["HX-Reswap"] = "innerHTML"
     else:
         response = make_response(
-            render_template("error.html", status=status, message=message))
+            render_template("error.html", status=status, message=message, detail=detail))
     response.status_code = status
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -43,7 +44,7 @@ def init_app(app) -> None:
         if getattr(exc, "retry_after", None):
             headers["Retry-After"] = str(exc.retry_after)
         return error_response(exc.status, exc.code, exc.message, headers,
-                              getattr(exc, "extra", None))
+                              getattr(exc, "extra", None), getattr(exc, "detail", None))
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError):

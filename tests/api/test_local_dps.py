@@ -7,6 +7,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, DistributionPoint, Job
 from portal.services import distribution_points as dps
 from portal.services import secrets
+from portal.storage.answers import host_port
 from tests.factories import write_file
 from tests.node_fixtures import KEY
 
@@ -76,7 +77,8 @@ def test_wrong_key_is_refused_and_nothing_is_saved(api_as, node):
     response = local_dp(api_as("admin"), node, key="not-the-node-key-at-all")
     status, code, message = error_of(response)
     assert (status, code) == (400, "dp_error")
-    assert "refused the key" in message and "not-the-node-key" not in message
+    assert message.startswith("Seattle's DP node refused this key: enter the key the node was "
+                              "started with") and "not-the-node-key" not in message
     assert saved_nothing()
 
 
@@ -86,7 +88,7 @@ def test_unreachable_node_is_refused_and_nothing_is_saved(api_as, refused_url):
     response = local_dp(api_as("admin"), None, url=url)
     status, code, message = error_of(response)
     assert (status, code) == (502, "dp_unreachable")
-    assert f"Seattle ({url}) does not answer" in message
+    assert message == f"Depot could not connect to {host_port(url)} (connection refused)"
     assert saved_nothing()
 
 
@@ -146,9 +148,10 @@ def test_connection_test_saves_nothing(api_as, node, refused_url):
     body = ok.get_json()
     assert body["ok"] is True and body["health"]["version"] and body["health"]["free_bytes"] > 0
     wrong = api.post(f"{DPS}/test", json={"url": node.url, "key": "x" * 20, "allow_plain_http": True})
-    assert error_of(wrong)[:2] == (400, "dp_error") and "refused the key" in error_of(wrong)[2]
+    assert error_of(wrong)[:2] == (400, "dp_error") and "refused this key" in error_of(wrong)[2]
     down = api.post(f"{DPS}/test", json={"url": refused_url, "key": KEY, "allow_plain_http": True})
-    assert error_of(down)[:2] == (502, "dp_unreachable") and "does not answer" in error_of(down)[2]
+    assert error_of(down)[:2] == (502, "dp_unreachable")
+    assert "Depot could not connect to" in error_of(down)[2]
     assert error_of(api.post(f"{DPS}/test", json={"url": "nope", "key": KEY}))[0] == 400
     assert saved_nothing()
 

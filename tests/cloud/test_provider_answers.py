@@ -136,8 +136,8 @@ def test_a_provider_that_does_not_answer_is_told_in_depots_words(onedrive_dp, mo
         monkeypatch.setattr(backend.http, "request", refuse)
         with pytest.raises(StorageUnavailable) as caught:
             backend.space()
-    assert caught.value.message == "OneDrive does not answer for OneDrive: it refused the " \
-                                   "connection"
+    assert caught.value.message.startswith("OneDrive: Depot could not connect to OneDrive at ")
+    assert caught.value.message.endswith(" (connection refused)")
 
 
 @pytest.mark.parametrize("endpoint, words", [

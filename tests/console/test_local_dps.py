@@ -5,6 +5,7 @@ import pytest
 from portal.extensions import db
 from portal.models import DistributionPoint, Job
 from portal.services import dp_management, secrets
+from portal.storage.answers import host_port
 from tests.factories import write_file
 from tests.helpers import csrf_from
 from tests.node_fixtures import KEY
@@ -75,10 +76,13 @@ def test_test_connection_says_why_not(login_as, node, refused_url):
     console = login_as("admin")
     wrong = console.post(f"{NEW}/test", {"name": "Seattle", "url": node.url, "allow_plain_http": "y", "key": "w" * 20},
                          hx=True).get_data(as_text=True)
-    assert "Seattle refused the key" in wrong and "Connected" not in wrong
+    assert "Seattle&#39;s DP node refused this key" in wrong and "Connected" not in wrong
+    assert "answered HTTP 401 to Depot&#39;s key</pre></details>" in wrong  # the detail, disclosed
     down = console.post(f"{NEW}/test", {"name": "", "url": refused_url, "allow_plain_http": "y",
                                         "key": KEY}, hx=True).get_data(as_text=True)
-    assert "the node (http://127.0.0.1:" in down and "does not answer" in down
+    assert f"Depot could not connect to {host_port(refused_url)} (connection refused)" in down
+    assert "<details class=\"error-detail\"><summary>Details</summary>" in down
+    assert f"GET {refused_url}/dp/v1/health: ConnectionError" in down
     short = console.post(f"{NEW}/test", {"url": node.url, "allow_plain_http": "y", "key": "short"}, hx=True)
     assert "16 characters or more" in short.get_data(as_text=True)
     assert dp_names() == ["Central"]
@@ -130,7 +134,7 @@ def test_wrong_key_shows_the_message_and_saves_nothing(hx_client, node):
     body = response.get_data(as_text=True)
     assert response.status_code == 400 and "HX-Redirect" not in response.headers
     assert body.lstrip().startswith('<section id="local-dp-form">')
-    assert "Seattle refused the key" in body
+    assert "Seattle&#39;s DP node refused this key" in body
     assert 'value="Seattle"' in body and f'value="{node.url}"' in body
     assert 'value="Seattle office"' in body and "wrong-key-0123456789" not in body
     assert dp_names() == ["Central"] and db.session.query(Job).count() == 0
@@ -206,9 +210,10 @@ def test_edit_with_htmx_redirects_and_clears_limits(hx_client, admin, seattle):
     ({"bandwidth_limit": "NaN"}, "Not a valid decimal"),
     ({"bandwidth_limit": "-Infinity"}, "Not a valid decimal"),
     ({"bandwidth_limit": "1e999999999"}, "Number must be between 0.1 and 100000"),
-    ({"key": "another-key-0123456789"}, "Seattle refused the key"),
+    ({"key": "another-key-0123456789"}, "Seattle&#39;s DP node refused this key"),
     ({"url": "http://127.0.0.1:1"}, "a new URL needs the node&#39;s key entered again"),
-    ({"url": "http://127.0.0.1:1", "key": KEY}, "does not answer"),
+    ({"url": "http://127.0.0.1:1", "key": KEY},
+     "Depot could not connect to 127.0.0.1:1 (connection refused)"),
     ({"name": "Central"}, "a distribution point named Central already exists"),
 ])
 def test_edit_bad_input_changes_nothing(hx_client, seattle, data, message):

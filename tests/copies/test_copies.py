@@ -165,8 +165,8 @@ def test_a_dp_that_does_not_answer_is_retried_then_fails(central, admin, rescan,
     wait_for(lambda: fresh(job.id).state == "failed", timeout=60, message="the copy to give up")
     failed = fresh(job.id)
     assert failed.retries == 2
-    assert failed.error.startswith("gave up after 3 tries: Down (http://127.0.0.1:")
-    assert "does not answer" in failed.error
+    assert failed.error.startswith("gave up after 3 tries: Depot could not connect to 127.0.0.1:")
+    assert failed.error.endswith("(connection refused)")
     assert sum("try " in w for w in failed.warnings) == 2
 
 

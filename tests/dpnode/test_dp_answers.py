@@ -16,7 +16,7 @@ from portal.models import DistributionPoint, InventoryFile, Job
 from portal.services import dp_management
 from portal.services.backends import probe_storage
 from portal.storage import answers
-from portal.storage.answers import UnreadableAnswer
+from portal.storage.answers import UnreadableAnswer, host_port
 from portal.storage.base import Source, UploadState
 from portal.storage.dpnode import AddressRefused, NodeUnreachable, check_address, failure_words
 from tests.node_fixtures import KEY
@@ -304,8 +304,9 @@ def test_errors_are_in_depots_words(fake, refused_url):
     fake.say("/health", {"error": {"code": "unauthorized", "message": "SECRET-KEY-HINT"}}, 401)
     with pytest.raises(DepotError) as caught:
         _test(fake.url)
-    assert caught.value.message.startswith("Branch refused the key: it answered HTTP 401, the "
-                                           "key is wrong")
+    assert caught.value.message.startswith("Branch's DP node refused this key: enter the key the "
+                                           "node was started with")
+    assert "SECRET" not in caught.value.detail
     fake.say("/health", {"error": {"code": "teapot", "message": "SECRET teapot"}}, 418)
     with pytest.raises(DepotError) as caught:
         _test(fake.url)
@@ -316,8 +317,8 @@ def test_errors_are_in_depots_words(fake, refused_url):
     assert "answered HTTP 404: it is not a Depot DP node" in caught.value.message
     with pytest.raises(NodeUnreachable) as caught:
         _test(refused_url)
-    assert caught.value.message == (f"Branch ({refused_url}) does not answer: it refused the "
-                                    "connection")
+    assert caught.value.message == (f"Depot could not connect to {host_port(refused_url)} "
+                                    "(connection refused)")
 
 
 def test_a_node_that_does_not_answer_in_time(app, fake):
@@ -327,8 +328,7 @@ def test_a_node_that_does_not_answer_in_time(app, fake):
     with pytest.raises(NodeUnreachable) as caught:
         _test(fake.url)
     fake.release.set()
-    assert caught.value.message == f"Branch ({fake.url}) does not answer: it did not answer " \
-                                   "within 1 s"
+    assert caught.value.message == f"{host_port(fake.url)} did not answer within 1 s"
 
 
 def test_the_api_test_echoes_nothing_of_the_node(api_as, fake):

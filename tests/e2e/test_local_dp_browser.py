@@ -27,7 +27,7 @@ def test_add_test_and_forget_a_dp_node(app, central, node, live_server, start_wo
     page.get_by_label("Key (the node's DEPOT_DP_KEY)").fill("not-the-key-0123456789")
     page.get_by_label("Allow plain HTTP").check()  # the test node serves plain HTTP
     page.get_by_role("button", name="Test connection").click()
-    expect(page.locator("#connection-result")).to_contain_text("Seattle refused the key")
+    expect(page.locator("#connection-result")).to_contain_text("Seattle's DP node refused this key")
     page.get_by_label("Key (the node's DEPOT_DP_KEY)").fill(KEY)
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#connection-result")).to_contain_text("Connected: version")

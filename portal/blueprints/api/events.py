@@ -33,9 +33,13 @@ def read_all_notifications():
 
 @bp.get("/audit")
 def list_audit():
-    """The audit log, newest first; ?actor= and ?action= filter (admins only)."""
+    """The audit log, newest first; ?actor=, ?action= and ?from= / ?to= (YYYY-MM-DD, UTC days)
+    filter (admins only)."""
     require(g.api_user, "view_audit")
     page, per_page = pagination()
+    since = audit.parse_day(request.args.get("from"), "from")
+    until = audit.parse_day(request.args.get("to"), "to")
+    audit.check_range(since, until)
     items, total = audit.search(actor=request.args.get("actor"), action=request.args.get("action"),
-                                page=page, per_page=per_page)
+                                since=since, until=until, page=page, per_page=per_page)
     return paginated([e.to_dict() for e in items], total, page, per_page)

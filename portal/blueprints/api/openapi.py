@@ -398,7 +398,7 @@ def _paths() -> dict:
             work, "Mark every notification read.", _ref("Changed"))},
         "/api/v1/audit": {"get": _op(
             work, "The audit log, newest first (admins).", _page(_ref("AuditEvent")),
-            params=(_query("actor"), _query("action"), *PAGING))},
+            params=(_query("actor"), _query("action"), _query("from"), _query("to"), *PAGING))},
         # --- the agent API ---
         "/agent/v1/enroll": {"post": _op(
             agent, "Enroll a device with an enrollment token (and its device token when it "

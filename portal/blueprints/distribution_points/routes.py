@@ -86,9 +86,10 @@ def _to_list():
     return load_page(".index")
 
 
-def _new_local_page(form, error=None, status=200):
+def _new_local_page(form, error=None, status=200, detail=None):
     return page_or_fragment("distribution_points/new_local.html",
-                            "distribution_points/_local_form.html", form=form, error=error), status
+                            "distribution_points/_local_form.html", form=form, error=error,
+                            detail=detail), status
 
 
 @bp.get("/new-local")
@@ -110,7 +111,7 @@ def create_local():
                                 form.site.data, allow_plain_http=bool(form.allow_plain_http.data),
                                 tls_fingerprint=form.tls_fingerprint.data or None)
     except DepotError as exc:
-        return _new_local_page(form, exc.message, exc.status)
+        return _new_local_page(form, exc.message, exc.status, getattr(exc, "detail", None))
     return _to_list()
 
 
@@ -121,16 +122,16 @@ def test_local():
     not."""
     require_role_action("manage_dps")  # it makes the server connect where it is told
     form = LocalDpForm()
-    health, test_error = None, None
+    health, test_error, test_detail = None, None, None
     try:
         health = dp_management.test_connection(
             form.url.data, form.key.data, (form.name.data or "").strip() or "the node",
             allow_plain_http=bool(form.allow_plain_http.data))
     except DepotError as exc:
-        test_error = exc.message
+        test_error, test_detail = exc.message, getattr(exc, "detail", None)
     return page_or_fragment("distribution_points/new_local.html",
                             "distribution_points/_connection.html", form=form, health=health,
-                            test_error=test_error)
+                            test_error=test_error, test_detail=test_detail)
 
 
 def _local_dp(dp_id: int):
@@ -141,11 +142,11 @@ def _local_dp(dp_id: int):
     return dp
 
 
-def _edit_page(dp, form, error=None, status=200, notice=None):
+def _edit_page(dp, form, error=None, status=200, notice=None, detail=None):
     presented, unreadable = dp_management.presented_certificate(dp)
     return page_or_fragment("distribution_points/edit_local.html",
                             "distribution_points/_edit_form.html", dp=dp, form=form,
-                            error=error, notice=notice, presented=presented,
+                            error=error, detail=detail, notice=notice, presented=presented,
                             unreadable=unreadable, accept_form=AcceptCertificateForm(
                                 formdata=None, fingerprint=presented)), status
 
@@ -169,7 +170,7 @@ def update_local(dp_id: int):
     try:
         dp_management.update_dp(console_actor(), dp, form.changes(dp))
     except DepotError as exc:
-        return _edit_page(dp, form, exc.message, exc.status)
+        return _edit_page(dp, form, exc.message, exc.status, detail=getattr(exc, "detail", None))
     return _to_list()
 
 

@@ -1,7 +1,7 @@
 """Routes of /settings/: users, API tokens, the audit log, enrollment tokens and installers."""
 import io
 
-from flask import request, send_file
+from flask import Response, request, send_file, stream_with_context
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import String, cast, func
 
@@ -15,8 +15,8 @@ from portal.blueprints.settings.forms import (
 )
 from portal.core.errors import DepotError
 from portal.core.numbers import id_from_text
-from portal.models import User
-from portal.services import accounts, audit, device_groups, sites
+from portal.models import User, utcnow
+from portal.services import accounts, audit, audit_words, device_groups, sites
 from portal.services import enrollment as enroll
 from portal.services.permissions import can, require
 from portal.web import tables
@@ -173,16 +173,48 @@ def revoke_token(token_id: int):
     return _tokens_page(TokenForm(formdata=None)) if request.htmx else see_other(".tokens")
 
 
+AUDIT_FILTERS = ("actor", "action", "from", "to")
+
+
+def _audit_args() -> dict:
+    """The audit filters as typed, to show back in the form and the links."""
+    return {k: request.args.get(k, "").strip()[:254] for k in AUDIT_FILTERS}
+
+
+def _audit_filters(args: dict) -> dict:
+    """The filters as the service takes them; a bad date is a DepotError saying so."""
+    since, until = audit.parse_day(args["from"], "from"), audit.parse_day(args["to"], "to")
+    audit.check_range(since, until)
+    return {"actor": args["actor"] or None, "action": args["action"] or None,
+            "since": since, "until": until}
+
+
 @bp.get("/audit")
 @login_required
 def audit_log():
-    """Who changed what, when and from where; filter by person and action."""
+    """Who changed what, when and from where, in sentences; filter by who, what and dates."""
     require(current_user, "view_audit")
-    page = page_number()
-    actor, action = request.args.get("actor", ""), request.args.get("action", "")
-    events, total = audit.search(actor=actor or None, action=action or None, page=page)
-    return page_or_fragment("settings/audit.html", "settings/_audit.html", events=events,
-                            total=total, page=page, per_page=50, actor=actor, action=action)
+    page, args, error = page_number(), _audit_args(), None
+    try:
+        events, total = audit.search(**_audit_filters(args), page=page)
+    except DepotError as exc:  # a bad date: said above the (empty) list, the filters kept
+        events, total, error = [], 0, exc.message
+    status = 400 if error and not request.htmx else 200  # htmx swaps in 2xx answers only
+    return page_or_fragment(
+        "settings/audit.html", "settings/_audit.html", lines=audit_words.describe(events),
+        total=total, page=page, per_page=50, args=args, error=error,
+        kinds=audit_words.ACTION_KINDS, actors=audit.actors()), status
+
+
+@bp.get("/audit.csv")
+@login_required
+def audit_csv():
+    """The filtered audit log as a CSV download (every matching event, newest first)."""
+    require(current_user, "view_audit")
+    rows = audit.csv_rows(**_audit_filters(_audit_args()))
+    name = f"depot-audit-{utcnow():%Y%m%d-%H%M}.csv"
+    return Response(stream_with_context(rows), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # --- enrollment ------------------------------------------------------------------------------
