@@ -201,6 +201,12 @@
     if (since) {
       event.detail.parameters.waited = String(Math.round((Date.now() - Number(since)) / 1000));
     }
+  });
+})();
+
+(function () {
+  "use strict";
+
   /* --- i14-tables: select all ---
      data-select-all="NAME" (on a header checkbox): ticks or clears every enabled checkbox named
      NAME in its table; ticking rows one by one keeps the header box in step (ticked when all
