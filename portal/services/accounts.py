@@ -152,6 +152,15 @@ def sign_out(actor: Actor) -> None:
     db.session.commit()
 
 
+def end_other_sessions(actor: Actor) -> User:
+    """"Sign out everywhere else": every console session of the actor ends, audited; the caller
+    keeps this one by signing in again under the new session version. API tokens are kept."""
+    actor.user.end_sessions()
+    audit.record(actor, "auth.logout_others", target=actor.user.email)
+    db.session.commit()
+    return actor.user
+
+
 def change_own_password(actor: Actor, current, new) -> User:
     """A person's new password, given their current one: their other sessions end (the caller
     keeps this one by signing in again)."""

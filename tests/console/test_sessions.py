@@ -197,3 +197,42 @@ def test_the_password_page_works_as_an_htmx_fragment(app):
     assert "Password changed" in text and signed_in(console.client)
     with console.client.session_transaction() as session:
         assert session["_user_id"] == f"{user.id}:1"
+
+
+def test_sign_out_everywhere_else_keeps_this_session_only(app):
+    """Does Settings > Security's "Sign out everywhere else" end the person's other sessions (a
+    copied cookie included) and nobody else's, keep this one and its API tokens, and is it
+    audited, as a page and as a fragment?"""
+    user, other = make_user("viewer"), make_user("viewer")
+    token = make_token(user)
+    here, elsewhere, theirs = sign_in(app, user), sign_in(app, user), sign_in(app, other)
+    thief = copy_of(app, here)
+    page = here.get("/settings/security").get_data(as_text=True)
+    assert "Sign out everywhere else" in page and "/settings/security/sign-out-others" in page
+    response = here.post("/settings/security/sign-out-others", hx=True)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and body.lstrip().startswith('<section id="security">')
+    assert "Every other session of yours has been signed out" in body
+    assert signed_in(here.client) and signed_in(theirs.client)
+    assert not signed_in(elsewhere.client) and not signed_in(thief)
+    assert app.test_client().get("/api/v1/distribution-points", headers={
+        "Authorization": f"Bearer {token}"}).status_code == 200
+    assert actions("auth.logout_others") == [("auth.logout_others", user.email, {})]
+    again = here.post("/settings/security/sign-out-others")  # a plain form post: the page
+    assert again.status_code == 200 and "<html" in again.get_data(as_text=True)
+    assert signed_in(here.client) and len(actions("auth.logout_others")) == 2
+
+
+def test_sign_out_everywhere_else_needs_a_session_and_its_token(app):
+    """Is the button's post refused without a session (sign-in page) or without the CSRF token
+    (nothing ended)?"""
+    user = make_user("viewer")
+    here, elsewhere = sign_in(app, user), sign_in(app, user)
+    stranger = app.test_client()
+    token = csrf_from(stranger.get("/login").get_data(as_text=True))
+    anonymous = stranger.post("/settings/security/sign-out-others", data={"csrf_token": token})
+    assert anonymous.status_code in (302, 303) and "/login" in anonymous.headers["Location"]
+    forged = elsewhere.client.post("/settings/security/sign-out-others")
+    assert forged.status_code == 400
+    assert signed_in(here.client) and signed_in(elsewhere.client)
+    assert actions("auth.logout_others") == []

@@ -25,7 +25,8 @@ PENDING_KEY = "pending_second_step"
 PENDING_SECONDS = 300
 # What an admin who must set up two-step sign-in may still reach (besides static files).
 ENROLMENT_ENDPOINTS = {"auth.login", "auth.logout", "auth.second_step", "settings.security",
-                       "settings.security_setup", "settings.security_confirm", "static"}
+                       "settings.security_setup", "settings.security_confirm",
+                       "settings.security_sign_out_others", "static"}
 NOT_CONSOLE = {"api", "agent_api"}  # bearer tokens and device tokens, never the session
 
 
