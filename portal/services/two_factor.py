@@ -153,14 +153,14 @@ def _use_recovery_code(user: User, code: str) -> bool:
         .values(used_at=utcnow()).execution_options(synchronize_session=False)).rowcount)
 
 
-def _check_code(user: User, code, recovery: bool = True) -> str | None:
+def _check_code(user: User, code) -> str | None:
     """Which factor this code is of the enrolled user ("totp", "recovery code"), used up now;
     None if it is neither (or was used already)."""
     digits = _digits(code)
     if digits is not None:
         step = _matching_step(_key(user), digits)
         return "totp" if step is not None and _use_step(user, step) else None
-    normal = _normal_recovery(code) if recovery else None
+    normal = _normal_recovery(code)
     if normal is not None and _use_recovery_code(user, normal):
         return "recovery code"
     return None

@@ -165,7 +165,8 @@ def test_a_session_from_before_session_versions_must_sign_in_again(app):
 
 
 @pytest.mark.parametrize("session_id", ["abc:0", "{id}:x", "{id}:", ":0", "{id}:-1",
-                                        "9" * 40 + ":0", "{id}:" + "9" * 40, "{id}:1"])
+                                        "9" * 40 + ":0", "{id}:" + "9" * 40, "{id}:1",
+                                        "2147483648:0", "+{id}:0", "{id}:0:0"])
 def test_a_malformed_or_stale_session_id_is_signed_out(app, session_id):
     """Is a session id that is not "id:current version" signed out (not a 500)?"""
     user = make_user("admin")
@@ -236,3 +237,17 @@ def test_sign_out_everywhere_else_needs_a_session_and_its_token(app):
     assert forged.status_code == 400
     assert signed_in(here.client) and signed_in(elsewhere.client)
     assert actions("auth.logout_others") == []
+
+
+def test_the_session_and_the_pending_second_step_are_checked_one_way(app):
+    """Do a console session and the pending second step of signing in name their user through
+    the one check (web.auth.session_user): the current version of an active user only?"""
+    from portal.web.auth import session_user
+
+    user = make_user("viewer")
+    assert session_user(user.get_id()) == user and session_user(f"{user.id}:1") is None
+    for odd in (None, 7, "", f"{user.id}", f"{2 ** 31}:0", f"{user.id}:{'9' * 19}"):
+        assert session_user(odd) is None
+    user.active = False
+    db.session.commit()
+    assert session_user(user.get_id()) is None

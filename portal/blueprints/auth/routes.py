@@ -9,6 +9,7 @@ from portal.blueprints.auth.forms import LoginForm
 from portal.core.errors import DepotError
 from portal.services import accounts, two_factor
 from portal.web.auth import client_ip, console_actor
+from portal.web.errors import retry_after
 from portal.web.views import safe_next, see_other
 
 
@@ -22,9 +23,7 @@ def login():
         try:
             user = accounts.check_password(form.email.data, form.password.data, ip=client_ip())
         except DepotError as exc:
-            error, status = exc.message, exc.status
-            if getattr(exc, "retry_after", None):
-                headers["Retry-After"] = str(exc.retry_after)
+            error, status, headers = exc.message, exc.status, retry_after(exc)
         else:
             target = safe_next(request.args.get("next")) or url_for("dashboard.index")
             if two_factor.enabled(user):  # the code next (blueprints/auth/two_factor.py)
