@@ -49,13 +49,30 @@ def create_app(config_class=None):
 
 
 def database_int():
-    """Flask's int converter, capped at the largest 32-bit id unless a route says otherwise."""
+    """Flask's int converter for ids: digits past the largest 32-bit id are no row's, so the
+    answer is a 404 (JSON under /api/, the console's page elsewhere) for every method routed
+    there.
+
+    Werkzeug's own `max` is not enough: its refusal (ValidationError) comes after the method was
+    matched, and counts the rules of the same path seen on the way (the GET beside a PATCH) as
+    the methods allowed, so PATCH /api/v1/users/2**63 answered 405."""
+    from werkzeug.exceptions import NotFound
     from werkzeug.routing import IntegerConverter
+
+    from portal.core.numbers import MAX_ID
 
     class DatabaseInt(IntegerConverter):
         def __init__(self, map, *args, **kwargs):
-            kwargs.setdefault("max", 2 ** 31 - 1)
+            kwargs.setdefault("max", MAX_ID)
             super().__init__(map, *args, **kwargs)
+
+        def to_python(self, value: str):
+            digits = value.lstrip("0")
+            # A length check first: int() refuses past 4,300 digits (a ValueError, a 405 again).
+            if self.max is not None and (len(digits) > len(str(self.max))
+                                         or int(digits or "0") > self.max):
+                raise NotFound()
+            return super().to_python(value)
 
     return DatabaseInt
 

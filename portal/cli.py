@@ -10,7 +10,7 @@ from sqlalchemy import select
 from portal.core.errors import DepotError
 from portal.extensions import db
 from portal.models import User
-from portal.services import accounts, demo, job_recovery, jobs
+from portal.services import accounts, demo, job_recovery, jobs, two_factor
 from portal.services import distribution_points as dps
 from portal.services.actors import Actor
 
@@ -78,6 +78,38 @@ def create_user(email, role, sites, password):
     except DepotError as exc:
         raise click.ClickException(exc.message)
     click.echo(f"created {user.role} {user.email}")
+
+
+@users_cli.command("reset-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the new password from the first line of standard input (scripts) "
+                   "instead of asking for it twice.")
+def reset_password(email, password_stdin):
+    """Break-glass: give EMAIL a new password, end every console session of that person and
+    clear the sign-in throttling of the account (audited). For when nobody can sign in as an
+    admin; in the console, an admin sets passwords under Settings, Users."""
+    try:
+        user = accounts.user_by_email(email)
+    except DepotError as exc:
+        raise click.ClickException(exc.message)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        accounts.reset_password(CLI, user, password)
+    except DepotError as exc:
+        raise click.ClickException(f"the password was refused, nothing was changed: "
+                                   f"{exc.message}")
+    click.echo(f"New password set for {user.email}; every console session of it was signed out "
+               f"and its sign-in throttling cleared.")
+    if not user.active:
+        click.echo(f"Note: {user.email} is deactivated and cannot sign in until an admin "
+                   f"activates it again.")
+    if two_factor.enabled(user):
+        click.echo(f"Note: {user.email} still signs in with a code from its authenticator app "
+                   f"(or a recovery code); another admin can reset that under Settings, Users.")
 
 
 @click.group("tokens")

@@ -179,3 +179,27 @@ class AgentCalls:
     def call(self, method, path, token, json=None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return self.client.open(f"/agent/v1{path}", method=method, json=json, headers=headers)
+
+
+class RebindingDns:
+    """A rebinding DNS server in front of socket.getaddrinfo: `name` resolves to 127.0.0.1 the
+    first time and to the cloud metadata address 169.254.169.254 every time after; `asked`
+    counts the lookups of `name` (other names resolve as usual)."""
+
+    def __init__(self, monkeypatch, name: str = "dp.branch.test"):
+        import socket
+
+        self.name, self.asked, real = name, 0, socket.getaddrinfo
+
+        def resolve(host, port, *args, **kw):
+            if host != self.name:
+                return real(host, port, *args, **kw)
+            self.asked += 1
+            address = "127.0.0.1" if self.asked == 1 else "169.254.169.254"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 0)))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolve)
+
+    def url(self, loopback_url: str) -> str:
+        """`loopback_url` (http(s)://127.0.0.1:PORT) with the name in place of the address."""
+        return loopback_url.replace("127.0.0.1", self.name)

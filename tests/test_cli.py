@@ -1,5 +1,5 @@
-"""Flask commands: init (central DP, first admin), tokens, demo seed, jobs recover; make run
-(console, central's DP node, worker, scheduler)."""
+"""Flask commands: init (central DP, first admin), users reset-password, tokens, demo seed, jobs
+recover; make run (console, central's DP node, worker, scheduler)."""
 import os
 import re
 import signal
@@ -14,10 +14,10 @@ from portal.config import BASE_DIR
 from portal.core import signing
 from portal.extensions import db
 from portal.launcher import descendants
-from portal.models import Asset, Job, User
+from portal.models import Asset, AuditEvent, Job, User
 from portal.services.demo import DEMO_FILES
-from tests.factories import make_user, write_file
-from tests.helpers import poll
+from tests.factories import PASSWORD, make_user, write_file
+from tests.helpers import csrf_from, poll
 from tests.processes import is_gone
 from tests.servers import log_text, wait_answering
 
@@ -221,3 +221,85 @@ def test_bad_central_node_settings_stop_make_run_and_the_node(app, runner, monke
     app.config[setting] = value
     result = runner.invoke(args=["dp-node", "central"])
     assert result.exit_code == 1 and says in result.output, result.output
+
+
+# --- users reset-password (break-glass) --------------------------------------------------------
+
+NEW_PASSWORD = "tidal lantern moss 7"
+
+
+def _browser(app, address="203.0.113.7"):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def _login(client, email, password):
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+def _password_events():
+    db.session.expire_all()
+    return [(e.action, e.actor, e.via, e.target, e.details) for e in db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "user.password_reset"))]
+
+
+def test_users_reset_password_asks_twice_ends_sessions_and_clears_the_lockout(app, runner):
+    """Does `users reset-password EMAIL` take the password typed twice (any case of the email),
+    end that person's sessions, clear their sign-in throttling, leave others alone and audit?"""
+    admin, other = make_user("admin"), make_user("viewer")
+    signed_in = _browser(app, "198.51.100.20")
+    assert _login(signed_in, admin.email, PASSWORD).status_code == 303
+    theirs = _browser(app, "198.51.100.21")
+    assert _login(theirs, other.email, PASSWORD).status_code == 303
+    locked = _browser(app)
+    for _ in range(5):
+        response = _login(locked, admin.email, "wrong password")
+    assert response.status_code == 429
+    result = runner.invoke(args=["users", "reset-password", admin.email.upper()],
+                           input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
+    assert result.exit_code == 0, result.output
+    assert "Repeat for confirmation" in result.output and NEW_PASSWORD not in result.output
+    assert f"New password set for {admin.email}" in result.output
+    assert signed_in.get("/").status_code == 302 and theirs.get("/").status_code == 200
+    assert _login(locked, admin.email, NEW_PASSWORD).status_code == 303  # no wait any more
+    assert _login(_browser(app, "192.0.2.9"), admin.email, PASSWORD).status_code == 401
+    assert _password_events() == [("user.password_reset", "system", "cli", admin.email,
+                                   {"sessions_ended": True, "sign_in_limits_cleared": True})]
+
+
+def test_users_reset_password_reads_stdin_and_refuses_a_weak_password(app, runner):
+    """Does --password-stdin take the first line, and is a password the policy refuses (or two
+    that differ) refused with a message, nothing changed or audited?"""
+    user = make_user("technician")
+    before = db.session.get(User, user.id).password_hash
+    weak = runner.invoke(args=["users", "reset-password", user.email, "--password-stdin"],
+                         input="password1234\n")
+    assert weak.exit_code == 1 and "the password was refused, nothing was changed" in weak.output
+    assert "too easy to guess" in weak.output
+    short = runner.invoke(args=["users", "reset-password", user.email], input="short\nshort\n")
+    assert short.exit_code == 1 and "at least 12 characters" in short.output
+    differ = runner.invoke(args=["users", "reset-password", user.email],
+                           input=f"{NEW_PASSWORD}\nsomething else 8\n")
+    assert differ.exit_code != 0 and "do not match" in differ.output
+    db.session.expire_all()
+    assert db.session.get(User, user.id).password_hash == before and _password_events() == []
+    done = runner.invoke(args=["users", "reset-password", user.email, "--password-stdin"],
+                         input=f"{NEW_PASSWORD}\n")
+    assert done.exit_code == 0 and "New password set" in done.output
+    assert _login(_browser(app), user.email, NEW_PASSWORD).status_code == 303
+
+
+def test_users_reset_password_names_an_unknown_email_before_asking(app, runner):
+    """Is an unknown email refused at once, with the email named and no password asked for;
+    and does a deactivated account get told it still cannot sign in?"""
+    result = runner.invoke(args=["users", "reset-password", "nobody@example.com"])
+    assert result.exit_code == 1 and "New password" not in result.output
+    assert "no user with the email 'nobody@example.com'" in result.output
+    user = make_user("viewer")
+    user.active = False
+    db.session.commit()
+    gone = runner.invoke(args=["users", "reset-password", user.email, "--password-stdin"],
+                         input=f"{NEW_PASSWORD}\n")
+    assert gone.exit_code == 0 and "is deactivated and cannot sign in" in gone.output

@@ -7,6 +7,10 @@
   and files, never a page: nothing may run in what it answers (`sandbox`).
 - `X-Frame-Options: DENY` for browsers older than frame-ancestors, `X-Content-Type-Options:
   nosniff`, and a Referrer-Policy that keeps URLs (signed links among them) to the site itself.
+- `Strict-Transport-Security` (one year; no includeSubDomains, no preload: other hosts of the
+  domain are not Depot's to decide for) when the console is behind HTTPS, as
+  DEPOT_SECURE_COOKIES says: a browser that has seen it never tries http:// again, so nobody on
+  the path can strip the TLS off the next visit.
 - `Cache-Control: no-store` on answers that are made for one person (pages, API and agent JSON),
   never kept by a browser or a proxy: some show a secret once (an API token, an enrollment token,
   an installer). Static files keep the caching their server gives them.
@@ -16,6 +20,7 @@ Headers a view set itself are left as they are.
 from urllib.parse import urlsplit
 
 NO_STORE = "no-store"
+HSTS = "max-age=31536000"  # one year
 
 
 def console_csp(form_targets=()) -> str:
@@ -42,12 +47,16 @@ def origin(url) -> str | None:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-def console_headers(form_targets=()) -> list[tuple[str, str]]:
-    """Every console answer's security headers (Cache-Control is decided per answer)."""
-    return [("Content-Security-Policy", console_csp(form_targets)),
-            ("X-Frame-Options", "DENY"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "same-origin")]  # Flask-WTF checks the Referer over HTTPS
+def console_headers(form_targets=(), https: bool = False) -> list[tuple[str, str]]:
+    """Every console answer's security headers (Cache-Control is decided per answer); `https`:
+    the console is reached over HTTPS only (HSTS)."""
+    headers = [("Content-Security-Policy", console_csp(form_targets)),
+               ("X-Frame-Options", "DENY"),
+               ("X-Content-Type-Options", "nosniff"),
+               ("Referrer-Policy", "same-origin")]  # Flask-WTF checks the Referer over HTTPS
+    if https:
+        headers.append(("Strict-Transport-Security", HSTS))
+    return headers
 
 
 NODE_HEADERS = [("Content-Security-Policy", NODE_CSP),

@@ -61,16 +61,30 @@ def display(fingerprint: str | None) -> str:
     return ":".join(upper[i:i + 2] for i in range(0, len(upper), 2))
 
 
-def presented_fingerprint(host: str, port: int, timeout: float = 10) -> str:
+def presented_fingerprint(host: str, port: int, timeout: float = 10, addresses=None) -> str:
     """The fingerprint of the certificate a TLS server at host:port presents, read without
     trusting it (nothing is sent but the handshake): what an admin is shown before pinning it.
-    OSError (or ssl.SSLError) when no TLS server answers there."""
+    `addresses`: connect to the first of these that answers (the ones the name was checked to
+    resolve to), not to what the name resolves to now. OSError (or ssl.SSLError) when no TLS
+    server answers there."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=timeout) as raw:
+    with _open(host, port, timeout, addresses) as raw:
         with context.wrap_socket(raw, server_hostname=host) as tls:
             der = tls.getpeercert(binary_form=True)
     if not der:
         raise ssl.SSLError("the server presented no certificate")
     return fingerprint_der(der)
+
+
+def _open(host: str, port: int, timeout: float, addresses) -> socket.socket:
+    if not addresses:
+        return socket.create_connection((host, port), timeout=timeout)
+    failure: OSError = OSError("no address to connect to")
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout=timeout)
+        except OSError as exc:
+            failure = exc
+    raise failure

@@ -152,6 +152,38 @@ def sign_out(actor: Actor) -> None:
     db.session.commit()
 
 
+def end_other_sessions(actor: Actor) -> User:
+    """"Sign out everywhere else": every console session of the actor ends, audited; the caller
+    keeps this one by signing in again under the new session version. API tokens are kept."""
+    actor.user.end_sessions()
+    audit.record(actor, "auth.logout_others", target=actor.user.email)
+    db.session.commit()
+    return actor.user
+
+
+def user_by_email(email) -> User:
+    """The user with this email (any case, blanks around it), or NotFound."""
+    found = None
+    if isinstance(email, str) and len(email.strip()) <= 254:
+        found = db.session.scalars(select(User).where(User.email == email.strip().lower())).first()
+    if found is None:
+        raise NotFound(f"there is no user with the email {str(email)[:254]!r}")
+    return found
+
+
+def reset_password(actor: Actor, user: User, password) -> User:
+    """Break-glass (`flask users reset-password`, by whoever runs the server): a new password
+    under the policy; every console session of the person ends and their sign-in throttling
+    starts afresh (a lockout kept up from elsewhere included). Audited; API tokens are kept."""
+    user.password_hash = generate_password_hash(_clean_password(password, user.email))
+    user.end_sessions()
+    audit.record(actor, "user.password_reset", target=user.email, sessions_ended=True,
+                 sign_in_limits_cleared=True)
+    db.session.commit()
+    sign_in_limits.clear_account(user.email)
+    return user
+
+
 def change_own_password(actor: Actor, current, new) -> User:
     """A person's new password, given their current one: their other sessions end (the caller
     keeps this one by signing in again)."""

@@ -143,6 +143,7 @@ SENTENCES: dict[str, Sentence] = {
                                                  "of signing in comes next",
     "auth.login_refused": lambda e, w, d, n: f"{w} was not let in: {d.get('reason', 'refused')}",
     "auth.logout": lambda e, w, d, n: f"{w} signed out",
+    "auth.logout_others": lambda e, w, d, n: f"{w} signed out everywhere else",
     "auth.sso_refused": lambda e, w, d, n: "A single sign-on"
                                            + (f" as {e.target}" if e.target else "")
                                            + f" was refused: {d.get('reason', 'refused')}",
@@ -162,6 +163,8 @@ SENTENCES: dict[str, Sentence] = {
     "user.password_change": _password_change,
     "user.password_change_refused": lambda e, w, d, n: f"{w} tried to change their password but "
                                                        "gave a wrong current password",
+    "user.password_reset": lambda e, w, d, n: f"{w} reset the password of {e.target}; their "
+                                              "sessions ended",
     "user.create": _user_create,
     "user.update": _user_update,
     "user.delete": lambda e, w, d, n: f"{w} removed the user {e.target}",

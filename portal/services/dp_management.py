@@ -111,15 +111,16 @@ def test_connection(url, key, name: str | None = None, *, allow_plain_http=False
     presented = None
     if not url.startswith("https://") and not allow_plain_http:
         raise PlainHttpRefused(name)
-    check_address(url, name, current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
+    # Resolved once: the fingerprint and the health are asked of the addresses checked.
+    addresses = check_address(url, name, current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
     if url.startswith("https://"):
-        presented = read_fingerprint(url)
+        presented = read_fingerprint(url, addresses=addresses)
         if expected_fingerprint:
             expected = tls.normalise(expected_fingerprint)
             if presented != expected:
                 raise CertificateChanged(name, expected, presented)
     with probe_storage("local", None, url=url, secret=key, name=name, tls_fingerprint=presented,
-                       allow_plain_http=allow_plain_http) as backend:
+                       allow_plain_http=allow_plain_http, checked_addresses=addresses) as backend:
         try:
             health = backend.check(timeout=timeout)
         except (NodeError, NodeFailed) as exc:
@@ -180,8 +181,9 @@ def presented_certificate(dp: DistributionPoint) -> tuple[str | None, str | None
     if dp.kind != "local" or not (dp.url or "").startswith("https://"):
         return None, None
     try:
-        check_address(dp.url, dp.name, current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
-        return read_fingerprint(dp.url), None
+        addresses = check_address(dp.url, dp.name,
+                                  current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
+        return read_fingerprint(dp.url, addresses=addresses), None
     except DepotError as exc:
         return None, exc.message
 
@@ -195,8 +197,8 @@ def accept_certificate(actor: Actor, dp: DistributionPoint, fingerprint) -> Dist
         raise DepotError(f"{dp.name} is not a DP node reached over HTTPS: there is no "
                          "certificate to accept")
     wanted = tls.normalise(fingerprint)
-    check_address(dp.url, dp.name, current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
-    presented = read_fingerprint(dp.url)
+    addresses = check_address(dp.url, dp.name, current_app.config["DEPOT_ALLOW_LINK_LOCAL_DPS"])
+    presented = read_fingerprint(dp.url, addresses=addresses)
     if presented != wanted:
         raise Conflict(f"{dp.name} now presents the certificate {tls.display(presented)}, not "
                        f"{tls.display(wanted)} that you accepted: nothing was changed; compare "
@@ -204,7 +206,8 @@ def accept_certificate(actor: Actor, dp: DistributionPoint, fingerprint) -> Dist
     if presented == dp.tls_fingerprint:
         return dp
     with probe_storage("local", None, url=dp.url, secret=secrets.dp_secret(dp),
-                       name=dp.name, tls_fingerprint=presented) as backend:
+                       name=dp.name, tls_fingerprint=presented,
+                       checked_addresses=addresses) as backend:
         backend.check()  # the node behind the new certificate takes the key
     old, dp.tls_fingerprint = dp.tls_fingerprint, presented
     audit.record(actor, "dp.accept_certificate", target=dp.name, url=dp.url,

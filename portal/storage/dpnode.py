@@ -16,6 +16,7 @@ from portal.storage import answers
 from portal.storage.answers import (UnreadableAnswer, failure_detail, failure_kind, failure_words,
                                     host_port, unreachable_words)
 from portal.storage.base import Source, StorageBackend, StorageEnv, Upload, UploadState
+from portal.storage.checked_address import connect_to_checked
 from portal.storage.node_tls import is_pin_mismatch, pinned_session
 
 CONNECT_TIMEOUT = 5
@@ -114,11 +115,17 @@ def refused_address(address: str) -> bool:
     return ip.is_link_local or ip in METADATA_ADDRESSES
 
 
-def check_address(url: str, name: str, allow_link_local: bool = False) -> None:
+def check_address(url: str, name: str,
+                  allow_link_local: bool = False) -> tuple[str, ...] | None:
     """Refuse a URL whose host is, or resolves to, a link-local or metadata address (checked on
-    every address the name resolves to); a name that does not resolve is NodeUnreachable."""
+    every address the name resolves to); a name that does not resolve is NodeUnreachable.
+
+    The addresses checked, in the resolver's order: connect to these (read_fingerprint's and
+    DpNodeStorage's `addresses`), never by the name again, which a rebinding DNS server could
+    answer differently the second time (portal.storage.checked_address). None when the setting
+    allows any address: nothing was checked, the name is used as it is."""
     if allow_link_local:
-        return
+        return None
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
     if host in METADATA_NAMES:
         raise AddressRefused(name, host)
@@ -127,9 +134,11 @@ def check_address(url: str, name: str, allow_link_local: bool = False) -> None:
         found = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError, ValueError):
         raise NodeUnreachable(unreachable_words(None, host_port(url), kind="name")) from None
-    for *_, sockaddr in found:
-        if refused_address(str(sockaddr[0])):
-            raise AddressRefused(name, str(sockaddr[0]))
+    addresses = tuple(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
+    for address in addresses:
+        if refused_address(address):
+            raise AddressRefused(name, address)
+    return addresses
 
 
 def _origin(url: str) -> str:
@@ -143,11 +152,13 @@ def server_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 443
 
 
-def read_fingerprint(url: str, timeout: float = CONNECT_TIMEOUT) -> str:
+def read_fingerprint(url: str, timeout: float = CONNECT_TIMEOUT, addresses=None) -> str:
     """The fingerprint of the certificate the server of an https:// URL presents (trusting
-    nothing, sending nothing); NodeUnreachable when no TLS server answers there."""
+    nothing, sending nothing), connecting to `addresses` (check_address's) where given;
+    NodeUnreachable when no TLS server answers there."""
     try:
-        return tls.presented_fingerprint(*server_address(url), timeout=timeout)
+        return tls.presented_fingerprint(*server_address(url), timeout=timeout,
+                                         addresses=addresses)
     except (OSError, ssl.SSLError, ValueError) as exc:
         if failure_kind(exc) in ("refused", "name", "timeout", "unreachable"):
             raise NodeUnreachable(unreachable_words(exc, host_port(url), timeout),
@@ -164,7 +175,10 @@ class DpNodeStorage(StorageBackend):
 
     def __init__(self, dp=None, *, secret: str | None = None, env: StorageEnv | None = None,
                  url: str | None = None, name: str | None = None,
-                 tls_fingerprint: str | None = None, allow_plain_http: bool = False):
+                 tls_fingerprint: str | None = None, allow_plain_http: bool = False,
+                 checked_addresses: tuple[str, ...] | None = None):
+        """`checked_addresses`: what check_address answered for `url` just before (a connection
+        test), so the name is not resolved again."""
         super().__init__(dp, env=env)
         key = secret
         if dp is not None:
@@ -176,6 +190,7 @@ class DpNodeStorage(StorageBackend):
         self.http = pinned_session(self.fingerprint if self.is_https else None)
         self.http.headers["Authorization"] = f"Bearer {key}"
         self._features: set[str] | None = None
+        self._addresses = tuple(checked_addresses) if checked_addresses else None
         self._address_checked = False
 
     @property
@@ -184,12 +199,16 @@ class DpNodeStorage(StorageBackend):
 
     def check_transport(self) -> None:
         """Refuse, before anything is sent, to send the key over plain HTTP unless allowed, or to a
-        link-local or metadata address (the name is resolved once per backend)."""
+        link-local or metadata address. The name is resolved once per backend and every
+        connection goes to the addresses checked."""
         if not self.is_https and not self.allow_plain_http:
             raise PlainHttpRefused(self.name)
         if not self._address_checked:
-            check_address(self.url, self.name,
-                          bool(self.env.setting("DEPOT_ALLOW_LINK_LOCAL_DPS", False)))
+            if not self._addresses:
+                allow = bool(self.env.setting("DEPOT_ALLOW_LINK_LOCAL_DPS", False))
+                self._addresses = check_address(self.url, self.name, allow)
+            if self._addresses:
+                connect_to_checked(self.http, self._addresses)
             self._address_checked = True
 
     @property
@@ -246,7 +265,7 @@ class DpNodeStorage(StorageBackend):
 
     def _changed(self) -> CertificateChanged:
         try:
-            presented = read_fingerprint(self.url)
+            presented = read_fingerprint(self.url, addresses=self._addresses)
         except NodeUnreachable:
             presented = None
         return CertificateChanged(self.name, self.fingerprint, presented)

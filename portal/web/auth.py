@@ -3,6 +3,7 @@ owner of the API token the request carried (the API blueprint reads it: views.be
 from flask import g, request
 from flask_login import current_user
 
+from portal.core.numbers import id_from_text
 from portal.extensions import db, login_manager
 from portal.models import User
 from portal.services.actors import Actor
@@ -15,18 +16,25 @@ def init_app(app) -> None:
     login_manager.session_protection = "strong"
 
 
-@login_manager.user_loader
-def _load_user(session_id: str):
-    """The signed-in user, checked on every request: the session's "id:version" must carry the
-    user's current session version (sign-out, a new password, a new role or deactivation raise
-    it), so a copied cookie stops working with them. Sessions without a version end."""
-    user_id, _, version = session_id.partition(":")
-    if not (user_id.isdecimal() and version.isdecimal()) or len(user_id) > 18 or len(version) > 18:
+def session_user(session_id) -> User | None:
+    """The active user a session's "id:version" (User.get_id) names, if the version is still the
+    user's current one: sign-out, a new password, a new role or deactivation raise it, so a
+    copied cookie stops working with them. Sessions without a version end. Also what the
+    pending second step of signing in holds (blueprints/auth/two_factor.py)."""
+    user_id, _, version = str(session_id or "").partition(":")
+    user_id = id_from_text(user_id)
+    if user_id is None or not version.isdecimal() or len(version) > 18:
         return None
-    user = db.session.get(User, int(user_id))
+    user = db.session.get(User, user_id)
     if user is None or not user.active or user.session_version != int(version):
         return None
     return user
+
+
+@login_manager.user_loader
+def _load_user(session_id: str):
+    """The signed-in user, checked on every request (session_user)."""
+    return session_user(session_id)
 
 
 def client_ip() -> str | None:

@@ -1,4 +1,6 @@
 """Errors as JSON for the API and as pages (or a flash fragment for htmx) for the console."""
+import math
+
 from flask import jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -12,6 +14,17 @@ API_PREFIXES = ("/api/", "/dp/", "/agent/")
 def wants_json() -> bool:
     """Programs call these prefixes (the API, a DP node, the agent API): they get JSON."""
     return request.path.startswith(API_PREFIXES)
+
+
+def retry_after(exc: Exception) -> dict:
+    """{"Retry-After": whole seconds} for an error that says how long to wait (a sign-in
+    throttled, a rate limit, a provider's own wait), else {}. Whole seconds, at least 1: the
+    header takes no fraction."""
+    wait = getattr(exc, "retry_after", None)
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait > 0 \
+            or not math.isfinite(wait):
+        return {}
+    return {"Retry-After": str(max(1, math.ceil(wait)))}
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None,
@@ -40,10 +53,7 @@ def init_app(app) -> None:
     unexpected (logged)."""
     @app.errorhandler(DepotError)
     def _domain_error(exc: DepotError):
-        headers = {}
-        if getattr(exc, "retry_after", None):
-            headers["Retry-After"] = str(exc.retry_after)
-        return error_response(exc.status, exc.code, exc.message, headers,
+        return error_response(exc.status, exc.code, exc.message, retry_after(exc),
                               getattr(exc, "extra", None), getattr(exc, "detail", None))
 
     @app.errorhandler(CSRFError)

@@ -28,11 +28,13 @@ def form_targets(config, app=None) -> list[str]:
 
 
 def security_headers(app) -> list[tuple[str, str]]:
-    """The app's headers, made again only when a provider's address setting changed."""
-    targets = tuple(form_targets(app.config, app))
+    """The app's headers, made again only when a provider's address setting changed. HSTS goes
+    with secure cookies (DEPOT_SECURE_COOKIES, read into SESSION_COOKIE_SECURE by
+    web.proxies): both say the console is behind HTTPS."""
+    key = (tuple(form_targets(app.config, app)), bool(app.config.get("SESSION_COOKIE_SECURE")))
     cached = app.extensions.get("depot_security_headers")
-    if cached is None or cached[0] != targets:
-        cached = (targets, http_headers.console_headers(targets))
+    if cached is None or cached[0] != key:
+        cached = (key, http_headers.console_headers(*key))
         app.extensions["depot_security_headers"] = cached
     return cached[1]
 

@@ -2,6 +2,7 @@
 JSON nested too deep (400), bodies not sent as JSON (415), and ids and numbers that are not
 whole numbers a column holds (400 or a form error), each with a message and never a 500."""
 import io
+import re
 
 import pytest
 
@@ -391,3 +392,54 @@ def test_an_agent_s_nul_padded_serial_is_taken_without_its_nuls(client, admin):
     _, secret = enrollment.create_enrollment_token(admin, "tests", days=1)
     device_id, _ = AgentCalls(client, AGENT_FACTS).enrolled(secret, serial="SN-77\x00\x00")
     assert db.session.get(Device, device_id).serial == "SN-77"
+
+
+# --- ids in paths past the column ------------------------------------------------------------
+
+def id_routes(app):
+    """(method, url template) for every routed method of every rule with an <int:...> id."""
+    int_converter = app.url_map.converters["int"]
+    for rule in app.url_map.iter_rules():
+        names = [name for name, conv in rule._converters.items()
+                 if isinstance(conv, int_converter)]
+        if not names:
+            continue
+        url = rule.rule
+        for name in names:
+            url = url.replace(f"<int:{name}>", "{id}")
+        url = re.sub(r"<[^>]+>", "x", url)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield method, url
+
+
+def test_ids_past_the_column_in_a_path_are_a_404_for_every_routed_method(app, api_as, login_as):
+    """Does every route with an id in its path answer 2**63 and 2**64 with a 404 (JSON for
+    programs, the console's page for people), never a 405 for a routed method nor a 5xx?"""
+    routes = sorted(set(id_routes(app)))
+    assert ("PATCH", "/api/v1/users/{id}") in routes and len(routes) > 20
+    api, console = api_as("admin"), login_as("admin")
+    answered = []
+    for method, url in routes:
+        for value in (2 ** 63, HUGE, "0" * 30 + "1" + "0" * 5000):
+            path = url.format(id=value)
+            if path.startswith(("/api/", "/agent/")):
+                response = api.client.open(path, method=method, headers=api._h(), json={})
+                ok = response.status_code == 404 and error_of(response)[0] == "not_found"
+            else:
+                response = console.client.open(path, method=method,
+                                               headers={"X-CSRFToken": console.csrf})
+                ok = response.status_code == 404 and response.mimetype == "text/html"
+            if not ok:
+                answered.append((method, url, str(value)[:8], response.status_code))
+    assert answered == []
+
+
+def test_an_id_the_column_holds_still_reaches_the_view(api_as):
+    """Are the largest id a column holds and an id written with leading zeros still routed to
+    the view?"""
+    api = api_as("admin")
+    other = make_user(role="viewer")
+    response = api.patch(f"/api/v1/users/{2 ** 31 - 1}", json={"role": "technician"})
+    assert response.status_code == 404 and "user" in error_of(response)[1].lower()
+    response = api.patch(f"/api/v1/users/000{other.id}", json={"role": "technician"})
+    assert response.status_code == 200 and response.get_json()["role"] == "technician"

@@ -86,6 +86,7 @@ class TestSecureCookies:
         assert response.status_code == 303
         cookies = response.headers.getlist("Set-Cookie")
         assert cookies and all("Secure" in c for c in cookies)
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
 class TestSecureCookiesSetting:
@@ -118,11 +119,25 @@ class TestSecureCookiesSetting:
             assert {"secure", "httponly", "samesite"} <= attributes, cookie
             assert "SameSite=Lax" in cookie
 
-    def test_off_wins_over_an_https_public_url(self, app):
+    def test_every_answer_tells_browsers_to_use_https_only(self, app, client, api_as):
+        """With DEPOT_SECURE_COOKIES=1, do pages, errors, API JSON, static files and the agent
+        API carry Strict-Transport-Security for one year, with no preload or subdomains?"""
+        api = api_as("admin")
+        answers = [client.get("/login"), client.get("/no-such-page"), client.get("/"),
+                   api.get("/api/v1/distribution-points"), client.get("/api/v1/jobs/1"),
+                   client.get("/static/depot.js"), client.post("/agent/v1/heartbeat", json={})]
+        assert [a.headers.get("Strict-Transport-Security") for a in answers] == \
+            ["max-age=31536000"] * len(answers)
+        answers[5].close()
+
+    def test_off_wins_over_an_https_public_url(self, app, client):
+        """Does DEPOT_SECURE_COOKIES=0 win over an https:// public URL, for the cookies and for
+        Strict-Transport-Security (not sent)?"""
         app.config.update(DEPOT_SECURE_COOKIES="0", DEPOT_PUBLIC_URL="https://depot.example.com")
         init_app(app)
         assert not app.config["SESSION_COOKIE_SECURE"]
         assert not app.config["REMEMBER_COOKIE_SECURE"]
+        assert "Strict-Transport-Security" not in client.get("/login").headers
 
 
 @pytest.mark.parametrize("value, count", [(None, 0), ("", 0), ("0", 0), (" 2 ", 2), ("10", 10)])

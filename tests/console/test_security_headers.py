@@ -28,6 +28,8 @@ def assert_secured(response, no_store=True):
     assert response.headers["Referrer-Policy"] in ("same-origin", "no-referrer")
     if no_store:
         assert response.headers["Cache-Control"] == "no-store"
+    # Plain HTTP unless DEPOT_SECURE_COOKIES says otherwise: no HSTS (tests/console/test_proxies)
+    assert "Strict-Transport-Security" not in response.headers
 
 
 def test_pages_fragments_and_errors_carry_the_headers(login_as, client):

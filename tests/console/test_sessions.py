@@ -166,7 +166,8 @@ def test_a_session_from_before_session_versions_must_sign_in_again(app):
 
 
 @pytest.mark.parametrize("session_id", ["abc:0", "{id}:x", "{id}:", ":0", "{id}:-1",
-                                        "9" * 40 + ":0", "{id}:" + "9" * 40, "{id}:1"])
+                                        "9" * 40 + ":0", "{id}:" + "9" * 40, "{id}:1",
+                                        "2147483648:0", "+{id}:0", "{id}:0:0"])
 def test_a_malformed_or_stale_session_id_is_signed_out(app, session_id):
     """Is a session id that is not "id:current version" signed out (not a 500)?"""
     user = make_user("admin")
@@ -198,3 +199,56 @@ def test_the_password_page_works_as_an_htmx_fragment(app):
     assert "Password changed" in text and signed_in(console.client)
     with console.client.session_transaction() as session:
         assert session["_user_id"] == f"{user.id}:1"
+
+
+def test_sign_out_everywhere_else_keeps_this_session_only(app):
+    """Does Settings > Security's "Sign out everywhere else" end the person's other sessions (a
+    copied cookie included) and nobody else's, keep this one and its API tokens, and is it
+    audited, as a page and as a fragment?"""
+    user, other = make_user("viewer"), make_user("viewer")
+    token = make_token(user)
+    here, elsewhere, theirs = sign_in(app, user), sign_in(app, user), sign_in(app, other)
+    thief = copy_of(app, here)
+    page = here.get("/settings/security").get_data(as_text=True)
+    assert "Sign out everywhere else" in page and "/settings/security/sign-out-others" in page
+    response = here.post("/settings/security/sign-out-others", hx=True)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and body.lstrip().startswith('<section id="security">')
+    assert "Every other session of yours has been signed out" in body
+    assert signed_in(here.client) and signed_in(theirs.client)
+    assert not signed_in(elsewhere.client) and not signed_in(thief)
+    assert app.test_client().get("/api/v1/distribution-points", headers={
+        "Authorization": f"Bearer {token}"}).status_code == 200
+    assert actions("auth.logout_others") == [("auth.logout_others", user.email, {})]
+    again = here.post("/settings/security/sign-out-others")  # a plain form post: the page
+    assert again.status_code == 200 and "<html" in again.get_data(as_text=True)
+    assert signed_in(here.client) and len(actions("auth.logout_others")) == 2
+
+
+def test_sign_out_everywhere_else_needs_a_session_and_its_token(app):
+    """Is the button's post refused without a session (sign-in page) or without the CSRF token
+    (nothing ended)?"""
+    user = make_user("viewer")
+    here, elsewhere = sign_in(app, user), sign_in(app, user)
+    stranger = app.test_client()
+    token = csrf_from(stranger.get("/login").get_data(as_text=True))
+    anonymous = stranger.post("/settings/security/sign-out-others", data={"csrf_token": token})
+    assert anonymous.status_code in (302, 303) and "/login" in anonymous.headers["Location"]
+    forged = elsewhere.client.post("/settings/security/sign-out-others")
+    assert forged.status_code == 400
+    assert signed_in(here.client) and signed_in(elsewhere.client)
+    assert actions("auth.logout_others") == []
+
+
+def test_the_session_and_the_pending_second_step_are_checked_one_way(app):
+    """Do a console session and the pending second step of signing in name their user through
+    the one check (web.auth.session_user): the current version of an active user only?"""
+    from portal.web.auth import session_user
+
+    user = make_user("viewer")
+    assert session_user(user.get_id()) == user and session_user(f"{user.id}:1") is None
+    for odd in (None, 7, "", f"{user.id}", f"{2 ** 31}:0", f"{user.id}:{'9' * 19}"):
+        assert session_user(odd) is None
+    user.active = False
+    db.session.commit()
+    assert session_user(user.get_id()) is None

@@ -4,7 +4,9 @@ import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent
+from portal.core.errors import DepotError
 from portal.services.sign_in_limits import address_bucket, in_words
+from portal.web.errors import retry_after
 from tests.factories import PASSWORD, make_user
 from tests.helpers import csrf_from
 
@@ -175,3 +177,14 @@ def test_an_ipv6_network_counts_as_one_address(app):
 ])
 def test_what_an_address_counts_as(address, bucket):
     assert address_bucket(address) == bucket
+
+
+@pytest.mark.parametrize("wait, header", [(30, "30"), (2.5, "3"), (0.2, "1"), (None, None),
+                                          (0, None), (-5, None), (float("inf"), None),
+                                          (float("nan"), None), (True, None), ("30", None)])
+def test_retry_after_is_whole_seconds_from_one_place(wait, header):
+    """Is Retry-After (sign-in pages, the code page, every JSON error) whole seconds, at least
+    one, and left out when the wait is none or no number?"""
+    exc = DepotError("wait")
+    exc.retry_after = wait
+    assert retry_after(exc).get("Retry-After") == header

@@ -135,10 +135,31 @@ def test_setting_up_shows_the_key_then_the_recovery_codes_once(app, login_as, cl
         "auth.2fa_setup_begun", "auth.2fa_setup_refused", "auth.2fa_enable"]
 
 
+def test_turning_it_on_signs_out_the_other_sessions(app, login_as, clock):
+    """Does turning two-step sign-in on end the person's other sessions (one signed in with a
+    stolen password must not outlast the new factor) while this one goes on, audited?"""
+    console = login_as("technician")
+    copied = app.test_client()
+    copied.set_cookie("session", console.client.get_cookie("session").value)
+    elsewhere = browser(app)
+    assert password_step(elsewhere, console.user.email).status_code == 303
+    assert signed_in(copied) and signed_in(elsewhere)
+    key = re.search(r'<code id="totp-key">([^<]+)</code>', console.post(
+        "/settings/security/setup").get_data(as_text=True)).group(1).replace(" ", "")
+    done = console.post("/settings/security/confirm", {"code": App(key, clock).code()}, hx=True)
+    assert done.status_code == 200
+    assert "Your other sessions have been signed out" in done.get_data(as_text=True)
+    assert signed_in(console.client) and not signed_in(copied) and not signed_in(elsewhere)
+    assert console.get("/settings/security").status_code == 200
+    assert actions("auth.2fa_enable") == [("auth.2fa_enable", console.user.email,
+                                           {"sessions_ended": True})]
+
+
 def test_setting_up_twice_is_refused_while_on(app, login_as, clock):
     """Once it is on, is starting over refused (turn it off first), the key unchanged?"""
     console = login_as("viewer")
-    enrol(console.user, clock)
+    phone, _ = enrol(console.user, clock)  # turning it on ended that session: sign in again
+    console = sign_in_with_code(app, console.user, phone.code())
     before = db.session.get(User, console.user.id).totp_secret
     response = console.post("/settings/security/setup")
     assert response.status_code == 409 and "turn it off first" in response.get_data(as_text=True)
@@ -416,7 +437,8 @@ def test_an_admin_resets_someone_elses(app, login_as, clock):
         == []
     assert actions("auth.2fa_reset") == [("auth.2fa_reset", user.email, {"sessions_ended": True})]
     assert admin.post(f"/settings/users/{user.id}/two-factor/reset").status_code == 409
-    enrol(admin.user, clock)
+    phone, _ = enrol(admin.user, clock)
+    admin = sign_in_with_code(app, admin.user, phone.code())
     own = admin.post(f"/settings/users/{admin.user.id}/two-factor/reset")
     assert own.status_code == 403 and "Settings, Security" in own.get_data(as_text=True)
     client = browser(app)

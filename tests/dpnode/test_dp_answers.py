@@ -14,11 +14,12 @@ from portal.core.errors import DepotError
 from portal.extensions import db
 from portal.models import DistributionPoint, InventoryFile, Job
 from portal.services import dp_management
-from portal.services.backends import probe_storage
+from portal.services.backends import open_storage, probe_storage
 from portal.storage import answers
 from portal.storage.answers import UnreadableAnswer, host_port
 from portal.storage.base import Source, UploadState
 from portal.storage.dpnode import AddressRefused, NodeUnreachable, check_address, failure_words
+from tests.helpers import RebindingDns
 from tests.node_fixtures import KEY
 from tests.servers import LoopbackServer
 
@@ -31,13 +32,14 @@ class FakeNode:
     records the requests it got (`seen`), and a path in `hold` waits for `release` first."""
 
     def __init__(self):
-        self.answers, self.seen, self.hold = {}, [], set()
+        self.answers, self.seen, self.hold, self.hosts = {}, [], set(), []
         self.release = threading.Event()
         self.server = LoopbackServer(Request.application(self._answer), "fake-node")
         self.url = self.server.start()
 
     def _answer(self, request):
         self.seen.append(request.path)
+        self.hosts.append(request.host)
         if request.path in self.hold:
             self.release.wait(timeout=30)
         status, body = self.answers.get(request.path, (404, b"<html>no</html>"))
@@ -381,6 +383,30 @@ def test_a_name_resolving_to_a_metadata_address_is_refused(app, monkeypatch):
     with pytest.raises(AddressRefused, match="leads to 169.254.169.254"):
         dp_management.test_connection("http://dp.branch.test:8080", KEY, "Branch",
                                       allow_plain_http=True)
+
+
+def test_the_connection_test_connects_to_the_address_it_checked(app, fake, monkeypatch):
+    """With a DNS server that answers 127.0.0.1 and then 169.254.169.254, is the name resolved
+    once, the node reached at the address checked, and the Host header still the name?"""
+    dns = RebindingDns(monkeypatch)
+    url = dns.url(fake.url)
+    assert _test(url)["version"] == "0.1.0"
+    assert dns.asked == 1 and fake.hosts == [url.split("//")[1]]
+
+
+def test_a_saved_node_s_backend_resolves_its_name_once(app, fake, admin, monkeypatch):
+    """Does a saved DP's backend keep connecting to the address it checked, call after call,
+    while a new backend checks the name again (and refuses what it now leads to)?"""
+    dp = dp_management.add_local(admin, "Branch", fake.url, KEY, allow_plain_http=True)
+    dns = RebindingDns(monkeypatch)
+    dp.url = dns.url(fake.url)
+    db.session.commit()
+    with open_storage(dp) as backend:
+        assert backend.check()["version"] == "0.1.0" and backend.check()["status"] == "ok"
+    assert dns.asked == 1
+    with pytest.raises(AddressRefused, match="169.254.169.254"), open_storage(dp) as backend:
+        backend.check()
+    assert dns.asked == 2
 
 
 def test_the_setting_allows_link_local_and_private_ranges_stay_allowed(app, fake):

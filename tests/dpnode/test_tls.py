@@ -21,7 +21,7 @@ from portal.storage.dpnode import (CertificateChanged, NodeUnreachable, PlainHtt
                                    read_fingerprint)
 from tests.dpnode.node_process import PYTHON_M_NODE, SERVER, start_node
 from tests.factories import write_file
-from tests.helpers import copy_one
+from tests.helpers import RebindingDns, copy_one
 from tests.node_fixtures import KEY
 from tests.processes import kill_hard
 from tests.servers import bound_port, log_text
@@ -135,6 +135,23 @@ def test_add_local_pins_the_certificate_and_every_call_uses_it(app, admin, tls_n
     assert audit_events("dp.create")[0].details["tls_fingerprint"] == dp.tls_fingerprint
     assert dp_management.check_health() == {dp.id: "online"}
     assert {"/dp/v1/health", "/dp/v1/inventory"} <= set(tls_node.keyed)
+
+
+def test_an_https_test_and_accept_read_and_send_to_the_address_checked(app, admin, tls_node,
+                                                                        monkeypatch):
+    """Over HTTPS, are the certificate read and the key sent to the address the name was checked
+    to resolve to (a rebinding DNS server answers 169.254.169.254 after 127.0.0.1), with the
+    name as TLS server name; and does accepting a new certificate do the same?"""
+    dns = RebindingDns(monkeypatch)
+    tested = dp_management.test_connection(dns.url(tls_node.url), KEY, "Seattle")
+    assert tested["tls_fingerprint"] == tls_node.fingerprint("a") and dns.asked == 1
+    assert tls_node.keyed == ["/dp/v1/health"]
+    dp = dp_management.add_local(admin, "Seattle", tls_node.url, KEY)
+    dp.url = dns.url(tls_node.url)
+    tls_node.serve_with("b")
+    dns.asked = 0
+    dp_management.accept_certificate(admin, dp, tls_node.fingerprint("b"))
+    assert dns.asked == 1 and dp.tls_fingerprint == tls_node.fingerprint("b")
 
 
 def test_an_upper_case_https_url_is_https(app, admin, tls_node):

@@ -10,6 +10,7 @@ from portal.core.errors import DepotError
 from portal.services import accounts, two_factor
 from portal.web import nav
 from portal.web.auth import client_ip, console_actor
+from portal.web.errors import retry_after
 from portal.web.views import safe_next, see_other
 
 
@@ -23,9 +24,7 @@ def login():
         try:
             user = accounts.check_password(form.email.data, form.password.data, ip=client_ip())
         except DepotError as exc:
-            error, status = exc.message, exc.status
-            if getattr(exc, "retry_after", None):
-                headers["Retry-After"] = str(exc.retry_after)
+            error, status, headers = exc.message, exc.status, retry_after(exc)
         else:
             target = nav.after_sign_in(user, safe_next(request.args.get("next")))
             if two_factor.enabled(user):  # the code next (blueprints/auth/two_factor.py)

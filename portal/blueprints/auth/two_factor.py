@@ -13,10 +13,10 @@ from flask_login import current_user, login_user
 from portal.blueprints.auth import bp
 from portal.blueprints.auth.forms import CodeForm, LoginForm
 from portal.core.errors import DepotError, PermissionDenied
-from portal.extensions import db
 from portal.models import User
 from portal.services import two_factor
-from portal.web.auth import client_ip
+from portal.web.auth import client_ip, session_user
+from portal.web.errors import retry_after
 
 # set in the session by a sign-in through the OpenID Connect provider (blueprints/auth/sso.py)
 SSO_SESSION_KEY = "depot_signed_in_by_sso"
@@ -25,7 +25,8 @@ PENDING_KEY = "pending_second_step"
 PENDING_SECONDS = 300
 # What an admin who must set up two-step sign-in may still reach (besides static files).
 ENROLMENT_ENDPOINTS = {"auth.login", "auth.logout", "auth.second_step", "settings.security",
-                       "settings.security_setup", "settings.security_confirm", "static"}
+                       "settings.security_setup", "settings.security_confirm",
+                       "settings.security_sign_out_others", "static"}
 NOT_CONSOLE = {"api", "agent_api"}  # bearer tokens and device tokens, never the session
 
 
@@ -44,11 +45,8 @@ def _pending_user() -> tuple[User | None, str]:
     at, target = pending.get("at"), pending.get("next") or url_for("dashboard.index")
     if not isinstance(at, int) or not 0 <= time.time() - at <= PENDING_SECONDS:
         return None, ""
-    user_id, _, version = str(pending.get("user", "")).partition(":")
-    user = db.session.get(User, int(user_id)) if user_id.isdecimal() and len(user_id) < 12 \
-        else None
-    if user is None or not user.active or str(user.session_version) != version \
-            or not two_factor.enabled(user):
+    user = session_user(pending.get("user"))
+    if user is None or not two_factor.enabled(user):
         return None, ""
     return user, target
 
@@ -71,9 +69,7 @@ def second_step():
         try:
             two_factor.sign_in(user, form.code.data, ip=client_ip())
         except DepotError as exc:
-            error, status = exc.message, exc.status
-            if getattr(exc, "retry_after", None):
-                headers["Retry-After"] = str(exc.retry_after)
+            error, status, headers = exc.message, exc.status, retry_after(exc)
         else:
             session.pop(PENDING_KEY, None)
             session.pop(SSO_SESSION_KEY, None)

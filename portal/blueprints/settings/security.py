@@ -1,7 +1,7 @@
 """Settings, Security: one's own two-step sign-in (set up, recovery codes, turn off), and an
 admin's reset of someone else's (Settings, Users)."""
 from flask import request
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, login_user
 
 from portal.blueprints.settings import bp
 from portal.blueprints.settings.forms import TotpCodeForm, TotpDisableForm, UserForm
@@ -12,10 +12,12 @@ from portal.web.auth import console_actor
 from portal.web.views import form_errors, page_or_fragment, see_other
 
 
-def _security_page(error=None, codes=None, status=200, code_form=None, disable_form=None):
+def _security_page(error=None, codes=None, status=200, code_form=None, disable_form=None,
+                   notice=None):
     user = current_user
     return page_or_fragment(
         "settings/security.html", "settings/_security.html", error=error, codes=codes,
+        notice=notice,
         enabled=two_factor.enabled(user), must_enrol=two_factor.must_enrol(user),
         required=two_factor.required(user), pending=two_factor.pending(user),
         codes_left=two_factor.recovery_codes_left(user) if two_factor.enabled(user) else 0,
@@ -59,7 +61,16 @@ def security_confirm():
         codes = two_factor.confirm(console_actor(), form.code.data)
     except DepotError as exc:
         return _refused(form, exc)
-    return _security_page(codes=codes)
+    login_user(current_user._get_current_object())  # this session goes on; the others are over
+    return _security_page(codes=codes, notice="Your other sessions have been signed out.")
+
+
+@bp.post("/security/sign-out-others")
+@login_required
+def security_sign_out_others():
+    """Sign out everywhere else: every other console session of yours ends, this one goes on."""
+    login_user(accounts.end_other_sessions(console_actor()))
+    return _security_page(notice="Every other session of yours has been signed out.")
 
 
 @bp.post("/security/recovery-codes")
