@@ -28,9 +28,9 @@ run: $(VENV)/.installed
 ## unless DEPOT_TEST_* point elsewhere) on TEST_PROCESSES pytest-xdist workers (each with its
 ## own database and Redis database; most tests wait on servers and workers, so two per core pay),
 ## then the DP node's own tests once more under waitress (the server it runs with on Windows)
-## (CI's run on PostgreSQL sets TEST_ARGS='--ignore=tests/e2e -m "not no_database"' and
-## TEST_WAITRESS=0: the browser tests, the waitress rerun and the tests that use neither the
-## database nor Redis run once, on SQLite)
+## (CI's run on PostgreSQL sets TEST_ARGS='--ignore=tests/e2e -m "not no_database and not
+## protocol"' and TEST_WAITRESS=0: the browser tests, the waitress rerun, the tests that use
+## neither the database nor Redis and the providers' protocol tests run once, on SQLite)
 TEST_PROCESSES ?= 2
 TEST_ARGS ?=
 TEST_WAITRESS ?= 1

@@ -32,8 +32,19 @@ STARTS_PROCESSES = {"start_worker", "live_server", "start_agent", "agent_zipapp"
 USES_DATABASE_OR_REDIS = {"database_url", "redis_url"}
 
 
+# The providers' and the storage contract's protocol tests: what they check is the conversation
+# with S3, OneDrive, Google Drive, Dropbox and DP nodes (their database use is the job and DP rows
+# every copy test writes too). `protocol`: CI's PostgreSQL run leaves them out, as it does
+# `no_database` tests; they run in the SQLite run.
+PROTOCOL_SUITES = ("tests/storage/", "tests/cloud/test_s3_delta.py",
+                   "tests/cloud/test_s3_copies.py", "tests/cloud/test_s3_storage.py", "tests/cloud/test_onedrive.py",
+                   "tests/cloud/test_gdrive.py", "tests/cloud/test_dropbox.py")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
+        if item.nodeid.startswith(PROTOCOL_SUITES):
+            item.add_marker(pytest.mark.protocol)
         if STARTS_PROCESSES & set(item.fixturenames) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
         if not USES_DATABASE_OR_REDIS & set(item.fixturenames):

@@ -68,11 +68,14 @@ def page(browser, csp_violations):
     assert not csp_violations, f"the Content-Security-Policy refused: {csp_violations}"
 
 
+def save_screenshot(page, name: str):
+    """Saves docs/screenshots/<name>.png when DEPOT_SCREENSHOTS=1 (README's pictures)."""
+    if os.environ.get("DEPOT_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
 @pytest.fixture
 def screenshot(page):
-    """screenshot(name): saves docs/screenshots/<name>.png when DEPOT_SCREENSHOTS=1 (README's pictures)."""
-    def _shot(name: str):
-        if os.environ.get("DEPOT_SCREENSHOTS") == "1":
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-    return _shot
+    """screenshot(name): save_screenshot of the test's `page`."""
+    return lambda name: save_screenshot(page, name)

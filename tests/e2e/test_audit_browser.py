@@ -9,7 +9,7 @@ from tests.helpers import sign_in
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_audit_sentences_details_and_filters(app, central, live_server, page):
+def test_audit_sentences_details_and_filters(app, central, live_server, page, screenshot):
     """Does the audit page read in sentences, open an entry's Details to its raw record, and
     filter by what in words, the CSV link keeping the filter?"""
     factories.make_user(role="admin", email="admin@example.com")
@@ -23,6 +23,7 @@ def test_audit_sentences_details_and_filters(app, central, live_server, page):
     signed_in.get_by_text("Details").click()
     expect(raw).to_be_visible()
     expect(raw).to_contain_text('"action": "auth.login"')
+    screenshot("audit-log")
 
     page.get_by_label("What").select_option(label="User accounts")
     page.get_by_role("button", name="Filter").click()

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from portal.extensions import db
 from portal.models import Deployment, User
 from tests import factories
-from tests.e2e.conftest import REPORT_VIOLATIONS
+from tests.e2e.conftest import REPORT_VIOLATIONS, save_screenshot
 from tests.factories import add_copy_job, add_device, add_dp
 from tests.helpers import sign_in
 
@@ -96,6 +96,7 @@ def test_phone_width_menu_and_a_dp_switch_that_keeps_the_form(browser, console_d
     menu.click()
     expect(menu).to_have_attribute("aria-expanded", "true")
     expect(nav.get_by_role("link", name="Jobs")).to_be_visible()
+    save_screenshot(page, "phone-menu")
     page.keyboard.press("Escape")
     expect(nav).to_be_hidden()
     expect(menu).to_be_focused()
