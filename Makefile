@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-quick bench install install-dev clean
+.PHONY: run test test-browser test-waitress test-quick bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,17 +28,24 @@ run: $(VENV)/.installed
 ## unless DEPOT_TEST_* point elsewhere) on TEST_PROCESSES pytest-xdist workers (each with its
 ## own database and Redis database; most tests wait on servers and workers, so two per core pay),
 ## then the DP node's own tests once more under waitress (the server it runs with on Windows)
-## (CI's run on PostgreSQL sets TEST_ARGS='--ignore=tests/e2e -m "not no_database and not
-## protocol"' and TEST_WAITRESS=0: the browser tests, the waitress rerun, the tests that use
-## neither the database nor Redis and the providers' protocol tests run once, on SQLite)
+## (CI's run on PostgreSQL sets TEST_ARGS='--ignore=tests/e2e -m "not once"' and TEST_WAITRESS=0:
+## what tests/conftest.py marks `once` and the browser tests run in the SQLite run only; CI runs
+## `make test-waitress` and `make test-browser` after the PostgreSQL run, to even the two out)
 TEST_PROCESSES ?= 2
 TEST_ARGS ?=
 TEST_WAITRESS ?= 1
 test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal $(TEST_ARGS)
-	if [ "$(TEST_WAITRESS)" = 1 ]; then \
-	  DEPOT_TEST_DP_SERVER=waitress $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) tests/dpnode; fi
+	if [ "$(TEST_WAITRESS)" = 1 ]; then $(MAKE) --no-print-directory test-waitress; fi
+
+## test-browser: the browser tests only (CI runs them after its PostgreSQL run, on SQLite)
+test-browser: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) tests/e2e
+
+## test-waitress: the DP node's own tests under waitress only (CI runs it beside the suite)
+test-waitress: $(VENV)/.installed-dev
+	DEPOT_TEST_DP_SERVER=waitress $(BIN)/python -m pytest -q -n $(TEST_PROCESSES) tests/dpnode
 
 ## test-quick: the edit loop (about 40 s): the tests that start no process and no browser (not
 ## marked `slow`), without the storage contract suite and the cloud providers' tests, which run

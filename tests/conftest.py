@@ -27,28 +27,29 @@ pytest_plugins = ["tests.node_fixtures"]  # `node`: a DP node on a loopback port
 STARTS_PROCESSES = {"start_worker", "live_server", "start_agent", "agent_zipapp", "browser", "page"}
 
 
-# A test that uses neither (directly or through another fixture) runs the same on any database:
-# it is `no_database`, and CI's PostgreSQL run leaves it out (`-m "not no_database"`).
+# What CI's PostgreSQL run leaves out (`-m "not once"`), since the SQLite run has run it and the
+# database changes nothing in what it checks; each is marked `once`:
+# - a test that uses neither the database nor Redis (directly or through another fixture);
+# - the providers' and the storage contract's protocol tests: the conversation with S3,
+#   OneDrive, Google Drive, Dropbox and DP nodes (their database use is job and DP rows);
+# - tests that start processes (`slow`) to kill and resume copies, agents, nodes and `make run`,
+#   outside tests/jobs: the jobs' claiming, recovery and scale-out on real workers, which do
+#   depend on the database's locking, run on PostgreSQL too.
 USES_DATABASE_OR_REDIS = {"database_url", "redis_url"}
-
-
-# The providers' and the storage contract's protocol tests: what they check is the conversation
-# with S3, OneDrive, Google Drive, Dropbox and DP nodes (their database use is the job and DP rows
-# every copy test writes too). `protocol`: CI's PostgreSQL run leaves them out, as it does
-# `no_database` tests; they run in the SQLite run.
 PROTOCOL_SUITES = ("tests/storage/", "tests/cloud/test_s3_delta.py",
-                   "tests/cloud/test_s3_copies.py", "tests/cloud/test_s3_storage.py", "tests/cloud/test_onedrive.py",
-                   "tests/cloud/test_gdrive.py", "tests/cloud/test_dropbox.py")
+                   "tests/cloud/test_s3_copies.py", "tests/cloud/test_s3_storage.py",
+                   "tests/cloud/test_onedrive.py", "tests/cloud/test_gdrive.py",
+                   "tests/cloud/test_dropbox.py")
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.nodeid.startswith(PROTOCOL_SUITES):
-            item.add_marker(pytest.mark.protocol)
         if STARTS_PROCESSES & set(item.fixturenames) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
-        if not USES_DATABASE_OR_REDIS & set(item.fixturenames):
-            item.add_marker(pytest.mark.no_database)
+        if (not USES_DATABASE_OR_REDIS & set(item.fixturenames)
+                or item.nodeid.startswith(PROTOCOL_SUITES)
+                or (item.get_closest_marker("slow") and not item.nodeid.startswith("tests/jobs/"))):
+            item.add_marker(pytest.mark.once)
 
 
 @pytest.fixture(scope="session")
