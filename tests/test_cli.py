@@ -172,6 +172,9 @@ def test_make_run_serves_and_ctrl_c_stops_everything(app, worker_env, tmp_path):
         assert urllib.request.urlopen(link, timeout=30).read() == b"r" * 5000
         ranged = urllib.request.Request(link, headers={"Range": "bytes=4990-"})
         assert urllib.request.urlopen(ranged, timeout=30).read() == b"r" * 10
+        # The watcher says so once it watches (on a busy machine, after the rest answers).
+        poll(lambda: "Watching " in log_path.read_text(), timeout=90,
+             message="the watcher of central's root to start")
         children = descendants(proc.pid)
         # gunicorn, central's node, rq worker, rq cron, the watcher of central's root (and theirs)
         assert len(children) >= 5
