@@ -14,7 +14,7 @@ from portal.core.paths import confine, inside_root
 from portal.core.version import __version__
 from portal.core.chunkstore import ChunkStore
 from portal.dpnode import assembly, inventory
-from portal.dpnode.uploads import UploadStore, upload_id, valid_upload_id
+from portal.dpnode.uploads import UploadStore, chunk_offset, upload_id, valid_upload_id
 
 bp = Blueprint("dpnode", __name__, url_prefix="/dp/v1")
 PUBLIC_ENDPOINTS = {"dpnode.download"}
@@ -114,12 +114,7 @@ def show_upload(uid: str):
 @bp.patch("/uploads/<uid>")
 def write_chunk(uid: str):
     """Write the body at the byte offset given by the Upload-Offset header."""
-    try:
-        offset = int(request.headers["Upload-Offset"])
-    except (KeyError, ValueError):
-        raise DepotError("send the chunk's position in an Upload-Offset header") from None
-    if request.content_length is None:
-        raise DepotError("send a Content-Length with every chunk")
+    offset = chunk_offset(request.headers, request.content_length)
     return store().write(uid, offset, request.content_length, request.stream.read).to_dict()
 
 

@@ -79,6 +79,18 @@ def part_shared(path: str, uid: str):
         yield held.fd
 
 
+def chunk_offset(headers, content_length: int | None) -> int:
+    """Where a PATCHed chunk goes: its Upload-Offset header (the node's route and central's
+    upload route read it alike); DepotError when that header or the Content-Length is missing."""
+    try:
+        offset = int(headers["Upload-Offset"])
+    except (KeyError, ValueError):
+        raise DepotError("send the chunk's position in an Upload-Offset header") from None
+    if content_length is None:
+        raise DepotError("send a Content-Length with every chunk")
+    return offset
+
+
 def upload_id(path: str, size: int, sha256: str) -> str:
     """The upload's name, from what it will become."""
     return hashlib.sha256(f"{path}\0{size}\0{sha256}".encode()).hexdigest()[:32]

@@ -15,6 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from portal.core.errors import DepotError, error_body
 from portal.core.jsonbody import too_large_message
 from portal.core.libraries import library_for_slug
+from portal.dpnode.uploads import chunk_offset
 from portal.extensions import csrf
 from portal.services import uploads
 from portal.web.auth import console_actor
@@ -87,12 +88,7 @@ def show(library: str, uid: str):
 @login_required
 def write(library: str, uid: str):
     """Write the body at the Upload-Offset header's byte (409 unless that is where it stands)."""
-    try:
-        offset = int(request.headers["Upload-Offset"])
-    except (KeyError, ValueError):
-        raise DepotError("send the chunk's position in an Upload-Offset header") from None
-    if request.content_length is None:
-        raise DepotError("send a Content-Length with every chunk")
+    offset = chunk_offset(request.headers, request.content_length)
     return uploads.write(console_actor(), library, uid, offset, request.content_length,
                          request.stream.read)
 
