@@ -10,6 +10,7 @@ the others still go ahead. The outcome reads as one sentence for a flash:
 from dataclasses import dataclass, field
 
 from portal.core.errors import DepotError, NotFound
+from portal.core.numbers import id_from_text
 from portal.services import copies, deployments, job_lists, jobs
 from portal.services.actors import Actor
 from portal.services.permissions import require
@@ -46,6 +47,7 @@ class Outcome:
 
 
 NOT_FOUND = ("was not found", "were not found")
+FINISHED = ("had already finished", "had already finished")
 
 
 def _ids(ids, what: str) -> list:
@@ -57,23 +59,29 @@ def _ids(ids, what: str) -> list:
     return ids
 
 
-def cancel_jobs(actor: Actor, job_ids) -> Outcome:
-    """Cancel each queued job, and ask each running one to stop (one audit entry per job)."""
-    require(actor.user, "cancel_job")
-    outcome = Outcome(("job", "jobs"), "cancelled")
-    for job_id in _ids(job_ids, "jobs to cancel"):
+def _visible_jobs(actor: Actor, job_ids, what: str, outcome: Outcome):
+    """The ticked jobs the actor may see, one by one; the others counted as not found."""
+    for job_id in _ids(job_ids, what):
         try:
             job = job_lists.visible_job(actor.user, job_id)
         except NotFound:
             outcome.skip(NOT_FOUND)
             continue
+        yield job
+
+
+def cancel_jobs(actor: Actor, job_ids) -> Outcome:
+    """Cancel each queued job, and ask each running one to stop (one audit entry per job)."""
+    require(actor.user, "cancel_job")
+    outcome = Outcome(("job", "jobs"), "cancelled")
+    for job in _visible_jobs(actor, job_ids, "jobs to cancel", outcome):
         if not job.is_active:
-            outcome.skip(("had already finished", "had already finished"))
+            outcome.skip(FINISHED)
             continue
         try:
             jobs.cancel_job(job.id, actor)
         except DepotError:  # it finished between the look and the cancel
-            outcome.skip(("had already finished", "had already finished"))
+            outcome.skip(FINISHED)
             continue
         outcome.done += 1
     return outcome
@@ -83,12 +91,7 @@ def retry_copies(actor: Actor, job_ids) -> Outcome:
     """Copy again the asset of each failed copy to its DP, as Copy to… starts a copy."""
     require(actor.user, "copy")
     outcome = Outcome(("copy", "copies"), "started again")
-    for job_id in _ids(job_ids, "failed copies to retry"):
-        try:
-            job = job_lists.visible_job(actor.user, job_id)
-        except NotFound:
-            outcome.skip(NOT_FOUND)
-            continue
+    for job in _visible_jobs(actor, job_ids, "failed copies to retry", outcome):
         if job.kind != "copy" or job.state != "failed":
             outcome.skip(("was not a failed copy", "were not failed copies"))
             continue
@@ -118,8 +121,8 @@ def redeploy(actor: Actor, deployment_ids) -> Outcome:
     outcome = Outcome(("deployment", "deployments"), "started again")
     for deployment_id in _ids(deployment_ids, "failed or cancelled deployments to redeploy"):
         try:
-            old = deployments.get_deployment(actor.user, int(deployment_id))
-        except (NotFound, TypeError, ValueError):
+            old = deployments.get_deployment(actor.user, id_from_text(deployment_id))
+        except NotFound:
             outcome.skip(NOT_FOUND)
             continue
         if old.state not in REDEPLOYABLE:
